@@ -1,0 +1,129 @@
+package needs
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// State is the lifecycle state of an instance.
+type State string
+
+// Instance states; see the package doc for the transitions.
+const (
+	Pending  State = "pending"  // waiting for a master to be granted it
+	Starting State = "starting" // granted; the child is being spawned and checked
+	Running  State = "running"  // approved: every declared port answered
+	Stopping State = "stopping" // asked to stop; dropped once its master confirms
+	Backoff  State = "backoff"  // failed; placed again at NextAttempt
+)
+
+// Placed reports whether an instance in state s is held by a master.
+func (s State) Placed() bool { return s == Starting || s == Running || s == Stopping }
+
+// Instance is one copy of a need and, once placed, the service it runs.
+type Instance struct {
+	Need  string    `json:"need"`
+	Index int       `json:"index"`
+	Name  string    `json:"instance"`
+	State State     `json:"state"`
+	Since time.Time `json:"since"`
+
+	// Alloc is the id of the current placement; empty while unplaced.
+	Alloc       string           `json:"alloc,omitempty"`
+	MasterID    string           `json:"master_id,omitempty"`
+	Master      string           `json:"master,omitempty"`
+	Address     string           `json:"address,omitempty"`
+	PID         int              `json:"pid,omitempty"`
+	Ports       map[Protocol]int `json:"ports,omitempty"`
+	StartedAt   time.Time        `json:"started_at,omitzero"`
+	Reason      string           `json:"reason,omitempty"`
+	LastExit    string           `json:"last_exit,omitempty"`
+	Failures    int              `json:"failures,omitempty"`
+	Restarts    int              `json:"restarts,omitempty"`
+	NextAttempt time.Time        `json:"next_attempt,omitzero"`
+	// Removing is set when the instance is stopping for good (scale down or
+	// need rm) rather than to be placed again.
+	Removing bool `json:"removing,omitempty"`
+}
+
+// InstanceName returns the name of instance i of need.
+func InstanceName(need string, i int) string { return need + "." + strconv.Itoa(i) }
+
+// ParseInstanceName splits "web.2" into "web" and 2.
+func ParseInstanceName(s string) (string, int, error) {
+	i := strings.LastIndexByte(s, '.')
+	if i < 0 {
+		return "", 0, &FieldError{Field: "instance", Msg: fmt.Sprintf("%q is not <need>.<index>", s)}
+	}
+	n, err := strconv.Atoi(s[i+1:])
+	if err != nil || n < 0 {
+		return "", 0, &FieldError{Field: "instance", Msg: fmt.Sprintf("%q is not <need>.<index>", s)}
+	}
+	if err := ValidateName("instance", s[:i]); err != nil {
+		return "", 0, err
+	}
+	return s[:i], n, nil
+}
+
+// Clone returns a deep copy of in.
+func (in *Instance) Clone() *Instance {
+	c := *in
+	if in.Ports != nil {
+		c.Ports = make(map[Protocol]int, len(in.Ports))
+		for k, v := range in.Ports {
+			c.Ports[k] = v
+		}
+	}
+	return &c
+}
+
+// Unplace clears everything that belongs to a placement.
+func (in *Instance) Unplace() {
+	in.Alloc, in.MasterID, in.Master, in.Address = "", "", "", ""
+	in.PID, in.Ports, in.StartedAt = 0, nil, time.Time{}
+}
+
+// Back-off bounds for an instance that keeps failing.
+const (
+	BackoffMin  = 100 * time.Millisecond
+	BackoffMax  = 30 * time.Second
+	StableAfter = 30 * time.Second
+)
+
+// BackoffDelay returns the delay before placing again an instance that has
+// failed `failures` times in a row: 100 ms, doubling, capped at 30 s.
+func BackoffDelay(failures int) time.Duration {
+	if failures <= 0 {
+		return 0
+	}
+	d := BackoffMin
+	for i := 1; i < failures && d < BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, BackoffMax)
+}
+
+// Master describes a connected (or recently seen) master.
+type Master struct {
+	ID        string              `json:"id"`
+	Name      string              `json:"name"`
+	Address   string              `json:"address"`
+	Connected bool                `json:"connected"`
+	Since     time.Time           `json:"since"`
+	Instances int                 `json:"instances"`
+	Ranges    map[Protocol][2]int `json:"ranges,omitempty"`
+	Free      map[Protocol]int    `json:"free,omitempty"`
+	Version   string              `json:"version,omitempty"`
+}
+
+// NeedStatus is a need with the live count of its instances, as the API and
+// CLI show it.
+type NeedStatus struct {
+	Need
+	Running      int         `json:"running"`
+	Pending      int         `json:"pending"`
+	Reasons      []string    `json:"reasons,omitempty"`
+	InstanceList []*Instance `json:"instance_list,omitempty"`
+}

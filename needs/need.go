@@ -1,0 +1,150 @@
+package needs
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Need is a declaration of what should run.
+type Need struct {
+	// Name is a DNS label: 1–63 of a-z, 0-9 and '-', not starting or ending
+	// with '-'.
+	Name string `json:"name"`
+	// Command is the program and its arguments. ${VAR} in the arguments is
+	// expanded from the child's environment when it is spawned.
+	Command []string `json:"command"`
+	// Instances is the desired number of instances; 0 is allowed.
+	Instances int `json:"instances"`
+	// Protocols lists the ports each instance gets, at most one per protocol.
+	Protocols []Protocol `json:"protocols"`
+	// Env is extra environment for the child.
+	Env map[string]string `json:"env,omitempty"`
+	// Machine, when set, pins the need to the master of that name.
+	Machine string `json:"machine,omitempty"`
+	// Created is when the need was first declared.
+	Created time.Time `json:"created"`
+}
+
+// Limits on what a need may hold.
+const (
+	MaxInstances   = 1000
+	MaxCommandArgs = 256
+	MaxArgLen      = 4096
+	MaxEnv         = 256
+	MaxEnvLen      = 4096
+)
+
+var (
+	labelRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// ValidateName reports whether s is a valid need or master name (a DNS label).
+func ValidateName(field, s string) error {
+	if s == "" {
+		return &FieldError{Field: field, Msg: "must not be empty"}
+	}
+	if !labelRE.MatchString(s) {
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q is not a DNS label (1-63 of a-z, 0-9 and '-', not starting or ending with '-')", s)}
+	}
+	return nil
+}
+
+// Validate checks every field of n and returns the first problem found as a
+// *FieldError naming the field.
+func (n *Need) Validate() error {
+	if err := ValidateName("name", n.Name); err != nil {
+		return err
+	}
+	if len(n.Command) == 0 || strings.TrimSpace(n.Command[0]) == "" {
+		return &FieldError{Field: "command", Msg: "must not be empty"}
+	}
+	if len(n.Command) > MaxCommandArgs {
+		return &FieldError{Field: "command", Msg: fmt.Sprintf("has %d arguments, more than %d", len(n.Command), MaxCommandArgs)}
+	}
+	for i, a := range n.Command {
+		if len(a) > MaxArgLen {
+			return &FieldError{Field: fmt.Sprintf("command[%d]", i), Msg: fmt.Sprintf("longer than %d bytes", MaxArgLen)}
+		}
+		if strings.ContainsRune(a, 0) {
+			return &FieldError{Field: fmt.Sprintf("command[%d]", i), Msg: "contains a NUL byte"}
+		}
+	}
+	if err := ValidateInstances(n.Instances); err != nil {
+		return err
+	}
+	seen := map[Protocol]bool{}
+	for i, p := range n.Protocols {
+		if err := p.Validate(); err != nil {
+			return &FieldError{Field: fmt.Sprintf("protocols[%d]", i), Msg: err.Error()}
+		}
+		if seen[p] {
+			return &FieldError{Field: fmt.Sprintf("protocols[%d]", i), Msg: fmt.Sprintf("%q is listed twice", p)}
+		}
+		seen[p] = true
+	}
+	if len(n.Env) > MaxEnv {
+		return &FieldError{Field: "env", Msg: fmt.Sprintf("has %d entries, more than %d", len(n.Env), MaxEnv)}
+	}
+	for k, v := range n.Env {
+		if !envKeyRE.MatchString(k) {
+			return &FieldError{Field: "env", Msg: fmt.Sprintf("%q is not a valid variable name", k)}
+		}
+		if strings.HasPrefix(k, "BERTH_") || k == "PORT" || strings.HasPrefix(k, "LISTEN_") {
+			return &FieldError{Field: "env", Msg: fmt.Sprintf("%q is set by berth and cannot be overridden", k)}
+		}
+		if len(v) > MaxEnvLen || strings.ContainsRune(v, 0) {
+			return &FieldError{Field: "env." + k, Msg: fmt.Sprintf("value is longer than %d bytes or contains a NUL byte", MaxEnvLen)}
+		}
+	}
+	if n.Machine != "" {
+		if err := ValidateName("machine", n.Machine); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ValidateInstances checks a desired instance count.
+func ValidateInstances(n int) error {
+	if n < 0 {
+		return &FieldError{Field: "instances", Msg: fmt.Sprintf("must be >= 0, got %d", n)}
+	}
+	if n > MaxInstances {
+		return &FieldError{Field: "instances", Msg: fmt.Sprintf("must be <= %d, got %d", MaxInstances, n)}
+	}
+	return nil
+}
+
+// Clone returns a deep copy of n.
+func (n *Need) Clone() *Need {
+	c := *n
+	c.Command = slices.Clone(n.Command)
+	c.Protocols = slices.Clone(n.Protocols)
+	if n.Env != nil {
+		c.Env = make(map[string]string, len(n.Env))
+		for k, v := range n.Env {
+			c.Env[k] = v
+		}
+	}
+	return &c
+}
+
+// ParseEnv turns "K=V" strings into a map, naming the first bad entry.
+func ParseEnv(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, &FieldError{Field: "env", Msg: fmt.Sprintf("%q is not K=V", kv)}
+		}
+		m[k] = v
+	}
+	return m, nil
+}

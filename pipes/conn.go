@@ -1,0 +1,202 @@
+package pipes
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Version is the envelope version this package speaks.
+const Version = 1
+
+// MaxFrame is the default and largest frame a connection accepts.
+const MaxFrame = 1 << 20
+
+// Msg is one envelope.
+type Msg struct {
+	V     int             `json:"v"`
+	Type  string          `json:"type"`
+	ID    uint64          `json:"id,omitempty"`
+	Body  json.RawMessage `json:"body,omitempty"`
+	Error *Error          `json:"error,omitempty"`
+}
+
+// Decode unmarshals the body into v, naming the message type on error.
+func (m *Msg) Decode(v any) error {
+	if len(m.Body) == 0 {
+		return &Error{Code: CodeInvalid, Message: m.Type + ": missing body"}
+	}
+	if err := json.Unmarshal(m.Body, v); err != nil {
+		return &Error{Code: CodeInvalid, Message: fmt.Sprintf("%s: body: %v", m.Type, err)}
+	}
+	if val, ok := v.(interface{ Validate() error }); ok {
+		if err := val.Validate(); err != nil {
+			return &Error{Code: CodeInvalid, Message: fmt.Sprintf("%s: %v", m.Type, err)}
+		}
+	}
+	return nil
+}
+
+// New builds a message of type typ with body v.
+func New(typ string, v any) (*Msg, error) {
+	m := &Msg{V: Version, Type: typ}
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s body: %w", typ, err)
+		}
+		m.Body = b
+	}
+	return m, nil
+}
+
+// Encode appends the frame for m to dst.
+func Encode(dst []byte, m *Msg) ([]byte, error) {
+	if err := validType(m.Type); err != nil {
+		return dst, err
+	}
+	if m.V == 0 {
+		m.V = Version
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return dst, fmt.Errorf("encode %s: %w", m.Type, err)
+	}
+	if len(b) > MaxFrame {
+		return dst, fmt.Errorf("encode %s: %w (%d bytes)", m.Type, ErrFrameTooLarge, len(b))
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(b)))
+	return append(dst, b...), nil
+}
+
+// Decode reads one frame from r, refusing frames longer than max (MaxFrame
+// if max <= 0) before allocating.
+func Decode(r io.Reader, max int) (*Msg, error) {
+	if max <= 0 || max > MaxFrame {
+		max = MaxFrame
+	}
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > uint32(max) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
+	}
+	if n < 2 {
+		return nil, fmt.Errorf("%w: length %d", ErrBadFrame, n)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return Unmarshal(buf)
+}
+
+// Unmarshal decodes and checks an envelope.
+func Unmarshal(b []byte) (*Msg, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m Msg
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadFrame, err)
+	}
+	// Only JSON whitespace may follow (dec.More misses a trailing '}' or ']').
+	if len(bytes.TrimLeft(b[dec.InputOffset():], " \t\r\n")) > 0 {
+		return nil, fmt.Errorf("%w: trailing data after envelope", ErrBadFrame)
+	}
+	if m.V != Version {
+		return nil, fmt.Errorf("%w: envelope version %d, want %d", ErrUnsupported, m.V, Version)
+	}
+	if err := validType(m.Type); err != nil {
+		return nil, err
+	}
+	if m.Error != nil {
+		if err := m.Error.Code.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return &m, nil
+}
+
+func validType(t string) error {
+	if t == "" || len(t) > 64 {
+		return fmt.Errorf("%w: type must be 1-64 bytes, got %d", ErrBadFrame, len(t))
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return fmt.Errorf("%w: type %q has a character outside [a-z0-9_.-]", ErrBadFrame, t)
+		}
+	}
+	return nil
+}
+
+// Conn is a framed, bidirectional message connection.
+// Send and Close may be called concurrently; Recv must be called from one
+// goroutine at a time.
+type Conn struct {
+	rwc io.ReadWriteCloser
+	br  *bufio.Reader
+	max int
+
+	wmu sync.Mutex // Protects following.
+	buf []byte
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewConn frames messages over rwc; max bounds incoming frames (<= 0 means
+// MaxFrame).
+func NewConn(rwc io.ReadWriteCloser, max int) *Conn {
+	return &Conn{rwc: rwc, br: bufio.NewReader(rwc), max: max}
+}
+
+// Send writes one message.
+func (c *Conn) Send(m *Msg) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var err error
+	c.buf, err = Encode(c.buf[:0], m)
+	if err != nil {
+		return err
+	}
+	_, err = c.rwc.Write(c.buf)
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil
+	}
+	return err
+}
+
+// SendBody builds and sends a message of type typ with body v and id.
+func (c *Conn) SendBody(typ string, id uint64, v any) error {
+	m, err := New(typ, v)
+	if err != nil {
+		return err
+	}
+	m.ID = id
+	return c.Send(m)
+}
+
+// SendError answers request id with err.
+func (c *Conn) SendError(id uint64, err error) error {
+	return c.Send(&Msg{V: Version, Type: "error", ID: id, Error: ErrorFrom(err)})
+}
+
+// Recv reads the next message.
+func (c *Conn) Recv() (*Msg, error) { return Decode(c.br, c.max) }
+
+// Close closes the underlying connection; it is idempotent.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.rwc.Close() })
+	return c.closeErr
+}

@@ -1,0 +1,58 @@
+// Package pipes owns every byte on berth's control connections: the master's
+// link to the lanmanager (over WebSocket), each child's control socket and the
+// master's own socket (Unix domain sockets).
+//
+// # Framing
+//
+// A connection carries a stream of frames in each direction. A frame is
+//
+//	+----------------+---------------------------+
+//	| length: uint32 | envelope: length bytes    |
+//	| big-endian     | UTF-8 JSON object         |
+//	+----------------+---------------------------+
+//
+// The length counts the envelope only and must be between 2 and the
+// connection's maximum (MaxFrame, 1 MiB, unless the connection was made with a
+// smaller one). A larger length is refused before anything is allocated and
+// the connection is closed: there is no way to resynchronise a stream.
+// Over WebSocket the same frames travel inside binary messages; a frame may
+// span messages and a message may hold several frames.
+//
+// # Envelope
+//
+//		{"v":1, "type":"started", "id":7, "body":{...}, "error":{"code":"invalid","message":"..."}}
+//
+//	  - v: protocol version, 1. A frame with another version is refused with
+//	    code "unsupported".
+//	  - type: the message type, 1-64 bytes of [a-z0-9_.-]. Required.
+//	  - id: optional. A request that wants an answer sets a non-zero id; the
+//	    answer carries the same id.
+//	  - body: the message's payload, a JSON value whose shape depends on type
+//	    (see messages.go). Receivers validate it and answer a bad one with an
+//	    error frame (type "error") naming the field.
+//	  - error: set on error answers only, with a code from the list below and
+//	    a human-readable message.
+//
+// Unknown envelope fields are refused; unknown body fields are ignored so
+// that a newer peer can add to a message.
+//
+// # Error codes
+//
+// The list is append-only: invalid, not_found, exists, unauthorized,
+// internal, unsupported, exhausted, stale. [ErrorFrom] and [Error.Unwrap] map
+// them to and from the sentinels of package needs and this package.
+//
+// # Versioning
+//
+// A peer that changes the meaning of a message bumps v. Adding optional body
+// fields or new message types does not; a receiver answers a type it does not
+// know with an "unsupported" error and keeps the connection.
+//
+// # Control sockets
+//
+// [Listen] creates a Unix socket with mode 0600. If the path exists it dials
+// it first: a live listener means another owner, and Listen refuses; a dead
+// socket is removed; a path that is not a socket is refused. Socket paths are
+// limited to [MaxSocketPath] bytes (the kernel's sun_path is 108 bytes with
+// its NUL).
+package pipes

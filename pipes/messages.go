@@ -1,0 +1,270 @@
+package pipes
+
+import (
+	"fmt"
+	"time"
+
+	"berth/needs"
+)
+
+// Message types on the master ↔ lanmanager link (over WebSocket at /v1/link).
+// "→L" travels from master to lanmanager, "→M" the other way.
+const (
+	TypeHello   = "hello"   // →L Hello: first frame; who the master is and what it runs
+	TypeWelcome = "welcome" // →M Welcome: answer to hello
+	TypeOffer   = "offer"   // →M Offer: an unsatisfied instance this master may bid for
+	TypeBid     = "bid"     // →L Bid: yes or no to an offer
+	TypeGrant   = "grant"   // →M Grant: the instance is this master's, under a new allocation
+	TypeStarted = "started" // →L Started: the child runs; here are its pid, address and ports
+	TypeReady   = "ready"   // →L AllocRef: the child said ready on its pipe
+	TypeApprove = "approve" // →M AllocRef: every port answered; the instance is running
+	TypeStop    = "stop"    // →M Stop: stop this allocation (rejected, scaled down, removed, stale)
+	TypeExited  = "exited"  // →L Exited: the child is gone (exit, signal, failed start, stopped)
+	TypeStats   = "stats"   // →L / child→master Stats: heartbeat figures
+	TypePing    = "ping"    // either way, no body; answered by pong with the same id
+	TypePong    = "pong"
+	TypeError   = "error" // answer carrying Msg.Error
+)
+
+// Message types on a child's control socket.
+const (
+	TypeChildHello = "child.hello" // child→master ChildHello, first frame
+	TypeChildReady = "child.ready" // child→master, no body
+	TypeChildStop  = "child.stop"  // master→child ChildStop: please exit within the grace
+)
+
+// Message types on the master's own socket.
+const (
+	TypePS = "ps" // request (no body) and answer ([]ChildInfo)
+)
+
+// Hello introduces a master.
+type Hello struct {
+	ID      string                    `json:"id"`
+	Name    string                    `json:"name"`
+	Address string                    `json:"address"`
+	Version string                    `json:"version,omitempty"`
+	Ranges  map[needs.Protocol][2]int `json:"ranges,omitempty"`
+	Free    map[needs.Protocol]int    `json:"free,omitempty"`
+	Allocs  []Started                 `json:"allocs,omitempty"`
+}
+
+// Validate checks a hello.
+func (h *Hello) Validate() error {
+	if len(h.ID) < 8 || len(h.ID) > 64 {
+		return &needs.FieldError{Field: "id", Msg: "must be 8-64 bytes"}
+	}
+	if err := needs.ValidateName("name", h.Name); err != nil {
+		return err
+	}
+	if h.Address == "" {
+		return &needs.FieldError{Field: "address", Msg: "must not be empty"}
+	}
+	for i := range h.Allocs {
+		if err := h.Allocs[i].Validate(); err != nil {
+			return fmt.Errorf("allocs[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Welcome answers a hello.
+type Welcome struct {
+	// HeartbeatMS is how often the master should ping.
+	HeartbeatMS int `json:"heartbeat_ms"`
+}
+
+// Offer proposes an unsatisfied instance to a master.
+type Offer struct {
+	Instance string     `json:"instance"`
+	Round    uint64     `json:"round"`
+	Need     needs.Need `json:"need"`
+}
+
+// Validate checks an offer.
+func (o *Offer) Validate() error {
+	if _, _, err := needs.ParseInstanceName(o.Instance); err != nil {
+		return err
+	}
+	return o.Need.Validate()
+}
+
+// Bid answers an offer.
+type Bid struct {
+	Instance string `json:"instance"`
+	Round    uint64 `json:"round"`
+	OK       bool   `json:"ok"`
+	// Reason says why not, when !OK (e.g. "http range 16000-16999 exhausted").
+	Reason string `json:"reason,omitempty"`
+}
+
+// Validate checks a bid.
+func (b *Bid) Validate() error {
+	_, _, err := needs.ParseInstanceName(b.Instance)
+	return err
+}
+
+// Grant hands an instance to a master under a new allocation id.
+type Grant struct {
+	Instance string     `json:"instance"`
+	Alloc    string     `json:"alloc"`
+	Need     needs.Need `json:"need"`
+}
+
+// Validate checks a grant.
+func (g *Grant) Validate() error {
+	if _, _, err := needs.ParseInstanceName(g.Instance); err != nil {
+		return err
+	}
+	if err := ValidateAlloc(g.Alloc); err != nil {
+		return err
+	}
+	return g.Need.Validate()
+}
+
+// Started reports a spawned child.
+type Started struct {
+	Alloc     string                 `json:"alloc"`
+	Instance  string                 `json:"instance"`
+	PID       int                    `json:"pid"`
+	Address   string                 `json:"address"`
+	Ports     map[needs.Protocol]int `json:"ports,omitempty"`
+	StartedAt time.Time              `json:"started_at"`
+	Ready     bool                   `json:"ready,omitempty"`
+}
+
+// Validate checks a started report.
+func (s *Started) Validate() error {
+	if err := ValidateAlloc(s.Alloc); err != nil {
+		return err
+	}
+	if _, _, err := needs.ParseInstanceName(s.Instance); err != nil {
+		return err
+	}
+	if s.PID <= 0 {
+		return &needs.FieldError{Field: "pid", Msg: fmt.Sprintf("must be > 0, got %d", s.PID)}
+	}
+	for p, port := range s.Ports {
+		if err := p.Validate(); err != nil {
+			return &needs.FieldError{Field: "ports", Msg: err.Error()}
+		}
+		if port < 1 || port > 65535 {
+			return &needs.FieldError{Field: "ports." + string(p), Msg: fmt.Sprintf("%d is outside 1-65535", port)}
+		}
+	}
+	return nil
+}
+
+// AllocRef names an allocation.
+type AllocRef struct {
+	Alloc string `json:"alloc"`
+}
+
+// Validate checks the reference.
+func (a *AllocRef) Validate() error { return ValidateAlloc(a.Alloc) }
+
+// Stop asks a master to stop an allocation.
+type Stop struct {
+	Alloc  string `json:"alloc"`
+	Reason string `json:"reason,omitempty"`
+	// GraceMS is the time between SIGTERM and SIGKILL; 0 means the master's default.
+	GraceMS int `json:"grace_ms,omitempty"`
+}
+
+// Validate checks a stop.
+func (s *Stop) Validate() error {
+	if s.GraceMS < 0 {
+		return &needs.FieldError{Field: "grace_ms", Msg: "must be >= 0"}
+	}
+	return ValidateAlloc(s.Alloc)
+}
+
+// Exited reports that an allocation's child is gone.
+type Exited struct {
+	Alloc    string `json:"alloc"`
+	Instance string `json:"instance"`
+	// Code is the exit code, -1 when killed by a signal or never started.
+	Code   int    `json:"code"`
+	Signal string `json:"signal,omitempty"`
+	// Reason explains a child that never ran (lease or spawn failure) or
+	// that was stopped on request.
+	Reason string `json:"reason,omitempty"`
+	// Requested is true when the master stopped it because it was asked to.
+	Requested bool `json:"requested,omitempty"`
+}
+
+// Validate checks an exit report.
+func (e *Exited) Validate() error {
+	if err := ValidateAlloc(e.Alloc); err != nil {
+		return err
+	}
+	_, _, err := needs.ParseInstanceName(e.Instance)
+	return err
+}
+
+// Stats are a child's heartbeat figures.
+type Stats struct {
+	Alloc       string    `json:"alloc,omitempty"`
+	PID         int       `json:"pid"`
+	CPUPercent  float64   `json:"cpu_percent"`
+	RSS         uint64    `json:"rss"`
+	HeapUsed    uint64    `json:"heap_used"`
+	HeapTotal   uint64    `json:"heap_total"`
+	Connections int       `json:"connections"`
+	SampledAt   time.Time `json:"sampled_at"`
+}
+
+// Validate checks stats.
+func (s *Stats) Validate() error {
+	if s.CPUPercent < 0 || s.Connections < 0 {
+		return &needs.FieldError{Field: "stats", Msg: "cpu_percent and connections must be >= 0"}
+	}
+	return nil
+}
+
+// ChildHello is the first frame a child sends on its pipe.
+type ChildHello struct {
+	PID int `json:"pid"`
+}
+
+// Validate checks a child hello.
+func (h *ChildHello) Validate() error {
+	if h.PID <= 0 {
+		return &needs.FieldError{Field: "pid", Msg: "must be > 0"}
+	}
+	return nil
+}
+
+// ChildStop asks a child to exit.
+type ChildStop struct {
+	Reason  string `json:"reason,omitempty"`
+	GraceMS int    `json:"grace_ms"`
+}
+
+// ChildInfo describes one child for `master ps`.
+type ChildInfo struct {
+	Instance  string                 `json:"instance"`
+	Alloc     string                 `json:"alloc"`
+	PID       int                    `json:"pid"`
+	State     string                 `json:"state"`
+	Ports     map[needs.Protocol]int `json:"ports,omitempty"`
+	Pipe      string                 `json:"pipe"`
+	Log       string                 `json:"log"`
+	StartedAt time.Time              `json:"started_at"`
+	Ready     bool                   `json:"ready"`
+	Stats     *Stats                 `json:"stats,omitempty"`
+}
+
+// ValidateAlloc checks an allocation id: 8-64 bytes of [a-z0-9-].
+func ValidateAlloc(a string) error {
+	if len(a) < 8 || len(a) > 64 {
+		return &needs.FieldError{Field: "alloc", Msg: fmt.Sprintf("%q must be 8-64 bytes", a)}
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return &needs.FieldError{Field: "alloc", Msg: fmt.Sprintf("%q has a character outside [a-z0-9-]", a)}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,38 @@
+package pipes
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/coder/websocket"
+
+	"berth/needs"
+)
+
+// DialWS opens a framed connection to a WebSocket URL (ws:// or wss://),
+// sending token, if any, as a bearer token. The connection lives until Close,
+// independent of ctx, which bounds the handshake only.
+func DialWS(ctx context.Context, url, token string) (*Conn, error) {
+	h := http.Header{}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			return nil, fmt.Errorf("dial %s: %w: token missing or wrong", url, needs.ErrUnauthorized)
+		}
+		return nil, fmt.Errorf("dial %s: %w", url, err)
+	}
+	return NewConn(websocket.NetConn(context.Background(), c, websocket.MessageBinary), MaxFrame), nil
+}
+
+// AcceptWS upgrades an HTTP request to a framed connection.
+func AcceptWS(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return nil, err
+	}
+	return NewConn(websocket.NetConn(context.Background(), c, websocket.MessageBinary), MaxFrame), nil
+}

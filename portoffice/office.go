@@ -1,0 +1,151 @@
+package portoffice
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"berth/needs"
+)
+
+// DefaultTimeout is how long Open waits for the file lock by default.
+const DefaultTimeout = 2 * time.Second
+
+// Options configure an Office.
+type Options struct {
+	// Ranges gives each protocol its ports; at least one is required.
+	Ranges map[needs.Protocol]Range
+	// Host is the address the bind check listens on, e.g. "127.0.0.1";
+	// "" means all interfaces.
+	Host string
+	// NoSync skips the fsync after each write (bbolt NoSync): faster, but
+	// a crash may lose recent leases. For tests and benchmarks.
+	NoSync bool
+	// Timeout is how long Open waits for the file lock; 0 means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Probe, if non-nil, replaces the bind check. It returns nil if port
+	// is free to bind on host right now.
+	Probe func(host string, port int) error
+}
+
+// Office leases the ports of one machine. All methods are safe for
+// concurrent use.
+type Office struct {
+	ranges map[needs.Protocol]Range // read-only after Open
+	host   string
+	probe  func(host string, port int) error
+	log    *slog.Logger
+
+	mu     sync.Mutex // Protects following.
+	db     *bolt.DB
+	closed bool
+	taken  portSet                           // every leased port, any protocol
+	leases map[int]Lease                     // by port; mirrors the leases bucket
+	owners map[string]map[needs.Protocol]int // owner -> proto -> port
+}
+
+// Open opens or creates the office file at path and loads its leases.
+// A second Open of the same file, from any process, fails with ErrLocked
+// after opts.Timeout.
+func Open(path string, opts Options) (*Office, error) {
+	if err := ValidateRanges(opts.Ranges); err != nil {
+		return nil, fmt.Errorf("open port office %s: %w", path, err)
+	}
+	o := &Office{
+		ranges: maps.Clone(opts.Ranges),
+		host:   opts.Host,
+		probe:  opts.Probe,
+		log:    opts.Logger,
+		leases: make(map[int]Lease),
+		owners: make(map[string]map[needs.Protocol]int),
+	}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	o.log = o.log.With("db", path)
+	if o.probe == nil {
+		o.probe = bindProbe
+		// A wrong Host would make every range look exhausted; say so now.
+		if err := bindProbe(o.host, 0); err != nil {
+			return nil, fmt.Errorf("open port office %s: host %q: %w", path, o.host, err)
+		}
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: opts.NoSync})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open port office %s: %w (waited %s): %w", path, ErrLocked, timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open port office %s: %w", path, err)
+	}
+	o.db = db
+	if err := db.Update(o.loadLocked); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open port office %s: %w", path, err)
+	}
+	for _, l := range o.leases {
+		if r, ok := o.ranges[l.Proto]; !ok || !r.Contains(l.Port) {
+			o.log.Info("lease outside configured ranges kept until released",
+				"proto", l.Proto, "port", l.Port, "owner", l.Owner)
+		}
+	}
+	return o, nil
+}
+
+// Close closes the file. It is safe to call more than once. Afterwards the
+// read methods report the leases as they were at Close and the others
+// return ErrClosed.
+func (o *Office) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return nil
+	}
+	o.closed = true
+	return o.db.Close()
+}
+
+// Ranges returns a copy of the configured ranges.
+func (o *Office) Ranges() map[needs.Protocol]Range { return maps.Clone(o.ranges) }
+
+// Free returns how many ports of p's range nobody holds, without a bind
+// check; 0 if p has no range.
+func (o *Office) Free(p needs.Protocol) int {
+	r, ok := o.ranges[p]
+	if !ok {
+		return 0
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return r.Size - o.taken.count(r.Start, r.End())
+}
+
+// Owned returns the ports owner holds, or nil if none.
+func (o *Office) Owned(owner string) map[needs.Protocol]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.owners[owner])
+}
+
+// bindProbe listens on host:port and closes the listener at once.
+func bindProbe(host string, port int) error {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}

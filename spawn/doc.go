@@ -1,0 +1,62 @@
+// Package spawn starts, supervises and stops the children of a berth master.
+//
+// # Basics
+//
+// A [Spec] says what to run: the argv, the complete environment, the working
+// directory and the file the output goes to. [Start] hands it to a [Driver]
+// and returns a [Child]:
+//
+//	spec.Command = spawn.ExpandArgs(spec.Command, spec.Env)
+//	c, err := spawn.Start(ctx, nil, spec) // nil: the built-in Exec driver
+//	...
+//	<-c.Done()      // the child exited by itself, or
+//	c.Stop(ctx, 10*time.Second)
+//
+// The ctx given to Start bounds the start-up only; the child runs until it
+// exits or is stopped. Start errors are [*StartError] values naming the
+// instance and the command, and wrap the cause (exec.ErrNotFound,
+// [ErrEmptyCommand], a syscall.Errno, ...).
+//
+// The child contract: the environment is exactly Spec.Env (spawn adds
+// nothing), stdin is /dev/null, stdout and stderr are appended to
+// Spec.LogPath, Spec.ExtraFiles are fd 3 and up.
+//
+// A Child moves through these states (drawn in more detail on [Child]):
+//
+//	Starting ──▶ Running ──Stop──▶ Stopping ──▶ Exited
+//	                 └────── leader exits ───────▲
+//
+// # Process groups and stopping
+//
+// Every child is the leader of its own process group (Setpgid), and its pid
+// is the group id. Signals go to the whole group. [Child.Stop] sends SIGTERM,
+// waits up to a grace period for the leader to exit, then sends SIGKILL.
+//
+// Whenever the leader exits, by itself or because it was stopped, the driver
+// sends SIGKILL to what is left of the group before closing Done, as
+// systemd's KillMode=control-group does: grandchildren that ignored SIGTERM
+// or were left running in the background do not outlive the child. A process
+// that leaves the group (setsid, setpgid) escapes this.
+//
+// The Exec driver owns one goroutine per child, which waits for the leader,
+// sweeps the group and closes Done. It ends when the leader exits.
+//
+// # Caveats
+//
+// Pids are reused. A pid read back from storage, after a master restart say,
+// may name an unrelated process: compare [ProcStartTime] with the start time
+// saved from [Child.StartTime] before signalling it.
+//
+// Children do not die with the master. Pdeathsig fires when the thread that
+// forked the child exits, not the process, and Go moves goroutines between
+// threads, so berth does not use it. Output goes to files rather than pipes
+// held by the master, so a child survives a master crash or restart and can
+// be re-attached.
+//
+// Signalling a group just after its last member exited could, in theory,
+// reach a new group whose leader was given the same pid; the window is the
+// time between the last exit and the signal, and new groups are rare.
+//
+// A child that changes all its user ids cannot be signalled by an
+// unprivileged master; Stop then waits for it to exit by itself.
+package spawn
