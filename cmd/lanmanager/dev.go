@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"berth/lan"
+	"berth/master"
+)
+
+func devCommand() *cli.Command {
+	var cfg Config
+	var name string
+	return &cli.Command{
+		Name:  "dev",
+		Usage: "run a lanmanager and one master in one process, state in a temp dir, loopback only",
+		Flags: append(cfg.flags(),
+			&cli.StringFlag{Name: "name", Value: "local", Usage: "name of the embedded master", Destination: &name},
+		),
+		Action: func(c *cli.Context) error {
+			if err := cfg.Validate(); err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			if !isLoopback(cfg.Listen) {
+				return cli.Exit(fmt.Sprintf("--listen %q: dev mode listens on loopback only", cfg.Listen), 2)
+			}
+			log := cfg.logger()
+			dir, err := os.MkdirTemp("", "berth-dev-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			srv, err := lan.Open(c.Context, lan.Config{Listen: cfg.Listen, DataDir: filepath.Join(dir, "lan"), Token: cfg.Token, Logger: log})
+			if err != nil {
+				return err
+			}
+			mcfg := master.DefaultConfig()
+			mcfg.LanManagerAddress = srv.Addr()
+			mcfg.RuntimeDirectory = filepath.Join(dir, "master")
+			mcfg.Name = name
+			mcfg.AdvertiseAddress = "127.0.0.1"
+			mcfg.Token = cfg.Token
+			agent, err := master.Open(c.Context, master.Options{Config: mcfg, Logger: log})
+			if err != nil {
+				srv.Close()
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "berth dev: lanmanager on http://%s, master %q, state in %s\n", srv.Addr(), name, dir)
+			fmt.Fprintf(os.Stderr, "try: go run ./cmd/lanmanager need add hello --instances 2 --protocols http -- go run ./examples/hello\n")
+			<-c.Context.Done()
+			log.Info("stopping every child and shutting down")
+			return errors.Join(agent.Close(), srv.Close())
+		},
+	}
+}

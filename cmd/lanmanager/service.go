@@ -1,0 +1,40 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"berth/needs"
+)
+
+func serviceCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "service",
+		Usage: "inspect running services",
+		Subcommands: []*cli.Command{{
+			Name:  "ls",
+			Usage: "list placed instances: where they run and on which ports",
+			Flags: append(clientFlags(), jsonFlag()),
+			Action: func(c *cli.Context) error {
+				if _, _, err := splitArgs(c); err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+				list, err := newClient(c).Services(c.Context)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					if list == nil {
+						list = []*needs.Instance{}
+					}
+					return printJSON(c.App.Writer, list)
+				}
+				var rows [][]string
+				for _, s := range list {
+					rows = append(rows, []string{s.Name, string(s.State), s.Master, orDash(s.Address), pidString(s.PID), formatPorts(s.Ports), ago(s.Since)})
+				}
+				table(c.App.Writer, "INSTANCE\tSTATE\tMASTER\tADDRESS\tPID\tPORTS\tSINCE", rows)
+				return nil
+			},
+		}},
+	}
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"berth/master"
+	"berth/needs"
+	"berth/pipes"
+)
+
+func psCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ps",
+		Usage: "list this machine's children, through the master's control socket",
+		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			cfg, err := master.LoadConfig(c.String("config"))
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			list, err := ps(c.Context, cfg.RuntimeDirectory)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(list)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "INSTANCE\tSTATE\tPID\tPORTS\tREADY\tUP\tLOG")
+			for _, ch := range list {
+				var ports []string
+				for _, p := range needs.Protocols {
+					if n, ok := ch.Ports[p]; ok {
+						ports = append(ports, fmt.Sprintf("%s:%d", p, n))
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
+					strconv.FormatBool(ch.Ready), time.Since(ch.StartedAt).Round(time.Second), ch.Log)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func ps(ctx context.Context, runtimeDir string) ([]pipes.ChildInfo, error) {
+	path, err := master.ControlSocket(runtimeDir)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pipes.Dial(ctx, path)
+	if err != nil {
+		if os.IsNotExist(err) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such file") {
+			return nil, fmt.Errorf("no master is running with runtime directory %s (socket %s)", runtimeDir, path)
+		}
+		return nil, err
+	}
+	defer conn.Close()
+	go func() { <-ctx.Done(); conn.Close() }()
+	if err := conn.SendBody(pipes.TypePS, 1, nil); err != nil {
+		return nil, err
+	}
+	msg, err := conn.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	if msg.Error != nil {
+		return nil, msg.Error
+	}
+	list := []pipes.ChildInfo{}
+	if len(msg.Body) > 0 && string(msg.Body) != "null" {
+		if err := msg.Decode(&list); err != nil {
+			return nil, err
+		}
+	}
+	return list, nil
+}

@@ -1,0 +1,224 @@
+package lan
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"berth/needs"
+)
+
+// MaxBody is the largest request body the API reads.
+const MaxBody = 1 << 20
+
+// Handler returns the HTTP API:
+//
+//	GET    /v1/needs            list needs
+//	POST   /v1/needs            declare a need (NeedSpec)
+//	GET    /v1/needs/{name}     one need with its instances
+//	PATCH  /v1/needs/{name}     {"instances": N}
+//	DELETE /v1/needs/{name}     remove a need, stopping its instances
+//	GET    /v1/services         placed instances
+//	GET    /v1/masters          masters
+//	GET    /v1/events           WebSocket stream of Event (JSON text messages)
+//	GET    /v1/link             WebSocket link of a master (package pipes)
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/needs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Needs()) })
+	mux.HandleFunc("POST /v1/needs", s.handleAddNeed)
+	mux.HandleFunc("GET /v1/needs/{name}", func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.Need(r.PathValue("name"))
+		reply(w, http.StatusOK, st, err)
+	})
+	mux.HandleFunc("PATCH /v1/needs/{name}", s.handleScale)
+	mux.HandleFunc("DELETE /v1/needs/{name}", func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.RemoveNeed(r.PathValue("name"))
+		reply(w, http.StatusOK, st, err)
+	})
+	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Services()) })
+	mux.HandleFunc("GET /v1/masters", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Masters()) })
+	mux.HandleFunc("GET /v1/events", s.handleEvents)
+	mux.HandleFunc("GET /v1/link", s.handleLink)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return s.auth(mux)
+}
+
+// auth requires the bearer token, compared in constant time, on every call.
+func (s *Server) auth(h http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="berth"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// NeedSpec is the body of POST /v1/needs.
+type NeedSpec struct {
+	Name      string            `json:"name"`
+	Command   []string          `json:"command"`
+	Instances *int              `json:"instances"`
+	Protocols []needs.Protocol  `json:"protocols"`
+	Env       map[string]string `json:"env"`
+	Machine   string            `json:"machine"`
+}
+
+// ScaleSpec is the body of PATCH /v1/needs/{name}.
+type ScaleSpec struct {
+	Instances *int `json:"instances"`
+}
+
+func (s *Server) handleAddNeed(w http.ResponseWriter, r *http.Request) {
+	var spec NeedSpec
+	if err := decodeBody(w, r, &spec); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env, Machine: spec.Machine}
+	if spec.Instances != nil {
+		n.Instances = *spec.Instances
+	}
+	st, err := s.AddNeed(n)
+	reply(w, http.StatusCreated, st, err)
+}
+
+func (s *Server) handleScale(w http.ResponseWriter, r *http.Request) {
+	var spec ScaleSpec
+	if err := decodeBody(w, r, &spec); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if spec.Instances == nil {
+		writeError(w, http.StatusBadRequest, "instances: required")
+		return
+	}
+	st, err := s.ScaleNeed(r.PathValue("name"), *spec.Instances)
+	reply(w, http.StatusOK, st, err)
+}
+
+// decodeBody reads one JSON object, refusing unknown fields, trailing data
+// and bodies over MaxBody.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("body larger than %d bytes", MaxBody)
+		}
+		return fmt.Errorf("read body: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return describeJSONError(err)
+	}
+	if dec.More() {
+		return errors.New("body: trailing data after the JSON object")
+	}
+	return nil
+}
+
+func describeJSONError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return fmt.Errorf("%s: want %s, got JSON %s", te.Field, te.Type, te.Value)
+	case errors.As(err, &se):
+		return fmt.Errorf("body: malformed JSON at byte %d: %v", se.Offset, err)
+	case errors.Is(err, io.EOF):
+		return errors.New("body: empty, want a JSON object")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("body: unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return fmt.Errorf("body: %v", err)
+}
+
+func reply(w http.ResponseWriter, code int, v any, err error) {
+	if err != nil {
+		writeError(w, statusOf(err), err.Error())
+		return
+	}
+	writeJSON(w, code, v)
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, needs.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, needs.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, needs.ErrExists):
+		return http.StatusConflict
+	case errors.Is(err, needs.ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// handleEvents streams every Event as a JSON text message.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if !s.track() {
+		writeError(w, http.StatusServiceUnavailable, ErrClosed.Error())
+		return
+	}
+	defer s.wg.Done()
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	ch := s.hub.subscribe(1024)
+	defer s.hub.unsubscribe(ch)
+	ctx := c.CloseRead(s.ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			c.Close(websocket.StatusGoingAway, "closing")
+			return
+		case e, ok := <-ch:
+			if !ok {
+				c.Close(websocket.StatusPolicyViolation, "too slow or shutting down")
+				return
+			}
+			b, _ := json.Marshal(e)
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := c.Write(wctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+}

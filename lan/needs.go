@@ -1,0 +1,276 @@
+package lan
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"berth/needs"
+	"berth/pipes"
+)
+
+// AddNeed declares a new need and creates its pending instances.
+func (s *Server) AddNeed(n *needs.Need) (*needs.NeedStatus, error) {
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	n = n.Clone()
+	n.Created = time.Now().UTC()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := s.needs[n.Name]; ok {
+		return nil, fmt.Errorf("need %q: %w", n.Name, needs.ErrExists)
+	}
+	ch := &Change{PutNeeds: []*needs.Need{n}}
+	created := s.growLocked(n, 0, ch)
+	if err := s.store.Apply(ch); err != nil {
+		s.forgetLocked(created)
+		return nil, fmt.Errorf("persist need %q: %w", n.Name, err)
+	}
+	s.needs[n.Name] = n
+	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedAdded, Need: n.Name})
+	for _, in := range ch.PutInstances {
+		s.emitInstanceLocked(in)
+	}
+	s.kick()
+	return s.statusLocked(n, true), nil
+}
+
+// growLocked creates or revives instances from..n.Instances-1 into ch and
+// returns the names it created afresh.
+func (s *Server) growLocked(n *needs.Need, from int, ch *Change) []string {
+	var created []string
+	now := time.Now().UTC()
+	for i := from; i < n.Instances; i++ {
+		name := needs.InstanceName(n.Name, i)
+		if in, ok := s.insts[name]; ok {
+			// Still stopping from an earlier scale-down or removal: keep it,
+			// and place it again once its master confirms the stop.
+			if in.Removing {
+				in.Removing = false
+				ch.PutInstances = append(ch.PutInstances, in)
+			}
+			continue
+		}
+		in := &needs.Instance{Need: n.Name, Index: i, Name: name, State: needs.Pending, Since: now}
+		s.insts[name] = in
+		created = append(created, name)
+		ch.PutInstances = append(ch.PutInstances, in)
+	}
+	return created
+}
+
+func (s *Server) forgetLocked(names []string) {
+	for _, n := range names {
+		delete(s.insts, n)
+	}
+}
+
+// ScaleNeed changes the desired instance count of a need.
+func (s *Server) ScaleNeed(name string, count int) (*needs.NeedStatus, error) {
+	if err := needs.ValidateInstances(count); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.needs[name]
+	if !ok {
+		return nil, fmt.Errorf("need %q: %w", name, needs.ErrNotFound)
+	}
+	next := n.Clone()
+	next.Instances = count
+	ch := &Change{PutNeeds: []*needs.Need{next}}
+	created := s.growLocked(next, 0, ch)
+	var stops []*needs.Instance
+	for _, in := range s.needInstancesLocked(name) {
+		if in.Index >= count && !in.Removing {
+			stops = append(stops, in)
+		}
+	}
+	for _, in := range stops {
+		s.retireLocked(in, "scaled down", ch)
+	}
+	if err := s.store.Apply(ch); err != nil {
+		s.forgetLocked(created)
+		return nil, fmt.Errorf("persist need %q: %w", name, err)
+	}
+	s.needs[name] = next
+	s.finishRetireLocked(ch)
+	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedScaled, Need: name, Message: fmt.Sprintf("%d instances", count)})
+	s.kick()
+	return s.statusLocked(next, true), nil
+}
+
+// RemoveNeed deletes a need and stops all its instances.
+func (s *Server) RemoveNeed(name string) (*needs.NeedStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.needs[name]
+	if !ok {
+		return nil, fmt.Errorf("need %q: %w", name, needs.ErrNotFound)
+	}
+	ch := &Change{DeleteNeeds: []string{name}}
+	for _, in := range s.needInstancesLocked(name) {
+		s.retireLocked(in, "need removed", ch)
+	}
+	if err := s.store.Apply(ch); err != nil {
+		return nil, fmt.Errorf("persist removal of need %q: %w", name, err)
+	}
+	delete(s.needs, name)
+	st := s.statusLocked(n, true)
+	s.finishRetireLocked(ch)
+	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRemoved, Need: name})
+	return st, nil
+}
+
+// retireLocked marks an instance for removal: a placed one is stopped first,
+// an unplaced one is deleted. The store writes go into ch; the messages to
+// masters are sent by finishRetireLocked once ch is persisted.
+func (s *Server) retireLocked(in *needs.Instance, why string, ch *Change) {
+	in.Removing = true
+	if in.State.Placed() {
+		in.State, in.Since, in.Reason = needs.Stopping, time.Now().UTC(), why
+		ch.PutInstances = append(ch.PutInstances, in)
+		return
+	}
+	ch.DeleteInstances = append(ch.DeleteInstances, in.Name)
+}
+
+func (s *Server) finishRetireLocked(ch *Change) {
+	for _, name := range ch.DeleteInstances {
+		if in, ok := s.insts[name]; ok {
+			delete(s.insts, name)
+			delete(s.retryAt, name)
+			delete(s.rounds, name)
+			s.hub.publish(Event{Time: time.Now(), Kind: EventInstanceRemoved, Need: in.Need, Instance: in.Clone()})
+		}
+	}
+	for _, in := range ch.PutInstances {
+		s.emitInstanceLocked(in)
+		if in.State == needs.Stopping {
+			s.sendStopLocked(in, in.Reason)
+		}
+	}
+}
+
+// sendStopLocked asks the instance's master to stop its allocation.
+func (s *Server) sendStopLocked(in *needs.Instance, why string) {
+	if m, ok := s.masters[in.MasterID]; ok && in.Alloc != "" {
+		m.send(pipes.TypeStop, &pipes.Stop{Alloc: in.Alloc, Reason: why, GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
+	}
+}
+
+func (s *Server) needInstancesLocked(name string) []*needs.Instance {
+	var out []*needs.Instance
+	for _, in := range s.insts {
+		if in.Need == name {
+			out = append(out, in)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
+func (s *Server) statusLocked(n *needs.Need, withInstances bool) *needs.NeedStatus {
+	st := &needs.NeedStatus{Need: *n.Clone()}
+	reasons := map[string]bool{}
+	for _, in := range s.needInstancesLocked(n.Name) {
+		switch in.State {
+		case needs.Running:
+			st.Running++
+		case needs.Pending, needs.Backoff, needs.Starting:
+			if !in.Removing {
+				st.Pending++
+			}
+		}
+		if in.State != needs.Running && in.Reason != "" && !in.Removing {
+			reasons[in.Name+": "+in.Reason] = true
+		}
+		if withInstances {
+			st.InstanceList = append(st.InstanceList, in.Clone())
+		}
+	}
+	for r := range reasons {
+		st.Reasons = append(st.Reasons, r)
+	}
+	slices.Sort(st.Reasons)
+	return st
+}
+
+// Needs lists every need with its live counts.
+func (s *Server) Needs() []*needs.NeedStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*needs.NeedStatus, 0, len(s.needs))
+	for _, n := range s.needs {
+		out = append(out, s.statusLocked(n, false))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Need returns one need with its instances.
+func (s *Server) Need(name string) (*needs.NeedStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.needs[name]
+	if !ok {
+		return nil, fmt.Errorf("need %q: %w", name, needs.ErrNotFound)
+	}
+	return s.statusLocked(n, true), nil
+}
+
+// Services lists every placed instance: what runs, where, on which ports.
+func (s *Server) Services() []*needs.Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*needs.Instance
+	for _, in := range s.insts {
+		if in.State.Placed() {
+			out = append(out, in.Clone())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Need != out[j].Need {
+			return out[i].Need < out[j].Need
+		}
+		return out[i].Index < out[j].Index
+	})
+	return out
+}
+
+// Masters lists connected masters and those that held instances recently.
+func (s *Server) Masters() []*needs.Master {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	count := map[string]int{}
+	for _, in := range s.insts {
+		if in.State.Placed() {
+			count[in.MasterID]++
+		}
+	}
+	var out []*needs.Master
+	for _, m := range s.masters {
+		mm := m.info
+		mm.Instances = count[m.info.ID]
+		mm.Connected = true
+		out = append(out, &mm)
+	}
+	for id, g := range s.gone {
+		out = append(out, &needs.Master{ID: id, Name: g.name, Since: g.since, Instances: count[id]})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+func describeMasters(ids []string) string { return strings.Join(ids, ", ") }

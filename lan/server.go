@@ -1,0 +1,247 @@
+package lan
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"berth/needs"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Listen is the HTTP address, e.g. "127.0.0.1:23552".
+	Listen string
+	// DataDir holds lan.db.
+	DataDir string
+	// Token, when set, is required as a bearer token on every call.
+	Token string
+	// MasterGrace is how long the instances of a disconnected master stay
+	// placed before they are placed again (default 5 s).
+	MasterGrace time.Duration
+	// StartDeadline bounds the reachability check of a new child (default 30 s).
+	StartDeadline time.Duration
+	// MinUptime is how long a child without ports must stay up to be
+	// approved, unless it says ready first (default 1 s).
+	MinUptime time.Duration
+	// BidWindow is how long an offer waits for bids (default 300 ms).
+	BidWindow time.Duration
+	// StopGrace is the SIGTERM-to-SIGKILL grace masters are told to use (default 5 s).
+	StopGrace time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.MasterGrace <= 0 {
+		c.MasterGrace = 5 * time.Second
+	}
+	if c.StartDeadline <= 0 {
+		c.StartDeadline = 30 * time.Second
+	}
+	if c.MinUptime <= 0 {
+		c.MinUptime = time.Second
+	}
+	if c.BidWindow <= 0 {
+		c.BidWindow = 300 * time.Millisecond
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// DefaultListen is the lanmanager's default address.
+const DefaultListen = "127.0.0.1:23552"
+
+// Server is the lanmanager: it holds the needs, places their instances on
+// masters, approves them and serves the HTTP API. All methods are safe for
+// concurrent use.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	store *Store
+	hub   *hub
+
+	ln   net.Listener
+	http *http.Server
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup // owns placer, approvals, link sessions
+	wake   chan struct{}
+
+	mu      sync.Mutex // Protects following.
+	needs   map[string]*needs.Need
+	insts   map[string]*needs.Instance
+	masters map[string]*session   // connected masters by id
+	gone    map[string]masterGone // masters seen, now disconnected, by id
+	rounds  map[string]*round     // open offer rounds by instance
+	retryAt map[string]time.Time  // instance → earliest next offer after a round without bids
+	round   uint64
+	closed  bool
+}
+
+type masterGone struct {
+	name  string
+	since time.Time
+}
+
+// ErrClosed is returned by operations on a closed Server.
+var ErrClosed = errors.New("lanmanager closed")
+
+// Open loads the store, listens and starts serving.
+func Open(ctx context.Context, cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if cfg.DataDir == "" {
+		return nil, errors.New("open lanmanager: data directory not set")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("open lanmanager: %w", err)
+	}
+	st, err := OpenStore(filepath.Join(cfg.DataDir, "lan.db"))
+	if err != nil {
+		return nil, err
+	}
+	ns, is, err := st.Load()
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open lanmanager: load: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, store: st, hub: newHub(),
+		wake:  make(chan struct{}, 1),
+		needs: ns, insts: is,
+		masters: map[string]*session{}, gone: map[string]masterGone{},
+		rounds: map[string]*round{}, retryAt: map[string]time.Time{},
+	}
+	// Masters that held instances before a restart get the grace period to
+	// come back and re-announce them.
+	now := time.Now()
+	for _, in := range is {
+		if in.State.Placed() && in.MasterID != "" {
+			s.gone[in.MasterID] = masterGone{name: in.Master, since: now}
+		}
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open lanmanager: %w", err)
+	}
+	s.ln = ln
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serve", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.placer()
+	}()
+	s.log.Info("lanmanager listening", "addr", ln.Addr().String(), "data", cfg.DataDir, "needs", len(ns), "instances", len(is))
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops serving, closes every master link and the store. It does not
+// stop any child: masters keep them until told otherwise. Idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	sessions := make([]*session, 0, len(s.masters))
+	for _, m := range s.masters {
+		sessions = append(sessions, m)
+	}
+	s.mu.Unlock()
+	s.cancel(ErrClosed)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	for _, m := range sessions {
+		m.close()
+	}
+	s.hub.closeAll()
+	s.wg.Wait()
+	if cerr := s.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// track registers a goroutine serving a hijacked connection with s.wg, so
+// that Close waits for it; it returns false once Close has begun.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func newID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// emitInstanceLocked publishes the instance's current state.
+func (s *Server) emitInstanceLocked(in *needs.Instance) {
+	s.hub.publish(Event{Time: time.Now(), Kind: EventInstance, Need: in.Need, Instance: in.Clone()})
+}
+
+// saveLocked persists instances and publishes their state. A failed write
+// is logged: the in-memory state stays authoritative until the next write.
+func (s *Server) saveLocked(ins ...*needs.Instance) error {
+	err := s.store.Apply(&Change{PutInstances: ins})
+	if err != nil {
+		s.log.Error("persist instances", "err", err)
+	}
+	for _, in := range ins {
+		s.emitInstanceLocked(in)
+	}
+	return err
+}
+
+// dropLocked deletes an instance record for good.
+func (s *Server) dropLocked(in *needs.Instance) {
+	delete(s.insts, in.Name)
+	delete(s.retryAt, in.Name)
+	delete(s.rounds, in.Name)
+	if err := s.store.Apply(&Change{DeleteInstances: []string{in.Name}}); err != nil {
+		s.log.Error("persist instance removal", "instance", in.Name, "err", err)
+	}
+	s.hub.publish(Event{Time: time.Now(), Kind: EventInstanceRemoved, Need: in.Need, Instance: in.Clone()})
+}

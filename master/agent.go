@@ -1,0 +1,267 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"berth/needs"
+	"berth/pipes"
+	"berth/portoffice"
+	"berth/spawn"
+)
+
+// Options are what a master needs besides its config file.
+type Options struct {
+	Config Config
+	// StopGrace is the default time between SIGTERM and SIGKILL (5 s).
+	StopGrace time.Duration
+	// Driver spawns children; nil means the built-in exec driver.
+	Driver spawn.Driver
+	// Version is reported to the lanmanager.
+	Version string
+	Logger  *slog.Logger
+}
+
+// Agent is one machine's master: it links to the lanmanager, bids for
+// unsatisfied instances, leases their ports, spawns and supervises the
+// children and reports them. All methods are safe for concurrent use.
+type Agent struct {
+	opts    Options
+	cfg     Config
+	log     *slog.Logger
+	id      string
+	name    string
+	addr    string
+	linkURL string
+	sockDir string
+	logDir  string
+
+	office *portoffice.Office
+	state  *stateDB
+	ctl    *pipes.Listener
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup // owns the link loop, the control socket and every child's goroutines
+
+	mu       sync.Mutex // Protects following.
+	children map[string]*child
+	link     *pipes.Conn
+	linked   bool
+	closed   bool
+}
+
+// ErrClosed is returned by operations on a closed Agent.
+var ErrClosed = errors.New("master closed")
+
+// Open prepares the runtime directory, the port office and the control
+// socket, stops children a crashed predecessor left behind, and starts the
+// link to the lanmanager. ctx bounds start-up only.
+func Open(ctx context.Context, opts Options) (*Agent, error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 5 * time.Second
+	}
+	if opts.Driver == nil {
+		opts.Driver = spawn.Exec
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a := &Agent{opts: opts, cfg: cfg, children: map[string]*child{}}
+	var err error
+	a.linkURL, err = cfg.LinkURL()
+	if err != nil {
+		return nil, err
+	}
+	rt := cfg.RuntimeDirectory
+	if err := os.MkdirAll(rt, 0o700); err != nil {
+		return nil, fmt.Errorf("runtime directory: %w", err)
+	}
+	if a.id, err = loadID(rt); err != nil {
+		return nil, err
+	}
+	a.name = cfg.Name
+	if a.name == "" {
+		a.name = hostLabel()
+	}
+	a.log = opts.Logger.With("master", a.name)
+	if a.addr = cfg.AdvertiseAddress; a.addr == "" {
+		a.addr = routeTo(a.linkURL)
+	}
+	a.sockDir = SocketDir(rt, a.id)
+	a.logDir = filepath.Join(rt, "logs")
+	for _, d := range []string{a.sockDir, a.logDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if a.state, err = openState(filepath.Join(rt, "master.db")); err != nil {
+		return nil, err
+	}
+	a.office, err = portoffice.Open(filepath.Join(rt, "ports.db"), portoffice.Options{
+		Ranges: cfg.Ranges(), Host: a.addr, Logger: a.log,
+	})
+	if err != nil {
+		a.state.close()
+		return nil, err
+	}
+	if a.ctl, err = pipes.Listen(filepath.Join(a.sockDir, "master.sock")); err != nil {
+		a.office.Close()
+		a.state.close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	a.ctx, a.cancel = context.WithCancelCause(context.Background())
+	a.cleanupOrphans(ctx)
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); a.serveControl() }()
+	go func() { defer a.wg.Done(); a.linkLoop() }()
+	a.log.Info("master started", "id", a.id, "address", a.addr, "lanmanager", a.linkURL, "runtime", rt)
+	return a, nil
+}
+
+// ID is the master's stable id.
+func (a *Agent) ID() string { return a.id }
+
+// Name is the master's name.
+func (a *Agent) Name() string { return a.name }
+
+// Office is the master's port office.
+func (a *Agent) Office() *portoffice.Office { return a.office }
+
+// Close stops every child (SIGTERM to its process group, grace, SIGKILL),
+// releases their ports and closes the link and the files. Idempotent.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	kids := make([]*child, 0, len(a.children))
+	for _, c := range a.children {
+		kids = append(kids, c)
+	}
+	a.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range kids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.stop(a, "master shutting down", a.opts.StopGrace)
+			<-c.done
+		}()
+	}
+	wg.Wait()
+	a.cancel(ErrClosed)
+	a.ctl.Close()
+	a.mu.Lock()
+	if a.link != nil {
+		a.link.Close()
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+	err := a.office.Close()
+	if serr := a.state.close(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// cleanupOrphans stops children recorded by a previous run of this master
+// that are still alive (same pid and start time) and releases every lease.
+// A pid now used by an unrelated process is left alone.
+func (a *Agent) cleanupOrphans(ctx context.Context) {
+	recs, err := a.state.all()
+	if err != nil {
+		a.log.Error("read child records", "err", err)
+	}
+	for _, r := range recs {
+		if st, err := spawn.ProcStartTime(r.PID); err == nil && st == r.StartTime && r.StartTime != 0 {
+			a.log.Info("stopping child left by a previous run", "instance", r.Instance, "pid", r.PID)
+			killGroup(ctx, r.PID, a.opts.StopGrace)
+		}
+		a.state.delete(r.Alloc)
+		os.Remove(r.Pipe)
+	}
+	if rel, err := a.office.Reclaim(func(string) bool { return false }); err != nil {
+		a.log.Error("reclaim leases", "err", err)
+	} else if len(rel) > 0 {
+		a.log.Info("reclaimed port leases of children that no longer exist", "count", len(rel))
+	}
+}
+
+// killGroup terminates the process group led by pid: SIGTERM, then SIGKILL
+// after grace if the leader is still there.
+func killGroup(ctx context.Context, pid int, grace time.Duration) {
+	syscall.Kill(-pid, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if syscall.Kill(pid, 0) != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling a process we cannot wait for
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+}
+
+// routeTo returns the local address the kernel would use to reach the
+// lanmanager (no packet is sent), or 127.0.0.1.
+func routeTo(linkURL string) string {
+	u, err := url.Parse(linkURL)
+	if err == nil {
+		if c, err := net.Dial("udp", u.Host); err == nil {
+			defer c.Close()
+			return c.LocalAddr().(*net.UDPAddr).IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+// Children lists the children this master runs.
+func (a *Agent) Children() []pipes.ChildInfo {
+	a.mu.Lock()
+	kids := make([]*child, 0, len(a.children))
+	for _, c := range a.children {
+		kids = append(kids, c)
+	}
+	a.mu.Unlock()
+	out := make([]pipes.ChildInfo, 0, len(kids))
+	for _, c := range kids {
+		out = append(out, c.info())
+	}
+	sortChildren(out)
+	return out
+}
+
+func (a *Agent) hello() *pipes.Hello {
+	h := &pipes.Hello{ID: a.id, Name: a.name, Address: a.addr, Version: a.opts.Version,
+		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}}
+	for p, r := range a.office.Ranges() {
+		h.Ranges[p] = [2]int{r.Start, r.End()}
+		h.Free[p] = a.office.Free(p)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.children {
+		if s, ok := c.startedReport(); ok {
+			h.Allocs = append(h.Allocs, s)
+		}
+	}
+	return h
+}

@@ -1,0 +1,285 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"berth/needs"
+	"berth/pipes"
+	"berth/spawn"
+)
+
+// child is one supervised child: its ports, its control socket and its
+// process. Its goroutines (pipe accept, pipe reader, waiter) are owned by
+// the Agent's WaitGroup and end when the process is gone.
+type child struct {
+	alloc    string
+	instance string
+	need     needs.Need
+	ports    map[needs.Protocol]int
+	pipePath string
+	logPath  string
+	started  time.Time
+	proc     *spawn.Child
+	pipe     *pipes.Listener
+	done     chan struct{} // closed once the child is gone and cleaned up
+
+	mu        sync.Mutex // Protects following.
+	conn      *pipes.Conn
+	ready     bool
+	approved  bool
+	stopping  bool
+	requested bool
+	stats     *pipes.Stats
+}
+
+func (c *child) info() pipes.ChildInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := "starting"
+	switch {
+	case c.stopping:
+		st = "stopping"
+	case c.approved:
+		st = "running"
+	}
+	ci := pipes.ChildInfo{Instance: c.instance, Alloc: c.alloc, State: st, Ports: c.ports,
+		Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Ready: c.ready, Stats: c.stats}
+	if c.proc != nil {
+		ci.PID = c.proc.PID()
+	}
+	return ci
+}
+
+// startedReport is what the lanmanager is told about the child.
+func (c *child) startedReport() (pipes.Started, bool) {
+	if c.proc == nil {
+		return pipes.Started{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return pipes.Started{Alloc: c.alloc, Instance: c.instance, PID: c.proc.PID(), Ports: c.ports,
+		StartedAt: c.started, Ready: c.ready}, true
+}
+
+func sortChildren(cs []pipes.ChildInfo) {
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Instance < cs[j].Instance })
+}
+
+// startChild leases ports, opens the pipe and spawns the child of a grant.
+// Failures are reported to the lanmanager as an exit that never ran.
+func (a *Agent) startChild(g *pipes.Grant) {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	if c, ok := a.children[g.Alloc]; ok {
+		a.mu.Unlock()
+		if s, ok := c.startedReport(); ok {
+			a.send(pipes.TypeStarted, &s)
+		}
+		return
+	}
+	c := &child{alloc: g.Alloc, instance: g.Instance, need: g.Need, done: make(chan struct{})}
+	a.children[g.Alloc] = c
+	a.mu.Unlock()
+
+	if err := a.spawnChild(c); err != nil {
+		a.log.Warn("start child", "instance", g.Instance, "err", err)
+		a.office.Release(c.alloc)
+		if c.pipe != nil {
+			c.pipe.Close()
+		}
+		a.mu.Lock()
+		delete(a.children, c.alloc)
+		a.mu.Unlock()
+		close(c.done)
+		a.send(pipes.TypeExited, &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: -1, Reason: err.Error()})
+		return
+	}
+	s, _ := c.startedReport()
+	s.Address = a.addr
+	a.send(pipes.TypeStarted, &s)
+}
+
+func (a *Agent) spawnChild(c *child) error {
+	ports, err := a.office.Lease(c.alloc, c.need.Protocols)
+	if err != nil {
+		return fmt.Errorf("master %s: lease ports: %w", a.name, err)
+	}
+	c.ports = ports
+	c.pipePath = filepath.Join(a.sockDir, c.alloc[:min(16, len(c.alloc))]+".sock")
+	if c.pipe, err = pipes.Listen(c.pipePath); err != nil {
+		return err
+	}
+	c.logPath = filepath.Join(a.logDir, c.instance+".log")
+	env := a.childEnv(c)
+	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath}
+	proc, err := spawn.Start(a.ctx, a.opts.Driver, spec)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.proc, c.started = proc, time.Now().UTC()
+	c.mu.Unlock()
+	rec := &record{Alloc: c.alloc, Instance: c.instance, PID: proc.PID(), StartTime: proc.StartTime(),
+		Ports: ports, Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started}
+	if err := a.state.put(rec); err != nil {
+		a.log.Error("persist child record", "instance", c.instance, "err", err)
+	}
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); a.servePipe(c) }()
+	go func() { defer a.wg.Done(); a.wait(c) }()
+	a.log.Info("child started", "instance", c.instance, "pid", proc.PID(), "ports", ports)
+	return nil
+}
+
+// childEnv is the master's environment without berth's own variables,
+// then the need's env, then the child contract.
+func (a *Agent) childEnv(c *child) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "BERTH_") || k == "PORT" || strings.HasPrefix(k, "LISTEN_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	keys := make([]string, 0, len(c.need.Env))
+	for k := range c.need.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+c.need.Env[k])
+	}
+	env = append(env, "BERTH_NEED="+c.need.Name, "BERTH_INSTANCE="+c.instance, "BERTH_ALLOC="+c.alloc,
+		"BERTH_HOST="+a.addr, "BERTH_PIPE="+c.pipePath)
+	for i, p := range c.need.Protocols {
+		port := fmt.Sprint(c.ports[p])
+		env = append(env, p.EnvName()+"="+port)
+		if i == 0 {
+			env = append(env, "PORT="+port)
+		}
+	}
+	return env
+}
+
+// wait reports the child's exit once its process is gone and cleans up.
+func (a *Agent) wait(c *child) {
+	<-c.proc.Done()
+	ex := c.proc.Exit()
+	c.pipe.Close()
+	c.mu.Lock()
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	requested := c.requested
+	c.mu.Unlock()
+	if _, err := a.office.Release(c.alloc); err != nil {
+		a.log.Error("release ports", "instance", c.instance, "err", err)
+	}
+	if err := a.state.delete(c.alloc); err != nil {
+		a.log.Error("delete child record", "instance", c.instance, "err", err)
+	}
+	a.mu.Lock()
+	delete(a.children, c.alloc)
+	a.mu.Unlock()
+	close(c.done)
+	a.log.Info("child exited", "instance", c.instance, "pid", c.proc.PID(), "exit", ex.String(), "requested", requested)
+	a.send(pipes.TypeExited, &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested})
+}
+
+// stop asks the child to exit (pipe message, SIGTERM to its group) and
+// kills the group after grace. It returns at once; c.done closes when the
+// child is gone.
+func (c *child) stop(a *Agent, why string, grace time.Duration) {
+	c.mu.Lock()
+	if c.stopping || c.proc == nil {
+		c.mu.Unlock()
+		return
+	}
+	c.stopping, c.requested = true, true
+	conn := c.conn
+	c.mu.Unlock()
+	if conn != nil {
+		conn.SendBody(pipes.TypeChildStop, 0, &pipes.ChildStop{Reason: why, GraceMS: int(grace / time.Millisecond)})
+	}
+	a.log.Info("stopping child", "instance", c.instance, "pid", c.proc.PID(), "reason", why)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		c.proc.Stop(context.Background(), grace)
+	}()
+}
+
+// servePipe accepts the child's connections on its control socket; the
+// child package reconnects if a connection drops, so there may be several
+// in turn.
+func (a *Agent) servePipe(c *child) {
+	for {
+		conn, err := c.pipe.AcceptConn()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		if c.conn != nil {
+			c.conn.Close()
+		}
+		c.conn = conn
+		c.mu.Unlock()
+		a.readPipe(c, conn)
+	}
+}
+
+func (a *Agent) readPipe(c *child, conn *pipes.Conn) {
+	defer conn.Close()
+	for {
+		msg, err := conn.Recv()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) && !isEOF(err) {
+				a.log.Warn("child pipe", "instance", c.instance, "err", err)
+			}
+			return
+		}
+		switch msg.Type {
+		case pipes.TypeChildHello:
+			var h pipes.ChildHello
+			if err := msg.Decode(&h); err != nil {
+				conn.SendError(msg.ID, err)
+			}
+		case pipes.TypeChildReady:
+			c.mu.Lock()
+			first := !c.ready
+			c.ready = true
+			c.mu.Unlock()
+			if first {
+				a.send(pipes.TypeReady, &pipes.AllocRef{Alloc: c.alloc})
+			}
+		case pipes.TypeStats:
+			var s pipes.Stats
+			if err := msg.Decode(&s); err != nil {
+				conn.SendError(msg.ID, err)
+				continue
+			}
+			s.Alloc = c.alloc
+			c.mu.Lock()
+			c.stats = &s
+			c.mu.Unlock()
+		case pipes.TypePing:
+			conn.Send(&pipes.Msg{V: pipes.Version, Type: pipes.TypePong, ID: msg.ID})
+		case pipes.TypePong:
+		default:
+			conn.SendError(msg.ID, fmt.Errorf("%w: message type %q", pipes.ErrUnsupported, msg.Type))
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package master
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"berth/needs"
+	"berth/portoffice"
+)
+
+// Config is masterconfig.json. The keys follow allex's where allex had one.
+type Config struct {
+	// LanManagerAddress is where the lanmanager is: a host, host:port or
+	// URL (http, https, ws, wss). The default port is 23552.
+	LanManagerAddress string `json:"lanmanageraddress"`
+	// PortRangeStart is the first port of each protocol's range.
+	PortRangeStart map[needs.Protocol]int `json:"portrangestart"`
+	// PortRangeSize is the number of ports in each range.
+	PortRangeSize int `json:"portrangesize"`
+	// RuntimeDirectory holds the master's state, sockets and child logs.
+	// A relative path is relative to the config file's directory.
+	RuntimeDirectory string `json:"runtimedirectory"`
+	// Name is the master's stable name; default: the host name.
+	Name string `json:"name,omitempty"`
+	// AdvertiseAddress is the address children bind and others dial;
+	// default: the local address that routes to the lanmanager.
+	AdvertiseAddress string `json:"advertiseaddress,omitempty"`
+	// Token is the lanmanager's bearer token, if it has one.
+	Token string `json:"token,omitempty"`
+}
+
+// DefaultConfig returns the configuration written when none exists.
+func DefaultConfig() Config {
+	return Config{
+		LanManagerAddress: "127.0.0.1",
+		PortRangeStart:    map[needs.Protocol]int{needs.TCP: 15000, needs.HTTP: 16000, needs.WS: 17000},
+		PortRangeSize:     1000,
+		RuntimeDirectory:  ".berth",
+	}
+}
+
+// DefaultLanManagerPort is the port used when the address names none.
+const DefaultLanManagerPort = "23552"
+
+// LoadConfig reads path; if it does not exist it is created with the
+// defaults (as allex did). Unknown keys and wrong types are errors naming
+// the key. Relative runtime directories are made absolute against the
+// file's directory.
+func LoadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		cfg := DefaultConfig()
+		out, _ := json.MarshalIndent(cfg, "", "  ")
+		if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
+			return Config{}, fmt.Errorf("create default config %s: %w", path, err)
+		}
+		b = out
+	} else if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if !filepath.IsAbs(cfg.RuntimeDirectory) {
+		abs, err := filepath.Abs(filepath.Join(filepath.Dir(path), cfg.RuntimeDirectory))
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.RuntimeDirectory = abs
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes and validates a config; keys left out keep their
+// defaults.
+func ParseConfig(b []byte) (Config, error) {
+	cfg := DefaultConfig()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, describeConfigError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Config{}, errors.New("trailing data after the JSON object")
+	}
+	return cfg, cfg.Validate()
+}
+
+func describeConfigError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return fmt.Errorf("key %q: want %s, got JSON %s", te.Field, te.Type, te.Value)
+	case errors.As(err, &se):
+		return fmt.Errorf("malformed JSON at byte %d: %v", se.Offset, err)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("unknown key %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	case errors.Is(err, io.EOF):
+		return errors.New("empty file, want a JSON object")
+	}
+	return err
+}
+
+// Ranges converts the config's ranges for the port office.
+func (c Config) Ranges() map[needs.Protocol]portoffice.Range {
+	r := map[needs.Protocol]portoffice.Range{}
+	for p, start := range c.PortRangeStart {
+		r[p] = portoffice.Range{Start: start, Size: c.PortRangeSize}
+	}
+	return r
+}
+
+// Validate checks every key.
+func (c Config) Validate() error {
+	if _, err := c.LinkURL(); err != nil {
+		return &needs.FieldError{Field: "lanmanageraddress", Msg: err.Error()}
+	}
+	if c.PortRangeSize < 1 || c.PortRangeSize > 65535 {
+		return &needs.FieldError{Field: "portrangesize", Msg: fmt.Sprintf("must be 1-65535, got %d", c.PortRangeSize)}
+	}
+	for p := range c.PortRangeStart {
+		if err := p.Validate(); err != nil {
+			return &needs.FieldError{Field: "portrangestart", Msg: err.Error()}
+		}
+	}
+	if err := portoffice.ValidateRanges(c.Ranges()); err != nil {
+		return err
+	}
+	if c.RuntimeDirectory == "" {
+		return &needs.FieldError{Field: "runtimedirectory", Msg: "must not be empty"}
+	}
+	if c.Name != "" {
+		if err := needs.ValidateName("name", c.Name); err != nil {
+			return err
+		}
+	}
+	if c.AdvertiseAddress != "" && net.ParseIP(c.AdvertiseAddress) == nil {
+		return &needs.FieldError{Field: "advertiseaddress", Msg: fmt.Sprintf("%q is not an IP address", c.AdvertiseAddress)}
+	}
+	return nil
+}
+
+// LinkURL is the WebSocket URL of the lanmanager's master link.
+func (c Config) LinkURL() (string, error) {
+	a := strings.TrimSpace(c.LanManagerAddress)
+	if a == "" {
+		return "", errors.New("must not be empty")
+	}
+	if !strings.Contains(a, "://") {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			a = net.JoinHostPort(strings.Trim(a, "[]"), DefaultLanManagerPort)
+		}
+		a = "ws://" + a
+	}
+	u, err := url.Parse(a)
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("scheme %q: want ws, wss, http or https", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return "", fmt.Errorf("%q has no host", c.LanManagerAddress)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("port %q outside 1-65535", p)
+		}
+	} else {
+		u.Host = net.JoinHostPort(u.Hostname(), DefaultLanManagerPort)
+	}
+	u.Path = "/v1/link"
+	return u.String(), nil
+}
