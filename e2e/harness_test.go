@@ -1,0 +1,309 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth/needs"
+	"berth/pipes"
+)
+
+// bin holds the paths of the binaries TestMain built.
+var bin struct{ lanmanager, master, hello string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "berth-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "berth/cmd/lanmanager", "berth/cmd/master", "berth/examples/hello")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build binaries:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	bin.lanmanager, bin.master, bin.hello = filepath.Join(dir, "lanmanager"), filepath.Join(dir, "master"), filepath.Join(dir, "hello")
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a daemon started by a test; Cleanup stops it.
+type proc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+// startProc runs a binary with its output in a log file under dir.
+func startProc(t *testing.T, dir, name string, env []string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p := &proc{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(t, 15*time.Second)
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s log ---\n%s", name, tail(b, 4000))
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits, then SIGKILL.
+func (p *proc) stop(t *testing.T, grace time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		t.Errorf("%s did not exit within %s of SIGTERM; killing", p.cmd.Path, grace)
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	return p.err
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// waitFor polls cond every 50 ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// lanEnv is a running lanmanager and the environment its clients need.
+type lanEnv struct {
+	addr  string
+	token string
+	dir   string
+	proc  *proc
+}
+
+func startLan(t *testing.T, token string) *lanEnv {
+	t.Helper()
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	l := &lanEnv{addr: addr, token: token, dir: dir}
+	l.proc = startProc(t, dir, "lanmanager", []string{"BERTH_TOKEN=" + token},
+		bin.lanmanager, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"))
+	waitFor(t, 10*time.Second, "lanmanager to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return l
+}
+
+// cli runs the lanmanager client with this lanmanager's address and token.
+func (l *lanEnv) cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin.lanmanager, args...)
+	cmd.Env = append(os.Environ(), "BERTH_ADDR=http://"+l.addr, "BERTH_TOKEN="+l.token)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("lanmanager %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (l *lanEnv) mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := l.cli(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (l *lanEnv) services(t *testing.T) []*needs.Instance {
+	t.Helper()
+	var out []*needs.Instance
+	if err := json.Unmarshal([]byte(l.mustCLI(t, "service", "ls", "--json")), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (l *lanEnv) need(t *testing.T, name string) *needs.NeedStatus {
+	t.Helper()
+	var st needs.NeedStatus
+	if err := json.Unmarshal([]byte(l.mustCLI(t, "need", "show", name, "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+// running returns the running instances of a need by instance name.
+func (l *lanEnv) running(t *testing.T, need string) map[string]*needs.Instance {
+	out := map[string]*needs.Instance{}
+	for _, s := range l.services(t) {
+		if s.Need == need && s.State == needs.Running {
+			out[s.Name] = s
+		}
+	}
+	return out
+}
+
+// masterEnv is a running master.
+type masterEnv struct {
+	name   string
+	dir    string
+	config string
+	tcp    int
+	http   int
+	size   int
+	proc   *proc
+}
+
+func startMaster(t *testing.T, l *lanEnv, name string, tcpStart, httpStart, size int) *masterEnv {
+	t.Helper()
+	dir := t.TempDir()
+	m := &masterEnv{name: name, dir: dir, config: filepath.Join(dir, "masterconfig.json"), tcp: tcpStart, http: httpStart, size: size}
+	cfg := map[string]any{
+		"lanmanageraddress": l.addr,
+		"portrangestart":    map[string]int{"tcp": tcpStart, "http": httpStart, "ws": httpStart + size},
+		"portrangesize":     size,
+		"runtimedirectory":  "rt",
+		"name":              name,
+		"advertiseaddress":  "127.0.0.1",
+		"token":             l.token,
+	}
+	b, _ := json.Marshal(cfg)
+	if err := os.WriteFile(m.config, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.proc = startProc(t, dir, "master-"+name, nil, bin.master, "run", "--config", m.config)
+	waitFor(t, 10*time.Second, "master "+name+" to connect", func() bool {
+		var ms []*needs.Master
+		out, err := l.cli(t, "master", "ls", "--json")
+		if err != nil || json.Unmarshal([]byte(out), &ms) != nil {
+			return false
+		}
+		for _, x := range ms {
+			if x.Name == name && x.Connected {
+				return true
+			}
+		}
+		return false
+	})
+	return m
+}
+
+// ps lists the master's children through `master ps --json`.
+func (m *masterEnv) ps(t *testing.T) []pipes.ChildInfo {
+	t.Helper()
+	out, err := exec.Command(bin.master, "ps", "--json", "--config", m.config).Output()
+	if err != nil {
+		t.Fatalf("master ps: %v", err)
+	}
+	var list []pipes.ChildInfo
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatalf("master ps output %q: %v", out, err)
+	}
+	return list
+}
+
+func (m *masterEnv) inRange(p needs.Protocol, port int) bool {
+	start := m.tcp
+	if p == needs.HTTP {
+		start = m.http
+	}
+	return port >= start && port < start+m.size
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+func dialOK(port int) bool {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return b.String(), nil
+}
