@@ -128,8 +128,8 @@ func (s *Server) failLocked(in *needs.Instance, why, exit string) {
 
 // exitedLocked handles a child that is gone.
 func (s *Server) exitedLocked(m *session, e *pipes.Exited) {
-	in := s.insts[e.Instance]
-	if in == nil || in.Alloc != e.Alloc || in.MasterID != m.info.ID {
+	in := s.byAllocLocked(e.Alloc)
+	if in == nil || in.MasterID != m.info.ID {
 		return // stale: a newer placement exists, or it was rejected already
 	}
 	clear(s.retryAt) // the master has capacity again
@@ -151,6 +151,16 @@ func (s *Server) exitedLocked(m *session, e *pipes.Exited) {
 		}
 		s.failLocked(in, why, exit)
 	}
+}
+
+// byAllocLocked finds the instance whose current placement is alloc.
+func (s *Server) byAllocLocked(alloc string) *needs.Instance {
+	for _, in := range s.insts {
+		if in.Alloc == alloc {
+			return in
+		}
+	}
+	return nil
 }
 
 func describeExit(e *pipes.Exited) string {

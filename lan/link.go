@@ -83,7 +83,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
-	hello, err := readHello(conn)
+	hello, err := readHello(s.ctx, conn)
 	if err != nil {
 		conn.SendError(0, err)
 		return
@@ -125,7 +125,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 	s.unregister(m)
 }
 
-func readHello(conn *pipes.Conn) (*pipes.Hello, error) {
+func readHello(ctx context.Context, conn *pipes.Conn) (*pipes.Hello, error) {
 	type result struct {
 		msg *pipes.Msg
 		err error
@@ -139,6 +139,10 @@ func readHello(conn *pipes.Conn) (*pipes.Hello, error) {
 		conn.Close()
 		<-ch
 		return nil, errors.New("no hello within 10s")
+	case <-ctx.Done():
+		conn.Close()
+		<-ch
+		return nil, ErrClosed
 	}
 	if res.err != nil {
 		return nil, res.err

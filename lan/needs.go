@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"berth/needs"
@@ -249,9 +248,16 @@ func (s *Server) Masters() []*needs.Master {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	count := map[string]int{}
+	used := map[string]map[needs.Protocol]int{}
 	for _, in := range s.insts {
 		if in.State.Placed() {
 			count[in.MasterID]++
+			if used[in.MasterID] == nil {
+				used[in.MasterID] = map[needs.Protocol]int{}
+			}
+			for p := range in.Ports {
+				used[in.MasterID][p]++
+			}
 		}
 	}
 	var out []*needs.Master
@@ -259,6 +265,11 @@ func (s *Server) Masters() []*needs.Master {
 		mm := m.info
 		mm.Instances = count[m.info.ID]
 		mm.Connected = true
+		// Free as the lanmanager sees it: range size less placed ports.
+		mm.Free = map[needs.Protocol]int{}
+		for p, r := range mm.Ranges {
+			mm.Free[p] = max(0, r[1]-r[0]+1-used[m.info.ID][p])
+		}
 		out = append(out, &mm)
 	}
 	for id, g := range s.gone {
@@ -272,5 +283,3 @@ func (s *Server) Masters() []*needs.Master {
 	})
 	return out
 }
-
-func describeMasters(ids []string) string { return strings.Join(ids, ", ") }

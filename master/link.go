@@ -134,7 +134,7 @@ func (a *Agent) handle(conn *pipes.Conn, msg *pipes.Msg) error {
 		c := a.child(s.Alloc)
 		if c == nil {
 			// Already gone: confirm so the lanmanager can drop its record.
-			return conn.SendBody(pipes.TypeExited, 0, &pipes.Exited{Alloc: s.Alloc, Instance: "unknown.0", Code: -1, Reason: "not running", Requested: true})
+			return conn.SendBody(pipes.TypeExited, 0, &pipes.Exited{Alloc: s.Alloc, Code: -1, Reason: "not running", Requested: true})
 		}
 		c.stop(a, s.Reason, grace)
 	case pipes.TypeError:

@@ -181,8 +181,9 @@ func (s *Stop) Validate() error {
 
 // Exited reports that an allocation's child is gone.
 type Exited struct {
-	Alloc    string `json:"alloc"`
-	Instance string `json:"instance"`
+	Alloc string `json:"alloc"`
+	// Instance is empty when the master no longer knows the allocation.
+	Instance string `json:"instance,omitempty"`
 	// Code is the exit code, -1 when killed by a signal or never started.
 	Code   int    `json:"code"`
 	Signal string `json:"signal,omitempty"`
@@ -197,6 +198,9 @@ type Exited struct {
 func (e *Exited) Validate() error {
 	if err := ValidateAlloc(e.Alloc); err != nil {
 		return err
+	}
+	if e.Instance == "" {
+		return nil
 	}
 	_, _, err := needs.ParseInstanceName(e.Instance)
 	return err
