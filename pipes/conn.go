@@ -61,7 +61,9 @@ func Encode(dst []byte, m *Msg) ([]byte, error) {
 		return dst, err
 	}
 	if m.V == 0 {
-		m.V = Version
+		c := *m // do not write to a message that may be shared
+		c.V = Version
+		m = &c
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -89,6 +91,9 @@ func Decode(r io.Reader, max int) (*Msg, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
 	if n < 2 {
+		// Consume the frame so the stream stays in step; the caller decides
+		// whether to go on.
+		io.CopyN(io.Discard, r, int64(n))
 		return nil, fmt.Errorf("%w: length %d", ErrBadFrame, n)
 	}
 	buf := make([]byte, n)

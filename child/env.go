@@ -1,0 +1,88 @@
+package child
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+
+	"berth/needs"
+)
+
+// Environment variables a berth master sets for its children.
+const (
+	EnvNeed     = "BERTH_NEED"     // the need's name, e.g. "web"
+	EnvInstance = "BERTH_INSTANCE" // the instance's name, e.g. "web.2"
+	EnvHost     = "BERTH_HOST"     // the host to listen on
+	EnvPipe     = "BERTH_PIPE"     // path of the master's Unix socket for this child
+	EnvPort     = "PORT"           // the child's main port
+	// The port of each protocol is in needs.Protocol.EnvName, for example
+	// BERTH_PORT_HTTP.
+)
+
+// Env is what a berth master tells a child through its environment.
+type Env struct {
+	Need     string
+	Instance string
+	Host     string
+	// Pipe is the path of the control socket; empty when not under berth.
+	Pipe string
+	// Ports holds the port of each protocol the need asked for; nil when
+	// none is set.
+	Ports map[needs.Protocol]int
+	// Port is PORT, 0 when unset.
+	Port int
+}
+
+// FromEnv reads the child's environment. Outside berth none of the variables
+// is set and it returns a zero Env and no error. A malformed port variable is
+// an error naming the variable; it matches needs.ErrInvalid.
+func FromEnv() (Env, error) {
+	e := Env{
+		Need:     os.Getenv(EnvNeed),
+		Instance: os.Getenv(EnvInstance),
+		Host:     os.Getenv(EnvHost),
+		Pipe:     os.Getenv(EnvPipe),
+	}
+	for _, p := range needs.Protocols {
+		port, err := portVar(p.EnvName())
+		if err != nil {
+			return Env{}, err
+		}
+		if port != 0 {
+			if e.Ports == nil {
+				e.Ports = make(map[needs.Protocol]int)
+			}
+			e.Ports[p] = port
+		}
+	}
+	port, err := portVar(EnvPort)
+	if err != nil {
+		return Env{}, err
+	}
+	e.Port = port
+	return e, nil
+}
+
+// portVar parses the port in variable name; 0 when it is unset or empty.
+func portVar(name string) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, &needs.FieldError{Field: name, Msg: fmt.Sprintf("%q is not a port (1-65535)", v)}
+	}
+	return n, nil
+}
+
+// Addr returns the host:port to listen on for protocol p, or "" when p has
+// no port. An empty Host gives ":port", which listens on every address.
+func (e Env) Addr(p needs.Protocol) string {
+	port, ok := e.Ports[p]
+	if !ok {
+		return ""
+	}
+	return net.JoinHostPort(e.Host, strconv.Itoa(port))
+}

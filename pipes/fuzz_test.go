@@ -1,0 +1,179 @@
+package pipes_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"berth/needs"
+	"berth/pipes"
+)
+
+// seedFrames returns encoded frames of several message types.
+func seedFrames(tb testing.TB) [][]byte {
+	tb.Helper()
+	need := needs.Need{Name: "web", Command: []string{"srv", "-port", "${PORT}"}, Instances: 2, Protocols: []needs.Protocol{needs.HTTP}}
+	msgs := []*pipes.Msg{
+		mustNew(tb, pipes.TypeHello, 1, pipes.Hello{ID: "m-12345678", Name: "m1", Address: "10.0.0.1", Ranges: map[needs.Protocol][2]int{needs.HTTP: {16000, 16999}}}),
+		mustNew(tb, pipes.TypeOffer, 0, pipes.Offer{Instance: "web.0", Round: 3, Need: need}),
+		mustNew(tb, pipes.TypeGrant, 0, pipes.Grant{Instance: "web.0", Alloc: "a1b2c3d4e5", Need: need}),
+		mustNew(tb, pipes.TypeStarted, 2, pipes.Started{Alloc: "a1b2c3d4e5", Instance: "web.0", PID: 7, Ports: map[needs.Protocol]int{needs.HTTP: 16000}, StartedAt: time.Unix(1700000000, 0).UTC()}),
+		mustNew(tb, pipes.TypeStats, 0, pipes.Stats{PID: 7, CPUPercent: 1.5, RSS: 1 << 20}),
+		mustNew(tb, pipes.TypeChildStop, 9, pipes.ChildStop{Reason: "<scale down>", GraceMS: 100}),
+		{V: 1, Type: pipes.TypePing, ID: 5},
+		{V: 1, Type: pipes.TypeError, ID: 2, Error: &pipes.Error{Code: pipes.CodeStale, Message: "stale allocation"}},
+	}
+	var out [][]byte
+	for _, m := range msgs {
+		b, err := pipes.Encode(nil, m)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// decodeAll decodes frames from r until the first error.
+func decodeAll(r io.Reader) ([]*pipes.Msg, error) {
+	var out []*pipes.Msg
+	for {
+		m, err := pipes.Decode(r, 0)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, m)
+	}
+}
+
+// canonBody is body as json.Marshal re-encodes a json.RawMessage: compact,
+// with <, >, & and U+2028/U+2029 escaped.
+func canonBody(tb testing.TB, body []byte) []byte {
+	tb.Helper()
+	if body == nil {
+		return nil
+	}
+	var c, e bytes.Buffer
+	if err := json.Compact(&c, body); err != nil {
+		tb.Fatalf("decoded body %q is not JSON: %v", body, err)
+	}
+	json.HTMLEscape(&e, c.Bytes())
+	return e.Bytes()
+}
+
+func FuzzDecode(f *testing.F) {
+	frames := seedFrames(f)
+	for i, b := range frames {
+		f.Add(b, uint16(len(b)/2))
+		f.Add(b[:len(b)-1], uint16(i))
+	}
+	f.Add(bytes.Join(frames, nil), uint16(37))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, uint16(2))
+	f.Add(frame(`{"v":1,"type":"x"}}`), uint16(0))
+	f.Add(frame(`{"v":1,"type":"x","body":{"a":"<&>\u2028"}}`), uint16(9))
+
+	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
+		k := int(split) % (len(data) + 1)
+		whole, wholeErr := decodeAll(bytes.NewReader(data))
+		for name, r := range map[string]io.Reader{
+			"split":     io.MultiReader(bytes.NewReader(data[:k]), bytes.NewReader(data[k:])),
+			"one byte":  iotest.OneByteReader(bytes.NewReader(data)),
+			"half data": iotest.HalfReader(bytes.NewReader(data)),
+		} {
+			got, err := decodeAll(r)
+			if !reflect.DeepEqual(got, whole) || err.Error() != wholeErr.Error() {
+				t.Fatalf("%s reader: %d messages, %v; whole: %d messages, %v", name, len(got), err, len(whole), wholeErr)
+			}
+		}
+		for _, m := range whole {
+			checkReencode(t, m)
+		}
+	})
+}
+
+// checkReencode checks that a decoded message encodes and decodes to an
+// equal message, and that the second encoding is a fixed point.
+func checkReencode(t *testing.T, m *pipes.Msg) {
+	t.Helper()
+	b, err := pipes.Encode(nil, m)
+	if errors.Is(err, pipes.ErrFrameTooLarge) {
+		return // escaping can grow a frame that was near the limit
+	}
+	if err != nil {
+		t.Fatalf("re-encode %+v: %v", m, err)
+	}
+	m2, err := pipes.Decode(bytes.NewReader(b), 0)
+	if err != nil {
+		t.Fatalf("decode re-encoded %q: %v", b, err)
+	}
+	if m2.V != m.V || m2.Type != m.Type || m2.ID != m.ID || !reflect.DeepEqual(m2.Error, m.Error) {
+		t.Fatalf("round trip changed the envelope:\n got %+v\nwant %+v", m2, m)
+	}
+	if !bytes.Equal(canonBody(t, m2.Body), canonBody(t, m.Body)) {
+		t.Fatalf("round trip changed the body:\n got %q\nwant %q", m2.Body, m.Body)
+	}
+	b2, err := pipes.Encode(nil, m2)
+	if err != nil || !bytes.Equal(b2, b) {
+		t.Fatalf("second encoding differs: %q, %v\nfirst: %q", b2, err, b)
+	}
+}
+
+// bodyTypes makes a fresh value of every body type.
+var bodyTypes = map[string]func() any{
+	pipes.TypeHello:      func() any { return new(pipes.Hello) },
+	pipes.TypeWelcome:    func() any { return new(pipes.Welcome) },
+	pipes.TypeOffer:      func() any { return new(pipes.Offer) },
+	pipes.TypeBid:        func() any { return new(pipes.Bid) },
+	pipes.TypeGrant:      func() any { return new(pipes.Grant) },
+	pipes.TypeStarted:    func() any { return new(pipes.Started) },
+	pipes.TypeReady:      func() any { return new(pipes.AllocRef) },
+	pipes.TypeStop:       func() any { return new(pipes.Stop) },
+	pipes.TypeExited:     func() any { return new(pipes.Exited) },
+	pipes.TypeStats:      func() any { return new(pipes.Stats) },
+	pipes.TypeChildHello: func() any { return new(pipes.ChildHello) },
+	pipes.TypeChildStop:  func() any { return new(pipes.ChildStop) },
+	pipes.TypePS:         func() any { return new([]pipes.ChildInfo) },
+}
+
+func FuzzUnmarshalBodies(f *testing.F) {
+	for _, b := range seedFrames(f) {
+		m, err := pipes.Decode(bytes.NewReader(b), 0)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if m.Body != nil {
+			f.Add([]byte(m.Body))
+		}
+	}
+	f.Add([]byte(`{"alloc":"a1b2c3d4e5","instance":"web.0","code":-1,"signal":"SIGKILL"}`))
+	f.Add([]byte(`{"alloc":"a1b2c3d4e5"}`))
+	f.Add([]byte(`{"instance":"web.1","round":1,"ok":false,"reason":"full"}`))
+	f.Add([]byte(`[{"instance":"web.1","pid":3,"stats":{"pid":3}}]`))
+	f.Add([]byte(`null`))
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for typ, newBody := range bodyTypes {
+			v := newBody()
+			err := (&pipes.Msg{V: 1, Type: "x", Body: data}).Decode(v)
+			if err != nil {
+				if pe, ok := errors.AsType[*pipes.Error](err); !ok || pe.Code != pipes.CodeInvalid {
+					t.Fatalf("%s: Decode error %v (%T), want an invalid *pipes.Error", typ, err, err)
+				}
+				continue
+			}
+			// A body that was accepted once is accepted again after encoding.
+			m, err := pipes.New("x", v)
+			if err != nil {
+				t.Fatalf("%s: re-encode %+v: %v", typ, v, err)
+			}
+			if err := m.Decode(newBody()); err != nil {
+				t.Fatalf("%s: decode re-encoded %s: %v", typ, m.Body, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,109 @@
+package pipes_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"berth/needs"
+	"berth/pipes"
+)
+
+func TestMsgDecodeValidates(t *testing.T) {
+	tests := []struct {
+		name  string
+		typ   string
+		body  string
+		into  any
+		field string // "" when the body is valid
+	}{
+		{"started ok", pipes.TypeStarted, `{"alloc":"a1b2c3d4e5","instance":"web.0","pid":12,"address":"h","ports":{"http":16000}}`, new(pipes.Started), ""},
+		{"started pid 0", pipes.TypeStarted, `{"alloc":"a1b2c3d4e5","instance":"web.0","pid":0,"address":"h"}`, new(pipes.Started), "pid"},
+		{"started bad port", pipes.TypeStarted, `{"alloc":"a1b2c3d4e5","instance":"web.0","pid":1,"ports":{"http":70000}}`, new(pipes.Started), "ports.http"},
+		{"started bad protocol", pipes.TypeStarted, `{"alloc":"a1b2c3d4e5","instance":"web.0","pid":1,"ports":{"udp":1}}`, new(pipes.Started), "ports"},
+		{"started bad alloc", pipes.TypeStarted, `{"alloc":"SHORT","instance":"web.0","pid":1}`, new(pipes.Started), "alloc"},
+		{"child hello pid 0", pipes.TypeChildHello, `{"pid":0}`, new(pipes.ChildHello), "pid"},
+		{"child hello ok, unknown field ignored", pipes.TypeChildHello, `{"pid":3,"later":"field"}`, new(pipes.ChildHello), ""},
+		{"stop negative grace", pipes.TypeStop, `{"alloc":"a1b2c3d4e5","grace_ms":-1}`, new(pipes.Stop), "grace_ms"},
+		{"hello short id", pipes.TypeHello, `{"id":"x","name":"m1","address":"a"}`, new(pipes.Hello), "id"},
+		{"hello bad alloc inside", pipes.TypeHello, `{"id":"12345678","name":"m1","address":"a","allocs":[{"alloc":"a1b2c3d4e5","instance":"web.0","pid":-4}]}`, new(pipes.Hello), "pid"},
+		{"bid bad instance", pipes.TypeBid, `{"instance":"web"}`, new(pipes.Bid), "instance"},
+		{"grant bad need", pipes.TypeGrant, `{"instance":"web.1","alloc":"a1b2c3d4e5","need":{"name":"web"}}`, new(pipes.Grant), "command"},
+		{"stats negative cpu", pipes.TypeStats, `{"pid":1,"cpu_percent":-1}`, new(pipes.Stats), "stats"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &pipes.Msg{V: 1, Type: tt.typ, Body: []byte(tt.body)}
+			err := m.Decode(tt.into)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("Decode: %v", err)
+				}
+				return
+			}
+			var pe *pipes.Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("Decode: %v (%T), want *pipes.Error", err, err)
+			}
+			if pe.Code != pipes.CodeInvalid {
+				t.Errorf("code %q, want invalid", pe.Code)
+			}
+			if !strings.Contains(pe.Message, tt.field) || !strings.HasPrefix(pe.Message, tt.typ+": ") {
+				t.Errorf("message %q does not name type %q and field %q", pe.Message, tt.typ, tt.field)
+			}
+			if !errors.Is(err, needs.ErrInvalid) {
+				t.Errorf("errors.Is(%v, needs.ErrInvalid) = false", err)
+			}
+		})
+	}
+}
+
+func TestMsgDecodeBadBody(t *testing.T) {
+	for name, body := range map[string]string{
+		"missing":    "",
+		"bad JSON":   `{"pid":`,
+		"wrong type": `{"pid":"one"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := &pipes.Msg{V: 1, Type: pipes.TypeChildHello, Body: []byte(body)}
+			var h pipes.ChildHello
+			err := m.Decode(&h)
+			if pe, ok := errors.AsType[*pipes.Error](err); !ok || pe.Code != pipes.CodeInvalid || !strings.HasPrefix(pe.Message, "child.hello: ") {
+				t.Errorf("Decode: %v, want an invalid *pipes.Error naming child.hello", err)
+			}
+		})
+	}
+}
+
+func TestNew(t *testing.T) {
+	m, err := pipes.New(pipes.TypeStats, pipes.Stats{PID: 1, SampledAt: time.Unix(0, 0).UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.V != pipes.Version || m.Type != pipes.TypeStats || len(m.Body) == 0 {
+		t.Errorf("New = %+v", m)
+	}
+	if m, err := pipes.New(pipes.TypeChildReady, nil); err != nil || m.Body != nil {
+		t.Errorf("New without body = %+v, %v", m, err)
+	}
+	if _, err := pipes.New("x", func() {}); err == nil {
+		t.Error("New with an unencodable body succeeded")
+	}
+}
+
+func TestValidateAlloc(t *testing.T) {
+	for a, ok := range map[string]bool{
+		"abcd1234":              true,
+		"a-b-c-d-e":             true,
+		strings.Repeat("a", 64): true,
+		"abc":                   false,
+		strings.Repeat("a", 65): false,
+		"ABCD1234":              false,
+		"abcd_1234":             false,
+	} {
+		if err := pipes.ValidateAlloc(a); (err == nil) != ok {
+			t.Errorf("ValidateAlloc(%q) = %v, want ok=%v", a, err, ok)
+		}
+	}
+}
