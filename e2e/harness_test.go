@@ -133,13 +133,13 @@ type lanEnv struct {
 	proc  *proc
 }
 
-func startLan(t *testing.T, token string) *lanEnv {
+func startLan(t *testing.T, token string, extra ...string) *lanEnv {
 	t.Helper()
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	l := &lanEnv{addr: addr, token: token, dir: dir}
-	l.proc = startProc(t, dir, "lanmanager", []string{"BERTH_TOKEN=" + token},
-		bin.lanmanager, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"))
+	args := append([]string{bin.lanmanager, "serve", "--listen", addr, "--data", filepath.Join(dir, "data")}, extra...)
+	l.proc = startProc(t, dir, "lanmanager", []string{"BERTH_TOKEN=" + token}, args...)
 	waitFor(t, 10*time.Second, "lanmanager to listen", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {

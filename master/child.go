@@ -14,6 +14,7 @@ import (
 
 	"berth/needs"
 	"berth/pipes"
+	"berth/portoffice"
 	"berth/spawn"
 )
 
@@ -114,6 +115,10 @@ func (a *Agent) startChild(g *pipes.Grant) {
 func (a *Agent) spawnChild(c *child) error {
 	ports, err := a.office.Lease(c.alloc, c.need.Protocols)
 	if err != nil {
+		var ex *portoffice.ExhaustedError
+		if errors.As(err, &ex) {
+			return fmt.Errorf("master %s: %w", a.name, ex)
+		}
 		return fmt.Errorf("master %s: lease ports: %w", a.name, err)
 	}
 	c.ports = ports

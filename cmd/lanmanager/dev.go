@@ -34,7 +34,8 @@ func devCommand() *cli.Command {
 				return err
 			}
 			defer os.RemoveAll(dir)
-			srv, err := lan.Open(c.Context, lan.Config{Listen: cfg.Listen, DataDir: filepath.Join(dir, "lan"), Token: cfg.Token, Logger: log})
+			cfg.DataDir = filepath.Join(dir, "lan")
+			srv, err := lan.Open(c.Context, cfg.lanConfig(log))
 			if err != nil {
 				return err
 			}
@@ -44,7 +45,7 @@ func devCommand() *cli.Command {
 			mcfg.Name = name
 			mcfg.AdvertiseAddress = "127.0.0.1"
 			mcfg.Token = cfg.Token
-			agent, err := master.Open(c.Context, master.Options{Config: mcfg, Logger: log})
+			agent, err := master.Open(c.Context, master.Options{Config: mcfg, Logger: log, StopGrace: cfg.StopGrace})
 			if err != nil {
 				srv.Close()
 				return err

@@ -22,7 +22,7 @@ func serveCommand() *cli.Command {
 			if cfg.Token == "" && !isLoopback(cfg.Listen) {
 				log.Warn("listening beyond loopback without a token: anyone who reaches this port can run commands on every master; set --token or BERTH_TOKEN")
 			}
-			srv, err := lan.Open(c.Context, lan.Config{Listen: cfg.Listen, DataDir: cfg.DataDir, Token: cfg.Token, Logger: log})
+			srv, err := lan.Open(c.Context, cfg.lanConfig(log))
 			if err != nil {
 				return err
 			}
