@@ -40,6 +40,13 @@ type child struct {
 	stopping  bool
 	requested bool
 	stats     *pipes.Stats
+	// pending holds a stop asked for before the process existed.
+	pending *pendingStop
+}
+
+type pendingStop struct {
+	why   string
+	grace time.Duration
 }
 
 func (c *child) info() pipes.ChildInfo {
@@ -135,6 +142,7 @@ func (a *Agent) spawnChild(c *child) error {
 	}
 	c.mu.Lock()
 	c.proc, c.started = proc, time.Now().UTC()
+	pending := c.pending
 	c.mu.Unlock()
 	rec := &record{Alloc: c.alloc, Instance: c.instance, PID: proc.PID(), StartTime: proc.StartTime(),
 		Ports: ports, Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started}
@@ -145,6 +153,9 @@ func (a *Agent) spawnChild(c *child) error {
 	go func() { defer a.wg.Done(); a.servePipe(c) }()
 	go func() { defer a.wg.Done(); a.wait(c) }()
 	a.log.Info("child started", "instance", c.instance, "pid", proc.PID(), "ports", ports)
+	if pending != nil {
+		c.stop(a, pending.why, pending.grace)
+	}
 	return nil
 }
 
@@ -209,7 +220,13 @@ func (a *Agent) wait(c *child) {
 // child is gone.
 func (c *child) stop(a *Agent, why string, grace time.Duration) {
 	c.mu.Lock()
-	if c.stopping || c.proc == nil {
+	if c.proc == nil {
+		// Still being spawned: spawnChild stops it as soon as it runs.
+		c.pending = &pendingStop{why: why, grace: grace}
+		c.mu.Unlock()
+		return
+	}
+	if c.stopping {
 		c.mu.Unlock()
 		return
 	}
