@@ -36,6 +36,7 @@
 //
 //	BERTH_NEED        the need's name, e.g. web
 //	BERTH_INSTANCE    the instance's name, e.g. web.2
+//	BERTH_ALLOC       the id of this placement of the instance
 //	BERTH_HOST        the host to listen on
 //	BERTH_PIPE        path of the master's Unix socket for this child
 //	BERTH_PORT_TCP    the port leased for each protocol the need declared

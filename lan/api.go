@@ -49,9 +49,28 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/link", s.handleLink)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, allow))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
 	return s.auth(mux)
+}
+
+// allowed returns the methods a known path takes, or "" for an unknown path.
+func allowed(path string) string {
+	switch path {
+	case "/v1/needs":
+		return "GET, POST"
+	case "/v1/services", "/v1/masters", "/v1/events", "/v1/link":
+		return "GET"
+	}
+	if rest, ok := strings.CutPrefix(path, "/v1/needs/"); ok && rest != "" && !strings.Contains(rest, "/") {
+		return "GET, PATCH, DELETE"
+	}
+	return ""
 }
 
 // auth requires the bearer token, compared in constant time, on every call.
@@ -130,7 +149,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return describeJSONError(err)
 	}
-	if dec.More() {
+	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) > 0 {
 		return errors.New("body: trailing data after the JSON object")
 	}
 	return nil
@@ -146,6 +165,8 @@ func describeJSONError(err error) error {
 		return fmt.Errorf("body: malformed JSON at byte %d: %v", se.Offset, err)
 	case errors.Is(err, io.EOF):
 		return errors.New("body: empty, want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("body: malformed JSON: unexpected end of input")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return fmt.Errorf("body: unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}

@@ -3,6 +3,7 @@ package lan
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -37,10 +38,12 @@ func (s *Server) startedLocked(m *session, st *pipes.Started) {
 	if n == nil || s.closed {
 		return
 	}
+	// The check runs without the lock: give it copies.
+	name, addr, ports, protos := in.Name, in.Address, maps.Clone(in.Ports), slices.Clone(n.Protocols)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.approve(in.Name, st.Alloc, st.Ready, n.Protocols, in.Address, in.Ports)
+		s.approve(name, st.Alloc, st.Ready, protos, addr, ports)
 	}()
 }
 
@@ -62,19 +65,19 @@ func (s *Server) readyFrom(m *session, alloc string) {
 // port must accept a TCP connection before StartDeadline. A child without
 // ports must stay up for MinUptime (or say ready).
 func (s *Server) approve(name, alloc string, ready bool, protos []needs.Protocol, addr string, ports map[needs.Protocol]int) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.StartDeadline)
-	defer cancel()
 	var err error
 	if len(protos) == 0 {
 		if !ready {
 			select {
-			case <-ctx.Done():
+			case <-s.ctx.Done():
 				return
 			case <-time.After(s.cfg.MinUptime):
 			}
 		}
 	} else {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.StartDeadline)
 		err = checkPorts(ctx, addr, protos, ports)
+		cancel()
 	}
 	if s.ctx.Err() != nil {
 		return

@@ -26,47 +26,34 @@ func (s *Server) AddNeed(n *needs.Need) (*needs.NeedStatus, error) {
 		return nil, fmt.Errorf("need %q: %w", n.Name, needs.ErrExists)
 	}
 	ch := &Change{PutNeeds: []*needs.Need{n}}
-	created := s.growLocked(n, 0, ch)
+	s.growLocked(n, ch)
 	if err := s.store.Apply(ch); err != nil {
-		s.forgetLocked(created)
 		return nil, fmt.Errorf("persist need %q: %w", n.Name, err)
 	}
 	s.needs[n.Name] = n
 	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedAdded, Need: n.Name})
-	for _, in := range ch.PutInstances {
-		s.emitInstanceLocked(in)
-	}
-	s.kick()
+	s.commitLocked(ch)
 	return s.statusLocked(n, true), nil
 }
 
-// growLocked creates or revives instances from..n.Instances-1 into ch and
-// returns the names it created afresh.
-func (s *Server) growLocked(n *needs.Need, from int, ch *Change) []string {
-	var created []string
+// growLocked adds to ch the instances n needs that are missing, and revives
+// those below n.Instances that are stopping for good. It changes nothing in
+// memory: commitLocked applies ch once it is persisted.
+func (s *Server) growLocked(n *needs.Need, ch *Change) {
 	now := time.Now().UTC()
-	for i := from; i < n.Instances; i++ {
+	for i := 0; i < n.Instances; i++ {
 		name := needs.InstanceName(n.Name, i)
 		if in, ok := s.insts[name]; ok {
 			// Still stopping from an earlier scale-down or removal: keep it,
 			// and place it again once its master confirms the stop.
 			if in.Removing {
-				in.Removing = false
-				ch.PutInstances = append(ch.PutInstances, in)
+				c := in.Clone()
+				c.Removing = false
+				ch.PutInstances = append(ch.PutInstances, c)
 			}
 			continue
 		}
-		in := &needs.Instance{Need: n.Name, Index: i, Name: name, State: needs.Pending, Since: now}
-		s.insts[name] = in
-		created = append(created, name)
-		ch.PutInstances = append(ch.PutInstances, in)
-	}
-	return created
-}
-
-func (s *Server) forgetLocked(names []string) {
-	for _, n := range names {
-		delete(s.insts, n)
+		ch.PutInstances = append(ch.PutInstances, &needs.Instance{Need: n.Name, Index: i, Name: name, State: needs.Pending, Since: now})
 	}
 }
 
@@ -84,24 +71,18 @@ func (s *Server) ScaleNeed(name string, count int) (*needs.NeedStatus, error) {
 	next := n.Clone()
 	next.Instances = count
 	ch := &Change{PutNeeds: []*needs.Need{next}}
-	created := s.growLocked(next, 0, ch)
-	var stops []*needs.Instance
+	s.growLocked(next, ch)
 	for _, in := range s.needInstancesLocked(name) {
 		if in.Index >= count && !in.Removing {
-			stops = append(stops, in)
+			s.retireLocked(in, "scaled down", ch)
 		}
 	}
-	for _, in := range stops {
-		s.retireLocked(in, "scaled down", ch)
-	}
 	if err := s.store.Apply(ch); err != nil {
-		s.forgetLocked(created)
 		return nil, fmt.Errorf("persist need %q: %w", name, err)
 	}
 	s.needs[name] = next
-	s.finishRetireLocked(ch)
 	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedScaled, Need: name, Message: fmt.Sprintf("%d instances", count)})
-	s.kick()
+	s.commitLocked(ch)
 	return s.statusLocked(next, true), nil
 }
 
@@ -122,25 +103,28 @@ func (s *Server) RemoveNeed(name string) (*needs.NeedStatus, error) {
 	}
 	delete(s.needs, name)
 	st := s.statusLocked(n, true)
-	s.finishRetireLocked(ch)
 	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRemoved, Need: name})
+	s.commitLocked(ch)
 	return st, nil
 }
 
-// retireLocked marks an instance for removal: a placed one is stopped first,
-// an unplaced one is deleted. The store writes go into ch; the messages to
-// masters are sent by finishRetireLocked once ch is persisted.
+// retireLocked adds to ch the removal of an instance: a placed one is
+// marked stopping for good (and stopped by commitLocked), an unplaced one is
+// deleted.
 func (s *Server) retireLocked(in *needs.Instance, why string, ch *Change) {
-	in.Removing = true
-	if in.State.Placed() {
-		in.State, in.Since, in.Reason = needs.Stopping, time.Now().UTC(), why
-		ch.PutInstances = append(ch.PutInstances, in)
+	if !in.State.Placed() {
+		ch.DeleteInstances = append(ch.DeleteInstances, in.Name)
 		return
 	}
-	ch.DeleteInstances = append(ch.DeleteInstances, in.Name)
+	c := in.Clone()
+	c.Removing = true
+	c.State, c.Since, c.Reason = needs.Stopping, time.Now().UTC(), why
+	ch.PutInstances = append(ch.PutInstances, c)
 }
 
-func (s *Server) finishRetireLocked(ch *Change) {
+// commitLocked applies a persisted change to memory, publishes it and
+// sends the stops it implies.
+func (s *Server) commitLocked(ch *Change) {
 	for _, name := range ch.DeleteInstances {
 		if in, ok := s.insts[name]; ok {
 			delete(s.insts, name)
@@ -150,11 +134,13 @@ func (s *Server) finishRetireLocked(ch *Change) {
 		}
 	}
 	for _, in := range ch.PutInstances {
+		s.insts[in.Name] = in
 		s.emitInstanceLocked(in)
 		if in.State == needs.Stopping {
 			s.sendStopLocked(in, in.Reason)
 		}
 	}
+	s.kick()
 }
 
 // sendStopLocked asks the instance's master to stop its allocation.

@@ -36,6 +36,8 @@ type Config struct {
 	AdvertiseAddress string `json:"advertiseaddress,omitempty"`
 	// Token is the lanmanager's bearer token, if it has one.
 	Token string `json:"token,omitempty"`
+	// LanManagerPortCorrection is added to the lanmanager's port (allex).
+	LanManagerPortCorrection int `json:"lanmanagerportcorrection,omitempty"`
 }
 
 // DefaultConfig returns the configuration written when none exists.
@@ -85,10 +87,22 @@ func LoadConfig(path string) (Config, error) {
 // defaults.
 func ParseConfig(b []byte) (Config, error) {
 	cfg := DefaultConfig()
+	defaults := cfg.PortRangeStart
+	cfg.PortRangeStart = nil // a portrangestart in the file replaces the default ranges whole
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
 		return Config{}, describeConfigError(err)
+	}
+	if cfg.PortRangeStart == nil {
+		var keys map[string]json.RawMessage
+		json.Unmarshal(b, &keys)
+		for k := range keys {
+			if strings.EqualFold(k, "portrangestart") { // encoding/json matches keys without case
+				return Config{}, &needs.FieldError{Field: "portrangestart", Msg: "must name at least one protocol"}
+			}
+		}
+		cfg.PortRangeStart = defaults
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Config{}, errors.New("trailing data after the JSON object")
@@ -179,13 +193,18 @@ func (c Config) LinkURL() (string, error) {
 	if u.Hostname() == "" {
 		return "", fmt.Errorf("%q has no host", c.LanManagerAddress)
 	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return "", fmt.Errorf("port %q outside 1-65535", p)
-		}
-	} else {
-		u.Host = net.JoinHostPort(u.Hostname(), DefaultLanManagerPort)
+	p := u.Port()
+	if p == "" {
+		p = DefaultLanManagerPort
 	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("port %q outside 1-65535", p)
+	}
+	if n += c.LanManagerPortCorrection; n < 1 || n > 65535 {
+		return "", fmt.Errorf("port %s plus lanmanagerportcorrection %d is outside 1-65535", p, c.LanManagerPortCorrection)
+	}
+	u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(n))
 	u.Path = "/v1/link"
 	return u.String(), nil
 }

@@ -57,6 +57,19 @@ func TestParseConfigOK(t *testing.T) {
 	if r := cfg.Ranges()[needs.HTTP]; r.Start != 21000 || r.Size != 500 {
 		t.Errorf("Ranges()[http] = %+v, want start 21000 size 500", r)
 	}
+	// A portrangestart replaces the default ranges whole: a master may
+	// serve only some protocols.
+	cfg, err = master.ParseConfig([]byte(`{"portrangestart":{"tcp":20000}}`))
+	if err != nil {
+		t.Fatalf("ParseConfig(tcp only): %v", err)
+	}
+	if want := map[needs.Protocol]int{needs.TCP: 20000}; !reflect.DeepEqual(cfg.PortRangeStart, want) {
+		t.Errorf("portrangestart = %v, want %v", cfg.PortRangeStart, want)
+	}
+	// ... and parsing leaves the defaults alone.
+	if d := master.DefaultConfig(); len(d.PortRangeStart) != 3 {
+		t.Errorf("DefaultConfig ranges changed to %v", d.PortRangeStart)
+	}
 	// An IPv6 advertise address is an IP too.
 	if _, err := master.ParseConfig([]byte(`{"advertiseaddress":"::1"}`)); err != nil {
 		t.Errorf("advertiseaddress ::1: %v", err)
@@ -83,10 +96,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "start 0", in: `{"portrangestart":{"tcp":0}}`, wantField: "portrangestart.tcp", wantIn: []string{"portrangestart.tcp"}},
 		{name: "start 65536", in: `{"portrangestart":{"ws":65536}}`, wantField: "portrangestart.ws"},
 		{name: "range past 65535", in: `{"portrangestart":{"tcp":65535}}`, wantField: "portrangesize.tcp", wantIn: []string{"65535"}},
-		{name: "overlap tcp http", in: `{"portrangestart":{"tcp":16500}}`, wantField: "portrangestart.http", wantIn: []string{"overlaps", "tcp"}},
+		{name: "overlap tcp http", in: `{"portrangestart":{"tcp":16500,"http":16000}}`, wantField: "portrangestart.http", wantIn: []string{"overlaps", "tcp"}},
 		{name: "same start", in: `{"portrangestart":{"tcp":17000,"http":17000,"ws":18000}}`, wantIn: []string{"overlaps"}},
 		{name: "unknown protocol", in: `{"portrangestart":{"udp":20000}}`, wantField: "portrangestart", wantIn: []string{"udp"}},
-		{name: "no ranges", in: `{"portrangestart":null}`, wantField: "portranges"},
+		{name: "no ranges", in: `{"portrangestart":null}`, wantIn: []string{"portrange"}},
+		{name: "empty ranges", in: `{"portrangestart":{}}`, wantIn: []string{"portrange"}},
 		{name: "bad name", in: `{"name":"Bad_Name"}`, wantField: "name", wantIn: []string{"Bad_Name"}},
 		{name: "name leading dash", in: `{"name":"-m"}`, wantField: "name"},
 		{name: "advertise not IP", in: `{"advertiseaddress":"host.lan"}`, wantField: "advertiseaddress", wantIn: []string{"host.lan"}},

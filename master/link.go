@@ -34,7 +34,8 @@ func (a *Agent) Linked() bool {
 }
 
 // linkLoop keeps a link to the lanmanager, reconnecting with a back-off
-// that grows from 100 ms to 5 s, with jitter. Children keep running while
+// that grows from 100 ms to 2 s, plus up to half as much jitter, so that a
+// master is back well within the lanmanager's 5 s grace. Children keep running while
 // the link is down.
 func (a *Agent) linkLoop() {
 	delay := 100 * time.Millisecond
@@ -54,7 +55,7 @@ func (a *Agent) linkLoop() {
 			return
 		case <-time.After(delay + jitter):
 		}
-		delay = min(delay*2, 5*time.Second)
+		delay = min(delay*2, 2*time.Second)
 	}
 }
 

@@ -14,12 +14,14 @@
 // # Instance states
 //
 //	pending ──grant──▶ starting ──approved──▶ running
-//	   ▲                  │                      │
-//	   │              rejected/exit          exit/lost
-//	   │                  ▼                      ▼
-//	   └──── due ───── backoff ◀─────────────────┘
+//	 ▲  ▲                 │                      │
+//	 │  │             rejected/exit            exit
+//	 │  │                 ▼                      ▼
+//	 │  └──── due ───── backoff ◀────────────────┘
+//	 │
+//	 └── master lost (after its grace) or no longer runs it ── starting, running
 //
-//	any placed state ──scale down / need rm──▶ stopping ──stopped──▶ (dropped)
+//	any placed state ──scale down / need rm──▶ stopping ──exited──▶ (dropped)
 //
 // The back-off before an instance that keeps failing is placed again grows
 // from [BackoffMin] to [BackoffMax] (see [BackoffDelay]) and resets once an

@@ -58,7 +58,7 @@ func ParseInstanceName(s string) (string, int, error) {
 		return "", 0, &FieldError{Field: "instance", Msg: fmt.Sprintf("%q is not <need>.<index>", s)}
 	}
 	n, err := strconv.Atoi(s[i+1:])
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || strconv.Itoa(n) != s[i+1:] {
 		return "", 0, &FieldError{Field: "instance", Msg: fmt.Sprintf("%q is not <need>.<index>", s)}
 	}
 	if err := ValidateName("instance", s[:i]); err != nil {

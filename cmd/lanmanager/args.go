@@ -63,3 +63,15 @@ func wantArgs(pos []string, names ...string) error {
 	}
 	return nil
 }
+
+// noArgs parses trailing flags of a command that takes no arguments.
+func noArgs(c *cli.Context) error {
+	pos, command, err := splitArgs(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	if len(pos) > 0 || len(command) > 0 {
+		return cli.Exit(fmt.Sprintf("%s takes no arguments, got %q", c.Command.FullName(), append(pos, command...)), 2)
+	}
+	return nil
+}

@@ -19,8 +19,8 @@ func masterCommand() *cli.Command {
 			Usage: "list masters",
 			Flags: append(clientFlags(), jsonFlag()),
 			Action: func(c *cli.Context) error {
-				if _, _, err := splitArgs(c); err != nil {
-					return cli.Exit(err.Error(), 2)
+				if err := noArgs(c); err != nil {
+					return err
 				}
 				list, err := newClient(c).Masters(c.Context)
 				if err != nil {

@@ -74,8 +74,8 @@ func needLsCommand() *cli.Command {
 		Usage: "list needs",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			if _, _, err := splitArgs(c); err != nil {
-				return cli.Exit(err.Error(), 2)
+			if err := noArgs(c); err != nil {
+				return err
 			}
 			list, err := newClient(c).Needs(c.Context)
 			if err != nil {

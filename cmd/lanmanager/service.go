@@ -15,8 +15,8 @@ func serviceCommand() *cli.Command {
 			Usage: "list placed instances: where they run and on which ports",
 			Flags: append(clientFlags(), jsonFlag()),
 			Action: func(c *cli.Context) error {
-				if _, _, err := splitArgs(c); err != nil {
-					return cli.Exit(err.Error(), 2)
+				if err := noArgs(c); err != nil {
+					return err
 				}
 				list, err := newClient(c).Services(c.Context)
 				if err != nil {
