@@ -75,3 +75,16 @@ func noArgs(c *cli.Context) error {
 	}
 	return nil
 }
+
+// positional parses the arguments of a command that takes exactly the
+// named positional arguments and no command.
+func positional(c *cli.Context, names ...string) ([]string, error) {
+	pos, command, err := splitArgs(c)
+	if err != nil {
+		return nil, cli.Exit(err.Error(), 2)
+	}
+	if len(command) > 0 {
+		return nil, cli.Exit(fmt.Sprintf("%s takes no command after --", c.Command.FullName()), 2)
+	}
+	return pos, wantArgs(pos, names...)
+}

@@ -105,11 +105,8 @@ func needShowCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			pos, _, err := splitArgs(c)
+			pos, err := positional(c, "NAME")
 			if err != nil {
-				return cli.Exit(err.Error(), 2)
-			}
-			if err := wantArgs(pos, "NAME"); err != nil {
 				return err
 			}
 			st, err := newClient(c).Need(c.Context, pos[0])
@@ -161,11 +158,8 @@ func needScaleCommand() *cli.Command {
 		ArgsUsage: "NAME N",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			pos, _, err := splitArgs(c)
+			pos, err := positional(c, "NAME", "N")
 			if err != nil {
-				return cli.Exit(err.Error(), 2)
-			}
-			if err := wantArgs(pos, "NAME", "N"); err != nil {
 				return err
 			}
 			n, err := strconv.Atoi(pos[1])
@@ -192,11 +186,8 @@ func needRmCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     clientFlags(),
 		Action: func(c *cli.Context) error {
-			pos, _, err := splitArgs(c)
+			pos, err := positional(c, "NAME")
 			if err != nil {
-				return cli.Exit(err.Error(), 2)
-			}
-			if err := wantArgs(pos, "NAME"); err != nil {
 				return err
 			}
 			if err := newClient(c).RemoveNeed(c.Context, pos[0]); err != nil {
