@@ -28,7 +28,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "berth/cmd/lanmanager", "berth/cmd/master", "berth/examples/hello")
+	args := []string{"build", "-o", dir + "/"}
+	if raceEnabled {
+		args = append(args, "-race")
+		// Race-enabled binaries would otherwise linger 1 s at exit.
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
+	args = append(args, "berth/cmd/lanmanager", "berth/cmd/master", "berth/examples/hello")
+	build := exec.Command("go", args...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
@@ -69,9 +76,12 @@ func startProc(t *testing.T, dir, name string, env []string, args ...string) *pr
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.stop(t, 15*time.Second)
+		b, _ := os.ReadFile(logPath)
+		if bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+			t.Errorf("%s reported a data race", name)
+		}
 		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("--- %s log ---\n%s", name, tail(b, 4000))
+			t.Logf("--- %s log ---\n%s", name, tail(b, 8000))
 		}
 	})
 	return p

@@ -40,10 +40,12 @@ func (s *Server) startedLocked(m *session, st *pipes.Started) {
 	}
 	// The check runs without the lock: give it copies.
 	name, addr, ports, protos := in.Name, in.Address, maps.Clone(in.Ports), slices.Clone(n.Protocols)
+	ready := st.Ready || s.earlyReady[st.Alloc]
+	delete(s.earlyReady, st.Alloc)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.approve(name, st.Alloc, st.Ready, protos, addr, ports)
+		s.approve(name, st.Alloc, ready, protos, addr, ports)
 	}()
 }
 
@@ -51,13 +53,17 @@ func (s *Server) startedLocked(m *session, st *pipes.Started) {
 func (s *Server) readyFrom(m *session, alloc string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, in := range s.insts {
-		if in.Alloc == alloc && in.MasterID == m.info.ID && in.State == needs.Starting && in.PID != 0 {
-			if n := s.needs[in.Need]; n != nil && len(n.Protocols) == 0 {
-				s.markRunningLocked(in)
-			}
-			return
-		}
+	in := s.byAllocLocked(alloc)
+	if in == nil || in.MasterID != m.info.ID || in.State != needs.Starting {
+		return
+	}
+	if in.PID == 0 {
+		// The child spoke before its master's started report arrived.
+		s.earlyReady[alloc] = true
+		return
+	}
+	if n := s.needs[in.Need]; n != nil && len(n.Protocols) == 0 {
+		s.markRunningLocked(in)
 	}
 }
 
@@ -118,6 +124,8 @@ func (s *Server) failLocked(in *needs.Instance, why, exit string) {
 	in.Failures++
 	in.Restarts++
 	delay := needs.BackoffDelay(in.Failures)
+	delete(s.earlyReady, in.Alloc)
+	in.FailedOn = in.MasterID
 	in.Unplace()
 	in.State, in.Since, in.Reason = needs.Backoff, now, why
 	if exit == "" {

@@ -177,6 +177,9 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	delete(s.gone, h.ID)
 	clear(s.retryAt) // new capacity: offer everything again
 	m.send(pipes.TypeWelcome, &pipes.Welcome{HeartbeatMS: int(HeartbeatInterval / time.Millisecond)})
+	for i := range h.Exits {
+		s.exitedLocked(m, &h.Exits[i]) // exits the master could not send while the link was down
+	}
 	s.reconcileLocked(m, h.Allocs)
 	info := m.info
 	s.hub.publish(Event{Time: time.Now(), Kind: EventMasterUp, Master: &info})
@@ -209,7 +212,8 @@ func (s *Server) reconcileLocked(m *session, allocs []pipes.Started) {
 		case in.State == needs.Stopping:
 			m.send(pipes.TypeStop, &pipes.Stop{Alloc: a.Alloc, Reason: in.Reason, GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
 		case in.State == needs.Running && in.PID == a.PID:
-			// Unchanged.
+			// Unchanged; approve again in case the first approval was lost.
+			m.send(pipes.TypeApprove, &pipes.AllocRef{Alloc: a.Alloc})
 		default:
 			s.startedLocked(m, a)
 		}

@@ -397,6 +397,7 @@ func TestLinkMasterLost(t *testing.T) {
 	})
 	m = connectMasterWithAllocs(t, srv, id1, "m1", []pipes.Started{*startedFor(g.Grant, g.port)})
 	m.expect(pipes.TypeWelcome, nil)
+	m.expect(pipes.TypeApprove, nil) // approved again, not stopped
 	m.send(pipes.TypePing, nil)
 	m.expect(pipes.TypePong, nil) // no stop came first
 	if svcs := services(t, c); len(svcs) != 1 || svcs[0].State != needs.Running || svcs[0].Alloc != g.Alloc {
@@ -517,5 +518,32 @@ func TestLinkNoPortsReady(t *testing.T) {
 	}
 	if st := getNeed(t, c, "worker"); st.Running != 2 {
 		t.Errorf("running = %d, want 2", st.Running)
+	}
+}
+
+// TestPlacementAvoidsFailedMaster: after a start fails on one master, the
+// next attempt goes to another master that bids, even if the failed one
+// would win on name.
+func TestPlacementAvoidsFailedMaster(t *testing.T) {
+	srv, c := startServer(t, lan.Config{BidWindow: time.Second})
+	m1, m2 := dialMaster(t, srv, "", id1, "m1"), dialMaster(t, srv, "", id2, "m2")
+	addWeb(t, c, 1)
+	m1.takeOffer("web.0")
+	m2.takeOffer("web.0")
+	var g pipes.Grant
+	m1.expect(pipes.TypeGrant, &g) // equal load: m1 wins on name
+	m1.send(pipes.TypeExited, &pipes.Exited{Alloc: g.Alloc, Instance: g.Instance, Code: -1, Reason: "command not found"})
+
+	// Both bid again after the back-off; m2 must get it this time.
+	m1.takeOffer("web.0")
+	m2.takeOffer("web.0")
+	var g2 pipes.Grant
+	m2.expect(pipes.TypeGrant, &g2)
+	if g2.Alloc == g.Alloc {
+		t.Fatal("second grant reused the failed allocation id")
+	}
+	st := getNeed(t, c, "web")
+	if in := instance(st, "web.0"); in == nil || in.Master != "m2" || in.Restarts != 1 {
+		t.Fatalf("web.0 = %+v, want starting on m2 after one failure", in)
 	}
 }

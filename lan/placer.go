@@ -64,6 +64,16 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 	s.expireGoneLocked(now)
 	var changed []*needs.Instance
 	for _, in := range s.insts {
+		if in.State == needs.Starting && in.PID == 0 && !in.Removing {
+			// Granted, but its master never reported the child.
+			if now.Sub(in.Since) >= s.cfg.StartDeadline {
+				s.sendStopLocked(in, "not started in time")
+				s.failLocked(in, fmt.Sprintf("master %s did not start it within %s", in.Master, s.cfg.StartDeadline), "")
+			} else {
+				due(in.Since.Add(s.cfg.StartDeadline))
+			}
+			continue
+		}
 		if in.State == needs.Backoff {
 			if !in.NextAttempt.After(now) {
 				in.State, in.Since = needs.Pending, now.UTC()
@@ -188,7 +198,7 @@ func (s *Server) decideLocked(name string, r *round, now time.Time) {
 			reasons = append(reasons, fmt.Sprintf("master %s: %s", m.info.Name, b.Reason))
 			continue
 		}
-		if best == nil || better(m, best, perNeed, total) {
+		if best == nil || better(m, best, in.FailedOn, perNeed, total) {
 			best = m
 		}
 	}
@@ -216,10 +226,14 @@ func (s *Server) decideLocked(name string, r *round, now time.Time) {
 	best.send(pipes.TypeGrant, &pipes.Grant{Instance: in.Name, Alloc: in.Alloc, Need: *n})
 }
 
-// better reports whether master a is a better home than b: fewer instances
-// of this need first (spread), then fewer instances in all, then by name.
-func better(a, b *session, perNeed, total map[string]int) bool {
+// better reports whether master a is a better home than b: not the master
+// where the last attempt failed, then fewer instances of this need (spread),
+// then fewer instances in all, then by name.
+func better(a, b *session, failedOn string, perNeed, total map[string]int) bool {
 	ai, bi := a.info.ID, b.info.ID
+	if (ai == failedOn) != (bi == failedOn) {
+		return bi == failedOn
+	}
 	if perNeed[ai] != perNeed[bi] {
 		return perNeed[ai] < perNeed[bi]
 	}

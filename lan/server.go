@@ -85,15 +85,16 @@ type Server struct {
 	wg     sync.WaitGroup // owns placer, approvals, link sessions
 	wake   chan struct{}
 
-	mu      sync.Mutex // Protects following.
-	needs   map[string]*needs.Need
-	insts   map[string]*needs.Instance
-	masters map[string]*session   // connected masters by id
-	gone    map[string]masterGone // masters seen, now disconnected, by id
-	rounds  map[string]*round     // open offer rounds by instance
-	retryAt map[string]time.Time  // instance → earliest next offer after a round without bids
-	round   uint64
-	closed  bool
+	mu         sync.Mutex // Protects following.
+	needs      map[string]*needs.Need
+	insts      map[string]*needs.Instance
+	masters    map[string]*session   // connected masters by id
+	gone       map[string]masterGone // masters seen, now disconnected, by id
+	rounds     map[string]*round     // open offer rounds by instance
+	retryAt    map[string]time.Time  // instance → earliest next offer after a round without bids
+	earlyReady map[string]bool       // allocs whose child said ready before its started report
+	round      uint64
+	closed     bool
 }
 
 type masterGone struct {
@@ -127,7 +128,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		wake:  make(chan struct{}, 1),
 		needs: ns, insts: is,
 		masters: map[string]*session{}, gone: map[string]masterGone{},
-		rounds: map[string]*round{}, retryAt: map[string]time.Time{},
+		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, earlyReady: map[string]bool{},
 	}
 	// Masters that held instances before a restart get the grace period to
 	// come back and re-announce them.

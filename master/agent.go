@@ -58,6 +58,7 @@ type Agent struct {
 	link     *pipes.Conn
 	linked   bool
 	closed   bool
+	unsent   []pipes.Exited // exits not yet delivered; carried by the next hello
 }
 
 // ErrClosed is returned by operations on a closed Agent.
@@ -249,17 +250,16 @@ func (a *Agent) Children() []pipes.ChildInfo {
 	return out
 }
 
-func (a *Agent) hello() *pipes.Hello {
+func (a *Agent) helloLocked() *pipes.Hello {
 	h := &pipes.Hello{ID: a.id, Name: a.name, Address: a.addr, Version: a.opts.Version,
-		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}}
+		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent}
 	for p, r := range a.office.Ranges() {
 		h.Ranges[p] = [2]int{r.Start, r.End()}
 		h.Free[p] = a.office.Free(p)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	for _, c := range a.children {
 		if s, ok := c.startedReport(); ok {
+			s.Address = a.addr
 			h.Allocs = append(h.Allocs, s)
 		}
 	}

@@ -69,11 +69,11 @@ func (c *child) info() pipes.ChildInfo {
 
 // startedReport is what the lanmanager is told about the child.
 func (c *child) startedReport() (pipes.Started, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.proc == nil {
 		return pipes.Started{}, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	return pipes.Started{Alloc: c.alloc, Instance: c.instance, PID: c.proc.PID(), Ports: c.ports,
 		StartedAt: c.started, Ready: c.ready}, true
 }
@@ -82,27 +82,36 @@ func sortChildren(cs []pipes.ChildInfo) {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Instance < cs[j].Instance })
 }
 
-// startChild leases ports, opens the pipe and spawns the child of a grant.
-// Failures are reported to the lanmanager as an exit that never ran.
-func (a *Agent) startChild(g *pipes.Grant) {
+// grant registers the child of a grant at once, so that a stop that follows
+// finds it, and spawns it in a goroutine owned by the Agent. A grant for an
+// allocation already running is answered with its report again.
+func (a *Agent) grant(g *pipes.Grant) {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
+		a.report(&pipes.Exited{Alloc: g.Alloc, Instance: g.Instance, Code: -1, Reason: "master " + a.name + " is shutting down"})
 		return
 	}
 	if c, ok := a.children[g.Alloc]; ok {
 		a.mu.Unlock()
 		if s, ok := c.startedReport(); ok {
+			s.Address = a.addr
 			a.send(pipes.TypeStarted, &s)
 		}
 		return
 	}
 	c := &child{alloc: g.Alloc, instance: g.Instance, need: g.Need, done: make(chan struct{})}
 	a.children[g.Alloc] = c
+	a.wg.Add(1)
 	a.mu.Unlock()
+	go func() { defer a.wg.Done(); a.startChild(c) }()
+}
 
+// startChild leases ports, opens the pipe and spawns a granted child.
+// Failures are reported to the lanmanager as an exit that never ran.
+func (a *Agent) startChild(c *child) {
 	if err := a.spawnChild(c); err != nil {
-		a.log.Warn("start child", "instance", g.Instance, "err", err)
+		a.log.Warn("start child", "instance", c.instance, "err", err)
 		a.office.Release(c.alloc)
 		if c.pipe != nil {
 			c.pipe.Close()
@@ -111,7 +120,7 @@ func (a *Agent) startChild(g *pipes.Grant) {
 		delete(a.children, c.alloc)
 		a.mu.Unlock()
 		close(c.done)
-		a.send(pipes.TypeExited, &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: -1, Reason: err.Error()})
+		a.report(&pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: -1, Reason: err.Error()})
 		return
 	}
 	s, _ := c.startedReport()
@@ -128,12 +137,14 @@ func (a *Agent) spawnChild(c *child) error {
 		}
 		return fmt.Errorf("master %s: lease ports: %w", a.name, err)
 	}
-	c.ports = ports
-	c.pipePath = filepath.Join(a.sockDir, c.alloc[:min(16, len(c.alloc))]+".sock")
-	if c.pipe, err = pipes.Listen(c.pipePath); err != nil {
+	pipePath := filepath.Join(a.sockDir, c.alloc[:min(16, len(c.alloc))]+".sock")
+	pipe, err := pipes.Listen(pipePath)
+	c.mu.Lock()
+	c.ports, c.pipePath, c.pipe, c.logPath = ports, pipePath, pipe, filepath.Join(a.logDir, c.instance+".log")
+	c.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	c.logPath = filepath.Join(a.logDir, c.instance+".log")
 	env := a.childEnv(c)
 	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath}
 	proc, err := spawn.Start(a.ctx, a.opts.Driver, spec)
@@ -212,12 +223,13 @@ func (a *Agent) wait(c *child) {
 	a.mu.Unlock()
 	close(c.done)
 	a.log.Info("child exited", "instance", c.instance, "pid", c.proc.PID(), "exit", ex.String(), "requested", requested)
-	a.send(pipes.TypeExited, &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested})
+	a.report(&pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested})
 }
 
-// stop asks the child to exit (pipe message, SIGTERM to its group) and
-// kills the group after grace. It returns at once; c.done closes when the
-// child is gone.
+// stop signals the child's process group (SIGTERM, then SIGKILL after
+// grace) and asks it, on its pipe, to exit. It returns at once; c.done
+// closes when the child is gone. Calling it again with a shorter grace
+// shortens the wait (spawn.Child.Stop keeps the shortest).
 func (c *child) stop(a *Agent, why string, grace time.Duration) {
 	c.mu.Lock()
 	if c.proc == nil {
@@ -226,22 +238,27 @@ func (c *child) stop(a *Agent, why string, grace time.Duration) {
 		c.mu.Unlock()
 		return
 	}
-	if c.stopping {
-		c.mu.Unlock()
-		return
-	}
+	first := !c.stopping
 	c.stopping, c.requested = true, true
-	conn := c.conn
+	conn, proc := c.conn, c.proc
 	c.mu.Unlock()
-	if conn != nil {
-		conn.SendBody(pipes.TypeChildStop, 0, &pipes.ChildStop{Reason: why, GraceMS: int(grace / time.Millisecond)})
+	if first {
+		a.log.Info("stopping child", "instance", c.instance, "pid", proc.PID(), "reason", why)
 	}
-	a.log.Info("stopping child", "instance", c.instance, "pid", c.proc.PID(), "reason", why)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		c.proc.Stop(context.Background(), grace)
+		proc.Stop(context.Background(), grace)
 	}()
+	if first && conn != nil {
+		// A child that does not read its pipe could block this write; the
+		// write is unblocked when the pipe is closed after the child exits.
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			conn.SendBody(pipes.TypeChildStop, 0, &pipes.ChildStop{Reason: why, GraceMS: int(grace / time.Millisecond)})
+		}()
+	}
 }
 
 // servePipe accepts the child's connections on its control socket; the

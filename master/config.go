@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"berth/needs"
+	"berth/pipes"
 	"berth/portoffice"
 )
 
@@ -159,8 +160,10 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if c.AdvertiseAddress != "" && net.ParseIP(c.AdvertiseAddress) == nil {
-		return &needs.FieldError{Field: "advertiseaddress", Msg: fmt.Sprintf("%q is not an IP address", c.AdvertiseAddress)}
+	if c.AdvertiseAddress != "" {
+		if err := pipes.ValidateAddress("advertiseaddress", c.AdvertiseAddress); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -105,6 +105,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "name leading dash", in: `{"name":"-m"}`, wantField: "name"},
 		{name: "advertise not IP", in: `{"advertiseaddress":"host.lan"}`, wantField: "advertiseaddress", wantIn: []string{"host.lan"}},
 		{name: "advertise with port", in: `{"advertiseaddress":"127.0.0.1:80"}`, wantField: "advertiseaddress"},
+		{name: "advertise unspecified", in: `{"advertiseaddress":"0.0.0.0"}`, wantField: "advertiseaddress", wantIn: []string{"0.0.0.0"}},
+		{name: "advertise multicast", in: `{"advertiseaddress":"224.0.0.1"}`, wantField: "advertiseaddress"},
 		{name: "lanmanager bad scheme", in: `{"lanmanageraddress":"ftp://x"}`, wantField: "lanmanageraddress", wantIn: []string{"ftp"}},
 		{name: "lanmanager empty", in: `{"lanmanageraddress":""}`, wantField: "lanmanageraddress"},
 		{name: "runtime dir empty", in: `{"runtimedirectory":""}`, wantField: "runtimedirectory"},

@@ -3,17 +3,37 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"os/exec"
+	"strings"
 	"time"
 
 	"berth/pipes"
 )
 
-// send writes a message on the current link, if there is one. A message
-// lost while the link is down is recovered by the hello that follows the
-// reconnection, which lists every child the master runs.
+// report sends an exit on the current link. An exit that cannot be sent is
+// kept (up to maxUnsent) and carried by the next hello, so the lanmanager
+// counts the failure even if the link was down when the child died.
+func (a *Agent) report(e *pipes.Exited) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.link != nil && a.link.SendBody(pipes.TypeExited, 0, e) == nil {
+		return
+	}
+	if len(a.unsent) < maxUnsent {
+		a.unsent = append(a.unsent, *e)
+	}
+}
+
+const maxUnsent = 1000
+
+// send writes a message on the current link, if there is one. Other
+// messages lost while the link is down are recovered by the hello that
+// follows the reconnection, which lists every child the master runs.
 func (a *Agent) send(typ string, body any) {
 	a.mu.Lock()
 	conn := a.link
@@ -67,10 +87,14 @@ func (a *Agent) linkOnce() error {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.SendBody(pipes.TypeHello, 0, a.hello()); err != nil {
+	// The hello is built, sent and the link published under one lock, so a
+	// child is either in the hello or its reports go on this link after it.
+	a.mu.Lock()
+	if err := conn.SendBody(pipes.TypeHello, 0, a.helloLocked()); err != nil {
+		a.mu.Unlock()
 		return err
 	}
-	a.mu.Lock()
+	a.unsent = nil
 	a.link, a.linked = conn, true
 	a.mu.Unlock()
 	defer func() {
@@ -111,8 +135,7 @@ func (a *Agent) handle(conn *pipes.Conn, msg *pipes.Msg) error {
 		if err := msg.Decode(&g); err != nil {
 			return err
 		}
-		a.wg.Add(1)
-		go func() { defer a.wg.Done(); a.startChild(&g) }()
+		a.grant(&g)
 	case pipes.TypeApprove:
 		var r pipes.AllocRef
 		if err := msg.Decode(&r); err != nil {
@@ -168,6 +191,10 @@ func (a *Agent) bid(o *pipes.Offer) *pipes.Bid {
 		b.OK, b.Reason = false, "shutting down"
 		return b
 	}
+	if err := findCommand(o.Need.Command); err != nil {
+		b.OK, b.Reason = false, err.Error()
+		return b
+	}
 	ranges := a.office.Ranges()
 	for _, p := range o.Need.Protocols {
 		r, ok := ranges[p]
@@ -182,6 +209,29 @@ func (a *Agent) bid(o *pipes.Offer) *pipes.Bid {
 		}
 	}
 	return b
+}
+
+// findCommand checks that the need's program exists and is executable on
+// this machine (a path is taken as given, a bare name is looked up in PATH).
+func findCommand(command []string) error {
+	if len(command) == 0 {
+		return errors.New("empty command")
+	}
+	name := os.Expand(command[0], func(k string) string { return os.Getenv(k) })
+	if !strings.Contains(name, "/") {
+		if _, err := exec.LookPath(name); err != nil {
+			return fmt.Errorf("command %q not found in PATH", name)
+		}
+		return nil
+	}
+	fi, err := os.Stat(name)
+	switch {
+	case err != nil:
+		return fmt.Errorf("command %q: %v", name, errors.Unwrap(err))
+	case fi.IsDir() || fi.Mode()&0o111 == 0:
+		return fmt.Errorf("command %q is not an executable file", name)
+	}
+	return nil
 }
 
 func isEOF(err error) bool {

@@ -43,6 +43,9 @@ type Instance struct {
 	Failures    int              `json:"failures,omitempty"`
 	Restarts    int              `json:"restarts,omitempty"`
 	NextAttempt time.Time        `json:"next_attempt,omitzero"`
+	// FailedOn is the id of the master of the last failed attempt; placement
+	// prefers other masters while there are any.
+	FailedOn string `json:"failed_on,omitempty"`
 	// Removing is set when the instance is stopping for good (scale down or
 	// need rm) rather than to be placed again.
 	Removing bool `json:"removing,omitempty"`

@@ -2,6 +2,7 @@ package pipes
 
 import (
 	"fmt"
+	"net"
 	"time"
 
 	"berth/needs"
@@ -47,6 +48,8 @@ type Hello struct {
 	Ranges  map[needs.Protocol][2]int `json:"ranges,omitempty"`
 	Free    map[needs.Protocol]int    `json:"free,omitempty"`
 	Allocs  []Started                 `json:"allocs,omitempty"`
+	// Exits are exits the master could not report while the link was down.
+	Exits []Exited `json:"exits,omitempty"`
 }
 
 // Validate checks a hello.
@@ -57,12 +60,17 @@ func (h *Hello) Validate() error {
 	if err := needs.ValidateName("name", h.Name); err != nil {
 		return err
 	}
-	if h.Address == "" {
-		return &needs.FieldError{Field: "address", Msg: "must not be empty"}
+	if err := ValidateAddress("address", h.Address); err != nil {
+		return err
 	}
 	for i := range h.Allocs {
 		if err := h.Allocs[i].Validate(); err != nil {
 			return fmt.Errorf("allocs[%d]: %w", i, err)
+		}
+	}
+	for i := range h.Exits {
+		if err := h.Exits[i].Validate(); err != nil {
+			return fmt.Errorf("exits[%d]: %w", i, err)
 		}
 	}
 	return nil
@@ -257,6 +265,19 @@ type ChildInfo struct {
 	StartedAt time.Time              `json:"started_at"`
 	Ready     bool                   `json:"ready"`
 	Stats     *Stats                 `json:"stats,omitempty"`
+}
+
+// ValidateAddress checks an address others are to dial: an IP address that
+// is neither unspecified (0.0.0.0, ::) nor multicast.
+func ValidateAddress(field, addr string) error {
+	ip := net.ParseIP(addr)
+	switch {
+	case ip == nil:
+		return &needs.FieldError{Field: field, Msg: fmt.Sprintf("%q is not an IP address", addr)}
+	case ip.IsUnspecified() || ip.IsMulticast():
+		return &needs.FieldError{Field: field, Msg: fmt.Sprintf("%q cannot be dialled: give the machine's own address", addr)}
+	}
+	return nil
 }
 
 // ValidateAlloc checks an allocation id: 8-64 bytes of [a-z0-9-].

@@ -31,30 +31,70 @@ type Spec struct {
 	ExtraFiles []*os.File
 }
 
-// ExpandArgs returns a copy of args with ${VAR} and $VAR replaced by their
-// values in env, a list of "K=V" strings where the last definition of a key
-// wins. Unknown variables expand to "" and "$$" becomes a literal "$".
-// Every element is expanded, Command[0] included.
+// ExpandArgs returns a copy of args in which every ${NAME} whose NAME is
+// defined in env (a list of "K=V" strings; the last definition of a key
+// wins) is replaced by its value. Everything else is left as it is: $NAME
+// without braces, ${NAME} for a name env does not define, and shell
+// specials such as $!, $1 or $? — so a `sh -c` script keeps its own
+// variables. "$${" is a literal "${". Every element is expanded,
+// Command[0] included.
 func ExpandArgs(args []string, env []string) []string {
-	lookup := func(name string) string {
-		if name == "$" {
-			return "$"
-		}
-		return envValue(env, name)
-	}
 	out := make([]string, len(args))
 	for i, a := range args {
-		out[i] = os.Expand(a, lookup)
+		out[i] = expand(a, env)
 	}
 	return out
 }
 
-// envValue returns the value of the last definition of key in env.
-func envValue(env []string, key string) string {
-	for i := len(env) - 1; i >= 0; i-- {
-		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
-			return v
+func expand(s string, env []string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if strings.HasPrefix(s[i:], "$${") {
+			b.WriteString("${")
+			i += 3
+			continue
+		}
+		if strings.HasPrefix(s[i:], "${") {
+			if end := strings.IndexByte(s[i+2:], '}'); end >= 0 {
+				name := s[i+2 : i+2+end]
+				if v, ok := lookupEnv(env, name); ok && validName(name) {
+					b.WriteString(v)
+					i += 3 + end
+					continue
+				}
+			}
+		}
+		b.WriteByte(s[i])
+		i++
+	}
+	return b.String()
+}
+
+func validName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
 		}
 	}
-	return ""
+	return true
+}
+
+// lookupEnv returns the value of the last definition of key in env.
+func lookupEnv(env []string, key string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// envValue returns the value of the last definition of key in env, or "".
+func envValue(env []string, key string) string {
+	v, _ := lookupEnv(env, key)
+	return v
 }

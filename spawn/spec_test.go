@@ -10,15 +10,16 @@ func TestExpandArgs(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"plain", "plain"},
 		{"--port=${BERTH_PORT_HTTP}", "--port=8080"},
-		{"--port=$BERTH_PORT_HTTP", "--port=8080"},
-		{"$NAME", "web.1"}, // the last definition wins
-		{"${NAME}x", "web.1x"},
-		{"$NAMEx", ""}, // $NAMEx is another variable
-		{"<${UNKNOWN}>", "<>"},
-		{"<$EMPTY>", "<>"},
-		{"$EQ", "a=b"},
-		{"$$", "$"},
-		{"$$NAME", "$NAME"},
+		{"--port=$BERTH_PORT_HTTP", "--port=$BERTH_PORT_HTTP"}, // braces only
+		{"${NAME}", "web.1"},                                   // the last definition wins
+		{"${NAME}x${NAME}", "web.1xweb.1"},
+		{"<${UNKNOWN}>", "<${UNKNOWN}>"}, // not ours: left for the program
+		{"<${EMPTY}>", "<>"},
+		{"${EQ}", "a=b"},
+		{"$${NAME}", "${NAME}"},
+		{"echo $! $1 $? $$", "echo $! $1 $? $$"},
+		{"${NAME", "${NAME"},
+		{"${}", "${}"},
 		{"cost: 5$", "cost: 5$"},
 		{"", ""},
 	}
