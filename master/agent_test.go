@@ -1,0 +1,228 @@
+package master_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth/child"
+	"berth/lan"
+	"berth/master"
+	"berth/needs"
+	"berth/pipes"
+)
+
+// TestMain lets the test binary double as a child: with AGENT_TEST_CHILD
+// set it serves its declared ports, says ready and waits for a stop.
+func TestMain(m *testing.M) {
+	if os.Getenv("AGENT_TEST_CHILD") != "" {
+		os.Exit(runChild())
+	}
+	os.Exit(m.Run())
+}
+
+func runChild() int {
+	env, err := child.FromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	for _, port := range env.Ports {
+		ln, err := net.Listen("tcp", net.JoinHostPort(env.Host, fmt.Sprint(port)))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 3
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	c, err := child.Open(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 4
+	}
+	c.Ready()
+	<-c.Stop()
+	return 0
+}
+
+// newPair starts an in-process lanmanager and one master whose children are
+// this test binary.
+func newPair(t *testing.T) (*lan.Server, *lan.Client, *master.Agent) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	srv, err := lan.Open(t.Context(), lan.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Logger: log, BidWindow: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	cfg := master.DefaultConfig()
+	cfg.LanManagerAddress = srv.Addr()
+	cfg.Name = "m1"
+	cfg.AdvertiseAddress = "127.0.0.1"
+	cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: 25000, needs.TCP: 25100}
+	cfg.PortRangeSize = 10
+	dir, err := os.MkdirTemp("", "ag") // short: socket paths
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg.RuntimeDirectory = filepath.Join(dir, "rt")
+	t.Setenv("AGENT_TEST_CHILD", "1") // inherited by the children
+	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: log, StopGrace: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	c := &lan.Client{Addr: srv.Addr()}
+	waitFor(t, 10*time.Second, "the master to link", a.Linked)
+	return srv, c, a
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func running(t *testing.T, c *lan.Client, need string) int {
+	st, err := c.Need(t.Context(), need)
+	if err != nil {
+		return -1
+	}
+	return st.Running
+}
+
+// TestAgentRunsAndStops: granted instances run with leased ports and a
+// pipe, show in Children and on the control socket, and scale-down stops
+// them and releases their ports.
+func TestAgentRunsAndStops(t *testing.T) {
+	_, c, a := newPair(t)
+	exe, _ := os.Executable()
+	n := 3
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "svc", Command: []string{exe}, Instances: &n,
+		Protocols: []needs.Protocol{needs.HTTP, needs.TCP}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "3 running", func() bool { return running(t, c, "svc") == 3 })
+	kids := a.Children()
+	if len(kids) != 3 {
+		t.Fatalf("Children = %d, want 3", len(kids))
+	}
+	waitFor(t, 10*time.Second, "every child to say ready on its pipe", func() bool {
+		for _, k := range a.Children() {
+			if !k.Ready {
+				return false
+			}
+		}
+		return true
+	})
+	if got := len(a.Office().Leases()); got != 6 {
+		t.Errorf("%d leases for 3 children with 2 ports each", got)
+	}
+	for _, k := range kids {
+		fi, err := os.Stat(k.Pipe)
+		if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+			t.Errorf("pipe %s: %v %v, want a 0600 socket", k.Pipe, fi.Mode(), err)
+		}
+		if d, err := os.Stat(filepath.Dir(k.Pipe)); err != nil || d.Mode().Perm() != 0o700 {
+			t.Errorf("pipe dir of %s: %v, want 0700", k.Pipe, err)
+		}
+		if len(k.Pipe) > pipes.MaxSocketPath {
+			t.Errorf("pipe path %d bytes", len(k.Pipe))
+		}
+	}
+
+	// The control socket answers ps with the same list.
+	sock, err := master.ControlSocket(filepath.Dir(filepath.Dir(kids[0].Log)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pipes.Dial(t.Context(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SendBody(pipes.TypePS, 7, nil); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := conn.Recv()
+	if err != nil || msg.ID != 7 {
+		t.Fatalf("ps answer %+v, %v", msg, err)
+	}
+	var list []pipes.ChildInfo
+	if err := msg.Decode(&list); err != nil || len(list) != 3 {
+		t.Fatalf("ps list %d, %v", len(list), err)
+	}
+
+	if _, err := c.Scale(t.Context(), "svc", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "1 child left", func() bool { return len(a.Children()) == 1 })
+	waitFor(t, 5*time.Second, "leases of the stopped children released", func() bool { return len(a.Office().Leases()) == 2 })
+	for _, k := range kids {
+		if k.Instance == "svc.0" {
+			continue
+		}
+		waitFor(t, 5*time.Second, k.Instance+" gone", func() bool { return syscall.Kill(k.PID, 0) != nil || zombie(k.PID) })
+		if _, err := os.Stat(k.Pipe); err == nil {
+			t.Errorf("pipe %s of a stopped child still exists", k.Pipe)
+		}
+	}
+}
+
+// TestAgentCloseStopsChildren: Close stops every child and releases every
+// lease; a second Close is harmless.
+func TestAgentCloseStopsChildren(t *testing.T) {
+	_, c, a := newPair(t)
+	exe, _ := os.Executable()
+	n := 2
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "svc", Command: []string{exe}, Instances: &n,
+		Protocols: []needs.Protocol{needs.HTTP}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "2 running", func() bool { return running(t, c, "svc") == 2 })
+	kids := a.Children()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	for _, k := range kids {
+		if syscall.Kill(k.PID, 0) == nil && !zombie(k.PID) {
+			t.Errorf("child %s (pid %d) survived Close", k.Instance, k.PID)
+		}
+	}
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == ')' {
+			return i+2 < len(b) && b[i+2] == 'Z'
+		}
+	}
+	return false
+}
