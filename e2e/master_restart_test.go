@@ -1,6 +1,12 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -57,4 +63,35 @@ func TestMasterCrashRestart(t *testing.T) {
 	if n := len(l.services(t)); n != 2 {
 		t.Errorf("%d services after settling, want 2", n)
 	}
+}
+
+// TestMasterCrashOrphanGroup: a master crashes, then its child's leader
+// dies too, leaving a grandchild that ignores SIGTERM in the child's process
+// group. The restarted master must still find and kill it.
+func TestMasterCrashOrphanGroup(t *testing.T) {
+	l := startLan(t, "", "--master-grace", "2s")
+	m := startMaster(t, l, "m1", 25200, 25250, 4)
+	pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
+	script := fmt.Sprintf(`sh -c 'trap "" TERM; exec sleep 600' & echo $! > %s; wait`, pidFile)
+	l.mustCLI(t, "need", "add", "forker", "--", "sh", "-c", script)
+	var gpid int
+	waitFor(t, 20*time.Second, "the grandchild to start and the instance to run", func() bool {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return false
+		}
+		gpid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && gpid > 0 && len(l.running(t, "forker")) == 1
+	})
+	leader := l.running(t, "forker")["forker.0"].PID
+
+	m.proc.cmd.Process.Kill()
+	<-m.proc.done
+	syscall.Kill(leader, syscall.SIGKILL)
+	waitFor(t, 5*time.Second, "the leader to die", func() bool { return !alive(leader) })
+	if !alive(gpid) {
+		t.Fatal("the grandchild died with its leader; the test needs it alive")
+	}
+	m.proc = startProc(t, m.dir, "master-m1-2", nil, bin.master, "run", "--config", m.config)
+	waitFor(t, 20*time.Second, "the orphaned grandchild to be killed", func() bool { return !alive(gpid) })
 }

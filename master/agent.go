@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -184,19 +185,36 @@ func (a *Agent) Close() error {
 	return err
 }
 
-// cleanupOrphans stops children recorded by a previous run of this master
-// that are still alive (same pid and start time) and releases every lease.
-// A pid now used by an unrelated process is left alone.
+// cleanupOrphans stops the process groups of children recorded by a
+// previous run of this master (one that crashed) and releases every lease.
+// A group is matched by its leader's pid and /proc start time, or, when the
+// leader is gone, by its process group id (see spawn.GroupMembers); a pid
+// now used by an unrelated process is left alone. All groups get SIGTERM at
+// once, then SIGKILL after StopGrace.
 func (a *Agent) cleanupOrphans(ctx context.Context) {
 	recs, err := a.state.all()
 	if err != nil {
 		a.log.Error("read child records", "err", err)
 	}
+	var groups []*record
 	for _, r := range recs {
-		if st, err := spawn.ProcStartTime(r.PID); err == nil && st == r.StartTime && r.StartTime != 0 {
+		if r.StartTime != 0 && len(spawn.GroupMembers(r.PID, r.StartTime)) > 0 {
 			a.log.Info("stopping child left by a previous run", "instance", r.Instance, "pid", r.PID)
-			killGroup(ctx, r.PID, a.opts.StopGrace)
+			syscall.Kill(-r.PID, syscall.SIGTERM)
+			groups = append(groups, r)
 		}
+	}
+	deadline := time.Now().Add(a.opts.StopGrace)
+	for len(groups) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		groups = slices.DeleteFunc(groups, func(r *record) bool { return len(spawn.GroupMembers(r.PID, r.StartTime)) == 0 })
+		if len(groups) > 0 {
+			time.Sleep(20 * time.Millisecond) // not our children: nothing to wait on but /proc
+		}
+	}
+	for _, r := range groups {
+		syscall.Kill(-r.PID, syscall.SIGKILL)
+	}
+	for _, r := range recs {
 		a.state.delete(r.Alloc)
 		os.Remove(r.Pipe)
 	}
@@ -205,20 +223,6 @@ func (a *Agent) cleanupOrphans(ctx context.Context) {
 	} else if len(rel) > 0 {
 		a.log.Info("reclaimed port leases of children that no longer exist", "count", len(rel))
 	}
-}
-
-// killGroup terminates the process group led by pid: SIGTERM, then SIGKILL
-// after grace if the leader is still there.
-func killGroup(ctx context.Context, pid int, grace time.Duration) {
-	syscall.Kill(-pid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if syscall.Kill(pid, 0) != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond) // polling a process we cannot wait for
-	}
-	syscall.Kill(-pid, syscall.SIGKILL)
 }
 
 // routeTo returns the local address the kernel would use to reach the
