@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -316,4 +317,23 @@ func httpGet(ctx context.Context, url string) (string, error) {
 	var b bytes.Buffer
 	b.ReadFrom(resp.Body)
 	return b.String(), nil
+}
+
+// addForker declares the need "forker", whose child forks a grandchild that
+// ignores SIGTERM, waits for it to run, and returns the pids of the child
+// (its group's leader) and of the grandchild.
+func addForker(t *testing.T, l *lanEnv) (leader, grandchild int) {
+	t.Helper()
+	pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
+	script := fmt.Sprintf(`sh -c 'trap "" TERM; exec sleep 600' & echo $! > %s; wait`, pidFile)
+	l.mustCLI(t, "need", "add", "forker", "--", "sh", "-c", script)
+	waitFor(t, 20*time.Second, "the grandchild to start and the instance to run", func() bool {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return false
+		}
+		grandchild, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && grandchild > 0 && len(l.running(t, "forker")) == 1
+	})
+	return l.running(t, "forker")["forker.0"].PID, grandchild
 }

@@ -1,11 +1,6 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -71,19 +66,7 @@ func TestMasterCrashRestart(t *testing.T) {
 func TestMasterCrashOrphanGroup(t *testing.T) {
 	l := startLan(t, "", "--master-grace", "2s")
 	m := startMaster(t, l, "m1", 25200, 25250, 4)
-	pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
-	script := fmt.Sprintf(`sh -c 'trap "" TERM; exec sleep 600' & echo $! > %s; wait`, pidFile)
-	l.mustCLI(t, "need", "add", "forker", "--", "sh", "-c", script)
-	var gpid int
-	waitFor(t, 20*time.Second, "the grandchild to start and the instance to run", func() bool {
-		b, err := os.ReadFile(pidFile)
-		if err != nil {
-			return false
-		}
-		gpid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-		return err == nil && gpid > 0 && len(l.running(t, "forker")) == 1
-	})
-	leader := l.running(t, "forker")["forker.0"].PID
+	leader, gpid := addForker(t, l)
 
 	m.proc.cmd.Process.Kill()
 	<-m.proc.done

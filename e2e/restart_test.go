@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,19 +47,7 @@ func TestLanmanagerRestart(t *testing.T) {
 func TestNoGrandchildLeft(t *testing.T) {
 	l := startLan(t, "")
 	startMaster(t, l, "m1", 24800, 24850, 5)
-	pidFile := filepath.Join(t.TempDir(), "grandchild.pid")
-	script := fmt.Sprintf(`sh -c 'trap "" TERM; exec sleep 600' & echo $! > %s; wait`, pidFile)
-	l.mustCLI(t, "need", "add", "forker", "--", "sh", "-c", script)
-	var gpid int
-	waitFor(t, 20*time.Second, "the grandchild to start and the instance to run", func() bool {
-		b, err := os.ReadFile(pidFile)
-		if err != nil {
-			return false
-		}
-		gpid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-		return err == nil && gpid > 0 && len(l.running(t, "forker")) == 1
-	})
-	leader := l.running(t, "forker")["forker.0"].PID
+	leader, gpid := addForker(t, l)
 	l.mustCLI(t, "need", "rm", "forker")
 	waitFor(t, 30*time.Second, "leader and grandchild gone", func() bool { return !alive(leader) && !alive(gpid) })
 }
