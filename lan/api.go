@@ -48,6 +48,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/masters", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Masters()) })
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/link", s.handleLink)
+	mux.HandleFunc("GET /v1/instances/{name}/logs", s.handleLogs)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowed(r.URL.Path); allow != "" {
 			w.Header().Set("Allow", allow)

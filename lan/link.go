@@ -299,8 +299,13 @@ func (s *Server) dispatch(m *session, msg *pipes.Msg) error {
 		s.mu.Lock()
 		s.exitedLocked(m, &e)
 		s.mu.Unlock()
+	case pipes.TypeLogData:
+		return s.logData(m, msg)
 	case pipes.TypeError:
 		if msg.Error != nil {
+			if s.logError(m, msg) {
+				return nil
+			}
 			m.log.Warn("master reports error", "err", msg.Error.Message)
 		}
 	default:

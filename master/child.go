@@ -14,7 +14,6 @@ import (
 
 	"berth/needs"
 	"berth/pipes"
-	"berth/portoffice"
 	"berth/spawn"
 )
 
@@ -129,14 +128,11 @@ func (a *Agent) startChild(c *child) {
 }
 
 func (a *Agent) spawnChild(c *child) error {
-	ports, err := a.office.Lease(c.alloc, c.need.Protocols)
+	ports, files, err := a.leasePorts(c)
 	if err != nil {
-		var ex *portoffice.ExhaustedError
-		if errors.As(err, &ex) {
-			return fmt.Errorf("master %s: %w", a.name, ex)
-		}
-		return fmt.Errorf("master %s: lease ports: %w", a.name, err)
+		return err
 	}
+	defer closeFiles(files) // the child has its own copies once spawned
 	pipePath := filepath.Join(a.sockDir, c.alloc[:min(16, len(c.alloc))]+".sock")
 	pipe, err := pipes.Listen(pipePath)
 	c.mu.Lock()
@@ -147,6 +143,7 @@ func (a *Agent) spawnChild(c *child) error {
 	}
 	env := a.childEnv(c)
 	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath}
+	activate(&spec, c.need, files)
 	proc, err := spawn.Start(a.ctx, a.opts.Driver, spec)
 	if err != nil {
 		return err

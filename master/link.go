@@ -161,6 +161,14 @@ func (a *Agent) handle(conn *pipes.Conn, msg *pipes.Msg) error {
 			return conn.SendBody(pipes.TypeExited, 0, &pipes.Exited{Alloc: s.Alloc, Code: -1, Reason: "not running", Requested: true})
 		}
 		c.stop(a, s.Reason, grace)
+	case pipes.TypeLogs:
+		var l pipes.Logs
+		if err := msg.Decode(&l); err != nil {
+			return err
+		}
+		return a.startLogs(conn, msg.ID, &l)
+	case pipes.TypeLogsCancel:
+		a.cancelLogs(msg.ID)
 	case pipes.TypeError:
 		if msg.Error != nil {
 			return msg.Error

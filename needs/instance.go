@@ -119,6 +119,10 @@ type Master struct {
 	Ranges    map[Protocol][2]int `json:"ranges,omitempty"`
 	Free      map[Protocol]int    `json:"free,omitempty"`
 	Version   string              `json:"version,omitempty"`
+	// Draining masters take no new work; their instances are moved away.
+	Draining bool `json:"draining,omitempty"`
+	// LastSeen is when the lanmanager last heard from the master.
+	LastSeen time.Time `json:"last_seen,omitzero"`
 }
 
 // NeedStatus is a need with the live count of its instances, as the API and

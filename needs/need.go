@@ -24,6 +24,11 @@ type Need struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Machine, when set, pins the need to the master of that name.
 	Machine string `json:"machine,omitempty"`
+	// Restart is the restart policy; nil means the defaults.
+	Restart *RestartPolicy `json:"restart,omitempty"`
+	// SocketActivation asks the master to bind the ports itself and pass the
+	// listening sockets to the child (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES).
+	SocketActivation bool `json:"socket_activation,omitempty"`
 	// Created is when the need was first declared.
 	Created time.Time `json:"created"`
 }
@@ -105,6 +110,12 @@ func (n *Need) Validate() error {
 			return err
 		}
 	}
+	if err := n.Restart.Validate(); err != nil {
+		return err
+	}
+	if n.SocketActivation && len(n.Protocols) == 0 {
+		return &FieldError{Field: "socket_activation", Msg: "needs at least one protocol to bind"}
+	}
 	return nil
 }
 
@@ -124,6 +135,10 @@ func (n *Need) Clone() *Need {
 	c := *n
 	c.Command = slices.Clone(n.Command)
 	c.Protocols = slices.Clone(n.Protocols)
+	if n.Restart != nil {
+		r := *n.Restart
+		c.Restart = &r
+	}
 	if n.Env != nil {
 		c.Env = make(map[string]string, len(n.Env))
 		for k, v := range n.Env {

@@ -138,6 +138,8 @@ var bodyTypes = map[string]func() any{
 	pipes.TypeChildHello: func() any { return new(pipes.ChildHello) },
 	pipes.TypeChildStop:  func() any { return new(pipes.ChildStop) },
 	pipes.TypePS:         func() any { return new([]pipes.ChildInfo) },
+	pipes.TypeLogs:       func() any { return new(pipes.Logs) },
+	pipes.TypeLogData:    func() any { return new(pipes.LogData) },
 }
 
 func FuzzUnmarshalBodies(f *testing.F) {
@@ -155,6 +157,10 @@ func FuzzUnmarshalBodies(f *testing.F) {
 	f.Add([]byte(`{"instance":"web.1","round":1,"ok":false,"reason":"full"}`))
 	f.Add([]byte(`[{"instance":"web.1","pid":3,"stats":{"pid":3}}]`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"instance":"web.0","tail":10,"follow":true}`))
+	f.Add([]byte(`{"data":"aGVsbG8K","eof":true}`))
+	f.Add([]byte(`{"heartbeat_ms":1000,"ttl_ms":5000}`))
+	f.Add([]byte(`{"name":"web","command":["x"],"instances":1,"protocols":["http"],"restart":{"delay":"1s","factor":1.5,"local_attempts":2},"socket_activation":true}`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for typ, newBody := range bodyTypes {

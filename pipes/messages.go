@@ -25,6 +25,10 @@ const (
 	TypePing    = "ping"    // either way, no body; answered by pong with the same id
 	TypePong    = "pong"
 	TypeError   = "error" // answer carrying Msg.Error
+
+	TypeLogs       = "logs"        // →M Logs: stream an instance's log; answered by log.data frames with the same id
+	TypeLogData    = "log.data"    // →L LogData: one chunk of a log stream; EOF or Error ends it
+	TypeLogsCancel = "logs.cancel" // →M no body: end the log stream whose request had this id
 )
 
 // Message types on a child's control socket.
@@ -80,6 +84,22 @@ func (h *Hello) Validate() error {
 type Welcome struct {
 	// HeartbeatMS is how often the master should ping.
 	HeartbeatMS int `json:"heartbeat_ms"`
+	// TTLMS is how long either side waits without hearing a frame before it
+	// declares the link dead. The lanmanager re-places the instances of a
+	// master it has not heard from for TTLMS; a master that has not heard
+	// from the lanmanager for TTLMS drops the link and reconnects.
+	TTLMS int `json:"ttl_ms,omitempty"`
+}
+
+// Validate checks a welcome.
+func (w *Welcome) Validate() error {
+	if w.HeartbeatMS < 0 || w.TTLMS < 0 {
+		return &needs.FieldError{Field: "heartbeat_ms", Msg: "heartbeat_ms and ttl_ms must be >= 0"}
+	}
+	if w.TTLMS > 0 && w.HeartbeatMS >= w.TTLMS {
+		return &needs.FieldError{Field: "ttl_ms", Msg: fmt.Sprintf("must be greater than heartbeat_ms %d, got %d", w.HeartbeatMS, w.TTLMS)}
+	}
+	return nil
 }
 
 // Offer proposes an unsatisfied instance to a master.
@@ -139,6 +159,9 @@ type Started struct {
 	Ports     map[needs.Protocol]int `json:"ports,omitempty"`
 	StartedAt time.Time              `json:"started_at"`
 	Ready     bool                   `json:"ready,omitempty"`
+	// Adopted is true when a restarted master re-adopted the child rather
+	// than spawning it.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // Validate checks a started report.
@@ -212,6 +235,59 @@ func (e *Exited) Validate() error {
 	}
 	_, _, err := needs.ParseInstanceName(e.Instance)
 	return err
+}
+
+// MaxLogChunk is the largest Data of one log.data frame.
+const MaxLogChunk = 64 << 10
+
+// MaxLogTail is the largest number of lines a logs request may ask for.
+const MaxLogTail = 100000
+
+// Logs asks a master for an instance's log file (stdout and stderr).
+type Logs struct {
+	Instance string `json:"instance"`
+	// Alloc, when set, must be the allocation the master runs the instance
+	// under; empty reads whatever log the master keeps for the instance.
+	Alloc string `json:"alloc,omitempty"`
+	// Tail is how many lines from the end to send first; 0 sends the whole
+	// current file.
+	Tail int `json:"tail,omitempty"`
+	// Follow keeps the stream open and sends what is written next,
+	// following the file across rotations, until logs.cancel.
+	Follow bool `json:"follow,omitempty"`
+}
+
+// Validate checks a logs request.
+func (l *Logs) Validate() error {
+	if _, _, err := needs.ParseInstanceName(l.Instance); err != nil {
+		return err
+	}
+	if l.Alloc != "" {
+		if err := ValidateAlloc(l.Alloc); err != nil {
+			return err
+		}
+	}
+	if l.Tail < 0 || l.Tail > MaxLogTail {
+		return &needs.FieldError{Field: "tail", Msg: fmt.Sprintf("must be 0-%d, got %d", MaxLogTail, l.Tail)}
+	}
+	return nil
+}
+
+// LogData is one chunk of a log stream. Data travels base64-encoded in JSON.
+type LogData struct {
+	Data []byte `json:"data,omitempty"`
+	// EOF ends the stream (a stream that does not follow, or a child gone).
+	EOF bool `json:"eof,omitempty"`
+	// Error ends the stream with a failure (no such instance, unreadable file).
+	Error string `json:"error,omitempty"`
+}
+
+// Validate checks a chunk.
+func (d *LogData) Validate() error {
+	if len(d.Data) > MaxLogChunk {
+		return &needs.FieldError{Field: "data", Msg: fmt.Sprintf("chunk of %d bytes is larger than %d", len(d.Data), MaxLogChunk)}
+	}
+	return nil
 }
 
 // Stats are a child's heartbeat figures.

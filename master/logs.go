@@ -1,0 +1,12 @@
+package master
+
+import "berth/pipes"
+
+// startLogs streams an instance's log file to the lanmanager as log.data
+// frames carrying the request's id.
+func (a *Agent) startLogs(conn *pipes.Conn, id uint64, l *pipes.Logs) error {
+	return conn.SendBody(pipes.TypeLogData, id, &pipes.LogData{Error: "logs are not implemented yet"})
+}
+
+// cancelLogs ends the stream of request id.
+func (a *Agent) cancelLogs(id uint64) {}
