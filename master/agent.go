@@ -130,7 +130,8 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	}
 	a.ctx, a.cancel = context.WithCancelCause(context.Background())
 	a.cleanupOrphans(ctx)
-	a.wg.Add(2)
+	a.wg.Add(3)
+	go func() { defer a.wg.Done(); a.rotateLoop() }()
 	go func() { defer a.wg.Done(); a.serveControl() }()
 	go func() { defer a.wg.Done(); a.linkLoop() }()
 	a.log.Info("master started", "id", a.id, "address", a.addr, "lanmanager", a.linkURL, "runtime", rt)

@@ -39,6 +39,32 @@ type Config struct {
 	Token string `json:"token,omitempty"`
 	// LanManagerPortCorrection is added to the lanmanager's port (allex).
 	LanManagerPortCorrection int `json:"lanmanagerportcorrection,omitempty"`
+	// LogMaxBytes is the size at which a child's log file is rotated
+	// (default 10 MiB; 0 in the file means the default).
+	LogMaxBytes int64 `json:"logmaxbytes,omitempty"`
+	// LogKeep is how many rotated files are kept per instance (default 3),
+	// so an instance uses at most about (LogKeep+1) × LogMaxBytes of disk.
+	LogKeep int `json:"logkeep,omitempty"`
+}
+
+// Log rotation defaults and bounds.
+const (
+	DefaultLogMaxBytes = 10 << 20
+	DefaultLogKeep     = 3
+	MinLogMaxBytes     = 4 << 10
+	MaxLogKeep         = 100
+)
+
+// logLimits returns the rotation size and count with defaults filled in.
+func (c Config) logLimits() (int64, int) {
+	size, keep := c.LogMaxBytes, c.LogKeep
+	if size == 0 {
+		size = DefaultLogMaxBytes
+	}
+	if keep == 0 {
+		keep = DefaultLogKeep
+	}
+	return size, keep
 }
 
 // DefaultConfig returns the configuration written when none exists.
@@ -164,6 +190,12 @@ func (c Config) Validate() error {
 		if err := pipes.ValidateAddress("advertiseaddress", c.AdvertiseAddress); err != nil {
 			return err
 		}
+	}
+	if c.LogMaxBytes != 0 && c.LogMaxBytes < MinLogMaxBytes {
+		return &needs.FieldError{Field: "logmaxbytes", Msg: fmt.Sprintf("must be 0 (default %d) or at least %d, got %d", DefaultLogMaxBytes, MinLogMaxBytes, c.LogMaxBytes)}
+	}
+	if c.LogKeep < 0 || c.LogKeep > MaxLogKeep {
+		return &needs.FieldError{Field: "logkeep", Msg: fmt.Sprintf("must be 0-%d, got %d", MaxLogKeep, c.LogKeep)}
 	}
 	return nil
 }

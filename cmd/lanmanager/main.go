@@ -41,7 +41,7 @@ func newApp() *cli.App {
 		Usage:                     "berth's LAN manager: declare needs, see services and masters",
 		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
-			serveCommand(), devCommand(), needCommand(), serviceCommand(), masterCommand(),
+			serveCommand(), devCommand(), needCommand(), serviceCommand(), masterCommand(), logsCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}
