@@ -17,3 +17,5 @@ func (s *Server) logData(m *session, msg *pipes.Msg) error { return nil }
 // logError routes an error frame answering a logs request; false when the
 // error answers nothing of ours.
 func (s *Server) logError(m *session, msg *pipes.Msg) bool { return false }
+
+type logRequests struct{}

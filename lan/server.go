@@ -95,6 +95,8 @@ type Server struct {
 	earlyReady map[string]bool       // allocs whose child said ready before its started report
 	round      uint64
 	closed     bool
+
+	logs logRequests // log streams waiting for masters (lan/logs.go)
 }
 
 type masterGone struct {

@@ -60,6 +60,8 @@ type Agent struct {
 	linked   bool
 	closed   bool
 	unsent   []pipes.Exited // exits not yet delivered; carried by the next hello
+
+	streams logStreams // log streams to the lanmanager (master/logs.go)
 }
 
 // ErrClosed is returned by operations on a closed Agent.

@@ -14,3 +14,5 @@ func (a *Agent) cancelLogs(id uint64) {}
 // rotateLoop rotates children's log files that grew past the limit until
 // the Agent closes.
 func (a *Agent) rotateLoop() { <-a.ctx.Done() }
+
+type logStreams struct{}
