@@ -19,11 +19,21 @@
 //	 │  │                 ▼                      ▼
 //	 │  └──── due ───── backoff ◀────────────────┘
 //	 │
-//	 └── master lost (after its grace) or no longer runs it ── starting, running
+//	 └── master lost (not heard from for its TTL) or no longer runs it ── starting, running
 //
 //	any placed state ──scale down / need rm──▶ stopping ──exited──▶ (dropped)
 //
-// The back-off before an instance that keeps failing is placed again grows
-// from [BackoffMin] to [BackoffMax] (see [BackoffDelay]) and resets once an
-// instance has run for [StableAfter].
+// The back-off before an instance that keeps failing is placed again follows
+// the need's [RestartPolicy] (nil: the defaults, 100 ms doubling to 30 s,
+// see [BackoffDelay]); the failure count starts over once an instance has
+// run for ResetAfter (default [StableAfter]). LocalAttempts says how many
+// consecutive failures are retried on the same master before placement
+// prefers another one.
+//
+// # Handoff
+//
+// While its master drains, a running instance may carry a second placement,
+// its [Handoff], on another master. The handoff has its own allocation id;
+// once it is approved it becomes the instance's placement ([Instance.Promote])
+// and the old allocation is stopped.
 package needs

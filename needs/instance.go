@@ -2,6 +2,7 @@ package needs
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,25 @@ type Instance struct {
 	// Removing is set when the instance is stopping for good (scale down or
 	// need rm) rather than to be placed again.
 	Removing bool `json:"removing,omitempty"`
+	// Handoff is a second placement of a running instance, started on
+	// another master while the instance's master drains. Once it is
+	// approved it becomes the instance's placement and the old allocation
+	// is stopped.
+	Handoff *Handoff `json:"handoff,omitempty"`
+}
+
+// Handoff is the replacement placement of an instance whose master drains.
+// It is fenced by its own allocation id, like any placement.
+type Handoff struct {
+	Alloc     string           `json:"alloc"`
+	MasterID  string           `json:"master_id"`
+	Master    string           `json:"master"`
+	Address   string           `json:"address,omitempty"`
+	PID       int              `json:"pid,omitempty"`
+	Ports     map[Protocol]int `json:"ports,omitempty"`
+	StartedAt time.Time        `json:"started_at,omitzero"`
+	// Since is when it was granted.
+	Since time.Time `json:"since"`
 }
 
 // InstanceName returns the name of instance i of need.
@@ -73,19 +93,39 @@ func ParseInstanceName(s string) (string, int, error) {
 // Clone returns a deep copy of in.
 func (in *Instance) Clone() *Instance {
 	c := *in
-	if in.Ports != nil {
-		c.Ports = make(map[Protocol]int, len(in.Ports))
-		for k, v := range in.Ports {
-			c.Ports[k] = v
-		}
+	c.Ports = maps.Clone(in.Ports)
+	if in.Handoff != nil {
+		h := *in.Handoff
+		h.Ports = maps.Clone(in.Handoff.Ports)
+		c.Handoff = &h
 	}
 	return &c
 }
 
-// Unplace clears everything that belongs to a placement.
+// Unplace clears everything that belongs to a placement. A handoff in
+// progress is left alone; see [Instance.Promote].
 func (in *Instance) Unplace() {
 	in.Alloc, in.MasterID, in.Master, in.Address = "", "", "", ""
 	in.PID, in.Ports, in.StartedAt = 0, nil, time.Time{}
+}
+
+// Promote makes the handoff the instance's placement, dropping the old one,
+// and reports whether there was a handoff. The instance is starting, or
+// running if approved is true.
+func (in *Instance) Promote(approved bool, now time.Time) bool {
+	h := in.Handoff
+	if h == nil {
+		return false
+	}
+	in.Alloc, in.MasterID, in.Master, in.Address = h.Alloc, h.MasterID, h.Master, h.Address
+	in.PID, in.Ports, in.StartedAt = h.PID, h.Ports, h.StartedAt
+	in.Handoff = nil
+	if approved {
+		in.State, in.Since = Running, now
+	} else {
+		in.State, in.Since = Starting, h.Since
+	}
+	return true
 }
 
 // Back-off bounds for an instance that keeps failing.

@@ -3,32 +3,47 @@ package needs
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"reflect"
+	"strings"
 	"time"
 )
 
 // Duration is a time.Duration that reads and writes as a Go duration
-// string ("250ms", "30s") in JSON. A bare number is taken as milliseconds.
+// string ("250ms", "30s") in JSON. A bare whole number is taken as
+// milliseconds.
 type Duration time.Duration
 
 // MarshalJSON writes d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-// UnmarshalJSON reads a duration string or a number of milliseconds.
+// UnmarshalJSON reads a duration string or a whole number of milliseconds.
+// A bad value is reported as a *json.UnmarshalTypeError, so that a decoder
+// names the field it was found in (for example "restart.delay").
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	bad := func(why string) error {
+		return &json.UnmarshalTypeError{Value: fmt.Sprintf("%s (%s)", b, why), Type: reflect.TypeFor[Duration]()}
+	}
+	if string(b) == "null" {
+		return nil // as encoding/json does for a plain number
+	}
 	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		var ms int64
-		if err := json.Unmarshal(b, &ms); err != nil {
-			return fmt.Errorf("duration must be a string such as \"250ms\" or a number of milliseconds, got %s", b)
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return bad(strings.TrimPrefix(err.Error(), "time: "))
 		}
-		*d = Duration(time.Duration(ms) * time.Millisecond)
+		*d = Duration(v)
 		return nil
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %v", s, err)
+	var ms int64
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return bad(`want a string such as "250ms" or a whole number of milliseconds`)
 	}
-	*d = Duration(v)
+	if ms > math.MaxInt64/int64(time.Millisecond) || ms < math.MinInt64/int64(time.Millisecond) {
+		return bad("out of range")
+	}
+	*d = Duration(time.Duration(ms) * time.Millisecond)
 	return nil
 }
 
@@ -72,11 +87,11 @@ func (p *RestartPolicy) Validate() error {
 			return &FieldError{Field: f.name, Msg: fmt.Sprintf("must be between 0 and %s, got %s", MaxRestartDelay, time.Duration(f.d))}
 		}
 	}
-	if p.Factor != 0 && (p.Factor < 1 || p.Factor > 10) {
+	if p.Factor != 0 && !(p.Factor >= 1 && p.Factor <= 10) { // NaN fails too
 		return &FieldError{Field: "restart.factor", Msg: fmt.Sprintf("must be between 1 and 10, got %g", p.Factor)}
 	}
-	if p.Delay != 0 && p.MaxDelay != 0 && p.MaxDelay < p.Delay {
-		return &FieldError{Field: "restart.max_delay", Msg: fmt.Sprintf("%s is less than restart.delay %s", time.Duration(p.MaxDelay), time.Duration(p.Delay))}
+	if e := p.Effective(); p.MaxDelay != 0 && p.MaxDelay < e.Delay {
+		return &FieldError{Field: "restart.max_delay", Msg: fmt.Sprintf("%s is less than restart.delay %s", time.Duration(p.MaxDelay), time.Duration(e.Delay))}
 	}
 	return nil
 }
@@ -109,9 +124,9 @@ func (p *RestartPolicy) Backoff(failures int) time.Duration {
 		return 0
 	}
 	e := p.Effective()
-	d := float64(e.Delay)
-	for i := 1; i < failures && d < float64(e.MaxDelay); i++ {
-		d *= e.Factor
+	d := float64(e.Delay) * math.Pow(e.Factor, float64(failures-1))
+	if d >= float64(e.MaxDelay) || math.IsNaN(d) {
+		return time.Duration(e.MaxDelay)
 	}
-	return min(time.Duration(d), time.Duration(e.MaxDelay))
+	return time.Duration(d)
 }
