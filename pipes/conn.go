@@ -158,13 +158,17 @@ type Conn struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	done      chan struct{} // closed by Close
 }
 
 // NewConn frames messages over rwc; max bounds incoming frames (<= 0 means
 // MaxFrame).
 func NewConn(rwc io.ReadWriteCloser, max int) *Conn {
-	return &Conn{rwc: rwc, br: bufio.NewReader(rwc), max: max}
+	return &Conn{rwc: rwc, br: bufio.NewReader(rwc), max: max, done: make(chan struct{})}
 }
+
+// Done is closed once Close has been called.
+func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Send writes one message.
 func (c *Conn) Send(m *Msg) error {
@@ -202,6 +206,9 @@ func (c *Conn) Recv() (*Msg, error) { return Decode(c.br, c.max) }
 
 // Close closes the underlying connection; it is idempotent.
 func (c *Conn) Close() error {
-	c.closeOnce.Do(func() { c.closeErr = c.rwc.Close() })
+	c.closeOnce.Do(func() {
+		c.closeErr = c.rwc.Close()
+		close(c.done)
+	})
 	return c.closeErr
 }
