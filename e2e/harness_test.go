@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,7 +24,24 @@ import (
 // bin holds the paths of the binaries TestMain built.
 var bin struct{ lanmanager, master, hello string }
 
+// The test binary doubles as a dialler run inside a lab host (dialFrom):
+// with dialHelperEnv set it dials that address and exits.
+const (
+	dialHelperEnv  = "E2E_DIAL_HELPER"
+	dialTimeoutEnv = "E2E_DIAL_TIMEOUT_MS"
+)
+
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(dialHelperEnv); addr != "" {
+		timeout, _ := strconv.Atoi(os.Getenv(dialTimeoutEnv))
+		c, err := net.DialTimeout("tcp", addr, time.Duration(max(timeout, 1))*time.Millisecond)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		c.Close()
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "berth-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -142,15 +160,20 @@ type lanEnv struct {
 	token string
 	dir   string
 	proc  *proc
+	// wrap prefixes every command run for this lanmanager, the server and
+	// its clients (ip netns exec NS for a lanmanager in a namespace).
+	wrap []string
+	// serve holds the server's arguments, for restart.
+	serve []string
+	// starts counts the server's runs; each run has its own log.
+	starts int
 }
 
 func startLan(t *testing.T, token string, extra ...string) *lanEnv {
 	t.Helper()
-	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	l := &lanEnv{addr: addr, token: token, dir: dir}
-	args := append([]string{bin.lanmanager, "serve", "--listen", addr, "--data", filepath.Join(dir, "data")}, extra...)
-	l.proc = startProc(t, dir, "lanmanager", []string{"BERTH_TOKEN=" + token}, args...)
+	l := &lanEnv{addr: addr, token: token, dir: t.TempDir()}
+	l.start(t, extra...)
 	waitFor(t, 10*time.Second, "lanmanager to listen", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
@@ -161,10 +184,36 @@ func startLan(t *testing.T, token string, extra ...string) *lanEnv {
 	return l
 }
 
+// start runs `lanmanager serve` on l.addr with l.dir's data directory.
+func (l *lanEnv) start(t *testing.T, extra ...string) {
+	t.Helper()
+	l.serve = append([]string{bin.lanmanager, "serve", "--listen", l.addr, "--data", filepath.Join(l.dir, "data")}, extra...)
+	l.restart(t)
+}
+
+// restart starts the server again with the arguments of its first run; the
+// previous run must have exited.
+func (l *lanEnv) restart(t *testing.T) {
+	t.Helper()
+	l.starts++
+	name := "lanmanager"
+	if l.starts > 1 {
+		name = fmt.Sprintf("lanmanager-%d", l.starts)
+	}
+	l.proc = startProc(t, l.dir, name, []string{"BERTH_TOKEN=" + l.token}, append(slices.Clone(l.wrap), l.serve...)...)
+}
+
+// kill9 kills the server with SIGKILL and waits for it to exit.
+func (l *lanEnv) kill9() {
+	l.proc.cmd.Process.Kill()
+	<-l.proc.done
+}
+
 // cli runs the lanmanager client with this lanmanager's address and token.
 func (l *lanEnv) cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(bin.lanmanager, args...)
+	argv := append(append(slices.Clone(l.wrap), bin.lanmanager), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "BERTH_ADDR=http://"+l.addr, "BERTH_TOKEN="+l.token)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -222,40 +271,106 @@ type masterEnv struct {
 	http   int
 	size   int
 	proc   *proc
+	// wrap prefixes the master's command (ip netns exec NS in a namespace).
+	wrap []string
+	// marker is the value of e2eMarkerEnv in the master's environment and
+	// so in its children's: childProcs finds them by it.
+	marker string
+	// starts counts the master's runs; each run has its own log.
+	starts int
+}
+
+// masterOpts says how to configure a master beyond its name and ranges.
+type masterOpts struct {
+	lanAddr   string         // default: the lanmanager's address
+	advertise string         // default: 127.0.0.1
+	wrap      []string       // command prefix
+	extra     map[string]any // more masterconfig.json keys
 }
 
 func startMaster(t *testing.T, l *lanEnv, name string, tcpStart, httpStart, size int) *masterEnv {
 	t.Helper()
+	return startMasterWith(t, l, name, tcpStart, httpStart, size, masterOpts{})
+}
+
+// startMasterWith writes the master's config, starts it and waits until
+// the lanmanager lists it as connected. Its children are killed when the
+// test ends, whatever the master did with them.
+func startMasterWith(t *testing.T, l *lanEnv, name string, tcpStart, httpStart, size int, o masterOpts) *masterEnv {
+	t.Helper()
 	dir := t.TempDir()
-	m := &masterEnv{name: name, dir: dir, config: filepath.Join(dir, "masterconfig.json"), tcp: tcpStart, http: httpStart, size: size}
+	m := &masterEnv{name: name, dir: dir, config: filepath.Join(dir, "masterconfig.json"), tcp: tcpStart, http: httpStart, size: size,
+		wrap: o.wrap, marker: newMarker(name)}
+	if o.lanAddr == "" {
+		o.lanAddr = l.addr
+	}
+	if o.advertise == "" {
+		o.advertise = "127.0.0.1"
+	}
 	cfg := map[string]any{
-		"lanmanageraddress": l.addr,
+		"lanmanageraddress": o.lanAddr,
 		"portrangestart":    map[string]int{"tcp": tcpStart, "http": httpStart, "ws": httpStart + size},
 		"portrangesize":     size,
 		"runtimedirectory":  "rt",
 		"name":              name,
-		"advertiseaddress":  "127.0.0.1",
+		"advertiseaddress":  o.advertise,
 		"token":             l.token,
+	}
+	for k, v := range o.extra {
+		cfg[k] = v
 	}
 	b, _ := json.Marshal(cfg)
 	if err := os.WriteFile(m.config, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m.proc = startProc(t, dir, "master-"+name, nil, bin.master, "run", "--config", m.config)
-	waitFor(t, 10*time.Second, "master "+name+" to connect", func() bool {
-		var ms []*needs.Master
-		out, err := l.cli(t, "master", "ls", "--json")
-		if err != nil || json.Unmarshal([]byte(out), &ms) != nil {
-			return false
-		}
-		for _, x := range ms {
-			if x.Name == name && x.Connected {
-				return true
-			}
-		}
-		return false
-	})
+	// Registered before the master's own cleanup, so it runs after it.
+	t.Cleanup(func() { killChildren(m.marker) })
+	m.restart(t, l)
 	return m
+}
+
+// restart starts the master (again) on its config and runtime directory and
+// waits until the lanmanager lists it as connected. The previous run must
+// have exited.
+func (m *masterEnv) restart(t *testing.T, l *lanEnv) {
+	t.Helper()
+	m.starts++
+	logName := "master-" + m.name
+	if m.starts > 1 {
+		logName = fmt.Sprintf("master-%s-%d", m.name, m.starts)
+	}
+	argv := append(slices.Clone(m.wrap), bin.master, "run", "--config", m.config)
+	m.proc = startProc(t, m.dir, logName, []string{e2eMarkerEnv + "=" + m.marker}, argv...)
+	waitFor(t, 20*time.Second, "master "+m.name+" to connect", func() bool { return l.connected(t, m.name) })
+}
+
+// kill9 kills the master process (not its children) with SIGKILL and
+// waits for it to exit.
+func (m *masterEnv) kill9() {
+	m.proc.cmd.Process.Kill()
+	<-m.proc.done
+}
+
+// connected reports whether the lanmanager lists the master name as
+// connected.
+func (l *lanEnv) connected(t *testing.T, name string) bool {
+	m := l.master(t, name)
+	return m != nil && m.Connected
+}
+
+// master returns the lanmanager's record of the master name, or nil.
+func (l *lanEnv) master(t *testing.T, name string) *needs.Master {
+	var ms []*needs.Master
+	out, err := l.cli(t, "master", "ls", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &ms) != nil {
+		return nil
+	}
+	for _, x := range ms {
+		if x.Name == name {
+			return x
+		}
+	}
+	return nil
 }
 
 // ps lists the master's children through `master ps --json`.
