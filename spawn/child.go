@@ -23,6 +23,11 @@ import (
 // SIGKILL, and Exit returns the final result: everything the driver did
 // happens before a receive from Done returns.
 //
+// A Child from Adopt enters at Running. Its leader is not reaped by this
+// program, so Done means the leader has exited, and Exit's Err is
+// ErrExitUnknown. Release leaves Running without a transition: the process
+// runs on, unwatched.
+//
 // All methods are safe for concurrent use.
 type Child struct {
 	proc      Process
@@ -109,6 +114,27 @@ func (c *Child) Stop(ctx context.Context, grace time.Duration) Exit {
 	c.signalOnce(&c.killed, syscall.SIGKILL)
 	<-c.Done()
 	return c.Exit()
+}
+
+// Release stops supervising the child without signalling it, for a master
+// that leaves its children running for its successor to Adopt. For a child
+// from Adopt it ends the goroutine that watches the process, and Done then
+// stays open unless the child had already exited. For a child from Start
+// it does nothing: only the parent can reap its child, so the driver's
+// goroutine keeps waiting until the process exits (when the parent process
+// itself exits, the child is inherited by init, which reaps it).
+//
+// Call Release only when no Stop is waiting for Done. It is idempotent.
+func (c *Child) Release() {
+	if r, ok := c.proc.(interface{ release() }); ok {
+		r.release()
+	}
+}
+
+// Adopted reports whether the child came from Adopt rather than Start.
+func (c *Child) Adopted() bool {
+	_, ok := c.proc.(interface{ release() })
+	return ok
 }
 
 // signalOnce sends sig to the group unless *sent says it was sent already.

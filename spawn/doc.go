@@ -41,6 +41,29 @@
 // The Exec driver owns one goroutine per child, which waits for the leader,
 // sweeps the group and closes Done. It ends when the leader exits.
 //
+// # Adoption
+//
+// A master that restarts finds its children still running (they lead their
+// own process groups and write to files, so nothing ties them to it).
+// [Adopt] takes one over from its pid and the start time saved from
+// [Child.StartTime]:
+//
+//	c, err := spawn.Adopt(rec.PID, rec.StartTime)
+//	switch {
+//	case errors.Is(err, spawn.ErrGone):      // exited meanwhile
+//	case errors.Is(err, spawn.ErrPIDReused): // a stranger has the pid: leave it alone
+//	}
+//
+// The adopted Child is watched through a pidfd (pidfd_open, polled by the
+// runtime's poller), since only a parent can wait for a process. Its exit
+// status is therefore unknown: Exit returns Exit{Code: -1, Err:
+// [ErrExitUnknown]}. Stop behaves as for a started child: SIGTERM to the
+// group, the grace, SIGKILL, and the group swept once the leader is gone.
+// Before any signal the leader's start time is read again, so a process
+// that reused the pid is never signalled. [Child.Release] ends the watch
+// without signalling, for a master that leaves its children to its
+// successor.
+//
 // # Caveats
 //
 // Pids are reused. A pid read back from storage, after a master restart say,

@@ -32,6 +32,31 @@ func readStat(pid int) (state byte, start uint64, err error) {
 	return state, start, nil
 }
 
+// procStat is what readProc reads from /proc/<pid>/stat.
+type procStat struct {
+	state byte   // R, S, Z, ...
+	pgrp  int    // process group id
+	start uint64 // start time in clock ticks since boot
+}
+
+// readProc reads the state, process group and start time of pid; the error
+// wraps os.ErrNotExist when no process has that pid.
+func readProc(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	state, start, err := parseStat(b)
+	if err != nil {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	_, pgrp, ok := statGroup(b)
+	if !ok {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat: bad process group", pid)
+	}
+	return procStat{state: state, pgrp: pgrp, start: start}, nil
+}
+
 // parseStat parses the contents of a /proc/<pid>/stat file. The second
 // field, comm, is in parentheses and may itself contain spaces and ")", so
 // the fields after it are found from the last ")" in the line.
