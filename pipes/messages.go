@@ -341,6 +341,8 @@ type ChildInfo struct {
 	StartedAt time.Time              `json:"started_at"`
 	Ready     bool                   `json:"ready"`
 	Stats     *Stats                 `json:"stats,omitempty"`
+	// Adopted is true for a child a restarted master re-adopted.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // ValidateAddress checks an address others are to dial: an IP address that
