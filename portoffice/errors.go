@@ -3,6 +3,7 @@ package portoffice
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"berth/needs"
 )
@@ -33,6 +34,10 @@ type ExhaustedError struct {
 	Range Range
 	// Leased counts the ports of Range held by any owner.
 	Leased int
+	// Quarantined counts the unleased ports of Range that were in
+	// quarantine; Until is when the first of them comes out.
+	Quarantined int
+	Until       time.Time
 	// Unbindable counts the unleased ports of Range that failed the bind
 	// check; BindErr is the last of those failures.
 	Unbindable int
@@ -40,7 +45,14 @@ type ExhaustedError struct {
 }
 
 func (e *ExhaustedError) Error() string {
-	s := fmt.Sprintf("%s range %s exhausted (%d leased, 0 bindable", e.Proto, e.Range, e.Leased)
+	s := fmt.Sprintf("%s range %s exhausted (%d leased", e.Proto, e.Range, e.Leased)
+	switch until := e.Until.UTC().Format(time.RFC3339); {
+	case e.Quarantined == 1:
+		s += ", 1 in quarantine until " + until
+	case e.Quarantined > 1:
+		s += fmt.Sprintf(", %d in quarantine, the first until %s", e.Quarantined, until)
+	}
+	s += ", 0 bindable"
 	if e.Unbindable > 0 {
 		s += fmt.Sprintf("; %d failed to bind, last: %v", e.Unbindable, e.BindErr)
 	}

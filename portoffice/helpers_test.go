@@ -3,6 +3,7 @@ package portoffice
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
@@ -42,11 +43,12 @@ func MustOpenOffice(tb testing.TB, path string, opts Options) *Office {
 }
 
 // checkConsistent closes o and reads path back. If o was still open, the
-// file must hold exactly o's leases; in any case it must carry the schema
-// key and hold no port twice.
+// file must hold exactly o's leases and quarantine entries; in any case it
+// must carry the schema key and hold no port twice.
 func checkConsistent(tb testing.TB, o *Office, path string) {
 	o.mu.Lock()
 	wasOpen := !o.closed
+	wantQ := slices.SortedFunc(maps.Values(o.quarantine), compareQuarantine)
 	o.mu.Unlock()
 	want := o.Leases()
 	if err := o.Close(); err != nil {
@@ -57,9 +59,54 @@ func checkConsistent(tb testing.TB, o *Office, path string) {
 		tb.Errorf("consistency check: %v", err)
 		return
 	}
+	gotQ, err := readQuarantine(path)
+	if err != nil {
+		tb.Errorf("consistency check: %v", err)
+		return
+	}
 	if wasOpen {
 		assertLeases(tb, got, want)
+		if !sameQuarantine(gotQ, wantQ) {
+			tb.Errorf("consistency check: quarantine in file:\n got  %v\n want %v", gotQ, wantQ)
+		}
 	}
+}
+
+// readQuarantine reads every quarantine entry of the office file at path.
+func readQuarantine(path string) ([]Quarantine, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	var qs []Quarantine
+	err = db.View(func(tx *bolt.Tx) error {
+		qb := tx.Bucket(quarantineBucket)
+		if qb == nil {
+			return fmt.Errorf("no quarantine bucket")
+		}
+		return qb.ForEach(func(k, v []byte) error {
+			q, err := decodeQuarantine(k, v)
+			qs = append(qs, q)
+			return err
+		})
+	})
+	slices.SortFunc(qs, compareQuarantine)
+	return qs, err
+}
+
+func compareQuarantine(a, b Quarantine) int {
+	if c := compareProto(a.Proto, b.Proto); c != 0 {
+		return c
+	}
+	return a.Port - b.Port
+}
+
+// sameQuarantine compares entries, times by the instant they name.
+func sameQuarantine(got, want []Quarantine) bool {
+	return slices.EqualFunc(got, want, func(a, b Quarantine) bool {
+		return a.Proto == b.Proto && a.Port == b.Port && a.Since.Equal(b.Since) && a.Until.Equal(b.Until) && a.Reason == b.Reason
+	})
 }
 
 // readFile reads every lease of the office file at path, read-only, and

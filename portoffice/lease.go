@@ -28,10 +28,12 @@ func compareLeases(a, b Lease) int {
 // Lease gives owner one port for each protocol in protos, all or nothing,
 // and returns them. For a protocol owner already holds, the held port is
 // returned again; for the others Lease picks the lowest port of the
-// protocol's range that nobody holds and that binds on Options.Host right
-// now. A protocol without a range fails with ErrNoRange, a range without
-// such a port with an *ExhaustedError; then nothing is leased. Empty protos
-// returns an empty map.
+// protocol's range that nobody holds, that is not in quarantine and that
+// binds on Options.Host right now. A port that fails that bind check
+// because another process holds it (EADDRINUSE) is put in quarantine. A
+// protocol without a range fails with ErrNoRange, a range without such a
+// port with an *ExhaustedError; then nothing is leased, but the quarantine
+// entries found on the way are kept. Empty protos returns an empty map.
 func (o *Office) Lease(owner string, protos []needs.Protocol) (map[needs.Protocol]int, error) {
 	if owner == "" {
 		return nil, &needs.FieldError{Field: "owner", Msg: "must not be empty"}
@@ -42,8 +44,10 @@ func (o *Office) Lease(owner string, protos []needs.Protocol) (map[needs.Protoco
 		return nil, ErrClosed
 	}
 	got := make(map[needs.Protocol]int, len(protos))
-	var fresh []Lease
-	now := time.Now().UTC().Round(0)
+	var c changes
+	now := o.now()
+	since := now.UTC().Round(0)
+	pruned := false
 	for _, p := range protos {
 		if _, ok := got[p]; ok {
 			continue
@@ -52,48 +56,63 @@ func (o *Office) Lease(owner string, protos []needs.Protocol) (map[needs.Protoco
 			got[p] = port
 			continue
 		}
-		port, err := o.pickLocked(p)
+		if !pruned {
+			o.pruneLocked(now, &c)
+			pruned = true
+		}
+		port, err := o.pickLocked(p, now, &c)
 		if err != nil {
+			c.put = nil
+			o.commitQuarantineLocked(&c)
 			return nil, fmt.Errorf("lease ports for %s: %w", owner, err)
 		}
 		got[p] = port
-		fresh = append(fresh, Lease{Proto: p, Port: port, Owner: owner, Since: now})
+		c.put = append(c.put, Lease{Proto: p, Port: port, Owner: owner, Since: since})
 	}
-	if len(fresh) == 0 {
-		return got, nil
-	}
-	if err := o.putLeasesLocked(fresh); err != nil {
+	if err := o.commitLocked(&c); err != nil {
 		return nil, fmt.Errorf("lease ports for %s: %w", owner, err)
 	}
-	for _, l := range fresh {
-		o.addLocked(l)
+	for _, l := range c.put {
 		o.log.Debug("leased", "proto", l.Proto, "port", l.Port, "owner", owner)
 	}
+	o.logQuarantine(c.quarantine)
 	return got, nil
 }
 
-// pickLocked returns the lowest port of p's range that is neither leased
-// nor failing the bind check.
-func (o *Office) pickLocked(p needs.Protocol) (int, error) {
+// pickLocked returns the lowest port of p's range that is neither leased,
+// nor in quarantine, nor failing the bind check. Ports that fail it with
+// EADDRINUSE are added to c.quarantine.
+func (o *Office) pickLocked(p needs.Protocol, now time.Time, c *changes) (int, error) {
 	r, ok := o.ranges[p]
 	if !ok {
 		return 0, fmt.Errorf("%q: %w", p, ErrNoRange)
 	}
-	unbindable := 0
-	var bindErr error
+	ex := &ExhaustedError{Proto: p, Range: r}
 	for port := o.taken.nextFree(r.Start, r.End()); port > 0; port = o.taken.nextFree(port+1, r.End()) {
+		if q, ok := o.quarantine[port]; ok && now.Before(q.Until) {
+			ex.Quarantined++
+			if ex.Until.IsZero() || q.Until.Before(ex.Until) {
+				ex.Until = q.Until
+			}
+			continue
+		}
 		if err := o.probe(o.host, port); err != nil {
-			unbindable, bindErr = unbindable+1, err
+			ex.Unbindable, ex.BindErr = ex.Unbindable+1, err
+			if isInUse(err) {
+				c.quarantine = append(c.quarantine, o.newQuarantine(p, port, now, err))
+			}
 			continue
 		}
 		return port, nil
 	}
-	return 0, &ExhaustedError{Proto: p, Range: r, Leased: o.taken.count(r.Start, r.End()),
-		Unbindable: unbindable, BindErr: bindErr}
+	ex.Leased = o.taken.count(r.Start, r.End())
+	return 0, ex
 }
 
 // Release gives back every port owner holds and returns them in ascending
-// order. An owner with no leases gives nil, nil.
+// order. An owner with no leases gives nil, nil. Each freed port that is
+// not in quarantine already is probed: one that another process holds
+// (EADDRINUSE) although its owner is gone is put in quarantine.
 func (o *Office) Release(owner string) ([]int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -104,22 +123,27 @@ func (o *Office) Release(owner string) ([]int, error) {
 	if len(ls) == 0 {
 		return nil, nil
 	}
-	if err := o.deleteLeasesLocked(ls); err != nil {
+	c := changes{drop: ls}
+	now := o.now()
+	o.pruneLocked(now, &c)
+	o.probeFreedLocked(now, &c)
+	if err := o.commitLocked(&c); err != nil {
 		return nil, fmt.Errorf("release ports of %s: %w", owner, err)
 	}
 	ports := make([]int, len(ls))
 	for i, l := range ls {
-		o.removeLocked(l)
 		ports[i] = l.Port
 		o.log.Debug("released", "proto", l.Proto, "port", l.Port, "owner", owner)
 	}
+	o.logQuarantine(c.quarantine)
 	slices.Sort(ports)
 	return ports, nil
 }
 
 // Reclaim releases, in one transaction, every lease whose owner alive
 // reports gone, and returns those leases sorted by protocol then port.
-// alive is called without the Office's lock held, once per owner.
+// alive is called without the Office's lock held, once per owner. The
+// freed ports are probed as in Release.
 func (o *Office) Reclaim(alive func(owner string) bool) ([]Lease, error) {
 	o.mu.Lock()
 	owners := slices.Sorted(maps.Keys(o.owners))
@@ -135,20 +159,24 @@ func (o *Office) Reclaim(alive func(owner string) bool) ([]Lease, error) {
 	if o.closed {
 		return nil, ErrClosed
 	}
-	var ls []Lease
+	var c changes
 	for _, owner := range dead {
-		ls = append(ls, o.ownedLocked(owner)...)
+		c.drop = append(c.drop, o.ownedLocked(owner)...)
 	}
-	if len(ls) == 0 {
+	if len(c.drop) == 0 {
 		return nil, nil
 	}
-	if err := o.deleteLeasesLocked(ls); err != nil {
+	now := o.now()
+	o.pruneLocked(now, &c)
+	o.probeFreedLocked(now, &c)
+	if err := o.commitLocked(&c); err != nil {
 		return nil, fmt.Errorf("reclaim ports of %d owners: %w", len(dead), err)
 	}
-	for _, l := range ls {
-		o.removeLocked(l)
+	for _, l := range c.drop {
 		o.log.Info("reclaimed", "proto", l.Proto, "port", l.Port, "owner", l.Owner)
 	}
+	o.logQuarantine(c.quarantine)
+	ls := slices.Clone(c.drop)
 	slices.SortFunc(ls, compareLeases)
 	return ls, nil
 }
@@ -168,6 +196,7 @@ func (o *Office) ownedLocked(owner string) []Lease {
 	for _, port := range o.owners[owner] {
 		ls = append(ls, o.leases[port])
 	}
+	slices.SortFunc(ls, compareLeases)
 	return ls
 }
 

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -19,12 +17,16 @@ import (
 // DefaultTimeout is how long Open waits for the file lock by default.
 const DefaultTimeout = 2 * time.Second
 
+// DefaultQuarantine is how long a port taken by an outside process is kept
+// out of leases by default.
+const DefaultQuarantine = 60 * time.Second
+
 // Options configure an Office.
 type Options struct {
 	// Ranges gives each protocol its ports; at least one is required.
 	Ranges map[needs.Protocol]Range
-	// Host is the address the bind check listens on, e.g. "127.0.0.1";
-	// "" means all interfaces.
+	// Host is the IP address the bind check listens on, e.g.
+	// "127.0.0.1"; "" means all IPv4 interfaces (0.0.0.0).
 	Host string
 	// NoSync skips the fsync after each write (bbolt NoSync): faster, but
 	// a crash may lose recent leases. For tests and benchmarks.
@@ -35,17 +37,25 @@ type Options struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Probe, if non-nil, replaces the bind check. It returns nil if port
-	// is free to bind on host right now.
+	// is free to bind on host right now, and an error that matches
+	// syscall.EADDRINUSE if another process holds it.
 	Probe func(host string, port int) error
+	// Quarantine is how long a port found taken by an outside process is
+	// kept out of leases; 0 means DefaultQuarantine.
+	Quarantine time.Duration
+	// Now, if non-nil, replaces time.Now; for tests.
+	Now func() time.Time
 }
 
 // Office leases the ports of one machine. All methods are safe for
 // concurrent use.
 type Office struct {
-	ranges map[needs.Protocol]Range // read-only after Open
-	host   string
-	probe  func(host string, port int) error
-	log    *slog.Logger
+	ranges  map[needs.Protocol]Range // read-only after Open
+	host    string
+	probe   func(host string, port int) error
+	qperiod time.Duration
+	now     func() time.Time
+	log     *slog.Logger
 
 	mu     sync.Mutex // Protects following.
 	db     *bolt.DB
@@ -53,6 +63,9 @@ type Office struct {
 	taken  portSet                           // every leased port, any protocol
 	leases map[int]Lease                     // by port; mirrors the leases bucket
 	owners map[string]map[needs.Protocol]int // owner -> proto -> port
+	// quarantine mirrors the quarantine bucket. An entry whose Until has
+	// passed is dead: it is ignored, and deleted by the next write.
+	quarantine map[int]Quarantine
 }
 
 // Open opens or creates the office file at path and loads its leases.
@@ -63,15 +76,24 @@ func Open(path string, opts Options) (*Office, error) {
 		return nil, fmt.Errorf("open port office %s: %w", path, err)
 	}
 	o := &Office{
-		ranges: maps.Clone(opts.Ranges),
-		host:   opts.Host,
-		probe:  opts.Probe,
-		log:    opts.Logger,
-		leases: make(map[int]Lease),
-		owners: make(map[string]map[needs.Protocol]int),
+		ranges:     maps.Clone(opts.Ranges),
+		host:       opts.Host,
+		probe:      opts.Probe,
+		qperiod:    opts.Quarantine,
+		now:        opts.Now,
+		log:        opts.Logger,
+		leases:     make(map[int]Lease),
+		owners:     make(map[string]map[needs.Protocol]int),
+		quarantine: make(map[int]Quarantine),
 	}
 	if o.log == nil {
 		o.log = slog.Default()
+	}
+	if o.qperiod <= 0 {
+		o.qperiod = DefaultQuarantine
+	}
+	if o.now == nil {
+		o.now = time.Now
 	}
 	o.log = o.log.With("db", path)
 	if o.probe == nil {
@@ -122,8 +144,8 @@ func (o *Office) Close() error {
 // Ranges returns a copy of the configured ranges.
 func (o *Office) Ranges() map[needs.Protocol]Range { return maps.Clone(o.ranges) }
 
-// Free returns how many ports of p's range nobody holds, without a bind
-// check; 0 if p has no range.
+// Free returns how many ports of p's range nobody holds and are not in
+// quarantine, without a bind check; 0 if p has no range.
 func (o *Office) Free(p needs.Protocol) int {
 	r, ok := o.ranges[p]
 	if !ok {
@@ -131,7 +153,7 @@ func (o *Office) Free(p needs.Protocol) int {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return r.Size - o.taken.count(r.Start, r.End())
+	return r.Size - o.taken.count(r.Start, r.End()) - o.quarantinedInLocked(r, o.now())
 }
 
 // Owned returns the ports owner holds, or nil if none.
@@ -139,13 +161,4 @@ func (o *Office) Owned(owner string) map[needs.Protocol]int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return maps.Clone(o.owners[owner])
-}
-
-// bindProbe listens on host:port and closes the listener at once.
-func bindProbe(host string, port int) error {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return err
-	}
-	return l.Close()
 }

@@ -54,7 +54,9 @@ func TestLeaseExhausted(t *testing.T) {
 	}
 }
 
-// TestLeaseSkipsBoundPort uses the real bind check on 127.0.0.1.
+// TestLeaseSkipsBoundPort uses the real bind check on 127.0.0.1: the port
+// another process holds is skipped and put in quarantine, so the next
+// Lease does not probe it again.
 func TestLeaseSkipsBoundPort(t *testing.T) {
 	r := freeBlock(t, 20000, 30000, 3)
 	listen(t, r.Start+1)
@@ -65,10 +67,19 @@ func TestLeaseSkipsBoundPort(t *testing.T) {
 	if got := mustLease(t, o, "b", needs.TCP); got[needs.TCP] != r.Start+2 {
 		t.Fatalf("second lease = %v, want %d (skipping the bound %d)", got, r.Start+2, r.Start+1)
 	}
+	if qs := o.Quarantined(); len(qs) != 1 || qs[0].Port != r.Start+1 || qs[0].Proto != needs.TCP {
+		t.Fatalf("Quarantined = %+v, want port %d", qs, r.Start+1)
+	}
+	if n := o.Free(needs.TCP); n != 0 {
+		t.Fatalf("Free = %d, want 0 (2 leased, 1 in quarantine)", n)
+	}
 	_, err := o.Lease("c", onlyTCP)
 	var ee *ExhaustedError
-	if !errors.As(err, &ee) || ee.Leased != 2 || ee.Unbindable != 1 || ee.BindErr == nil {
-		t.Fatalf("third lease: %v (%+v), want exhausted with 2 leased and 1 unbindable", err, ee)
+	if !errors.As(err, &ee) || ee.Leased != 2 || ee.Quarantined != 1 || ee.Unbindable != 0 {
+		t.Fatalf("third lease: %v (%+v), want exhausted with 2 leased and 1 in quarantine", err, ee)
+	}
+	if want := "(2 leased, 1 in quarantine until "; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not contain %q", err, want)
 	}
 	t.Log(err)
 }

@@ -14,24 +14,33 @@ import (
 
 // The bucket tree; see the package doc.
 var (
-	metaBucket   = []byte("meta")
-	schemaKey    = []byte("schema")
-	leasesBucket = []byte("leases")
+	metaBucket       = []byte("meta")
+	schemaKey        = []byte("schema")
+	leasesBucket     = []byte("leases")
+	quarantineBucket = []byte("quarantine")
 )
 
 // SchemaVersion is the on-disk format this package reads and writes.
 const SchemaVersion = "1"
 
-// record is the value stored under a port key.
+// record is the value stored under a port key of leases/<proto>.
 type record struct {
 	Owner string    `json:"owner"`
 	Since time.Time `json:"since"` // RFC 3339 with nanoseconds
 }
 
+// qrecord is the value stored under a port key of quarantine.
+type qrecord struct {
+	Proto  needs.Protocol `json:"proto"`
+	Since  time.Time      `json:"since"`
+	Until  time.Time      `json:"until"`
+	Reason string         `json:"reason,omitempty"`
+}
+
 func portKey(port int) []byte { return binary.BigEndian.AppendUint16(nil, uint16(port)) }
 
 // loadLocked checks the schema, writing it into a new file, and fills the
-// in-memory index from the leases bucket.
+// in-memory index from the leases and quarantine buckets.
 func (o *Office) loadLocked(tx *bolt.Tx) error {
 	meta, err := tx.CreateBucketIfNotExists(metaBucket)
 	if err != nil {
@@ -51,6 +60,13 @@ func (o *Office) loadLocked(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
+	if err := o.loadLeasesLocked(lb); err != nil {
+		return err
+	}
+	return o.loadQuarantineLocked(tx)
+}
+
+func (o *Office) loadLeasesLocked(lb *bolt.Bucket) error {
 	return lb.ForEachBucket(func(name []byte) error {
 		proto := needs.Protocol(name)
 		return lb.Bucket(name).ForEach(func(k, v []byte) error {
@@ -91,11 +107,121 @@ func decodeLease(proto needs.Protocol, k, v []byte) (Lease, error) {
 	return Lease{Proto: proto, Port: port, Owner: rec.Owner, Since: rec.Since}, nil
 }
 
-// putLeasesLocked writes ls in one transaction.
-func (o *Office) putLeasesLocked(ls []Lease) error {
-	return o.db.Update(func(tx *bolt.Tx) error {
-		for _, l := range ls {
-			b, err := tx.Bucket(leasesBucket).CreateBucketIfNotExists([]byte(l.Proto))
+// loadQuarantineLocked fills o.quarantine from the quarantine bucket,
+// created if missing (files written before quarantine existed lack it). It
+// deletes the entries that have expired, and brings an Until further away
+// than one quarantine period (the clock went back) down to now plus one
+// period, so a port is never kept out for longer.
+func (o *Office) loadQuarantineLocked(tx *bolt.Tx) error {
+	qb, err := tx.CreateBucketIfNotExists(quarantineBucket)
+	if err != nil {
+		return err
+	}
+	now := o.now()
+	var expired []int
+	var clamped []Quarantine
+	err = qb.ForEach(func(k, v []byte) error {
+		q, err := decodeQuarantine(k, v)
+		if err != nil {
+			return fmt.Errorf("corrupt quarantine entry quarantine/%x: %w", k, err)
+		}
+		switch {
+		case !now.Before(q.Until):
+			expired = append(expired, q.Port)
+			return nil
+		case q.Until.After(now.Add(o.qperiod)):
+			q.Until = now.Add(o.qperiod)
+			clamped = append(clamped, q)
+		}
+		o.quarantine[q.Port] = q
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, port := range expired {
+		if err := qb.Delete(portKey(port)); err != nil {
+			return err
+		}
+	}
+	return putQuarantine(tx, clamped)
+}
+
+// decodeQuarantine decodes one entry of the quarantine bucket.
+func decodeQuarantine(k, v []byte) (Quarantine, error) {
+	if len(k) != 2 {
+		return Quarantine{}, fmt.Errorf("key is %d bytes, want 2", len(k))
+	}
+	port := int(binary.BigEndian.Uint16(k))
+	if port == 0 {
+		return Quarantine{}, errors.New("port 0")
+	}
+	if v == nil {
+		return Quarantine{}, errors.New("nested bucket where an entry belongs")
+	}
+	var rec qrecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return Quarantine{}, err
+	}
+	if rec.Proto == "" {
+		return Quarantine{}, errors.New("empty proto")
+	}
+	if rec.Until.IsZero() {
+		return Quarantine{}, errors.New("no until")
+	}
+	return Quarantine{Proto: rec.Proto, Port: port, Since: rec.Since, Until: rec.Until, Reason: rec.Reason}, nil
+}
+
+func putQuarantine(tx *bolt.Tx, qs []Quarantine) error {
+	qb := tx.Bucket(quarantineBucket)
+	for _, q := range qs {
+		v, err := json.Marshal(qrecord{Proto: q.Proto, Since: q.Since.UTC(), Until: q.Until.UTC(), Reason: q.Reason})
+		if err != nil {
+			return err
+		}
+		if err := qb.Put(portKey(q.Port), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// changes is what one call writes, in one transaction: deletes first, then
+// puts, so a port whose quarantine expired and was renewed ends up renewed.
+type changes struct {
+	put        []Lease      // new leases
+	drop       []Lease      // released leases
+	quarantine []Quarantine // new or renewed quarantine entries
+	expired    []int        // quarantine entries to delete
+}
+
+func (c *changes) empty() bool {
+	return len(c.put) == 0 && len(c.drop) == 0 && len(c.quarantine) == 0 && len(c.expired) == 0
+}
+
+// commitLocked writes c in one transaction and, once it is committed,
+// applies it to the in-memory index. Nothing changes in memory if the write
+// fails.
+func (o *Office) commitLocked(c *changes) error {
+	if c.empty() {
+		return nil
+	}
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		lb, qb := tx.Bucket(leasesBucket), tx.Bucket(quarantineBucket)
+		for _, l := range c.drop {
+			if b := lb.Bucket([]byte(l.Proto)); b != nil {
+				if err := b.Delete(portKey(l.Port)); err != nil {
+					return err
+				}
+			}
+		}
+		for _, port := range c.expired {
+			if err := qb.Delete(portKey(port)); err != nil {
+				return err
+			}
+		}
+		for _, l := range c.put {
+			b, err := lb.CreateBucketIfNotExists([]byte(l.Proto))
 			if err != nil {
 				return err
 			}
@@ -107,20 +233,22 @@ func (o *Office) putLeasesLocked(ls []Lease) error {
 				return err
 			}
 		}
-		return nil
+		return putQuarantine(tx, c.quarantine)
 	})
-}
-
-// deleteLeasesLocked removes ls in one transaction.
-func (o *Office) deleteLeasesLocked(ls []Lease) error {
-	return o.db.Update(func(tx *bolt.Tx) error {
-		for _, l := range ls {
-			if b := tx.Bucket(leasesBucket).Bucket([]byte(l.Proto)); b != nil {
-				if err := b.Delete(portKey(l.Port)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	if err != nil {
+		return err
+	}
+	for _, l := range c.drop {
+		o.removeLocked(l)
+	}
+	for _, port := range c.expired {
+		delete(o.quarantine, port)
+	}
+	for _, l := range c.put {
+		o.addLocked(l)
+	}
+	for _, q := range c.quarantine {
+		o.quarantine[q.Port] = q
+	}
+	return nil
 }
