@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"berth/needs"
 	"berth/pipes"
@@ -45,6 +46,50 @@ type Config struct {
 	// LogKeep is how many rotated files are kept per instance (default 3),
 	// so an instance uses at most about (LogKeep+1) × LogMaxBytes of disk.
 	LogKeep int `json:"logkeep,omitempty"`
+	// StopAfterDisconnect is how long a master that cannot reach the
+	// lanmanager keeps its children before it stops them, as a duration
+	// string ("30s", "5m"); "" means never (the default).
+	StopAfterDisconnect string `json:"stopafterdisconnect,omitempty"`
+	// RepairInterval is how often the lease repair sweep runs, as a duration
+	// string; "" means DefaultRepairInterval, and MinRepairInterval is the
+	// least accepted.
+	RepairInterval string `json:"repairinterval,omitempty"`
+}
+
+// Repair sweep defaults and bounds.
+const (
+	DefaultRepairInterval = 30 * time.Second
+	MinRepairInterval     = time.Second
+)
+
+// DisconnectLimit is StopAfterDisconnect parsed; 0 means never. It assumes
+// a config that passed Validate.
+func (c Config) DisconnectLimit() time.Duration {
+	d, _ := time.ParseDuration(c.StopAfterDisconnect)
+	return d
+}
+
+// RepairPeriod is RepairInterval parsed, with the default filled in. It
+// assumes a config that passed Validate.
+func (c Config) RepairPeriod() time.Duration {
+	d, err := time.ParseDuration(c.RepairInterval)
+	if err != nil || d < MinRepairInterval {
+		return DefaultRepairInterval
+	}
+	return d
+}
+
+// parseDurationKey parses the duration string of config key field; "" is
+// allowed and gives 0.
+func parseDurationKey(field, s, empty string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, &needs.FieldError{Field: field, Msg: fmt.Sprintf("%q is not a duration such as \"30s\" or \"5m\" (\"\" means %s)", s, empty)}
+	}
+	return d, nil
 }
 
 // Log rotation defaults and bounds.
@@ -196,6 +241,20 @@ func (c Config) Validate() error {
 	}
 	if c.LogKeep < 0 || c.LogKeep > MaxLogKeep {
 		return &needs.FieldError{Field: "logkeep", Msg: fmt.Sprintf("must be 0-%d, got %d", MaxLogKeep, c.LogKeep)}
+	}
+	d, err := parseDurationKey("stopafterdisconnect", c.StopAfterDisconnect, "never")
+	if err != nil {
+		return err
+	}
+	if c.StopAfterDisconnect != "" && d <= 0 {
+		return &needs.FieldError{Field: "stopafterdisconnect", Msg: fmt.Sprintf("must be positive, or \"\" for never; got %q", c.StopAfterDisconnect)}
+	}
+	d, err = parseDurationKey("repairinterval", c.RepairInterval, "the default "+DefaultRepairInterval.String())
+	if err != nil {
+		return err
+	}
+	if c.RepairInterval != "" && d < MinRepairInterval {
+		return &needs.FieldError{Field: "repairinterval", Msg: fmt.Sprintf("must be at least %s, got %q", MinRepairInterval, c.RepairInterval)}
 	}
 	return nil
 }

@@ -16,6 +16,10 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"portrangestart":null}`))
 	f.Add([]byte(`{"portrangesize":"x"}`))
 	f.Add([]byte(`{"lanmanagerportcorrection":-23552}`))
+	f.Add([]byte(`{"stopafterdisconnect":"30s","repairinterval":"1m"}`))
+	f.Add([]byte(`{"stopafterdisconnect":"0s"}`))
+	f.Add([]byte(`{"repairinterval":"999ms"}`))
+	f.Add([]byte(`{"repairinterval":"1e3h"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := master.ParseConfig(b)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"berth/master"
 	"berth/needs"
@@ -76,6 +77,36 @@ func TestParseConfigOK(t *testing.T) {
 	}
 }
 
+// TestParseConfigDurations: stopafterdisconnect and repairinterval are
+// duration strings with defaults for "".
+func TestParseConfigDurations(t *testing.T) {
+	tests := []struct {
+		in         string
+		stopAfter  time.Duration
+		repairEach time.Duration
+	}{
+		{`{}`, 0, master.DefaultRepairInterval},
+		{`{"stopafterdisconnect":""}`, 0, master.DefaultRepairInterval},
+		{`{"stopafterdisconnect":"90s"}`, 90 * time.Second, master.DefaultRepairInterval},
+		{`{"stopafterdisconnect":"1h30m","repairinterval":"1s"}`, 90 * time.Minute, time.Second},
+		{`{"repairinterval":"5m"}`, 0, 5 * time.Minute},
+		{`{"repairinterval":""}`, 0, master.DefaultRepairInterval},
+	}
+	for _, tt := range tests {
+		cfg, err := master.ParseConfig([]byte(tt.in))
+		if err != nil {
+			t.Errorf("ParseConfig(%s): %v", tt.in, err)
+			continue
+		}
+		if got := cfg.DisconnectLimit(); got != tt.stopAfter {
+			t.Errorf("ParseConfig(%s).DisconnectLimit() = %v, want %v", tt.in, got, tt.stopAfter)
+		}
+		if got := cfg.RepairPeriod(); got != tt.repairEach {
+			t.Errorf("ParseConfig(%s).RepairPeriod() = %v, want %v", tt.in, got, tt.repairEach)
+		}
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -116,6 +147,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "malformed", in: `{"name":}`, wantIn: []string{"malformed"}},
 		{name: "truncated", in: `{"name":"m1"`},
 		{name: "not an object", in: `[]`},
+		{name: "stopafterdisconnect not a duration", in: `{"stopafterdisconnect":"soon"}`, wantField: "stopafterdisconnect", wantIn: []string{"stopafterdisconnect", "soon"}},
+		{name: "stopafterdisconnect no unit", in: `{"stopafterdisconnect":"30"}`, wantField: "stopafterdisconnect", wantIn: []string{`"30"`}},
+		{name: "stopafterdisconnect zero", in: `{"stopafterdisconnect":"0s"}`, wantField: "stopafterdisconnect", wantIn: []string{"positive"}},
+		{name: "stopafterdisconnect negative", in: `{"stopafterdisconnect":"-1m"}`, wantField: "stopafterdisconnect"},
+		{name: "stopafterdisconnect number", in: `{"stopafterdisconnect":30}`, wantIn: []string{"stopafterdisconnect", "string"}},
+		{name: "repairinterval not a duration", in: `{"repairinterval":"often"}`, wantField: "repairinterval", wantIn: []string{"repairinterval", "often"}},
+		{name: "repairinterval too short", in: `{"repairinterval":"500ms"}`, wantField: "repairinterval", wantIn: []string{"at least 1s", "500ms"}},
+		{name: "repairinterval zero", in: `{"repairinterval":"0"}`, wantField: "repairinterval"},
+		{name: "repairinterval number", in: `{"repairinterval":30}`, wantIn: []string{"repairinterval"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
