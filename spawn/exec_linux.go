@@ -49,6 +49,12 @@ func (execDriver) Start(ctx context.Context, spec Spec) (Process, error) {
 			return fail(err)
 		}
 	}
+	args := spec.Command
+	if spec.ListenPID {
+		if path, args, err = listenPIDCommand(path, spec); err != nil {
+			return fail(err)
+		}
+	}
 	logf, err := openLog(spec.LogPath)
 	if err != nil {
 		return fail(err)
@@ -59,7 +65,7 @@ func (execDriver) Start(ctx context.Context, spec Spec) (Process, error) {
 	}
 	cmd := &exec.Cmd{
 		Path:        path,
-		Args:        spec.Command,
+		Args:        args,
 		Env:         env,
 		Dir:         spec.Dir,
 		ExtraFiles:  spec.ExtraFiles,
@@ -75,6 +81,9 @@ func (execDriver) Start(ctx context.Context, spec Spec) (Process, error) {
 	if err != nil {
 		if pe, ok := errors.AsType[*fs.PathError](err); ok && pe.Op == "fork/exec" {
 			err = pe.Err // StartError already names the command
+		}
+		if spec.ListenPID {
+			err = fmt.Errorf("through %s, to set LISTEN_PID: %w", listenShell, err)
 		}
 		return fail(err)
 	}
@@ -147,6 +156,44 @@ func exitOf(ps *os.ProcessState, err error) Exit {
 		return Exit{Code: -1, Signal: unix.SignalName(ws.Signal()), Err: err}
 	}
 	return Exit{Code: ps.ExitCode(), Err: err}
+}
+
+// The shell that sets LISTEN_PID for Spec.ListenPID: $$ is its own pid,
+// which exec keeps. PWD, which the shell would add, is unset unless Spec.Env
+// has it.
+const (
+	listenShell     = "/bin/sh"
+	listenScript    = `LISTEN_PID=$$; export LISTEN_PID; exec "$@"`
+	listenScriptPWD = `unset PWD; ` + listenScript
+	listenArg0      = "berth-listen" // the shell's $0, in its error messages
+)
+
+// listenPIDCommand returns the path and argv that start spec through the
+// shell. The command is given to it as path, the file lookPath found, so
+// the shell runs the same file; a command found in PATH gets that full path
+// as its argv[0]. The file is checked first, since a failed exec in the
+// shell would show as exit code 126 or 127 rather than as a start error.
+func listenPIDCommand(path string, spec Spec) (string, []string, error) {
+	target := path
+	if !filepath.IsAbs(target) && spec.Dir != "" {
+		target = filepath.Join(spec.Dir, target)
+	}
+	fi, err := os.Stat(target)
+	switch {
+	case err != nil:
+		if pe, ok := errors.AsType[*fs.PathError](err); ok {
+			err = pe.Err
+		}
+		return "", nil, err
+	case !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0:
+		return "", nil, syscall.EACCES
+	}
+	script := listenScriptPWD
+	if _, ok := lookupEnv(spec.Env, "PWD"); ok {
+		script = listenScript
+	}
+	args := append([]string{listenShell, "-c", script, listenArg0, path}, spec.Command[1:]...)
+	return listenShell, args, nil
 }
 
 // lookPath resolves name like exec.LookPath, but against the PATH in env.

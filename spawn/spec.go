@@ -29,6 +29,14 @@ type Spec struct {
 	// ExtraFiles are passed to the child as fd 3, 4, ... They stay owned by
 	// the caller, who may close them once Start has returned.
 	ExtraFiles []*os.File
+	// ListenPID sets LISTEN_PID in the child's environment to the child's
+	// own pid, as systemd socket activation asks (the caller puts the
+	// sockets in ExtraFiles and LISTEN_FDS and LISTEN_FDNAMES in Env). The
+	// pid is only known after the fork, so the Exec driver starts the
+	// command through /bin/sh, which sets the variable and execs the
+	// command in its own place: the pid, the process group and the open
+	// files stay the same. See the package doc for what else changes.
+	ListenPID bool
 }
 
 // ExpandArgs returns a copy of args in which every ${NAME} whose NAME is
