@@ -154,6 +154,23 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// waitUntil is waitFor for conditions that can say what is still off; the
+// last such reason is in the failure.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // lanEnv is a running lanmanager and the environment its clients need.
 type lanEnv struct {
 	addr  string

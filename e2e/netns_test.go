@@ -300,18 +300,8 @@ func (c *labCluster) settled(t *testing.T, need string, want int) (ok bool, why 
 func (c *labCluster) waitSettled(t *testing.T, need string, want int, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	var why string
-	deadline := start.Add(timeout)
-	for {
-		var ok bool
-		if ok, why = c.settled(t, need, want); ok {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not settle within %s: %s", need, timeout, why)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitUntil(t, timeout, need+" to settle", func() (bool, string) { return c.settled(t, need, want) })
+	return time.Since(start)
 }
 
 // dialFrom dials addr over TCP from inside the host's namespace, through
