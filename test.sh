@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command: formatting, vet, every test under the race detector
 # (end-to-end tests build and run the real binaries), and a short run of
-# every fuzz target. Installs nothing beyond Go modules today; anything the
-# tests come to need is installed here.
+# every fuzz target. Installs nothing beyond Go modules. The end-to-end
+# network-namespace tests need root and iproute2's `ip` and skip without
+# them; .ci/run installs `ip` and sets BERTH_E2E_NETNS=require so that in CI
+# they run or fail, never skip.
 set -euo pipefail
 cd "$(dirname "$0")"
 

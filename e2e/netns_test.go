@@ -51,23 +51,31 @@ type labHost struct {
 // wrap is the prefix that runs a command on the host.
 func (h *labHost) wrap() []string { return []string{"ip", "netns", "exec", h.ns} }
 
+// requireNetnsEnv set to "require" (as .ci/run does where it runs as root)
+// turns the namespace tests' skip into a failure.
+const requireNetnsEnv = "BERTH_E2E_NETNS"
+
 // newNetLab creates a bridge namespace and one namespace per host name, or
 // skips the test when namespaces cannot be made here. Everything is
 // removed when the test ends: every process in the namespaces is killed
 // first.
 func newNetLab(t *testing.T, names ...string) *netLab {
 	t.Helper()
+	skip := t.Skipf
+	if os.Getenv(requireNetnsEnv) == "require" {
+		skip = t.Fatalf
+	}
 	if os.Geteuid() != 0 {
-		t.Skip("network namespace tests need root (ip netns add); run as root, as .ci/run does")
+		skip("network namespace tests need root (ip netns add); run as root, as .ci/run does")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("network namespace tests need the ip command (Debian: apt-get install iproute2); .ci/run installs it")
+		skip("network namespace tests need the ip command (Debian: apt-get install iproute2); .ci/run installs it")
 	}
 	removeStaleNamespaces(t)
 	lab := &netLab{t: t, id: fmt.Sprintf("%s%d-%d", labPrefix, os.Getpid(), labSeq.Add(1))}
 	lab.bridge = lab.id + "-br"
 	if out, err := exec.Command("ip", "netns", "add", lab.bridge).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace here (ip netns add: %v: %s); the namespace tests need root with CAP_SYS_ADMIN", err, bytes.TrimSpace(out))
+		skip("cannot create a network namespace here (ip netns add: %v: %s); the namespace tests need root with CAP_SYS_ADMIN", err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(lab.destroy)
 	lab.ip("-n", lab.bridge, "link", "add", "br0", "type", "bridge")
