@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -27,8 +28,11 @@ const MaxBody = 1 << 20
 //	GET    /v1/needs/{name}     one need with its instances
 //	PATCH  /v1/needs/{name}     {"instances": N}
 //	DELETE /v1/needs/{name}     remove a need, stopping its instances
+//	POST   /v1/needs/{name}/restart  retry its backed-off instances now
 //	GET    /v1/services         placed instances
 //	GET    /v1/masters          masters
+//	POST   /v1/masters/{name}/drain    move its instances away, give it no new work
+//	POST   /v1/masters/{name}/undrain  give it work again
 //	GET    /v1/events           WebSocket stream of Event (JSON text messages)
 //	GET    /v1/link             WebSocket link of a master (package pipes)
 func (s *Server) Handler() http.Handler {
@@ -44,8 +48,20 @@ func (s *Server) Handler() http.Handler {
 		st, err := s.RemoveNeed(r.PathValue("name"))
 		reply(w, http.StatusOK, st, err)
 	})
+	mux.HandleFunc("POST /v1/needs/{name}/restart", func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.RestartNeed(r.PathValue("name"))
+		reply(w, http.StatusOK, st, err)
+	})
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Services()) })
 	mux.HandleFunc("GET /v1/masters", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Masters()) })
+	mux.HandleFunc("POST /v1/masters/{name}/drain", func(w http.ResponseWriter, r *http.Request) {
+		m, err := s.Drain(r.PathValue("name"))
+		reply(w, http.StatusOK, m, err)
+	})
+	mux.HandleFunc("POST /v1/masters/{name}/undrain", func(w http.ResponseWriter, r *http.Request) {
+		m, err := s.Undrain(r.PathValue("name"))
+		reply(w, http.StatusOK, m, err)
+	})
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/link", s.handleLink)
 	mux.HandleFunc("GET /v1/instances/{name}/logs", s.handleLogs)
@@ -68,8 +84,18 @@ func allowed(path string) string {
 	case "/v1/services", "/v1/masters", "/v1/events", "/v1/link":
 		return "GET"
 	}
-	if rest, ok := strings.CutPrefix(path, "/v1/needs/"); ok && rest != "" && !strings.Contains(rest, "/") {
+	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(parts) < 3 || parts[0] != "v1" || parts[2] == "" {
+		return ""
+	}
+	switch {
+	case len(parts) == 3 && parts[1] == "needs":
 		return "GET, PATCH, DELETE"
+	case len(parts) == 4 && parts[1] == "needs" && parts[3] == "restart",
+		len(parts) == 4 && parts[1] == "masters" && (parts[3] == "drain" || parts[3] == "undrain"):
+		return "POST"
+	case len(parts) == 4 && parts[1] == "instances" && parts[3] == "logs":
+		return "GET"
 	}
 	return ""
 }
@@ -99,6 +125,23 @@ type NeedSpec struct {
 	Protocols []needs.Protocol  `json:"protocols"`
 	Env       map[string]string `json:"env"`
 	Machine   string            `json:"machine"`
+	// Restart is the restart policy; durations are strings such as "1s"
+	// (or whole milliseconds). Omitted fields take their defaults.
+	Restart *needs.RestartPolicy `json:"restart,omitempty"`
+	// SocketActivation has the master bind the ports and pass them to the
+	// child (LISTEN_FDS); it needs at least one protocol.
+	SocketActivation bool `json:"socket_activation,omitempty"`
+}
+
+// Need is the need the spec declares (instances default to 1); it is not
+// validated.
+func (spec *NeedSpec) Need() *needs.Need {
+	n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env,
+		Machine: spec.Machine, Restart: spec.Restart, SocketActivation: spec.SocketActivation}
+	if spec.Instances != nil {
+		n.Instances = *spec.Instances
+	}
+	return n
 }
 
 // ScaleSpec is the body of PATCH /v1/needs/{name}.
@@ -112,11 +155,7 @@ func (s *Server) handleAddNeed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env, Machine: spec.Machine}
-	if spec.Instances != nil {
-		n.Instances = *spec.Instances
-	}
-	st, err := s.AddNeed(n)
+	st, err := s.AddNeed(spec.Need())
 	reply(w, http.StatusCreated, st, err)
 }
 
@@ -160,6 +199,8 @@ func describeJSONError(err error) error {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
+	case errors.As(err, &te) && te.Type == reflect.TypeFor[needs.Duration]():
+		return fmt.Errorf("%s: want a duration such as \"250ms\" or a whole number of milliseconds, got %s", te.Field, te.Value)
 	case errors.As(err, &te):
 		return fmt.Errorf("%s: want %s, got JSON %s", te.Field, te.Type, te.Value)
 	case errors.As(err, &se):

@@ -14,24 +14,38 @@ import (
 )
 
 // startedLocked records a master's report of a spawned child and starts the
-// reachability check. A report for an allocation that is not the instance's
-// current one is stale: the master is told to stop it.
+// reachability check. A report for an allocation that is neither the
+// instance's current placement nor its handoff on that master is stale:
+// the master is told to stop it.
 func (s *Server) startedLocked(m *session, st *pipes.Started) {
-	in := s.insts[st.Instance]
-	if in == nil || in.Alloc != st.Alloc || in.MasterID != m.info.ID {
-		m.send(pipes.TypeStop, &pipes.Stop{Alloc: st.Alloc, Reason: "stale allocation"})
+	in, handoff := s.allocLocked(st.Alloc)
+	switch {
+	case in == nil || in.Name != st.Instance,
+		handoff && in.Handoff.MasterID != m.info.ID,
+		!handoff && in.MasterID != m.info.ID:
+		m.send(pipes.TypeStop, &pipes.Stop{Alloc: st.Alloc, Reason: "stale allocation", GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
 		return
-	}
-	if in.State == needs.Stopping {
+	case !handoff && in.State == needs.Stopping:
 		s.sendStopLocked(in, in.Reason)
 		return
 	}
-	in.PID, in.Ports, in.StartedAt = st.PID, st.Ports, st.StartedAt
-	if st.Address != "" {
-		in.Address = st.Address
-	}
-	if in.State != needs.Starting {
-		in.State, in.Since = needs.Starting, time.Now().UTC()
+	addr := st.Address
+	if handoff {
+		h := in.Handoff
+		h.PID, h.Ports, h.StartedAt = st.PID, st.Ports, st.StartedAt
+		if addr != "" {
+			h.Address = addr
+		}
+		addr = h.Address
+	} else {
+		in.PID, in.Ports, in.StartedAt = st.PID, st.Ports, st.StartedAt
+		if addr != "" {
+			in.Address = addr
+		}
+		addr = in.Address
+		if in.State != needs.Starting {
+			in.State, in.Since = needs.Starting, s.now().UTC()
+		}
 	}
 	s.saveLocked(in)
 	n := s.needs[in.Need]
@@ -39,7 +53,7 @@ func (s *Server) startedLocked(m *session, st *pipes.Started) {
 		return
 	}
 	// The check runs without the lock: give it copies.
-	name, addr, ports, protos := in.Name, in.Address, maps.Clone(in.Ports), slices.Clone(n.Protocols)
+	name, ports, protos := in.Name, maps.Clone(st.Ports), slices.Clone(n.Protocols)
 	ready := st.Ready || s.earlyReady[st.Alloc]
 	delete(s.earlyReady, st.Alloc)
 	s.wg.Add(1)
@@ -53,17 +67,26 @@ func (s *Server) startedLocked(m *session, st *pipes.Started) {
 func (s *Server) readyFrom(m *session, alloc string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in := s.byAllocLocked(alloc)
-	if in == nil || in.MasterID != m.info.ID || in.State != needs.Starting {
+	in, handoff := s.allocLocked(alloc)
+	if in == nil {
 		return
 	}
-	if in.PID == 0 {
+	pid := in.PID
+	if handoff {
+		if in.Handoff.MasterID != m.info.ID {
+			return
+		}
+		pid = in.Handoff.PID
+	} else if in.MasterID != m.info.ID || in.State != needs.Starting {
+		return
+	}
+	if pid == 0 {
 		// The child spoke before its master's started report arrived.
 		s.earlyReady[alloc] = true
 		return
 	}
 	if n := s.needs[in.Need]; n != nil && len(n.Protocols) == 0 {
-		s.markRunningLocked(in)
+		s.approvedLocked(in, alloc)
 	}
 }
 
@@ -91,18 +114,39 @@ func (s *Server) approve(name, alloc string, ready bool, protos []needs.Protocol
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in := s.insts[name]
-	if in == nil || in.Alloc != alloc || in.State != needs.Starting {
-		return // moved on meanwhile
-	}
-	if err != nil {
-		s.rejectLocked(in, err.Error())
+	if in == nil {
 		return
 	}
-	s.markRunningLocked(in)
+	switch {
+	case in.Alloc == alloc && in.State == needs.Starting:
+		if err != nil {
+			s.rejectLocked(in, err.Error())
+			return
+		}
+		s.markRunningLocked(in)
+	case in.Handoff != nil && in.Handoff.Alloc == alloc:
+		if err != nil {
+			s.dropHandoffLocked(in, fmt.Sprintf("replacement on master %s rejected: %v", in.Handoff.Master, err), s.now())
+			return
+		}
+		s.handoffApprovedLocked(in)
+	}
+	// Otherwise the placement moved on meanwhile: the result is stale.
+}
+
+// approvedLocked approves alloc, in's placement or its handoff, if it is
+// still waiting for approval.
+func (s *Server) approvedLocked(in *needs.Instance, alloc string) {
+	switch {
+	case in.Alloc == alloc && in.State == needs.Starting:
+		s.markRunningLocked(in)
+	case in.Handoff != nil && in.Handoff.Alloc == alloc:
+		s.handoffApprovedLocked(in)
+	}
 }
 
 func (s *Server) markRunningLocked(in *needs.Instance) {
-	in.State, in.Since, in.Reason = needs.Running, time.Now().UTC(), ""
+	in.State, in.Since, in.Reason = needs.Running, s.now().UTC(), ""
 	s.saveLocked(in)
 	if m, ok := s.masters[in.MasterID]; ok {
 		m.send(pipes.TypeApprove, &pipes.AllocRef{Alloc: in.Alloc})
@@ -115,43 +159,68 @@ func (s *Server) rejectLocked(in *needs.Instance, why string) {
 	s.failLocked(in, "rejected: "+why, "")
 }
 
-// failLocked unplaces a failed instance and schedules its next attempt.
+// failLocked unplaces a failed instance and schedules its next attempt by
+// the need's restart policy. If a replacement (handoff) is under way, the
+// instance moves to it instead.
 func (s *Server) failLocked(in *needs.Instance, why, exit string) {
-	now := time.Now().UTC()
-	if in.State == needs.Running && now.Sub(in.Since) >= needs.StableAfter {
-		in.Failures = 0 // it ran well: start the back-off over
-	}
-	in.Failures++
-	in.Restarts++
-	delay := needs.BackoffDelay(in.Failures)
-	delete(s.earlyReady, in.Alloc)
-	in.FailedOn = in.MasterID
-	in.Unplace()
-	in.State, in.Since, in.Reason = needs.Backoff, now, why
+	now := s.now().UTC()
 	if exit == "" {
 		exit = why
 	}
 	in.LastExit = exit
-	in.NextAttempt = now.Add(delay)
+	delete(s.earlyReady, in.Alloc)
+	if in.Promote(false, in.Since) {
+		in.Reason = why + "; moved to its replacement on master " + in.Master
+		s.saveLocked(in)
+		s.kick()
+		return
+	}
+	var pol *needs.RestartPolicy
+	if n := s.needs[in.Need]; n != nil {
+		pol = n.Restart
+	}
+	if in.State == needs.Running && now.Sub(in.Since) >= time.Duration(pol.Effective().ResetAfter) {
+		in.Failures = 0 // it ran well: start the back-off over
+	}
+	in.Failures++
+	in.Restarts++
+	in.FailedOn = in.MasterID
+	in.Unplace()
+	in.State, in.Since, in.Reason = needs.Backoff, now, why
+	in.NextAttempt = now.Add(pol.Backoff(in.Failures))
 	s.saveLocked(in)
 	s.kick()
 }
 
 // exitedLocked handles a child that is gone.
 func (s *Server) exitedLocked(m *session, e *pipes.Exited) {
-	in := s.byAllocLocked(e.Alloc)
-	if in == nil || in.MasterID != m.info.ID {
+	if r, ok := s.retiring[e.Alloc]; ok && r.masterID == m.info.ID {
+		delete(s.retiring, e.Alloc) // an allocation a handoff replaced: stopped as asked
+		s.kick()
+		return
+	}
+	in, handoff := s.allocLocked(e.Alloc)
+	if in == nil {
 		return // stale: a newer placement exists, or it was rejected already
 	}
-	clear(s.retryAt) // the master has capacity again
 	exit := describeExit(e)
+	if handoff {
+		if h := in.Handoff; h.MasterID == m.info.ID {
+			s.dropHandoffLocked(in, fmt.Sprintf("replacement on master %s exited: %s", h.Master, exit), s.now())
+		}
+		return
+	}
+	if in.MasterID != m.info.ID {
+		return
+	}
+	clear(s.retryAt) // the master has capacity again
 	switch {
 	case in.Removing:
 		s.dropLocked(in)
 		s.kick()
 	case in.State == needs.Stopping:
 		in.Unplace()
-		in.State, in.Since, in.Reason = needs.Pending, time.Now().UTC(), ""
+		in.State, in.Since, in.Reason = needs.Pending, s.now().UTC(), ""
 		in.LastExit = exit
 		s.saveLocked(in)
 		s.kick()
@@ -164,14 +233,18 @@ func (s *Server) exitedLocked(m *session, e *pipes.Exited) {
 	}
 }
 
-// byAllocLocked finds the instance whose current placement is alloc.
-func (s *Server) byAllocLocked(alloc string) *needs.Instance {
+// allocLocked finds the instance that alloc places: as its current
+// placement, or (handoff true) as its handoff.
+func (s *Server) allocLocked(alloc string) (in *needs.Instance, handoff bool) {
 	for _, in := range s.insts {
 		if in.Alloc == alloc {
-			return in
+			return in, false
+		}
+		if in.Handoff != nil && in.Handoff.Alloc == alloc {
+			return in, true
 		}
 	}
-	return nil
+	return nil, false
 }
 
 func describeExit(e *pipes.Exited) string {

@@ -165,3 +165,21 @@ func (c *Client) Masters(ctx context.Context) ([]*needs.Master, error) {
 	var out []*needs.Master
 	return out, c.do(ctx, http.MethodGet, "/v1/masters", nil, &out)
 }
+
+// RestartNeed retries a need's backed-off instances now.
+func (c *Client) RestartNeed(ctx context.Context, name string) (*needs.NeedStatus, error) {
+	var st needs.NeedStatus
+	return &st, c.do(ctx, http.MethodPost, "/v1/needs/"+url.PathEscape(name)+"/restart", nil, &st)
+}
+
+// Drain starts draining a master: no new work, its instances move away.
+func (c *Client) Drain(ctx context.Context, master string) (*needs.Master, error) {
+	var m needs.Master
+	return &m, c.do(ctx, http.MethodPost, "/v1/masters/"+url.PathEscape(master)+"/drain", nil, &m)
+}
+
+// Undrain ends a master's drain.
+func (c *Client) Undrain(ctx context.Context, master string) (*needs.Master, error) {
+	var m needs.Master
+	return &m, c.do(ctx, http.MethodPost, "/v1/masters/"+url.PathEscape(master)+"/undrain", nil, &m)
+}

@@ -25,8 +25,12 @@ const (
 	EventNeedRemoved     = "need.removed"
 	EventInstance        = "instance"         // an instance changed state or placement
 	EventInstanceRemoved = "instance.removed" // an instance record was dropped
+	EventNeedRestarted   = "need.restarted"   // `need restart`: backed-off instances retried now
 	EventMasterUp        = "master.connected"
-	EventMasterDown      = "master.disconnected"
+	EventMasterDown      = "master.disconnected" // its link closed, or it was not heard from for the TTL
+	EventMasterLost      = "master.lost"         // not heard from for the TTL: its instances are placed again
+	EventMasterDrain     = "master.drain"        // the master takes no new work; its instances move
+	EventMasterUndrain   = "master.undrain"      // the master takes work again
 )
 
 // hub fans events out to subscribers. A subscriber that falls behind by more

@@ -2,9 +2,13 @@ package lan
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
+	"time"
 
 	"berth/needs"
 )
@@ -16,6 +20,11 @@ func FuzzNeedSpec(f *testing.F) {
 	f.Add([]byte(`{"name":"web","command":[]}`))
 	f.Add([]byte(`{"name":"web","command":["x"]}}`))
 	f.Add([]byte(`{"instances":-1}`))
+	f.Add([]byte(`{"name":"web","command":["x"],"protocols":["tcp"],"socket_activation":true,"restart":{"local_attempts":2,"delay":"1s","max_delay":60000,"factor":1.5,"reset_after":"10m"}}`))
+	f.Add([]byte(`{"name":"web","command":["x"],"socket_activation":true}`))
+	f.Add([]byte(`{"name":"web","command":["x"],"restart":{"delay":"-1s","factor":0.5}}`))
+	f.Add([]byte(`{"name":"web","command":["x"],"restart":{"delay":99999999999999999,"max_delay":"soon"}}`))
+	f.Add([]byte(`{"name":"web","command":["x"],"restart":null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, "/v1/needs", bytes.NewReader(b))
@@ -26,15 +35,42 @@ func FuzzNeedSpec(f *testing.F) {
 			}
 			return
 		}
-		n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env, Machine: spec.Machine}
-		if spec.Instances != nil {
-			n.Instances = *spec.Instances
-		}
+		n := spec.Need()
 		if err := n.Validate(); err != nil {
+			if !errors.Is(err, needs.ErrInvalid) || err.Error() == "" {
+				t.Fatalf("Validate = %v, want a FieldError", err)
+			}
 			return
 		}
 		if n.Instances < 0 || len(n.Command) == 0 || needs.ValidateName("name", n.Name) != nil {
 			t.Fatalf("invalid need accepted: %+v", n)
+		}
+		if n.SocketActivation && len(n.Protocols) == 0 {
+			t.Fatalf("socket activation without a port accepted: %+v", n)
+		}
+		if p := n.Restart; p != nil {
+			e := p.Effective()
+			if p.LocalAttempts < 0 || p.LocalAttempts > needs.MaxLocalAttempts || e.Delay <= 0 || e.MaxDelay < e.Delay ||
+				time.Duration(e.MaxDelay) > needs.MaxRestartDelay || !(e.Factor >= 1 && e.Factor <= 10) || e.ResetAfter <= 0 {
+				t.Fatalf("invalid restart policy accepted: %+v (effective %+v)", p, e)
+			}
+			for f := 1; f < 64; f++ {
+				if d := p.Backoff(f); d < time.Duration(e.Delay) || d > time.Duration(e.MaxDelay) {
+					t.Fatalf("policy %+v: Backoff(%d) = %v outside [%v, %v]", p, f, d, time.Duration(e.Delay), time.Duration(e.MaxDelay))
+				}
+			}
+		}
+		// What is accepted survives the store's JSON round trip.
+		b, err := json.Marshal(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back needs.Need
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("stored need %s does not read back: %v", b, err)
+		}
+		if err := back.Validate(); err != nil || !reflect.DeepEqual(back.Restart, n.Restart) || back.SocketActivation != n.SocketActivation {
+			t.Fatalf("need changed in a JSON round trip: %+v -> %+v (%v)", n, &back, err)
 		}
 	})
 }

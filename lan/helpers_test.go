@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,13 +224,20 @@ func instanceEvent(name string, state needs.State) func(lan.Event) bool {
 	}
 }
 
-// fakeMaster speaks the master side of /v1/link by hand.
+// fakeMaster speaks the master side of /v1/link by hand. Pings from the
+// lanmanager are answered by its reader and never queued, unless the master
+// is silenced (a partition that leaves the TCP connection up).
 type fakeMaster struct {
 	t    *testing.T
 	id   string
 	name string
 	conn *pipes.Conn
 	msgs chan *pipes.Msg
+
+	silent atomic.Bool   // drop pings unanswered, as a partitioned master would
+	pings  atomic.Uint64 // pings received from the lanmanager
+	pinged chan struct{} // a ping arrived (buffered, 1)
+	sent   atomic.Int64  // when it last sent a frame, unix nanoseconds
 }
 
 // connectMaster dials /v1/link and sends hello, without waiting for the answer.
@@ -251,13 +260,25 @@ func newFakeMaster(t *testing.T, conn *pipes.Conn, id, name string) *fakeMaster 
 		close(done)
 		conn.Close()
 	})
-	m := &fakeMaster{t: t, id: id, name: name, conn: conn, msgs: make(chan *pipes.Msg, 4096)}
+	m := &fakeMaster{t: t, id: id, name: name, conn: conn, msgs: make(chan *pipes.Msg, 4096), pinged: make(chan struct{}, 1)}
 	go func() {
 		defer close(m.msgs)
 		for {
 			msg, err := conn.Recv()
 			if err != nil {
 				return
+			}
+			if msg.Type == pipes.TypePing {
+				if !m.silent.Load() { // answered before anyone hears of the ping
+					m.sent.Store(time.Now().UnixNano())
+					conn.Send(&pipes.Msg{V: pipes.Version, Type: pipes.TypePong, ID: msg.ID})
+				}
+				m.pings.Add(1)
+				select {
+				case m.pinged <- struct{}{}:
+				default:
+				}
+				continue
 			}
 			select {
 			case m.msgs <- msg:
@@ -275,14 +296,15 @@ func dialMaster(t *testing.T, srv *lan.Server, token, id, name string) *fakeMast
 	m := connectMaster(t, srv, token, id, name)
 	var w pipes.Welcome
 	m.expect(pipes.TypeWelcome, &w)
-	if w.HeartbeatMS <= 0 {
-		m.t.Errorf("welcome heartbeat_ms = %d, want > 0", w.HeartbeatMS)
+	if w.HeartbeatMS <= 0 || w.TTLMS <= w.HeartbeatMS {
+		m.t.Errorf("welcome heartbeat_ms = %d, ttl_ms = %d; want 0 < heartbeat < ttl", w.HeartbeatMS, w.TTLMS)
 	}
 	return m
 }
 
 func (m *fakeMaster) send(typ string, body any) {
 	m.t.Helper()
+	m.sent.Store(time.Now().UnixNano())
 	if err := m.conn.SendBody(typ, 0, body); err != nil {
 		m.t.Fatalf("master %s: send %s: %v", m.name, typ, err)
 	}
@@ -409,4 +431,72 @@ func bigBody() string {
 	b.WriteString(strings.Repeat("a", lan.MaxBody))
 	b.WriteString(`"]}`)
 	return b.String()
+}
+
+// fakeClock is a settable lan.Config.Clock. Its times derive from a real
+// time.Now reading by Add, so they keep the monotonic reading.
+type fakeClock struct {
+	mu sync.Mutex // Protects following.
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// advanceTo sets the clock to t and waits until witness is pinged, which
+// proves that a placer pass has run at t: the placer pings a master quiet
+// for a heartbeat, and checks every master's liveness in the same pass,
+// under the lock any later API call takes. witness must have been quiet
+// (by the fake clock) for at least a heartbeat at t and, unless silenced,
+// have nothing else queued.
+func advanceTo(t *testing.T, c *fakeClock, to time.Time, witness *fakeMaster) {
+	t.Helper()
+	select {
+	case <-witness.pinged:
+	default:
+	}
+	c.Set(to)
+	select {
+	case <-witness.pinged:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("master %s not pinged within 10s of moving the clock to %v", witness.name, to)
+	}
+	if !witness.silent.Load() {
+		// Its pong is on the way; a ping of its own, answered, proves the
+		// lanmanager has read it, so it counts as heard at `to`, not at
+		// some later setting of the clock.
+		witness.send(pipes.TypePing, nil)
+		witness.expect(pipes.TypePong, nil)
+	}
+}
+
+// waitMaster polls /v1/masters until the entry named name satisfies cond.
+func waitMaster(t *testing.T, c *lan.Client, name string, cond func(*needs.Master) bool) *needs.Master {
+	t.Helper()
+	var got *needs.Master
+	waitFor(t, 10*time.Second, func() bool {
+		ms, err := c.Masters(t.Context())
+		if err != nil {
+			t.Fatalf("Masters: %v", err)
+		}
+		for _, m := range ms {
+			if m.Name == name && cond(m) {
+				got = m
+				return true
+			}
+		}
+		return false
+	})
+	return got
 }

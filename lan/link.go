@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"berth/needs"
@@ -24,12 +25,31 @@ type session struct {
 	done chan struct{}
 	once sync.Once
 	log  *slog.Logger
+
+	// lastSeen is when the last frame arrived (Config.Clock, with its
+	// monotonic reading); written by the session's reader, read by the placer.
+	lastSeen atomic.Pointer[time.Time]
+	// lastPing is when the lanmanager last pinged the master. Guarded by Server.mu.
+	lastPing time.Time
 }
 
 const sessionQueue = 4096
 
-// HeartbeatInterval is how often masters ping the lanmanager.
-const HeartbeatInterval = time.Second
+// heard records that a frame arrived at t.
+func (m *session) heard(t time.Time) { m.lastSeen.Store(&t) }
+
+// seen is when the last frame arrived.
+func (m *session) seen() time.Time { return *m.lastSeen.Load() }
+
+// heartbeat is the ping interval masters are told to keep: a fifth of the
+// TTL, at least 50 ms (but below the TTL).
+func (s *Server) heartbeat() time.Duration {
+	hb := s.cfg.MasterTTL / 5
+	if hb < 50*time.Millisecond {
+		hb = min(50*time.Millisecond, s.cfg.MasterTTL/2)
+	}
+	return hb
+}
 
 func (m *session) send(typ string, body any) {
 	msg, err := pipes.New(typ, body)
@@ -88,12 +108,15 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		conn.SendError(0, err)
 		return
 	}
+	now := s.now()
 	m := &session{
-		info: needs.Master{ID: hello.ID, Name: hello.Name, Address: hello.Address, Since: time.Now().UTC(),
+		info: needs.Master{ID: hello.ID, Name: hello.Name, Address: hello.Address, Since: now.UTC(),
 			Version: hello.Version, Ranges: hello.Ranges, Free: hello.Free},
 		conn: conn, out: make(chan *pipes.Msg, sessionQueue), done: make(chan struct{}),
 		log: s.log.With("master", hello.Name),
 	}
+	m.heard(now)
+	m.lastPing = now
 	if err := s.register(m, hello); err != nil {
 		conn.SendError(0, err)
 		return
@@ -115,6 +138,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 			}
 			break
 		}
+		m.heard(s.now())
 		if err := s.dispatch(m, msg); err != nil {
 			m.log.Warn("bad message from master", "type", msg.Type, "err", err)
 			m.sendMsg(&pipes.Msg{V: pipes.Version, Type: pipes.TypeError, ID: msg.ID, Error: pipes.ErrorFrom(err)})
@@ -176,14 +200,16 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	s.masters[h.ID] = m
 	delete(s.gone, h.ID)
 	clear(s.retryAt) // new capacity: offer everything again
-	m.send(pipes.TypeWelcome, &pipes.Welcome{HeartbeatMS: int(HeartbeatInterval / time.Millisecond)})
+	m.send(pipes.TypeWelcome, &pipes.Welcome{HeartbeatMS: int(s.heartbeat() / time.Millisecond),
+		TTLMS: int(s.cfg.MasterTTL / time.Millisecond)})
 	for i := range h.Exits {
 		s.exitedLocked(m, &h.Exits[i]) // exits the master could not send while the link was down
 	}
 	s.reconcileLocked(m, h.Allocs)
 	info := m.info
+	info.Connected, info.Draining, info.LastSeen = true, s.isDrainingLocked(m.info.Name), m.seen().UTC()
 	s.hub.publish(Event{Time: time.Now(), Kind: EventMasterUp, Master: &info})
-	m.log.Info("master connected", "id", h.ID, "address", h.Address, "allocs", len(h.Allocs))
+	m.log.Info("master connected", "id", h.ID, "address", h.Address, "allocs", len(h.Allocs), "exits", len(h.Exits))
 	s.kick()
 	return nil
 }
@@ -191,24 +217,29 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 // reconcileLocked compares a master's running allocations with the records.
 // Current ones are kept (and checked again if not yet approved), stale or
 // unknown ones are stopped, and placements the master no longer has are
-// placed again.
+// placed again. Handoff placements are treated the same way.
 func (s *Server) reconcileLocked(m *session, allocs []pipes.Started) {
+	now := s.now()
 	has := map[string]bool{}
-	byAlloc := map[string]*needs.Instance{}
-	for _, in := range s.insts {
-		if in.Alloc != "" {
-			byAlloc[in.Alloc] = in
-		}
-	}
 	for i := range allocs {
 		a := &allocs[i]
-		in, ok := byAlloc[a.Alloc]
-		if !ok || in.MasterID != m.info.ID {
-			m.send(pipes.TypeStop, &pipes.Stop{Alloc: a.Alloc, Reason: "allocation unknown to the lanmanager"})
+		in, handoff := s.allocLocked(a.Alloc)
+		owner := ""
+		if in != nil {
+			owner = in.MasterID
+			if handoff {
+				owner = in.Handoff.MasterID
+			}
+		}
+		if in == nil || owner != m.info.ID || in.Name != a.Instance {
+			m.send(pipes.TypeStop, &pipes.Stop{Alloc: a.Alloc, Reason: "allocation unknown to the lanmanager",
+				GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
 			continue
 		}
 		has[a.Alloc] = true
 		switch {
+		case handoff:
+			s.startedLocked(m, a)
 		case in.State == needs.Stopping:
 			m.send(pipes.TypeStop, &pipes.Stop{Alloc: a.Alloc, Reason: in.Reason, GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
 		case in.State == needs.Running && in.PID == a.PID:
@@ -218,29 +249,61 @@ func (s *Server) reconcileLocked(m *session, allocs []pipes.Started) {
 			s.startedLocked(m, a)
 		}
 	}
-	var lost []*needs.Instance
+	for alloc, r := range s.retiring {
+		if r.masterID == m.info.ID && !has[alloc] {
+			delete(s.retiring, alloc) // gone meanwhile; a listed one was stopped above
+		}
+	}
+	var lost, lostHandoff []*needs.Instance
 	for _, in := range s.insts {
 		if in.MasterID == m.info.ID && in.State.Placed() && !has[in.Alloc] {
 			lost = append(lost, in)
 		}
+		if h := in.Handoff; h != nil && h.MasterID == m.info.ID && !has[h.Alloc] {
+			lostHandoff = append(lostHandoff, in)
+		}
+	}
+	for _, in := range lostHandoff {
+		s.dropHandoffLocked(in, fmt.Sprintf("replacement on master %s is gone", m.info.Name), now)
 	}
 	for _, in := range lost {
-		if in.Removing {
-			s.dropLocked(in)
-			continue
-		}
-		in.Unplace()
-		in.State, in.Since = needs.Pending, time.Now().UTC()
-		in.Reason = fmt.Sprintf("master %s no longer runs it", m.info.Name)
-		s.saveLocked(in)
+		s.placementGoneLocked(in, fmt.Sprintf("master %s no longer runs it", m.info.Name), now)
 	}
 }
 
+// placementGoneLocked handles an instance whose placement vanished without
+// a failure of its own (its master lost it or was lost): an instance being
+// removed is dropped, one with a handoff under way moves to it, any other
+// is pending again, with no back-off.
+func (s *Server) placementGoneLocked(in *needs.Instance, why string, now time.Time) {
+	if in.Removing {
+		s.dropLocked(in)
+		return
+	}
+	delete(s.earlyReady, in.Alloc)
+	if in.Promote(false, in.Since) {
+		in.Reason = why + "; moved to its replacement on master " + in.Master
+		s.saveLocked(in)
+		return
+	}
+	in.Unplace()
+	in.State, in.Since, in.Reason = needs.Pending, now.UTC(), why
+	s.saveLocked(in)
+}
+
+// unregister forgets a session whose link closed.
 func (s *Server) unregister(m *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dropSessionLocked(m, "link closed")
+}
+
+// dropSessionLocked forgets a session: its open rounds forget it and, unless
+// the lanmanager is closing, the master counts as gone since it was last
+// heard. Its instances stay placed until expireGoneLocked finds it lost.
+func (s *Server) dropSessionLocked(m *session, why string) {
 	if cur, ok := s.masters[m.info.ID]; !ok || cur != m {
-		return // replaced by a newer link
+		return // replaced by a newer link, or dropped already
 	}
 	delete(s.masters, m.info.ID)
 	for name, r := range s.rounds {
@@ -252,12 +315,14 @@ func (s *Server) unregister(m *session) {
 			}
 		}
 	}
+	seen := m.seen()
 	if !s.closed {
-		s.gone[m.info.ID] = masterGone{name: m.info.Name, since: time.Now()}
+		s.gone[m.info.ID] = masterGone{name: m.info.Name, since: seen, heard: true}
 	}
 	info := m.info
-	s.hub.publish(Event{Time: time.Now(), Kind: EventMasterDown, Master: &info})
-	m.log.Info("master disconnected")
+	info.Draining, info.LastSeen = s.isDrainingLocked(info.Name), seen.UTC()
+	s.hub.publish(Event{Time: time.Now(), Kind: EventMasterDown, Master: &info, Message: why})
+	m.log.Info("master disconnected", "why", why)
 	s.kick()
 }
 

@@ -118,7 +118,8 @@ func (s *Server) retireLocked(in *needs.Instance, why string, ch *Change) {
 	}
 	c := in.Clone()
 	c.Removing = true
-	c.State, c.Since, c.Reason = needs.Stopping, time.Now().UTC(), why
+	c.Handoff = nil // stopped by commitLocked
+	c.State, c.Since, c.Reason = needs.Stopping, s.now().UTC(), why
 	ch.PutInstances = append(ch.PutInstances, c)
 }
 
@@ -134,6 +135,12 @@ func (s *Server) commitLocked(ch *Change) {
 		}
 	}
 	for _, in := range ch.PutInstances {
+		if old := s.insts[in.Name]; old != nil && old.Handoff != nil && (in.Handoff == nil || in.Handoff.Alloc != old.Handoff.Alloc) {
+			s.stopHandoffLocked(old.Handoff, in.Reason) // the record in ch has none
+		}
+		if r, ok := s.rounds[in.Name]; ok && r.handoff && in.State != needs.Running {
+			delete(s.rounds, in.Name)
+		}
 		s.insts[in.Name] = in
 		s.emitInstanceLocked(in)
 		if in.State == needs.Stopping {
@@ -173,7 +180,7 @@ func (s *Server) statusLocked(n *needs.Need, withInstances bool) *needs.NeedStat
 				st.Pending++
 			}
 		}
-		if in.State != needs.Running && in.Reason != "" && !in.Removing {
+		if in.Reason != "" && !in.Removing { // a running instance has one while its master drains
 			reasons[in.Name+": "+in.Reason] = true
 		}
 		if withInstances {
@@ -229,37 +236,77 @@ func (s *Server) Services() []*needs.Instance {
 	return out
 }
 
-// Masters lists connected masters and those that held instances recently.
+// RestartNeed retries the need's backed-off instances now: they become
+// pending with their failure count reset (their restart count is kept).
+func (s *Server) RestartNeed(name string) (*needs.NeedStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	n, ok := s.needs[name]
+	if !ok {
+		return nil, fmt.Errorf("need %q: %w", name, needs.ErrNotFound)
+	}
+	now := s.now().UTC()
+	ch := &Change{}
+	for _, in := range s.needInstancesLocked(name) {
+		if in.State != needs.Backoff || in.Removing {
+			continue
+		}
+		c := in.Clone()
+		c.State, c.Since, c.Reason = needs.Pending, now, "restarted by hand"
+		c.Failures, c.NextAttempt, c.FailedOn = 0, time.Time{}, ""
+		ch.PutInstances = append(ch.PutInstances, c)
+	}
+	if err := s.store.Apply(ch); err != nil {
+		return nil, fmt.Errorf("persist restart of need %q: %w", name, err)
+	}
+	for _, c := range ch.PutInstances {
+		delete(s.retryAt, c.Name)
+	}
+	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRestarted, Need: name,
+		Message: fmt.Sprintf("%d backed-off instance(s) retried", len(ch.PutInstances))})
+	s.commitLocked(ch)
+	return s.statusLocked(n, true), nil
+}
+
+// Masters lists connected masters, those disconnected but not yet lost,
+// and draining ones. Instances counts what a master holds: placements,
+// replacements started on it, and allocations it was told to stop after a
+// handoff and has not confirmed.
 func (s *Server) Masters() []*needs.Master {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	count := map[string]int{}
-	used := map[string]map[needs.Protocol]int{}
-	for _, in := range s.insts {
-		if in.State.Placed() {
-			count[in.MasterID]++
-			if used[in.MasterID] == nil {
-				used[in.MasterID] = map[needs.Protocol]int{}
-			}
-			for p := range in.Ports {
-				used[in.MasterID][p]++
-			}
-		}
-	}
+	count, used := s.holdingsLocked()
 	var out []*needs.Master
+	names := map[string]bool{}
 	for _, m := range s.masters {
 		mm := m.info
 		mm.Instances = count[m.info.ID]
 		mm.Connected = true
+		mm.Draining = s.isDrainingLocked(mm.Name)
+		mm.LastSeen = m.seen().UTC()
 		// Free as the lanmanager sees it: range size less placed ports.
 		mm.Free = map[needs.Protocol]int{}
 		for p, r := range mm.Ranges {
 			mm.Free[p] = max(0, r[1]-r[0]+1-used[m.info.ID][p])
 		}
 		out = append(out, &mm)
+		names[mm.Name] = true
 	}
 	for id, g := range s.gone {
-		out = append(out, &needs.Master{ID: id, Name: g.name, Since: g.since, Instances: count[id]})
+		mm := &needs.Master{ID: id, Name: g.name, Since: g.since.UTC(), Instances: count[id], Draining: s.isDrainingLocked(g.name)}
+		if g.heard {
+			mm.LastSeen = g.since.UTC()
+		}
+		out = append(out, mm)
+		names[g.name] = true
+	}
+	for name, since := range s.drained {
+		if !names[name] {
+			out = append(out, &needs.Master{Name: name, Draining: true, Since: since})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {
@@ -268,4 +315,67 @@ func (s *Server) Masters() []*needs.Master {
 		return out[i].ID < out[j].ID
 	})
 	return out
+}
+
+// holdingsLocked counts, per master id, the allocations it holds and the
+// ports they use.
+func (s *Server) holdingsLocked() (count map[string]int, used map[string]map[needs.Protocol]int) {
+	count, used = map[string]int{}, map[string]map[needs.Protocol]int{}
+	add := func(id string, ports map[needs.Protocol]int) {
+		count[id]++
+		if used[id] == nil {
+			used[id] = map[needs.Protocol]int{}
+		}
+		for p := range ports {
+			used[id][p]++
+		}
+	}
+	for _, in := range s.insts {
+		if in.State.Placed() {
+			add(in.MasterID, in.Ports)
+		}
+		if h := in.Handoff; h != nil {
+			add(h.MasterID, h.Ports)
+		}
+	}
+	for _, r := range s.retiring {
+		add(r.masterID, nil)
+	}
+	return count, used
+}
+
+// masterEntryLocked is the Masters entry of the master of that name; a
+// master known only by a drain, or only from instance records, gets a
+// disconnected entry.
+func (s *Server) masterEntryLocked(name string) *needs.Master {
+	for _, m := range s.masters {
+		if m.info.Name == name {
+			count, _ := s.holdingsLocked()
+			mm := m.info
+			mm.Connected, mm.Draining, mm.LastSeen = true, s.isDrainingLocked(name), m.seen().UTC()
+			mm.Instances = count[m.info.ID]
+			return &mm
+		}
+	}
+	count, _ := s.holdingsLocked()
+	e := &needs.Master{Name: name, Draining: s.isDrainingLocked(name)}
+	for id, g := range s.gone {
+		if g.name == name {
+			e.ID, e.Instances = id, count[id]
+			if g.heard {
+				e.LastSeen = g.since.UTC()
+			}
+			return e
+		}
+	}
+	for _, in := range s.insts {
+		if in.State.Placed() && in.Master == name {
+			e.ID = in.MasterID
+			break
+		}
+	}
+	if e.ID != "" {
+		e.Instances = count[e.ID]
+	}
+	return e
 }

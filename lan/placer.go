@@ -18,15 +18,20 @@ type round struct {
 	deadline time.Time
 	asked    map[string]bool // master ids offered to
 	bids     map[string]pipes.Bid
+	// handoff is set for a round that looks for a replacement of a running
+	// instance whose master drains, rather than for a pending instance.
+	handoff bool
 }
 
 // noBidRetry is how long an instance that got no usable bid waits before it
 // is offered again, unless a master connects or frees resources first.
 const noBidRetry = 2 * time.Second
 
-// placer owns placement: it makes backed-off instances pending when due,
-// re-queues the instances of masters gone for longer than MasterGrace, opens
-// offer rounds and grants instances when their rounds close.
+// placer owns placement: it checks the masters' liveness, makes backed-off
+// instances pending when due, re-queues the instances of lost masters,
+// opens offer rounds (for pending instances and for replacements of the
+// instances of draining masters) and grants instances when their rounds
+// close.
 func (s *Server) placer() {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -37,7 +42,7 @@ func (s *Server) placer() {
 		case <-s.wake:
 		case <-t.C:
 		}
-		next := s.placeOnce(time.Now())
+		next := s.placeOnce(s.now())
 		if !t.Stop() {
 			select {
 			case <-t.C:
@@ -61,9 +66,16 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 			next = d
 		}
 	}
-	s.expireGoneLocked(now)
+	s.livenessLocked(now, due)
 	var changed []*needs.Instance
 	for _, in := range s.insts {
+		if h := in.Handoff; h != nil && h.PID == 0 {
+			if now.Sub(h.Since) >= s.cfg.StartDeadline {
+				s.dropHandoffLocked(in, fmt.Sprintf("replacement on master %s did not start within %s", h.Master, s.cfg.StartDeadline), now)
+			} else {
+				due(h.Since.Add(s.cfg.StartDeadline))
+			}
+		}
 		if in.State == needs.Starting && in.PID == 0 && !in.Removing {
 			// Granted, but its master never reported the child.
 			if now.Sub(in.Since) >= s.cfg.StartDeadline {
@@ -103,6 +115,7 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 		}
 		s.offerLocked(in, now)
 	}
+	s.handoffsLocked(now, due)
 	return next
 }
 
@@ -129,23 +142,38 @@ func (s *Server) pendingLocked() []*needs.Instance {
 func (s *Server) offerLocked(in *needs.Instance, now time.Time) {
 	n := s.needs[in.Need]
 	var eligible []*session
+	var draining []string
 	for _, m := range s.masters {
-		if n.Machine == "" || m.info.Name == n.Machine {
-			eligible = append(eligible, m)
+		if n.Machine != "" && m.info.Name != n.Machine {
+			continue
 		}
+		if s.isDrainingLocked(m.info.Name) {
+			draining = append(draining, m.info.Name)
+			continue
+		}
+		eligible = append(eligible, m)
 	}
 	if len(eligible) == 0 {
 		why := "no master connected"
-		if n.Machine != "" {
+		switch {
+		case len(draining) > 0:
+			slices.Sort(draining)
+			why = fmt.Sprintf("no master takes new work: draining %s", strings.Join(draining, ", "))
+		case n.Machine != "":
 			why = fmt.Sprintf("no connected master named %q", n.Machine)
 		}
 		s.setReasonLocked(in, why)
 		s.retryAt[in.Name] = now.Add(noBidRetry)
 		return
 	}
+	s.openRoundLocked(in, n, eligible, false, now)
+}
+
+// openRoundLocked offers in to the eligible masters.
+func (s *Server) openRoundLocked(in *needs.Instance, n *needs.Need, eligible []*session, handoff bool, now time.Time) {
 	s.round++
 	r := &round{id: s.round, instance: in.Name, deadline: now.Add(s.cfg.BidWindow),
-		asked: map[string]bool{}, bids: map[string]pipes.Bid{}}
+		asked: map[string]bool{}, bids: map[string]pipes.Bid{}, handoff: handoff}
 	offer := &pipes.Offer{Instance: in.Name, Round: r.id, Need: *n}
 	for _, m := range eligible {
 		r.asked[m.info.ID] = true
@@ -166,39 +194,40 @@ func (s *Server) bidLocked(masterID string, b *pipes.Bid) {
 	}
 }
 
-// decideLocked closes a round: it grants the instance to the best bidder
-// still connected, or records why nobody could take it.
+// decideLocked closes a round: it grants the instance (or, for a handoff
+// round, its replacement) to the best bidder still connected and not
+// draining, or records why nobody could take it.
 func (s *Server) decideLocked(name string, r *round, now time.Time) {
 	delete(s.rounds, name)
 	in, ok := s.insts[name]
-	if !ok || in.State != needs.Pending || in.Removing {
+	if !ok || in.Removing {
 		return
+	}
+	if r.handoff && !s.wantsHandoffLocked(in) || !r.handoff && in.State != needs.Pending {
+		return // moved on meanwhile
 	}
 	n, ok := s.needs[in.Need]
 	if !ok {
 		return
 	}
-	perNeed, total := map[string]int{}, map[string]int{}
-	for _, o := range s.insts {
-		if o.State.Placed() {
-			total[o.MasterID]++
-			if o.Need == in.Need {
-				perNeed[o.MasterID]++
-			}
-		}
-	}
+	perNeed, total := s.loadLocked(in.Need)
+	prefer, avoid := placementPreference(in, n)
 	var best *session
 	var reasons []string
 	for id, b := range r.bids {
 		m, ok := s.masters[id]
-		if !ok {
+		if !ok || id == in.MasterID && r.handoff {
+			continue
+		}
+		if s.isDrainingLocked(m.info.Name) {
+			reasons = append(reasons, fmt.Sprintf("master %s: draining", m.info.Name))
 			continue
 		}
 		if !b.OK {
 			reasons = append(reasons, fmt.Sprintf("master %s: %s", m.info.Name, b.Reason))
 			continue
 		}
-		if best == nil || better(m, best, in.FailedOn, perNeed, total) {
+		if best == nil || better(m, best, prefer, avoid, perNeed, total) {
 			best = m
 		}
 	}
@@ -214,25 +243,74 @@ func (s *Server) decideLocked(name string, r *round, now time.Time) {
 		if len(reasons) == 0 {
 			reasons = []string{"no master answered"}
 		}
-		s.setReasonLocked(in, strings.Join(reasons, "; "))
+		why := strings.Join(reasons, "; ")
+		if r.handoff {
+			why = fmt.Sprintf("master %s is draining; no other master can take it: %s", in.Master, why)
+		}
+		s.setReasonLocked(in, why)
 		s.retryAt[name] = now.Add(noBidRetry)
 		return
 	}
 	delete(s.retryAt, name)
-	in.State, in.Since, in.Reason = needs.Starting, now.UTC(), ""
-	in.Alloc = newID()
-	in.MasterID, in.Master, in.Address = best.info.ID, best.info.Name, best.info.Address
+	alloc := newID()
+	if r.handoff {
+		in.Handoff = &needs.Handoff{Alloc: alloc, MasterID: best.info.ID, Master: best.info.Name,
+			Address: best.info.Address, Since: now.UTC()}
+		in.Reason = fmt.Sprintf("master %s is draining; replacement starting on master %s", in.Master, best.info.Name)
+	} else {
+		in.State, in.Since, in.Reason = needs.Starting, now.UTC(), ""
+		in.Alloc = alloc
+		in.MasterID, in.Master, in.Address = best.info.ID, best.info.Name, best.info.Address
+	}
 	s.saveLocked(in)
-	best.send(pipes.TypeGrant, &pipes.Grant{Instance: in.Name, Alloc: in.Alloc, Need: *n})
+	best.send(pipes.TypeGrant, &pipes.Grant{Instance: in.Name, Alloc: alloc, Need: *n})
 }
 
-// better reports whether master a is a better home than b: not the master
-// where the last attempt failed, then fewer instances of this need (spread),
-// then fewer instances in all, then by name.
-func better(a, b *session, failedOn string, perNeed, total map[string]int) bool {
+// loadLocked counts placements (handoffs included) per master: of need, and in all.
+func (s *Server) loadLocked(need string) (perNeed, total map[string]int) {
+	perNeed, total = map[string]int{}, map[string]int{}
+	for _, o := range s.insts {
+		if o.State.Placed() {
+			total[o.MasterID]++
+			if o.Need == need {
+				perNeed[o.MasterID]++
+			}
+		}
+		if h := o.Handoff; h != nil {
+			total[h.MasterID]++
+			if o.Need == need {
+				perNeed[h.MasterID]++
+			}
+		}
+	}
+	return perNeed, total
+}
+
+// placementPreference applies the need's restart policy to an instance that
+// failed: while its consecutive failures are within LocalAttempts it goes
+// back to the master where it failed (a local restart); after that, that
+// master is avoided while another bids.
+func placementPreference(in *needs.Instance, n *needs.Need) (prefer, avoid string) {
+	if in.FailedOn == "" || in.Failures == 0 {
+		return "", ""
+	}
+	if in.Failures <= n.Restart.Effective().LocalAttempts {
+		return in.FailedOn, ""
+	}
+	return "", in.FailedOn
+}
+
+// better reports whether master a is a better home than b: the preferred
+// master (a local restart), not the avoided one (where the last attempts
+// failed), then fewer instances of this need (spread), then fewer instances
+// in all, then by name.
+func better(a, b *session, prefer, avoid string, perNeed, total map[string]int) bool {
 	ai, bi := a.info.ID, b.info.ID
-	if (ai == failedOn) != (bi == failedOn) {
-		return bi == failedOn
+	if prefer != "" && (ai == prefer) != (bi == prefer) {
+		return ai == prefer
+	}
+	if avoid != "" && (ai == avoid) != (bi == avoid) {
+		return bi == avoid
 	}
 	if perNeed[ai] != perNeed[bi] {
 		return perNeed[ai] < perNeed[bi]
@@ -250,33 +328,5 @@ func (s *Server) setReasonLocked(in *needs.Instance, why string) {
 	if in.Reason != why {
 		in.Reason = why
 		s.saveLocked(in)
-	}
-}
-
-// expireGoneLocked re-queues the instances of masters disconnected for
-// longer than MasterGrace.
-func (s *Server) expireGoneLocked(now time.Time) {
-	for id, g := range s.gone {
-		if now.Sub(g.since) < s.cfg.MasterGrace {
-			continue
-		}
-		var changed []*needs.Instance
-		for _, in := range s.insts {
-			if in.MasterID != id || !in.State.Placed() {
-				continue
-			}
-			if in.Removing {
-				s.dropLocked(in)
-				continue
-			}
-			in.Unplace()
-			in.State, in.Since = needs.Pending, now.UTC()
-			in.Reason = fmt.Sprintf("master %s lost (disconnected for %s)", g.name, s.cfg.MasterGrace)
-			changed = append(changed, in)
-		}
-		if len(changed) > 0 {
-			s.saveLocked(changed...)
-		}
-		delete(s.gone, id)
 	}
 }

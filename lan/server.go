@@ -25,9 +25,19 @@ type Config struct {
 	DataDir string
 	// Token, when set, is required as a bearer token on every call.
 	Token string
-	// MasterGrace is how long the instances of a disconnected master stay
-	// placed before they are placed again (default 5 s).
-	MasterGrace time.Duration
+	// MasterTTL is how long a master may go unheard before it is lost and
+	// its instances are placed elsewhere (default 5 s). Masters are told to
+	// ping every MasterTTL/5 (at least 50 ms); the lanmanager pings a master
+	// that has been quiet for that long too, so any master that answers
+	// pings stays alive. A master whose link dropped is lost MasterTTL after
+	// it was last heard; after a restart of the lanmanager, the masters that
+	// held instances have MasterTTL from start-up to come back.
+	MasterTTL time.Duration
+	// Clock returns the current time (default time.Now). Liveness and
+	// back-off are measured with it. Its times must carry a monotonic
+	// reading, as time.Now's do, so that a jump of the wall clock neither
+	// fires a TTL early nor delays it.
+	Clock func() time.Time
 	// StartDeadline bounds the reachability check of a new child (default 30 s).
 	StartDeadline time.Duration
 	// MinUptime is how long a child without ports must stay up to be
@@ -45,8 +55,11 @@ func (c *Config) setDefaults() {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
-	if c.MasterGrace <= 0 {
-		c.MasterGrace = 5 * time.Second
+	if c.MasterTTL <= 0 {
+		c.MasterTTL = 5 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 	if c.StartDeadline <= 0 {
 		c.StartDeadline = 30 * time.Second
@@ -90,6 +103,8 @@ type Server struct {
 	insts      map[string]*needs.Instance
 	masters    map[string]*session   // connected masters by id
 	gone       map[string]masterGone // masters seen, now disconnected, by id
+	drained    map[string]time.Time  // names of draining masters → since (persisted)
+	retiring   map[string]retiring   // allocs replaced by a handoff, stopping, by alloc
 	rounds     map[string]*round     // open offer rounds by instance
 	retryAt    map[string]time.Time  // instance → earliest next offer after a round without bids
 	earlyReady map[string]bool       // allocs whose child said ready before its started report
@@ -99,9 +114,22 @@ type Server struct {
 	logs logRequests // log streams waiting for masters (lan/logs.go)
 }
 
+// masterGone is a disconnected master whose instances stay placed until it
+// is lost: MasterTTL after since.
 type masterGone struct {
-	name  string
+	name string
+	// since is when the master was last heard (heard) or, for masters known
+	// only from the records at start-up, when the lanmanager started. It
+	// comes from Config.Clock and keeps its monotonic reading.
 	since time.Time
+	heard bool
+}
+
+// retiring is an allocation that a handoff replaced: it was told to stop
+// and counts on its master until the master confirms, goes, or is lost.
+type retiring struct {
+	masterID string
+	instance string
 }
 
 // ErrClosed is returned by operations on a closed Server.
@@ -120,7 +148,11 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var drained map[string]time.Time
 	ns, is, err := st.Load()
+	if err == nil {
+		drained, err = st.LoadDrained()
+	}
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open lanmanager: load: %w", err)
@@ -128,16 +160,19 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: st, hub: newHub(),
 		wake:  make(chan struct{}, 1),
-		needs: ns, insts: is,
-		masters: map[string]*session{}, gone: map[string]masterGone{},
+		needs: ns, insts: is, drained: drained,
+		masters: map[string]*session{}, gone: map[string]masterGone{}, retiring: map[string]retiring{},
 		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, earlyReady: map[string]bool{},
 	}
-	// Masters that held instances before a restart get the grace period to
-	// come back and re-announce them.
-	now := time.Now()
+	// Masters that held instances before a restart get the TTL, from now,
+	// to come back and re-announce them.
+	now := s.now()
 	for _, in := range is {
 		if in.State.Placed() && in.MasterID != "" {
 			s.gone[in.MasterID] = masterGone{name: in.Master, since: now}
+		}
+		if h := in.Handoff; h != nil {
+			s.gone[h.MasterID] = masterGone{name: h.Master, since: now}
 		}
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
@@ -159,7 +194,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		defer s.wg.Done()
 		s.placer()
 	}()
-	s.log.Info("lanmanager listening", "addr", ln.Addr().String(), "data", cfg.DataDir, "needs", len(ns), "instances", len(is))
+	s.log.Info("lanmanager listening", "addr", ln.Addr().String(), "data", cfg.DataDir, "needs", len(ns), "instances", len(is),
+		"draining", len(drained), "master_ttl", cfg.MasterTTL)
 	return s, nil
 }
 
@@ -207,6 +243,9 @@ func (s *Server) track() bool {
 	return true
 }
 
+// now reads the configured clock.
+func (s *Server) now() time.Time { return s.cfg.Clock() }
+
 func (s *Server) kick() {
 	select {
 	case s.wake <- struct{}{}:
@@ -240,6 +279,9 @@ func (s *Server) saveLocked(ins ...*needs.Instance) error {
 
 // dropLocked deletes an instance record for good.
 func (s *Server) dropLocked(in *needs.Instance) {
+	if in.Handoff != nil {
+		s.stopHandoffLocked(in.Handoff, "instance removed")
+	}
 	delete(s.insts, in.Name)
 	delete(s.retryAt, in.Name)
 	delete(s.rounds, in.Name)

@@ -13,9 +13,13 @@ import (
 // Store persists needs and instances in a bbolt file. Every write is one
 // fsync'd transaction that completes before the API answers.
 //
-//	meta/schema     = "1"
-//	needs/<name>    = JSON needs.Need
-//	instances/<name>= JSON needs.Instance
+//	meta/schema      = "1"
+//	needs/<name>     = JSON needs.Need
+//	instances/<name> = JSON needs.Instance
+//	drained/<master> = JSON {"since": time} (a draining master, by name)
+//
+// The drained bucket was added after schema 1 without changing it: an older
+// lanmanager ignores it.
 type Store struct {
 	db *bolt.DB
 }
@@ -24,6 +28,7 @@ var (
 	bucketMeta      = []byte("meta")
 	bucketNeeds     = []byte("needs")
 	bucketInstances = []byte("instances")
+	bucketDrained   = []byte("drained")
 	keySchema       = []byte("schema")
 )
 
@@ -47,7 +52,7 @@ func OpenStore(path string) (*Store, error) {
 		} else if string(v) != schemaVersion {
 			return fmt.Errorf("schema version %q, this lanmanager reads %q", v, schemaVersion)
 		}
-		for _, b := range [][]byte{bucketNeeds, bucketInstances} {
+		for _, b := range [][]byte{bucketNeeds, bucketInstances, bucketDrained} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -91,17 +96,43 @@ func (s *Store) Load() (map[string]*needs.Need, map[string]*needs.Instance, erro
 	return ns, is, err
 }
 
+// LoadDrained returns the names of the draining masters with the time each
+// drain began.
+func (s *Store) LoadDrained() (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDrained).ForEach(func(k, v []byte) error {
+			var d drainRecord
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("drained master %s: %w", k, err)
+			}
+			out[string(k)] = d.Since
+			return nil
+		})
+	})
+	return out, err
+}
+
+type drainRecord struct {
+	Since time.Time `json:"since"`
+}
+
 // Change is a set of writes applied in one transaction.
 type Change struct {
 	PutNeeds        []*needs.Need
 	DeleteNeeds     []string
 	PutInstances    []*needs.Instance
 	DeleteInstances []string
+	// PutDrained marks masters (by name) as draining since the given time;
+	// DeleteDrained ends their drain.
+	PutDrained    map[string]time.Time
+	DeleteDrained []string
 }
 
 // Empty reports whether c writes nothing.
 func (c *Change) Empty() bool {
-	return len(c.PutNeeds)+len(c.DeleteNeeds)+len(c.PutInstances)+len(c.DeleteInstances) == 0
+	return len(c.PutNeeds)+len(c.DeleteNeeds)+len(c.PutInstances)+len(c.DeleteInstances)+
+		len(c.PutDrained)+len(c.DeleteDrained) == 0
 }
 
 // Apply writes c in one transaction.
@@ -136,6 +167,21 @@ func (s *Store) Apply(c *Change) error {
 		}
 		for _, name := range c.DeleteInstances {
 			if err := ib.Delete([]byte(name)); err != nil {
+				return err
+			}
+		}
+		db := tx.Bucket(bucketDrained)
+		for name, since := range c.PutDrained {
+			b, err := json.Marshal(drainRecord{Since: since})
+			if err != nil {
+				return err
+			}
+			if err := db.Put([]byte(name), b); err != nil {
+				return err
+			}
+		}
+		for _, name := range c.DeleteDrained {
+			if err := db.Delete([]byte(name)); err != nil {
 				return err
 			}
 		}

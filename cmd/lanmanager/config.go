@@ -19,21 +19,43 @@ type Config struct {
 	Token         string
 	Verbose       bool
 	StartDeadline time.Duration
-	MasterGrace   time.Duration
+	MasterTTL     time.Duration
 	StopGrace     time.Duration
+
+	masterGrace time.Duration // --master-grace, the old name of --master-ttl
 }
 
-// Validate checks the listen address.
+// Validate checks the listen address and the durations.
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--listen %q: %v", c.Listen, err)
 	}
-	for name, d := range map[string]time.Duration{"--start-deadline": c.StartDeadline, "--master-grace": c.MasterGrace, "--stop-grace": c.StopGrace} {
-		if d < 0 || d > 24*time.Hour {
-			return fmt.Errorf("%s %s: must be between 0 and 24h", name, d)
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"--start-deadline", c.StartDeadline}, {"--master-ttl", c.MasterTTL}, {"--stop-grace", c.StopGrace}} {
+		if f.d < 0 || f.d > 24*time.Hour {
+			return fmt.Errorf("%s %s: must be between 0 and 24h", f.name, f.d)
 		}
 	}
+	if c.MasterTTL < minMasterTTL {
+		return fmt.Errorf("--master-ttl %s: must be at least %s (masters ping every fifth of it)", c.MasterTTL, minMasterTTL)
+	}
 	return nil
+}
+
+const minMasterTTL = 100 * time.Millisecond
+
+// resolve applies the old flag name: --master-grace sets the TTL unless
+// --master-ttl is given too.
+func (c *Config) resolve(cl *cli.Context) error {
+	if cl.IsSet("master-grace") {
+		if cl.IsSet("master-ttl") && c.masterGrace != c.MasterTTL {
+			return fmt.Errorf("--master-grace is the old name of --master-ttl: give one of them")
+		}
+		c.MasterTTL = c.masterGrace
+	}
+	return c.Validate()
 }
 
 func (c *Config) flags() []cli.Flag {
@@ -42,7 +64,8 @@ func (c *Config) flags() []cli.Flag {
 		&cli.StringFlag{Name: "token", EnvVars: []string{"BERTH_TOKEN"}, Usage: "bearer token required on every call (masters included)", Destination: &c.Token},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging", Destination: &c.Verbose},
 		&cli.DurationFlag{Name: "start-deadline", Value: 30 * time.Second, Usage: "how long a new child has for every declared port to answer", Destination: &c.StartDeadline},
-		&cli.DurationFlag{Name: "master-grace", Value: 5 * time.Second, Usage: "how long a disconnected master's instances stay placed", Destination: &c.MasterGrace},
+		&cli.DurationFlag{Name: "master-ttl", Value: 5 * time.Second, Usage: "a master not heard from for this long is lost and its instances are placed elsewhere; masters ping every fifth of it", Destination: &c.MasterTTL},
+		&cli.DurationFlag{Name: "master-grace", Value: 5 * time.Second, Hidden: true, Usage: "old name of --master-ttl", Destination: &c.masterGrace},
 		&cli.DurationFlag{Name: "stop-grace", Value: 5 * time.Second, Usage: "time between SIGTERM and SIGKILL when stopping a child", Destination: &c.StopGrace},
 	}
 }
@@ -50,7 +73,7 @@ func (c *Config) flags() []cli.Flag {
 // lanConfig is the lan.Config for this configuration.
 func (c *Config) lanConfig(log *slog.Logger) lan.Config {
 	return lan.Config{Listen: c.Listen, DataDir: c.DataDir, Token: c.Token, Logger: log,
-		StartDeadline: c.StartDeadline, MasterGrace: c.MasterGrace, StopGrace: c.StopGrace}
+		StartDeadline: c.StartDeadline, MasterTTL: c.MasterTTL, StopGrace: c.StopGrace}
 }
 
 func (c *Config) logger() *slog.Logger {

@@ -22,7 +22,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Value: "local", Usage: "name of the embedded master", Destination: &name},
 		),
 		Action: func(c *cli.Context) error {
-			if err := cfg.Validate(); err != nil {
+			if err := cfg.resolve(c); err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
 			if !isLoopback(cfg.Listen) {

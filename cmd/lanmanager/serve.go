@@ -15,7 +15,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "data", Value: "lanmanager-data", Usage: "directory of the lanmanager's state (lan.db)", Destination: &cfg.DataDir},
 		),
 		Action: func(c *cli.Context) error {
-			if err := cfg.Validate(); err != nil {
+			if err := cfg.resolve(c); err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
 			log := cfg.logger()
