@@ -9,9 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"berth/needs"
@@ -54,10 +52,14 @@ type Agent struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup // owns the link loop, the control socket and every child's goroutines
 
+	// linkEvents gets a token whenever the link goes up or down.
+	linkEvents chan struct{}
+
 	mu       sync.Mutex // Protects following.
 	children map[string]*child
 	link     *pipes.Conn
 	linked   bool
+	linkUps  uint64 // how many times the link came up
 	closed   bool
 	unsent   []pipes.Exited // exits not yet delivered; carried by the next hello
 
@@ -68,8 +70,9 @@ type Agent struct {
 var ErrClosed = errors.New("master closed")
 
 // Open prepares the runtime directory, the port office and the control
-// socket, stops children a crashed predecessor left behind, and starts the
-// link to the lanmanager. ctx bounds start-up only.
+// socket, adopts the children a predecessor left running (see adopt.go),
+// and starts the link to the lanmanager, the lease repair sweep and, if
+// configured, the stop-after-disconnect timer. ctx bounds start-up only.
 func Open(ctx context.Context, opts Options) (*Agent, error) {
 	cfg := opts.Config
 	if err := cfg.Validate(); err != nil {
@@ -84,7 +87,7 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a := &Agent{opts: opts, cfg: cfg, children: map[string]*child{}}
+	a := &Agent{opts: opts, cfg: cfg, children: map[string]*child{}, linkEvents: make(chan struct{}, 1)}
 	var err error
 	a.linkURL, err = cfg.LinkURL()
 	if err != nil {
@@ -125,17 +128,23 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 		a.state.close()
 		return nil, err
 	}
+	a.warnEphemeral(ephemeralRangeFile)
 	if a.ctl, err = pipes.Listen(filepath.Join(a.sockDir, "master.sock")); err != nil {
 		a.office.Close()
 		a.state.close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	a.ctx, a.cancel = context.WithCancelCause(context.Background())
-	a.cleanupOrphans(ctx)
-	a.wg.Add(3)
+	a.adoptChildren(ctx)
+	a.wg.Add(4)
 	go func() { defer a.wg.Done(); a.rotateLoop() }()
 	go func() { defer a.wg.Done(); a.serveControl() }()
 	go func() { defer a.wg.Done(); a.linkLoop() }()
+	go func() { defer a.wg.Done(); a.repairLoop(cfg.RepairPeriod()) }()
+	if d := cfg.DisconnectLimit(); d > 0 {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.disconnectLoop(d) }()
+	}
 	a.log.Info("master started", "id", a.id, "address", a.addr, "lanmanager", a.linkURL, "runtime", rt)
 	return a, nil
 }
@@ -150,7 +159,8 @@ func (a *Agent) Name() string { return a.name }
 func (a *Agent) Office() *portoffice.Office { return a.office }
 
 // Close stops every child (SIGTERM to its process group, grace, SIGKILL),
-// releases their ports and closes the link and the files. Idempotent.
+// releases their ports and closes the link and the files. Idempotent; after
+// Leave it does nothing.
 func (a *Agent) Close() error {
 	a.mu.Lock()
 	if a.closed {
@@ -173,6 +183,46 @@ func (a *Agent) Close() error {
 		}()
 	}
 	wg.Wait()
+	return a.shutdown()
+}
+
+// Leave closes the link, the sockets and the files but leaves every child
+// running, with its record in master.db and its ports leased, so that the
+// next Open on the same runtime directory adopts it. A child that is being
+// stopped when Leave is called is stopped first (its grace is bounded);
+// children spawned by this Agent stay children of this process until it
+// exits. Idempotent; after Close it does nothing.
+func (a *Agent) Leave() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	a.mu.Unlock()
+	a.log.Info("master leaving; children keep running for the next start")
+	err := a.shutdown()
+	a.mu.Lock()
+	kids := make([]*child, 0, len(a.children))
+	for _, c := range a.children {
+		kids = append(kids, c)
+	}
+	a.mu.Unlock()
+	for _, c := range kids {
+		c.mu.Lock()
+		proc := c.proc
+		c.mu.Unlock()
+		if proc != nil {
+			proc.Release()
+		}
+	}
+	return err
+}
+
+// shutdown ends every goroutine of the Agent and closes its files. Children
+// that still run are left alone: their waiters return on the cancelled
+// context and their pipes close.
+func (a *Agent) shutdown() error {
 	a.cancel(ErrClosed)
 	a.ctl.Close()
 	a.mu.Lock()
@@ -186,46 +236,6 @@ func (a *Agent) Close() error {
 		err = serr
 	}
 	return err
-}
-
-// cleanupOrphans stops the process groups of children recorded by a
-// previous run of this master (one that crashed) and releases every lease.
-// A group is matched by its leader's pid and /proc start time, or, when the
-// leader is gone, by its process group id (see spawn.GroupMembers); a pid
-// now used by an unrelated process is left alone. All groups get SIGTERM at
-// once, then SIGKILL after StopGrace.
-func (a *Agent) cleanupOrphans(ctx context.Context) {
-	recs, err := a.state.all()
-	if err != nil {
-		a.log.Error("read child records", "err", err)
-	}
-	var groups []*record
-	for _, r := range recs {
-		if r.StartTime != 0 && len(spawn.GroupMembers(r.PID, r.StartTime)) > 0 {
-			a.log.Info("stopping child left by a previous run", "instance", r.Instance, "pid", r.PID)
-			syscall.Kill(-r.PID, syscall.SIGTERM)
-			groups = append(groups, r)
-		}
-	}
-	deadline := time.Now().Add(a.opts.StopGrace)
-	for len(groups) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		groups = slices.DeleteFunc(groups, func(r *record) bool { return len(spawn.GroupMembers(r.PID, r.StartTime)) == 0 })
-		if len(groups) > 0 {
-			time.Sleep(20 * time.Millisecond) // not our children: nothing to wait on but /proc
-		}
-	}
-	for _, r := range groups {
-		syscall.Kill(-r.PID, syscall.SIGKILL)
-	}
-	for _, r := range recs {
-		a.state.delete(r.Alloc)
-		os.Remove(r.Pipe)
-	}
-	if rel, err := a.office.Reclaim(func(string) bool { return false }); err != nil {
-		a.log.Error("reclaim leases", "err", err)
-	} else if len(rel) > 0 {
-		a.log.Info("reclaimed port leases of children that no longer exist", "count", len(rel))
-	}
 }
 
 // routeTo returns the local address the kernel would use to reach the

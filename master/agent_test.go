@@ -62,15 +62,44 @@ func runChild() int {
 // newPair starts an in-process lanmanager and one master whose children are
 // this test binary.
 func newPair(t *testing.T) (*lan.Server, *lan.Client, *master.Agent) {
+	srv, c, a, _ := newPairWith(t, nil)
+	return srv, c, a
+}
+
+// newPairWith is newPair with the master's config edited first; it also
+// returns the config, for a test that opens the master again.
+func newPairWith(t *testing.T, edit func(*master.Config)) (*lan.Server, *lan.Client, *master.Agent, master.Config) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	srv, err := lan.Open(t.Context(), lan.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Logger: log, BidWindow: time.Second})
+	srv, c := newLan(t)
+	cfg := testConfig(t, srv.Addr())
+	if edit != nil {
+		edit(&cfg)
+	}
+	a := openAgent(t, cfg)
+	waitFor(t, 10*time.Second, "the master to link", a.Linked)
+	return srv, c, a, cfg
+}
+
+// newLan starts an in-process lanmanager.
+func newLan(t *testing.T) (*lan.Server, *lan.Client) {
+	t.Helper()
+	srv, err := lan.Open(t.Context(), lan.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Logger: testLogger(t),
+		BidWindow: time.Second, StopGrace: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
+	return srv, &lan.Client{Addr: srv.Addr()}
+}
+
+func testLogger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(t.Output(), nil)) }
+
+// testConfig is a master config for a lanmanager at lanAddr, with a short
+// runtime directory (socket paths) and this test binary as the children.
+func testConfig(t *testing.T, lanAddr string) master.Config {
+	t.Helper()
 	cfg := master.DefaultConfig()
-	cfg.LanManagerAddress = srv.Addr()
+	cfg.LanManagerAddress = lanAddr
 	cfg.Name = "m1"
 	cfg.AdvertiseAddress = "127.0.0.1"
 	cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: 25000, needs.TCP: 25100}
@@ -82,14 +111,18 @@ func newPair(t *testing.T) (*lan.Server, *lan.Client, *master.Agent) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	cfg.RuntimeDirectory = filepath.Join(dir, "rt")
 	t.Setenv("AGENT_TEST_CHILD", "1") // inherited by the children
-	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: log, StopGrace: 2 * time.Second})
+	return cfg
+}
+
+// openAgent opens a master on cfg; Cleanup closes it.
+func openAgent(t *testing.T, cfg master.Config) *master.Agent {
+	t.Helper()
+	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: testLogger(t), StopGrace: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	c := &lan.Client{Addr: srv.Addr()}
-	waitFor(t, 10*time.Second, "the master to link", a.Linked)
-	return srv, c, a
+	return a
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {

@@ -19,7 +19,8 @@ import (
 
 // child is one supervised child: its ports, its control socket and its
 // process. Its goroutines (pipe accept, pipe reader, waiter) are owned by
-// the Agent's WaitGroup and end when the process is gone.
+// the Agent's WaitGroup and end when the process is gone, or when the Agent
+// leaves it running (Leave).
 type child struct {
 	alloc    string
 	instance string
@@ -29,8 +30,9 @@ type child struct {
 	logPath  string
 	started  time.Time
 	proc     *spawn.Child
-	pipe     *pipes.Listener
-	done     chan struct{} // closed once the child is gone and cleaned up
+	pipe     *pipes.Listener // nil for an adopted child whose pipe could not be re-opened
+	adopted  bool            // taken over from a previous run of the master (spawn.Adopt)
+	done     chan struct{}   // closed once the child is gone and cleaned up
 
 	mu        sync.Mutex // Protects following.
 	conn      *pipes.Conn
@@ -59,7 +61,7 @@ func (c *child) info() pipes.ChildInfo {
 		st = "running"
 	}
 	ci := pipes.ChildInfo{Instance: c.instance, Alloc: c.alloc, State: st, Ports: c.ports,
-		Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Ready: c.ready, Stats: c.stats}
+		Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Ready: c.ready, Stats: c.stats, Adopted: c.adopted}
 	if c.proc != nil {
 		ci.PID = c.proc.PID()
 	}
@@ -74,7 +76,7 @@ func (c *child) startedReport() (pipes.Started, bool) {
 		return pipes.Started{}, false
 	}
 	return pipes.Started{Alloc: c.alloc, Instance: c.instance, PID: c.proc.PID(), Ports: c.ports,
-		StartedAt: c.started, Ready: c.ready}, true
+		StartedAt: c.started, Ready: c.ready, Adopted: c.adopted}, true
 }
 
 func sortChildren(cs []pipes.ChildInfo) {
@@ -152,7 +154,7 @@ func (a *Agent) spawnChild(c *child) error {
 	c.proc, c.started = proc, time.Now().UTC()
 	pending := c.pending
 	c.mu.Unlock()
-	rec := &record{Alloc: c.alloc, Instance: c.instance, PID: proc.PID(), StartTime: proc.StartTime(),
+	rec := &record{Alloc: c.alloc, Instance: c.instance, Need: c.need, PID: proc.PID(), StartTime: proc.StartTime(),
 		Ports: ports, Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started}
 	if err := a.state.put(rec); err != nil {
 		a.log.Error("persist child record", "instance", c.instance, "err", err)
@@ -198,11 +200,27 @@ func (a *Agent) childEnv(c *child) []string {
 	return env
 }
 
+// exitedWhileAdopted is the reason reported for an adopted child's exit,
+// whose status only its real parent could know.
+const exitedWhileAdopted = "exited while adopted (status unknown)"
+
 // wait reports the child's exit once its process is gone and cleans up.
+// When the Agent leaves (Leave) first, it returns at once and the child
+// runs on with its record and leases kept for the next master.
 func (a *Agent) wait(c *child) {
-	<-c.proc.Done()
+	select {
+	case <-c.proc.Done():
+	case <-a.ctx.Done():
+		select {
+		case <-c.proc.Done(): // Close stops every child before it cancels
+		default:
+			return
+		}
+	}
 	ex := c.proc.Exit()
-	c.pipe.Close()
+	if c.pipe != nil {
+		c.pipe.Close()
+	}
 	c.mu.Lock()
 	if c.conn != nil {
 		c.conn.Close()
@@ -219,8 +237,12 @@ func (a *Agent) wait(c *child) {
 	delete(a.children, c.alloc)
 	a.mu.Unlock()
 	close(c.done)
-	a.log.Info("child exited", "instance", c.instance, "pid", c.proc.PID(), "exit", ex.String(), "requested", requested)
-	a.report(&pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested})
+	a.log.Info("child exited", "instance", c.instance, "pid", c.proc.PID(), "exit", ex.String(), "requested", requested, "adopted", c.adopted)
+	e := &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested}
+	if errors.Is(ex.Err, spawn.ErrExitUnknown) {
+		e.Reason = exitedWhileAdopted
+	}
+	a.report(e)
 }
 
 // stop signals the child's process group (SIGTERM, then SIGKILL after
@@ -260,8 +282,22 @@ func (c *child) stop(a *Agent, why string, grace time.Duration) {
 
 // servePipe accepts the child's connections on its control socket; the
 // child package reconnects if a connection drops, so there may be several
-// in turn.
+// in turn. It ends when the pipe is closed: after the child exits, or when
+// the Agent closes or leaves (then the child keeps redialling the path,
+// where the next master listens again).
 func (a *Agent) servePipe(c *child) {
+	if c.pipe == nil {
+		return
+	}
+	stop := context.AfterFunc(a.ctx, func() {
+		c.pipe.Close()
+		c.mu.Lock()
+		if c.conn != nil {
+			c.conn.Close()
+		}
+		c.mu.Unlock()
+	})
+	defer stop()
 	for {
 		conn, err := c.pipe.AcceptConn()
 		if err != nil {
@@ -273,6 +309,10 @@ func (a *Agent) servePipe(c *child) {
 		}
 		c.conn = conn
 		c.mu.Unlock()
+		if a.ctx.Err() != nil { // accepted as the AfterFunc ran
+			conn.Close()
+			return
+		}
 		a.readPipe(c, conn)
 	}
 }
@@ -299,6 +339,9 @@ func (a *Agent) readPipe(c *child, conn *pipes.Conn) {
 			c.ready = true
 			c.mu.Unlock()
 			if first {
+				if err := a.state.setReady(c.alloc); err != nil {
+					a.log.Error("persist child ready", "instance", c.instance, "err", err)
+				}
 				a.send(pipes.TypeReady, &pipes.AllocRef{Alloc: c.alloc})
 			}
 		case pipes.TypeStats:

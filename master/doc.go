@@ -6,15 +6,73 @@
 // # Basics
 //
 // [LoadConfig] reads masterconfig.json (creating it with defaults when
-// missing). [Open] prepares the runtime directory, stops any children a
-// crashed predecessor left behind (matching pid and /proc start time),
-// reclaims port leases nobody holds, opens the control socket and starts
-// the link. [Agent.Close] stops every child and releases its ports.
+// missing). [Open] prepares the runtime directory, opens the control
+// socket, adopts the children a predecessor left running (see Restarts
+// below), reclaims port leases nobody holds and starts the link.
+// [Agent.Leave] closes the master but leaves its children running for the
+// next Open; [Agent.Close] stops every child and releases its ports.
+//
+// # Restarts: children outlive their master
+//
+// Children lead their own process groups and write to files, so they do
+// not die with the master. `master run` calls Leave on SIGINT/SIGTERM
+// (Close with --stop-children); a crash or SIGKILL leaves them the same way.
+// Each child's record in master.db holds its pid, /proc start time,
+// allocation id, instance, need, ports, socket and log paths, start time
+// and whether it said ready. On Open, for every record:
+//
+//   - a pid that runs with the recorded start time is adopted: watched
+//     through a pidfd, its control socket re-opened at the same path (the
+//     child package redials by itself and says ready again), its ports kept
+//     (they stay leased under its allocation id), and reported in the first
+//     hello with Adopted set, so the lanmanager keeps the placement: same
+//     pid, no restart. Stopping it works as for a spawned child: SIGTERM to
+//     its group, the grace, SIGKILL, grandchildren included. Its exit status
+//     cannot be known (only a parent can wait for it): its exit is reported
+//     as code -1, "exited while adopted (status unknown)";
+//   - a process that is gone is reported as an exit in the first hello
+//     ("exited while the master was down (status unknown)"), its leases are
+//     released, its socket file removed, and what is left of its process
+//     group (members whose group id is its pid) is stopped;
+//   - a pid that now belongs to another process (another start time) is
+//     treated as gone, and that process is never adopted nor signalled.
+//     Every signal to an adopted child re-checks the start time first.
+//
+// Guarantee: a child the master spawned keeps running across a master
+// restart, crash or upgrade, and is adopted rather than replaced, as long
+// as the runtime directory is kept; a process that merely reuses its pid is
+// never touched. Not covered: a crash in the moment between spawning a
+// child and writing its record (the child is then unknown to the next run;
+// its leases are reclaimed and the lanmanager places the instance again,
+// so it may run twice until stopped by hand).
+//
+// # Liveness
+//
+// After the lanmanager's welcome, the master pings it every heartbeat_ms
+// (DefaultHeartbeat when absent) and counts any frame as a sign of life;
+// after ttl_ms (DefaultLinkTTL when absent, and also before the welcome)
+// without one it drops the link and redials with a back-off of 100 ms
+// doubling to 2 s plus jitter. Timers use the monotonic clock, so a
+// wall-clock jump neither fires nor delays them. While unlinked the
+// children keep running; with stopafterdisconnect set they are stopped
+// once the master has been unlinked that long (counted from the start, or
+// from the last time the link went down), and their exits go in the next
+// hello.
+//
+// # Port hygiene
+//
+// Every repairinterval (default 30s) a sweep reclaims leases whose owner is
+// not one of the master's children (a child is registered from its grant,
+// before it leases, until its exit is handled), and logs how many. At Open
+// the master warns about each configured range that overlaps the kernel's
+// ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range), whose
+// ports the kernel hands to outgoing connections.
 //
 // # Runtime directory
 //
 //	master.id          stable id of this master (the lanmanager knows it by this, never by IP)
-//	master.db          bbolt: bucket "children", alloc id → pid, start time, ports, pipe, log
+//	master.db          bbolt: bucket "children", alloc id → JSON {alloc, instance, need, pid,
+//	                   start_time, ports, pipe, log, started_at, ready}
 //	ports.db           bbolt: the port office's leases
 //	logs/<inst>.log    each child's stdout and stderr
 //	sock/master.sock   control socket (`master ps`), mode 0600

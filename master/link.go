@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"berth/pipes"
@@ -24,6 +25,11 @@ func (a *Agent) report(e *pipes.Exited) {
 	if a.link != nil && a.link.SendBody(pipes.TypeExited, 0, e) == nil {
 		return
 	}
+	a.keepUnsentLocked(e)
+}
+
+// keepUnsentLocked keeps an exit for the next hello.
+func (a *Agent) keepUnsentLocked(e *pipes.Exited) {
 	if len(a.unsent) < maxUnsent {
 		a.unsent = append(a.unsent, *e)
 	}
@@ -53,10 +59,23 @@ func (a *Agent) Linked() bool {
 	return a.linked
 }
 
+// setLinkedLocked publishes the link (nil when down) and wakes the loops that
+// watch it.
+func (a *Agent) setLinkedLocked(conn *pipes.Conn) {
+	a.link, a.linked = conn, conn != nil
+	if conn != nil {
+		a.linkUps++
+	}
+	select {
+	case a.linkEvents <- struct{}{}:
+	default:
+	}
+}
+
 // linkLoop keeps a link to the lanmanager, reconnecting with a back-off
 // that grows from 100 ms to 2 s, plus up to half as much jitter, so that a
-// master is back well within the lanmanager's 5 s grace. Children keep running while
-// the link is down.
+// master is back well within the lanmanager's 5 s TTL. Children keep
+// running while the link is down (see disconnectLoop for the limit).
 func (a *Agent) linkLoop() {
 	delay := 100 * time.Millisecond
 	for a.ctx.Err() == nil {
@@ -79,6 +98,64 @@ func (a *Agent) linkLoop() {
 	}
 }
 
+// disconnectLoop stops every child once the master has had no link to the
+// lanmanager for limit (config key stopafterdisconnect), counting from the
+// start or from the last time the link went down; their exits go in the
+// next hello. It stops them once per link outage.
+func (a *Agent) disconnectLoop(limit time.Duration) {
+	var timer *time.Timer
+	var fire <-chan time.Time
+	var armedAt, firedAt uint64 = 0, ^uint64(0) // link generations (Agent.linkUps)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		a.mu.Lock()
+		linked, ups := a.linked, a.linkUps
+		a.mu.Unlock()
+		switch {
+		case linked && fire != nil:
+			timer.Stop()
+			fire = nil
+		case !linked && firedAt != ups && (fire == nil || armedAt != ups):
+			if timer != nil {
+				timer.Stop()
+			}
+			timer = time.NewTimer(limit)
+			fire, armedAt = timer.C, ups
+		}
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-a.linkEvents:
+		case <-fire:
+			fire, firedAt = nil, armedAt
+			a.stopAll("no link to the lanmanager for "+limit.String()+" (stopafterdisconnect)", a.opts.StopGrace)
+		}
+	}
+}
+
+// stopAll stops every child; it returns at once.
+func (a *Agent) stopAll(why string, grace time.Duration) {
+	a.mu.Lock()
+	kids := make([]*child, 0, len(a.children))
+	for _, c := range a.children {
+		kids = append(kids, c)
+	}
+	a.mu.Unlock()
+	if len(kids) > 0 {
+		a.log.Warn("stopping every child", "count", len(kids), "reason", why)
+	}
+	for _, c := range kids {
+		c.stop(a, why, grace)
+	}
+}
+
+// linkOnce dials the lanmanager, says hello and serves the link until it
+// fails, the lanmanager stays silent for its TTL (see watchLink), or the
+// Agent closes.
 func (a *Agent) linkOnce() error {
 	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
 	conn, err := pipes.DialWS(ctx, a.linkURL, a.cfg.Token)
@@ -95,19 +172,37 @@ func (a *Agent) linkOnce() error {
 		return err
 	}
 	a.unsent = nil
-	a.link, a.linked = conn, true
+	a.setLinkedLocked(conn)
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
-		a.link, a.linked = nil, false
+		a.setLinkedLocked(nil)
 		a.mu.Unlock()
 	}()
+	lv := newLiveness()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer conn.Close() // ends the watcher and the pinger before wg.Wait
+	wg.Go(func() { a.watchLink(conn, lv, &wg) })
 	stop := context.AfterFunc(a.ctx, func() { conn.Close() })
 	defer stop()
 	for {
 		msg, err := conn.Recv()
 		if err != nil {
+			if silent := lv.silentErr(); silent != nil {
+				return silent
+			}
 			return err
+		}
+		lv.heard()
+		if msg.Type == pipes.TypeWelcome {
+			var w pipes.Welcome
+			if err := msg.Decode(&w); err != nil {
+				a.log.Warn("bad welcome from lanmanager; using default heartbeat and TTL", "err", err)
+				w = pipes.Welcome{}
+			}
+			lv.welcomed(w)
+			continue
 		}
 		if err := a.handle(conn, msg); err != nil {
 			a.log.Warn("bad message from lanmanager", "type", msg.Type, "err", err)
@@ -119,9 +214,120 @@ func (a *Agent) linkOnce() error {
 	}
 }
 
+// Liveness defaults, for a lanmanager whose welcome does not say.
+const (
+	DefaultHeartbeat = time.Second
+	DefaultLinkTTL   = 5 * time.Second
+)
+
+// liveness carries what the link's reader learns to its watcher.
+type liveness struct {
+	heardC   chan struct{}      // a token per received frame (coalesced)
+	welcomeC chan pipes.Welcome // the welcome, once
+
+	mu     sync.Mutex // Protects following.
+	silent error      // set by the watcher when it dropped a silent link
+}
+
+func newLiveness() *liveness {
+	return &liveness{heardC: make(chan struct{}, 1), welcomeC: make(chan pipes.Welcome, 1)}
+}
+
+func (lv *liveness) heard() {
+	select {
+	case lv.heardC <- struct{}{}:
+	default:
+	}
+}
+
+func (lv *liveness) welcomed(w pipes.Welcome) {
+	select {
+	case lv.welcomeC <- w:
+	default: // a second welcome changes nothing
+	}
+}
+
+func (lv *liveness) silentErr() error {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	return lv.silent
+}
+
+// linkTimes returns the heartbeat and TTL a welcome asks for, with the
+// defaults for what it leaves out. The heartbeat is kept below the TTL so
+// that the lanmanager's pongs alone keep a healthy link alive.
+func linkTimes(w pipes.Welcome) (heartbeat, ttl time.Duration) {
+	heartbeat, ttl = DefaultHeartbeat, DefaultLinkTTL
+	if w.HeartbeatMS > 0 {
+		heartbeat = time.Duration(w.HeartbeatMS) * time.Millisecond
+	}
+	if w.TTLMS > 0 {
+		ttl = time.Duration(w.TTLMS) * time.Millisecond
+	}
+	if heartbeat >= ttl {
+		heartbeat = ttl / 3
+	}
+	return heartbeat, ttl
+}
+
+// watchLink drops the link when no frame has come from the lanmanager for
+// its TTL (DefaultLinkTTL until the welcome says otherwise), so that a
+// lanmanager that vanished without closing the connection is noticed and
+// redialled. After the welcome it starts the pinger, whose pongs keep a
+// healthy link busy. Timers run on the monotonic clock. It returns when the
+// link is closed, by anyone.
+func (a *Agent) watchLink(conn *pipes.Conn, lv *liveness, wg *sync.WaitGroup) {
+	ttl := DefaultLinkTTL
+	silence := time.NewTimer(ttl)
+	defer silence.Stop()
+	pinging := false
+	for {
+		select {
+		case <-conn.Done():
+			return
+		case <-lv.heardC:
+			silence.Reset(ttl)
+		case w := <-lv.welcomeC:
+			var hb time.Duration
+			hb, ttl = linkTimes(w)
+			silence.Reset(ttl)
+			if !pinging {
+				pinging = true
+				wg.Go(func() { pingLink(conn, hb) })
+			}
+		case <-silence.C:
+			lv.mu.Lock()
+			lv.silent = fmt.Errorf("no frame from the lanmanager for %s (link TTL)", ttl)
+			lv.mu.Unlock()
+			a.log.Warn("lanmanager silent; dropping the link", "ttl", ttl)
+			conn.Close()
+			return
+		}
+	}
+}
+
+// pingLink sends a ping every heartbeat until the link is closed. A send
+// blocked by a peer that stopped reading ends when the watcher closes conn.
+func pingLink(conn *pipes.Conn, heartbeat time.Duration) {
+	t := time.NewTicker(heartbeat)
+	defer t.Stop()
+	var id uint64
+	for {
+		select {
+		case <-conn.Done():
+			return
+		case <-t.C:
+			id++
+			if conn.Send(&pipes.Msg{V: pipes.Version, Type: pipes.TypePing, ID: id}) != nil {
+				return
+			}
+		}
+	}
+}
+
 func (a *Agent) handle(conn *pipes.Conn, msg *pipes.Msg) error {
 	switch msg.Type {
-	case pipes.TypeWelcome, pipes.TypePong:
+	case pipes.TypePong:
 	case pipes.TypePing:
 		return conn.Send(&pipes.Msg{V: pipes.Version, Type: pipes.TypePong, ID: msg.ID})
 	case pipes.TypeOffer:

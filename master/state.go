@@ -2,6 +2,7 @@ package master
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,16 +12,24 @@ import (
 )
 
 // record is what the master persists about each child, in
-// <runtime>/master.db, bucket "children", key = allocation id.
+// <runtime>/master.db, bucket "children", key = allocation id, value = this
+// struct as JSON. It is written once the child runs and again when it first
+// says ready, and deleted when the child is gone; a restarted master adopts
+// the child from it (see adopt.go).
 type record struct {
-	Alloc     string                 `json:"alloc"`
-	Instance  string                 `json:"instance"`
+	Alloc    string     `json:"alloc"`
+	Instance string     `json:"instance"`
+	Need     needs.Need `json:"need"`
+	// PID and StartTime (clock ticks since boot, /proc/<pid>/stat field 22)
+	// name the process for good: a reused pid has another start time.
 	PID       int                    `json:"pid"`
 	StartTime uint64                 `json:"start_time"`
 	Ports     map[needs.Protocol]int `json:"ports,omitempty"`
 	Pipe      string                 `json:"pipe"`
 	Log       string                 `json:"log"`
 	StartedAt time.Time              `json:"started_at"`
+	// Ready is true once the child said ready on its pipe.
+	Ready bool `json:"ready,omitempty"`
 }
 
 var bucketChildren = []byte("children")
@@ -50,23 +59,56 @@ func (s *stateDB) put(r *record) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketChildren).Put([]byte(r.Alloc), b) })
 }
 
+// setReady marks a recorded child ready; a child without a record (gone
+// meanwhile) is left without one.
+func (s *stateDB) setReady(alloc string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketChildren)
+		v := b.Get([]byte(alloc))
+		if v == nil {
+			return nil
+		}
+		var r record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("child %s: %w", alloc, err)
+		}
+		if r.Ready {
+			return nil
+		}
+		r.Ready = true
+		out, err := json.Marshal(&r)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(alloc), out)
+	})
+}
+
 func (s *stateDB) delete(alloc string) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketChildren).Delete([]byte(alloc)) })
 }
 
+// all returns every record. Records that cannot be decoded are skipped and
+// named in the error, which joins one error per such record.
 func (s *stateDB) all() ([]*record, error) {
 	var out []*record
+	var errs []error
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketChildren).ForEach(func(k, v []byte) error {
 			var r record
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("child %s: %w", k, err)
+				errs = append(errs, fmt.Errorf("child record %q: %w", k, err))
+				return nil
+			}
+			if r.Alloc != string(k) {
+				errs = append(errs, fmt.Errorf("child record %q names allocation %q", k, r.Alloc))
+				return nil
 			}
 			out = append(out, &r)
 			return nil
 		})
 	})
-	return out, err
+	return out, errors.Join(append(errs, err)...)
 }
 
 func (s *stateDB) close() error { return s.db.Close() }

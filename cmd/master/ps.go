@@ -20,7 +20,7 @@ import (
 func psCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ps",
-		Usage: "list this machine's children, through the master's control socket",
+		Usage: "list this machine's children, through the master's control socket (ADOPTED: taken over from a previous run)",
 		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
 			cfg, err := master.LoadConfig(c.String("config"))
@@ -37,7 +37,7 @@ func psCommand() *cli.Command {
 				return enc.Encode(list)
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "INSTANCE\tSTATE\tPID\tPORTS\tREADY\tUP\tLOG")
+			fmt.Fprintln(tw, "INSTANCE\tSTATE\tPID\tPORTS\tREADY\tADOPTED\tUP\tLOG")
 			for _, ch := range list {
 				var ports []string
 				for _, p := range needs.Protocols {
@@ -45,8 +45,8 @@ func psCommand() *cli.Command {
 						ports = append(ports, fmt.Sprintf("%s:%d", p, n))
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
-					strconv.FormatBool(ch.Ready), time.Since(ch.StartedAt).Round(time.Second), ch.Log)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
+					strconv.FormatBool(ch.Ready), strconv.FormatBool(ch.Adopted), time.Since(ch.StartedAt).Round(time.Second), ch.Log)
 			}
 			return tw.Flush()
 		},

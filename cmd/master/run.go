@@ -12,8 +12,16 @@ import (
 func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
-		Usage: "run the master until SIGINT/SIGTERM, then stop its children",
-		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"}},
+		Usage: "run the master until SIGINT/SIGTERM; its children keep running for the next start to adopt",
+		Description: "On SIGINT or SIGTERM the master exits and leaves its children running, with their ports\n" +
+			"leased and their records in <runtimedirectory>/master.db: the next `master run` with the same\n" +
+			"runtime directory re-adopts every child whose pid and start time still match, and reports the\n" +
+			"others as exited. With --stop-children it stops them first instead (SIGTERM to each process\n" +
+			"group, a grace, then SIGKILL) and releases their ports.",
+		Flags: []cli.Flag{configFlag(),
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
+			&cli.BoolFlag{Name: "stop-children", Usage: "on SIGINT/SIGTERM stop the children instead of leaving them to the next start"},
+		},
 		Action: func(c *cli.Context) error {
 			cfg, err := master.LoadConfig(c.String("config"))
 			if err != nil {
@@ -29,8 +37,12 @@ func runCommand() *cli.Command {
 				return err
 			}
 			<-c.Context.Done()
-			log.Info("stopping children and shutting down")
-			return agent.Close()
+			if c.Bool("stop-children") {
+				log.Info("stopping children and shutting down")
+				return agent.Close()
+			}
+			log.Info("shutting down; children keep running")
+			return agent.Leave()
 		},
 	}
 }

@@ -1,0 +1,151 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	"berth/pipes"
+	"berth/spawn"
+)
+
+// Reasons reported for children found gone when the master starts.
+const (
+	exitedWhileDown = "exited while the master was down (status unknown)"
+	notAdoptable    = "could not be adopted after a master restart: "
+)
+
+// adoptChildren takes over the children recorded in master.db by a previous
+// run of this master (one that left them running, crashed or was killed).
+// For each record:
+//
+//   - if its pid runs with the recorded start time, the child is adopted
+//     (spawn.Adopt): watched through a pidfd, its control socket re-opened
+//     at the recorded path, its ports still leased under its allocation id,
+//     and reported in the first hello with Adopted set;
+//   - if the process is gone, or its pid now belongs to an unrelated process
+//     (another start time), it is reported as an exit in the first hello,
+//     its leases are released and its socket file removed. An unrelated
+//     process is never signalled. What is left of a gone leader's process
+//     group (members whose group id is still the leader's pid) is stopped:
+//     SIGTERM, StopGrace, SIGKILL;
+//   - if it runs but cannot be watched (no pidfd support), it is stopped
+//     like a leader-less group and reported.
+//
+// Then leases whose owner is no adopted child are reclaimed. It runs in
+// Open before any goroutine, so it needs no lock but takes them anyway.
+func (a *Agent) adoptChildren(ctx context.Context) {
+	began := time.Now()
+	recs, err := a.state.all()
+	if err != nil {
+		a.log.Error("read child records", "err", err)
+	}
+	var gone []*record
+	var stop []*record // process groups to stop before their leases go
+	reasons := map[string]string{}
+	for _, r := range recs {
+		proc, err := spawn.Adopt(r.PID, r.StartTime)
+		switch {
+		case err == nil:
+			a.adopt(r, proc)
+			continue
+		case errors.Is(err, spawn.ErrGone):
+			a.log.Info("child exited while the master was down", "instance", r.Instance, "pid", r.PID)
+			reasons[r.Alloc] = exitedWhileDown
+		case errors.Is(err, spawn.ErrPIDReused):
+			a.log.Warn("child's pid now belongs to another process, which is left alone",
+				"instance", r.Instance, "pid", r.PID, "err", err)
+			reasons[r.Alloc] = exitedWhileDown
+		default:
+			a.log.Error("cannot adopt child; stopping it", "instance", r.Instance, "pid", r.PID, "err", err)
+			reasons[r.Alloc] = notAdoptable + err.Error()
+		}
+		gone = append(gone, r)
+		if len(spawn.GroupMembers(r.PID, r.StartTime)) > 0 {
+			stop = append(stop, r)
+		}
+	}
+	a.stopGroups(ctx, stop)
+	for _, r := range gone {
+		if _, err := a.office.Release(r.Alloc); err != nil {
+			a.log.Error("release ports", "instance", r.Instance, "err", err)
+		}
+		if err := a.state.delete(r.Alloc); err != nil {
+			a.log.Error("delete child record", "instance", r.Instance, "err", err)
+		}
+		if r.Pipe != "" {
+			os.Remove(r.Pipe)
+		}
+		a.mu.Lock()
+		a.keepUnsentLocked(&pipes.Exited{Alloc: r.Alloc, Instance: r.Instance, Code: -1, Reason: reasons[r.Alloc]})
+		a.mu.Unlock()
+	}
+	if rel, err := a.office.Reclaim(a.hasChild); err != nil {
+		a.log.Error("reclaim leases", "err", err)
+	} else if len(rel) > 0 {
+		a.log.Info("reclaimed port leases of children that no longer exist", "count", len(rel))
+	}
+	if len(recs) > 0 {
+		a.log.Info("children of the previous run", "adopted", len(recs)-len(gone), "gone", len(gone),
+			"took", time.Since(began).Round(time.Microsecond))
+	}
+}
+
+// adopt registers an adopted child and starts its pipe server and waiter.
+func (a *Agent) adopt(r *record, proc *spawn.Child) {
+	c := &child{alloc: r.Alloc, instance: r.Instance, need: r.Need, ports: r.Ports, pipePath: r.Pipe,
+		logPath: r.Log, started: r.StartedAt, proc: proc, adopted: true, ready: r.Ready, done: make(chan struct{})}
+	if r.Pipe != "" {
+		// Nobody can be listening: the runtime directory's databases are
+		// locked by this master. The child redials the path by itself.
+		os.Remove(r.Pipe)
+		pipe, err := pipes.Listen(r.Pipe)
+		if err != nil {
+			a.log.Warn("re-open adopted child's pipe; it runs without one", "instance", r.Instance, "err", err)
+		}
+		c.pipe = pipe
+	}
+	a.mu.Lock()
+	a.children[r.Alloc] = c
+	a.mu.Unlock()
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); a.servePipe(c) }()
+	go func() { defer a.wg.Done(); a.wait(c) }()
+	a.log.Info("adopted child", "instance", r.Instance, "pid", r.PID, "ports", r.Ports, "ready", r.Ready)
+}
+
+// stopGroups stops process groups whose leader is not (or no longer) ours
+// to watch: SIGTERM to each group at once, then SIGKILL to those with a
+// member left after StopGrace. Groups are matched by spawn.GroupMembers
+// (leader pid and start time, or the group id once the leader is gone), so
+// a pid reused by an unrelated process is left alone.
+func (a *Agent) stopGroups(ctx context.Context, groups []*record) {
+	for _, r := range groups {
+		a.log.Info("stopping process group left by a previous run", "instance", r.Instance, "pgid", r.PID)
+		syscall.Kill(-r.PID, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(a.opts.StopGrace)
+	for len(groups) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		groups = slices.DeleteFunc(groups, func(r *record) bool { return len(spawn.GroupMembers(r.PID, r.StartTime)) == 0 })
+		if len(groups) > 0 {
+			time.Sleep(20 * time.Millisecond) // not our children: nothing to wait on but /proc
+		}
+	}
+	for _, r := range groups {
+		if len(spawn.GroupMembers(r.PID, r.StartTime)) > 0 {
+			syscall.Kill(-r.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+// hasChild reports whether alloc is a child of this master, registered from
+// its grant (before it leases) until its exit has been handled.
+func (a *Agent) hasChild(alloc string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.children[alloc]
+	return ok
+}
