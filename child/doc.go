@@ -4,12 +4,10 @@
 //
 // # Basics
 //
-// A child reads its environment with [FromEnv], listens where [Env.Addr]
-// says, then opens its pipe, says ready and waits for a stop:
+// A child gets its listening socket with [Listen], then opens its pipe,
+// says ready and waits for a stop:
 //
-//	env, err := child.FromEnv()
-//	...
-//	ln, err := net.Listen("tcp", env.Addr(needs.HTTP))
+//	ln, err := child.Listen("http") // inherited, or BERTH_HOST:BERTH_PORT_HTTP
 //	...
 //	conn, err := child.Open(ctx)
 //	if errors.Is(err, child.ErrNoPipe) {
@@ -46,6 +44,40 @@
 //
 // Outside berth none is set: FromEnv returns a zero [Env] and [Open] returns
 // [ErrNoPipe].
+//
+// # Socket activation
+//
+// A need declared with socket_activation (`lanmanager need add
+// --socket-activation`) has its master bind the ports itself, before the
+// child starts, and pass the listening sockets by the systemd convention:
+//
+//	fd 3, 4, ...      one listening TCP socket per protocol, in the order
+//	                  the need lists its protocols
+//	LISTEN_FDS        how many, e.g. 2
+//	LISTEN_FDNAMES    their protocols, joined by ':', e.g. http:tcp
+//	LISTEN_PID        the child's own pid
+//
+// The BERTH_PORT_* variables and PORT are set as usual, to the same ports.
+// Nobody else can take a port between the master's lease and the child's
+// bind, and a child that is slow to start is already reachable: connections
+// wait in the socket's backlog.
+//
+// [Listen] returns the inherited socket of a protocol when there is one,
+// and otherwise listens on BERTH_HOST and BERTH_PORT_<PROTO> itself, so a
+// child that uses it runs the same with or without socket activation.
+// [Listeners] returns the inherited sockets by name. Both check that
+// LISTEN_PID is this process (a program started by the child does not take
+// its parent's sockets), unset the three variables and set close-on-exec on
+// the sockets; each socket is handed out once. Under systemd's own socket
+// activation they work the same; the names are then the socket units'
+// FileDescriptorName= settings.
+//
+// Berth starts a socket-activated command through /bin/sh, which sets
+// LISTEN_PID to its own pid and execs the command in place; the command's
+// argv[0] is then the full path of a command found in PATH. A command
+// that is itself a shell script keeps the sockets and the variables as
+// long as it execs the server (`exec hello`), which keeps the pid; a
+// server it forks instead has another pid and does not take them.
 //
 // # Reconnection
 //

@@ -3,7 +3,9 @@
 // echo a line back), tells its master it is ready, sends heartbeats, and
 // exits cleanly on a stop request or SIGTERM.
 //
-// Run outside berth it listens on 127.0.0.1:8080.
+// It takes its sockets with child.Listen, so it serves the sockets its
+// master bound when the need asks for socket activation, and binds its
+// ports itself otherwise. Run outside berth it listens on 127.0.0.1:8080.
 package main
 
 import (
@@ -47,10 +49,16 @@ func run(ctx context.Context) error {
 	if name == "" {
 		name = "hello"
 	}
+	if names := os.Getenv(child.EnvListenNames); names != "" { // read before Listen unsets it
+		log.Printf("%s: socket activation: inherited %s", name, names)
+	}
 	var conns atomic.Int64
 	var servers []func()
 	for p, port := range env.Ports {
-		ln, err := net.Listen("tcp", net.JoinHostPort(env.Host, fmt.Sprint(port)))
+		ln, err := child.Listen(string(p))
+		if errors.Is(err, child.ErrNoPort) { // outside berth: the default port
+			ln, err = net.Listen("tcp", net.JoinHostPort(env.Host, fmt.Sprint(port)))
+		}
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", p, err)
 		}
