@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -36,21 +37,26 @@ func psCommand() *cli.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(list)
 			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "INSTANCE\tSTATE\tPID\tPORTS\tREADY\tADOPTED\tUP\tLOG")
-			for _, ch := range list {
-				var ports []string
-				for _, p := range needs.Protocols {
-					if n, ok := ch.Ports[p]; ok {
-						ports = append(ports, fmt.Sprintf("%s:%d", p, n))
-					}
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
-					strconv.FormatBool(ch.Ready), strconv.FormatBool(ch.Adopted), time.Since(ch.StartedAt).Round(time.Second), ch.Log)
-			}
-			return tw.Flush()
+			return printPS(c.App.Writer, list, time.Now())
 		},
 	}
+}
+
+// printPS writes the children as a table; UP is counted to now.
+func printPS(w io.Writer, list []pipes.ChildInfo, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tSTATE\tPID\tPORTS\tREADY\tADOPTED\tUP\tLOG")
+	for _, ch := range list {
+		var ports []string
+		for _, p := range needs.Protocols {
+			if n, ok := ch.Ports[p]; ok {
+				ports = append(ports, fmt.Sprintf("%s:%d", p, n))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
+			strconv.FormatBool(ch.Ready), strconv.FormatBool(ch.Adopted), now.Sub(ch.StartedAt).Round(time.Second), ch.Log)
+	}
+	return tw.Flush()
 }
 
 func ps(ctx context.Context, runtimeDir string) ([]pipes.ChildInfo, error) {
