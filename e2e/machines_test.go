@@ -184,9 +184,25 @@ func TestNetnsPartitionShort(t *testing.T) {
 // TestNetnsPartitionLong cuts a master off for three TTLs, then heals it.
 // Its instances must run elsewhere during the partition; once healed, the
 // returning master must stop its replaced children, leaving exactly the
-// desired number running, each the one the lanmanager names.
-func TestNetnsPartitionLong(t *testing.T) {
-	c := newLabCluster(t, []string{"--master-ttl", labTTL.String()}, nil, "m1", "m2", "m3")
+// desired number running, each the one the lanmanager names. The master
+// keeps its children while cut off (stopafterdisconnect unset), so for a
+// while more processes run than asked for: the figure says how many.
+func TestNetnsPartitionLong(t *testing.T) { partitionLong(t, "partition-long", "") }
+
+// TestNetnsPartitionStopAfterDisconnect is the same partition with
+// stopafterdisconnect set to the TTL: the cut-off master stops its own
+// children once it has not reached the lanmanager for that long, so the
+// extra processes are gone before the partition heals.
+func TestNetnsPartitionStopAfterDisconnect(t *testing.T) {
+	partitionLong(t, "partition-stop-after-disconnect", labTTL.String())
+}
+
+func partitionLong(t *testing.T, fig, stopAfter string) {
+	var extra map[string]any
+	if stopAfter != "" {
+		extra = map[string]any{"stopafterdisconnect": stopAfter}
+	}
+	c := newLabCluster(t, []string{"--master-ttl", labTTL.String()}, extra, "m1", "m2", "m3")
 	const want = 6
 	labNeed(t, c, "web", want)
 	before := map[string]*needs.Instance{}
@@ -209,9 +225,19 @@ func TestNetnsPartitionLong(t *testing.T) {
 		t.Errorf("the instances of %s (%v) were not running elsewhere within the %s partition (TTL %s); replaced after %s (0 = never)",
 			victim, names, cut, labTTL, ms(w.replaced))
 	}
+	orphansAtHeal := 0
+	for pid := range orphans {
+		if alive(pid) {
+			orphansAtHeal++
+		}
+	}
+	processesAtHeal := len(c.realRunning("web"))
 	c.lab.heal(h)
 	settle := c.waitSettled(t, "web", want, 60*time.Second)
 
+	if stopAfter != "" && orphansAtHeal != 0 {
+		t.Errorf("with stopafterdisconnect %s, %d of %s's %d children still ran after a %s partition", stopAfter, orphansAtHeal, victim, len(orphans), cut)
+	}
 	// The healed master ran the orphans; none is left, and it lists only
 	// what the lanmanager places there.
 	for pid := range orphans {
@@ -229,7 +255,11 @@ func TestNetnsPartitionLong(t *testing.T) {
 	if w.peakReported > want {
 		t.Errorf("the lanmanager reported %d running instances of %d during the partition", w.peakReported, want)
 	}
-	figure(t, "partition-long", "ttl", labTTL, "partition", cut, "victim_instances", len(names),
+	kv := []any{"ttl", labTTL, "partition", cut, "victim_instances", len(names),
 		"replace", ms(w.replaced), "peak_reported", w.peakReported, "peak_processes", w.peakProcesses,
-		"desired", want, "running_after", len(run), "settle", ms(settle))
+		"processes_at_heal", processesAtHeal, "desired", want, "running_after", len(run), "settle", ms(settle)}
+	if stopAfter != "" {
+		kv = append([]any{"stopafterdisconnect", stopAfter}, kv...)
+	}
+	figure(t, fig, kv...)
 }
