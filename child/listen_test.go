@@ -125,7 +125,9 @@ func TestListenInherited(t *testing.T) {
 	if out != want {
 		t.Fatalf("helper said:\n%s\nwant:\n%s", out, want)
 	}
-	for proto, addr := range map[string]string{"http": httpAddr, "tcp": tcpAddr} {
+	// In the order the helper accepts.
+	for _, pa := range [][2]string{{"http", httpAddr}, {"tcp", tcpAddr}} {
+		proto, addr := pa[0], pa[1]
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
