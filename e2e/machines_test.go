@@ -155,6 +155,10 @@ func TestNetnsPartitionShort(t *testing.T) {
 	victim, names := busiest(c.lan.running(t, "web"))
 	h := c.hostOf[victim]
 
+	// The link stays silent longer than the cut: frames lost during it
+	// come back with TCP's next retransmission (200 ms doubling, so up to
+	// about 1.6 s after a 2 s cut), and the last heartbeat before it may
+	// be a ping interval (TTL/5) old. 2 s keeps all that under the TTL.
 	const cut = labTTL * 2 / 5
 	var w partitionWatch
 	start := time.Now()
