@@ -89,7 +89,9 @@ func checkAdoptable(pidfd, pid int, startTime uint64) error {
 	if st.state == 'Z' || st.state == 'X' {
 		return ErrGone
 	}
-	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+	// Signal 0 checks existence only. EPERM (a child that changed its user
+	// ids) still means alive: it can be watched, if not signalled.
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); errors.Is(err, unix.ESRCH) {
 		return ErrGone
 	}
 	return nil
