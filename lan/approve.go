@@ -206,7 +206,7 @@ func (s *Server) exitedLocked(m *session, e *pipes.Exited) {
 	exit := describeExit(e)
 	if handoff {
 		if h := in.Handoff; h.MasterID == m.info.ID {
-			s.dropHandoffLocked(in, fmt.Sprintf("replacement on master %s exited: %s", h.Master, exit), s.now())
+			s.forgetHandoffLocked(in, fmt.Sprintf("replacement on master %s exited: %s", h.Master, exit), s.now())
 		}
 		return
 	}

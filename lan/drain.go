@@ -174,12 +174,19 @@ func (s *Server) dropHandoffLocked(in *needs.Instance, why string, now time.Time
 	if h == nil {
 		return
 	}
-	in.Handoff = nil
 	reason := "replacement cancelled"
 	if why != "" {
 		reason = why
 	}
 	s.stopHandoffLocked(h, reason)
+	s.forgetHandoffLocked(in, why, now)
+}
+
+// forgetHandoffLocked is dropHandoffLocked for a replacement that is gone
+// already: nothing is stopped.
+func (s *Server) forgetHandoffLocked(in *needs.Instance, why string, now time.Time) {
+	delete(s.earlyReady, in.Handoff.Alloc)
+	in.Handoff = nil
 	in.Reason = why
 	if why != "" {
 		s.retryAt[in.Name] = now.Add(noBidRetry)
