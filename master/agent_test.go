@@ -55,6 +55,7 @@ func runChild() int {
 		return 4
 	}
 	c.Ready()
+	c.StartHeartbeat(context.Background(), 100*time.Millisecond, nil)
 	<-c.Stop()
 	return 0
 }
