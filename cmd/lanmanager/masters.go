@@ -2,53 +2,190 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"berth/lan"
 	"berth/needs"
 )
 
 func masterCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "master",
-		Usage: "inspect masters",
-		Subcommands: []*cli.Command{{
-			Name:  "ls",
-			Usage: "list masters",
-			Flags: append(clientFlags(), jsonFlag()),
-			Action: func(c *cli.Context) error {
-				if err := noArgs(c); err != nil {
+		Name:        "master",
+		Usage:       "inspect and drain masters",
+		Subcommands: []*cli.Command{masterLsCommand(), masterDrainCommand(), masterUndrainCommand()},
+	}
+}
+
+func masterLsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ls",
+		Usage: "list masters",
+		Flags: append(clientFlags(), jsonFlag()),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			list, err := newClient(c).Masters(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				if list == nil {
+					list = []*needs.Master{}
+				}
+				return printJSON(c.App.Writer, list)
+			}
+			var rows [][]string
+			for _, m := range list {
+				state := "connected"
+				if !m.Connected {
+					state = "disconnected"
+				}
+				draining := "-"
+				if m.Draining {
+					draining = "yes"
+				}
+				var ranges []string
+				for _, p := range needs.Protocols {
+					if r, ok := m.Ranges[p]; ok {
+						ranges = append(ranges, fmt.Sprintf("%s:%d-%d(%d free)", p, r[0], r[1], m.Free[p]))
+					}
+				}
+				rows = append(rows, []string{m.Name, state, draining, orDash(m.Address), strconv.Itoa(m.Instances), ago(m.LastSeen),
+					orDash(strings.Join(ranges, " ")), orDash(m.ID)})
+			}
+			table(c.App.Writer, "NAME\tSTATE\tDRAINING\tADDRESS\tINSTANCES\tLAST SEEN\tRANGES\tID", rows)
+			return nil
+		},
+	}
+}
+
+func masterDrainCommand() *cli.Command {
+	return &cli.Command{
+		Name: "drain",
+		Usage: "give a master no new work and move its instances away: each is started on another master " +
+			"and approved before its old child is stopped",
+		ArgsUsage: "NAME",
+		Flags: append(clientFlags(),
+			&cli.BoolFlag{Name: "wait", Usage: "wait until the master holds no instance"},
+			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "with --wait, give up after this long"},
+			jsonFlag(),
+		),
+		Action: func(c *cli.Context) error {
+			pos, err := positional(c, "NAME")
+			if err != nil {
+				return err
+			}
+			if c.IsSet("timeout") && !c.Bool("wait") {
+				return cli.Exit("--timeout: only with --wait", 2)
+			}
+			if d := c.Duration("timeout"); d <= 0 {
+				return cli.Exit(fmt.Sprintf("--timeout %s: must be positive", d), 2)
+			}
+			cl := newClient(c)
+			m, err := cl.Drain(c.Context, pos[0])
+			if err != nil {
+				return err
+			}
+			if c.Bool("wait") {
+				if m, err = waitDrained(c, cl, pos[0], c.Duration("timeout")); err != nil {
 					return err
 				}
-				list, err := newClient(c).Masters(c.Context)
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					if list == nil {
-						list = []*needs.Master{}
-					}
-					return printJSON(c.App.Writer, list)
-				}
-				var rows [][]string
-				for _, m := range list {
-					state := "connected"
-					if !m.Connected {
-						state = "disconnected"
-					}
-					var ranges []string
-					for _, p := range needs.Protocols {
-						if r, ok := m.Ranges[p]; ok {
-							ranges = append(ranges, fmt.Sprintf("%s:%d-%d(%d free)", p, r[0], r[1], m.Free[p]))
-						}
-					}
-					rows = append(rows, []string{m.Name, state, orDash(m.Address), strconv.Itoa(m.Instances), orDash(strings.Join(ranges, " ")), m.ID})
-				}
-				table(c.App.Writer, "NAME\tSTATE\tADDRESS\tINSTANCES\tRANGES\tID", rows)
-				return nil
-			},
-		}},
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, m)
+			}
+			switch {
+			case m.Instances == 0:
+				fmt.Fprintf(c.App.Writer, "master %s draining; it holds no instance\n", m.Name)
+			default:
+				fmt.Fprintf(c.App.Writer, "master %s draining; %d instance(s) to move (see `master ls`, or drain --wait)\n", m.Name, m.Instances)
+			}
+			return nil
+		},
+	}
+}
+
+// waitDrained polls the masters until name holds no instance. On timeout
+// it says what is left and why.
+func waitDrained(c *cli.Context, cl *lan.Client, name string, timeout time.Duration) (*needs.Master, error) {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	left := -1
+	for {
+		list, err := cl.Masters(c.Context)
+		if err != nil {
+			return nil, err
+		}
+		var m *needs.Master
+		for _, e := range list {
+			if e.Name == name && (m == nil || e.Connected) {
+				m = e
+			}
+		}
+		if m == nil || m.Instances == 0 {
+			if m == nil {
+				m = &needs.Master{Name: name, Draining: true}
+			}
+			return m, nil
+		}
+		if m.Instances != left && !c.Bool("json") {
+			fmt.Fprintf(c.App.ErrWriter, "master %s: %d instance(s) left\n", name, m.Instances)
+			left = m.Instances
+		}
+		if time.Now().After(deadline) {
+			return nil, cli.Exit(fmt.Sprintf("master %s still holds %d instance(s) after %s%s", name, m.Instances, timeout, stuckReasons(c, cl, name)), 1)
+		}
+		select {
+		case <-c.Context.Done():
+			return nil, c.Context.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// stuckReasons lists why the instances on a draining master have not moved.
+func stuckReasons(c *cli.Context, cl *lan.Client, name string) string {
+	svcs, err := cl.Services(c.Context)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, s := range svcs {
+		if s.Master == name {
+			out = append(out, fmt.Sprintf("\n  %s (%s): %s", s.Name, s.State, orDash(s.Reason)))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "")
+}
+
+func masterUndrainCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "undrain",
+		Usage:     "end a master's drain: it takes new work again; replacements still starting are stopped",
+		ArgsUsage: "NAME",
+		Flags:     append(clientFlags(), jsonFlag()),
+		Action: func(c *cli.Context) error {
+			pos, err := positional(c, "NAME")
+			if err != nil {
+				return err
+			}
+			m, err := newClient(c).Undrain(c.Context, pos[0])
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, m)
+			}
+			fmt.Fprintf(c.App.Writer, "master %s undrained; it takes new work again\n", m.Name)
+			return nil
+		},
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,7 +18,7 @@ func needCommand() *cli.Command {
 		Name:  "need",
 		Usage: "declare and inspect needs",
 		Subcommands: []*cli.Command{
-			needAddCommand(), needLsCommand(), needShowCommand(), needScaleCommand(), needRmCommand(),
+			needAddCommand(), needLsCommand(), needShowCommand(), needScaleCommand(), needRestartCommand(), needRmCommand(),
 		},
 	}
 }
@@ -32,6 +33,12 @@ func needAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "protocols", Usage: "ports each instance gets: tcp,http,ws"},
 			&cli.StringSliceFlag{Name: "env", Usage: "extra environment K=V (repeatable)"},
 			&cli.StringFlag{Name: "machine", Usage: "pin to the master of this name"},
+			&cli.IntFlag{Name: "restart-local", Usage: "consecutive failures retried on the same master before another is preferred (default 0)"},
+			&cli.StringFlag{Name: "restart-delay", Usage: "first back-off delay after a failure (default 100ms)"},
+			&cli.StringFlag{Name: "restart-max-delay", Usage: "cap of the back-off delay (default 30s)"},
+			&cli.StringFlag{Name: "restart-factor", Usage: "growth of the delay per failure, 1 to 10 (default 2)"},
+			&cli.StringFlag{Name: "restart-reset-after", Usage: "uptime after which the failure count starts over (default 30s)"},
+			&cli.BoolFlag{Name: "socket-activation", Usage: "the master binds the ports and passes them to the child (LISTEN_FDS)"},
 			jsonFlag(),
 		),
 		Action: func(c *cli.Context) error {
@@ -53,9 +60,16 @@ func needAddCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit("--env: "+err.Error(), 2)
 			}
+			policy, err := restartPolicy(c)
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			if c.Bool("socket-activation") && len(protos) == 0 {
+				return cli.Exit("--socket-activation: needs at least one port; give --protocols", 2)
+			}
 			n := c.Int("instances")
 			st, err := newClient(c).AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
-				Protocols: protos, Env: env, Machine: c.String("machine")})
+				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation")})
 			if err != nil {
 				return err
 			}
@@ -122,6 +136,10 @@ func needShowCommand() *cli.Command {
 			if st.Machine != "" {
 				fmt.Fprintf(w, "machine:    %s\n", st.Machine)
 			}
+			fmt.Fprintf(w, "restart:    %s\n", describePolicy(st.Restart))
+			if st.SocketActivation {
+				fmt.Fprintf(w, "sockets:    activated (the master binds the ports and passes them as LISTEN_FDS)\n")
+			}
 			for _, k := range sortedKeys(st.Env) {
 				fmt.Fprintf(w, "env:        %s=%s\n", k, st.Env[k])
 			}
@@ -133,12 +151,20 @@ func needShowCommand() *cli.Command {
 			for _, in := range st.InstanceList {
 				next := "-"
 				if in.State == needs.Backoff {
-					next = "in " + time.Until(in.NextAttempt).Round(time.Millisecond).String()
+					if d := time.Until(in.NextAttempt); d > 0 {
+						next = "in " + d.Round(time.Millisecond).String()
+					} else {
+						next = "due"
+					}
 				}
-				rows = append(rows, []string{in.Name, string(in.State), orDash(in.Master), pidString(in.PID), formatPorts(in.Ports),
-					strconv.Itoa(in.Restarts), orDash(in.LastExit), next, orDash(in.Reason)})
+				master := orDash(in.Master)
+				if in.Handoff != nil {
+					master += "→" + in.Handoff.Master // a replacement starts there
+				}
+				rows = append(rows, []string{in.Name, string(in.State), master, pidString(in.PID), formatPorts(in.Ports),
+					strconv.Itoa(in.Restarts), strconv.Itoa(in.Failures), orDash(in.LastExit), next, orDash(in.Reason)})
 			}
-			table(w, "INSTANCE\tSTATE\tMASTER\tPID\tPORTS\tRESTARTS\tLAST EXIT\tNEXT ATTEMPT\tREASON", rows)
+			table(w, "INSTANCE\tSTATE\tMASTER\tPID\tPORTS\tRESTARTS\tFAILURES\tLAST EXIT\tNEXT ATTEMPT\tREASON", rows)
 			return nil
 		},
 	}
@@ -177,6 +203,109 @@ func needScaleCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func needRestartCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restart",
+		Usage:     "retry the need's backed-off instances now, their failure count reset",
+		ArgsUsage: "NAME",
+		Flags:     append(clientFlags(), jsonFlag()),
+		Action: func(c *cli.Context) error {
+			pos, err := positional(c, "NAME")
+			if err != nil {
+				return err
+			}
+			before, err := newClient(c).Need(c.Context, pos[0])
+			if err != nil {
+				return err
+			}
+			st, err := newClient(c).RestartNeed(c.Context, pos[0])
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, st)
+			}
+			var retried []string
+			for _, in := range before.InstanceList {
+				if in.State == needs.Backoff && !in.Removing {
+					retried = append(retried, in.Name)
+				}
+			}
+			if len(retried) == 0 {
+				fmt.Fprintf(c.App.Writer, "need %s: no instance was backing off (%d running, %d pending)\n", st.Name, st.Running, st.Pending)
+				return nil
+			}
+			fmt.Fprintf(c.App.Writer, "need %s: retrying %s now (%d running, %d pending)\n", st.Name, strings.Join(retried, ", "), st.Running, st.Pending)
+			return nil
+		},
+	}
+}
+
+// restartFlags maps the restart policy's fields to the flags that set them.
+var restartFlags = map[string]string{
+	"restart.local_attempts": "--restart-local",
+	"restart.delay":          "--restart-delay",
+	"restart.max_delay":      "--restart-max-delay",
+	"restart.factor":         "--restart-factor",
+	"restart.reset_after":    "--restart-reset-after",
+}
+
+// restartPolicy builds the restart policy from the --restart-* flags; nil
+// when none is given. Errors name the flag.
+func restartPolicy(c *cli.Context) (*needs.RestartPolicy, error) {
+	set := false
+	for _, f := range restartFlags {
+		set = set || c.IsSet(strings.TrimPrefix(f, "--"))
+	}
+	if !set {
+		return nil, nil
+	}
+	p := &needs.RestartPolicy{LocalAttempts: c.Int("restart-local")}
+	for flag, dst := range map[string]*needs.Duration{"restart-delay": &p.Delay, "restart-max-delay": &p.MaxDelay, "restart-reset-after": &p.ResetAfter} {
+		if v := c.String(flag); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return nil, fmt.Errorf("--%s %q: not a duration such as 500ms, 10s or 1m", flag, v)
+			}
+			*dst = needs.Duration(d)
+		}
+	}
+	if v := c.String("restart-factor"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, fmt.Errorf("--restart-factor %q: not a number", v)
+		}
+		p.Factor = f
+	}
+	if err := p.Validate(); err != nil {
+		var fe *needs.FieldError
+		if errors.As(err, &fe) && restartFlags[fe.Field] != "" {
+			return nil, fmt.Errorf("%s: %s", restartFlags[fe.Field], fe.Msg)
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// describePolicy says in one line how a need's instances are restarted.
+func describePolicy(p *needs.RestartPolicy) string {
+	e := p.Effective()
+	s := fmt.Sprintf("back-off %s ×%g up to %s, failure count reset after %s up", time.Duration(e.Delay), e.Factor,
+		time.Duration(e.MaxDelay), time.Duration(e.ResetAfter))
+	switch e.LocalAttempts {
+	case 0:
+		s += "; a failed instance moves to another master when one can take it"
+	case 1:
+		s += "; 1 failure in a row is retried on the same master, then another is preferred"
+	default:
+		s += fmt.Sprintf("; %d failures in a row are retried on the same master, then another is preferred", e.LocalAttempts)
+	}
+	if p == nil {
+		s += " (defaults)"
+	}
+	return s
 }
 
 func needRmCommand() *cli.Command {
