@@ -1,6 +1,7 @@
 package portoffice
 
 import (
+	"log/slog"
 	"testing"
 
 	"berth/needs"
@@ -32,4 +33,35 @@ func BenchmarkLease(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "leases/s")
 		})
 	}
+}
+
+// BenchmarkLeaseQuarantined is BenchmarkLease/nosync with the first 100
+// ports of the range in quarantine: Lease skips them without probing.
+func BenchmarkLeaseQuarantined(b *testing.B) {
+	r := freeBlock(b, 40000, 50000, 200)
+	o := MustOpenOffice(b, tempPath(b), Options{
+		Ranges: map[needs.Protocol]Range{needs.HTTP: r},
+		Host:   "127.0.0.1",
+		NoSync: true,
+		Logger: slog.New(slog.DiscardHandler), // 100 quarantine warnings
+	})
+	for p := r.Start; p < r.Start+100; p++ {
+		if _, err := o.Quarantine(needs.HTTP, p, "benchmark"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	protos := []needs.Protocol{needs.HTTP}
+	for b.Loop() {
+		got, err := o.Lease("bench", protos)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got[needs.HTTP] != r.Start+100 {
+			b.Fatalf("leased %d, want %d", got[needs.HTTP], r.Start+100)
+		}
+		if _, err := o.Release("bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "leases/s")
 }
