@@ -80,6 +80,13 @@ func TestAPIBadRequests(t *testing.T) {
 		{"duplicate protocol", "POST", "/v1/needs", `{"name":"a","command":["x"],"protocols":["tcp","tcp"]}`, 400, []string{"protocols[1]"}},
 		{"reserved env", "POST", "/v1/needs", `{"name":"a","command":["x"],"env":{"PORT":"1"}}`, 400, []string{"PORT"}},
 		{"bad machine", "POST", "/v1/needs", `{"name":"a","command":["x"],"machine":"M!"}`, 400, []string{"machine"}},
+		{"restart delay not a duration", "POST", "/v1/needs", `{"name":"a","command":["x"],"restart":{"delay":"soon"}}`, 400, []string{"restart.delay", "duration", "soon"}},
+		{"restart delay fractional ms", "POST", "/v1/needs", `{"name":"a","command":["x"],"restart":{"max_delay":1.5}}`, 400, []string{"restart.max_delay"}},
+		{"restart factor too big", "POST", "/v1/needs", `{"name":"a","command":["x"],"restart":{"factor":20}}`, 400, []string{"restart.factor"}},
+		{"restart negative reset", "POST", "/v1/needs", `{"name":"a","command":["x"],"restart":{"reset_after":"-1s"}}`, 400, []string{"restart.reset_after"}},
+		{"restart local attempts", "POST", "/v1/needs", `{"name":"a","command":["x"],"restart":{"local_attempts":101}}`, 400, []string{"restart.local_attempts"}},
+		{"restart unknown field", "POST", "/v1/needs", `{"name":"a","command":["x"],"restart":{"retries":3}}`, 400, []string{"retries"}},
+		{"socket activation without ports", "POST", "/v1/needs", `{"name":"a","command":["x"],"socket_activation":true}`, 400, []string{"socket_activation"}},
 		{"body over 1 MiB", "POST", "/v1/needs", bigBody(), 400, []string{"larger than"}},
 		{"get unknown", "GET", "/v1/needs/nope", ``, 404, []string{"nope", "not found"}},
 		{"patch unknown", "PATCH", "/v1/needs/nope", `{"instances":1}`, 404, []string{"nope"}},
@@ -200,6 +207,9 @@ func TestAPIAuth(t *testing.T) {
 		{"GET", "/v1/events", ""},
 		{"GET", "/v1/link", ""},
 		{"GET", "/nope", ""},
+		{"POST", "/v1/needs/web/restart", ""},
+		{"POST", "/v1/masters/m1/drain", ""},
+		{"POST", "/v1/masters/m1/undrain", ""},
 	}
 	for _, auth := range []string{"", "Bearer wrong", "Bearer " + token + "x", "Bearer", token, "Basic " + token, "bearer " + token} {
 		for _, e := range endpoints {

@@ -185,3 +185,27 @@ func TestNeedRestart(t *testing.T) {
 		errorMessage(t, body)
 	}
 }
+
+// TestRestartPolicyPersists: a need's policy and socket activation survive
+// a restart, and read back as duration strings.
+func TestRestartPolicyPersists(t *testing.T) {
+	cfg := lan.Config{DataDir: t.TempDir()}
+	srv, c := startServer(t, cfg)
+	p := &needs.RestartPolicy{LocalAttempts: 3, Delay: needs.Duration(1500 * time.Millisecond), Factor: 1.5}
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "web", Command: []string{"x"}, Protocols: []needs.Protocol{needs.TCP},
+		Restart: p, SocketActivation: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv, c = startServer(t, cfg)
+	st := getNeed(t, c, "web")
+	if st.Restart == nil || *st.Restart != *p || !st.SocketActivation {
+		t.Errorf("after a restart: restart %+v, socket activation %v; want %+v, true", st.Restart, st.SocketActivation, p)
+	}
+	code, body := call(t, srv, http.MethodGet, "/v1/needs/web", "", "")
+	if code != http.StatusOK || !strings.Contains(string(body), `"delay": "1.5s"`) || !strings.Contains(string(body), `"socket_activation": true`) {
+		t.Errorf("GET /v1/needs/web = %d %s, want the policy with duration strings", code, body)
+	}
+}
