@@ -17,8 +17,8 @@ import (
 	"berth/needs"
 )
 
-// client returns an API client for l, for what the CLI cannot do yet or
-// too slowly (polling every few milliseconds).
+// client returns an API client for l, for polling every few milliseconds
+// (the CLI takes longer to start).
 func (l *lanEnv) client() *lan.Client {
 	return &lan.Client{Addr: "http://" + l.addr, Token: l.token}
 }
@@ -75,7 +75,7 @@ func (m *masterEnv) quarantineLogged(port int) bool {
 // pending, with no attempt made.
 func TestPortTakenBeforeChildBinds(t *testing.T) {
 	l := startLan(t, "")
-	m := startMaster(t, l, "m1", 26100, 26150, 3)
+	m := startMaster(t, l, "m1", 27100, 27150, 3)
 	c := l.client()
 	// The first child waits before binding, to give the outsider its
 	// chance; the ones after it bind at once.
@@ -110,8 +110,8 @@ func TestPortTakenBeforeChildBinds(t *testing.T) {
 	if again.Restarts > 3 {
 		t.Errorf("late.0 restarted %d times to recover: a hot loop", again.Restarts)
 	}
-	t.Logf("figure: port taken before the child binds: running on %d instead of %d %s after the failure was seen, %s after the outside bind (the first child waited %s); restarts %d, last exit %q",
-		port, taken, recovered.Round(time.Millisecond), time.Since(bound).Round(time.Millisecond), wait, again.Restarts, failed.LastExit)
+	figure(t, "port-taken-before-bind", "recovery", ms(recovered), "since_outside_bind", ms(time.Since(bound)),
+		"child_wait", wait, "restarts", again.Restarts, "taken", taken, "new_port", port, "last_exit", strconv.Quote(failed.LastExit))
 	if body, err := httpGet(t.Context(), fmt.Sprintf("http://127.0.0.1:%d/", port)); err != nil || !strings.Contains(body, "hello from late.0") {
 		t.Errorf("GET late.0: %q, %v", body, err)
 	}
@@ -126,9 +126,10 @@ func TestPortTakenBeforeChildBinds(t *testing.T) {
 	waitFor(t, 30*time.Second, "2 running", func() bool { return l.need(t, "late").Running == 2 })
 	l.mustCLI(t, "need", "scale", "late", "3")
 	var st *needs.NeedStatus
+	exhausted := fmt.Sprintf("http range %d-%d exhausted", m.http, m.http+m.size-1)
 	waitFor(t, 30*time.Second, "2 running and 1 pending for want of a port", func() bool {
 		st = l.need(t, "late")
-		return st.Running == 2 && st.Pending == 1 && strings.Contains(strings.Join(st.Reasons, "\n"), "http range 26150-26152 exhausted")
+		return st.Running == 2 && st.Pending == 1 && strings.Contains(strings.Join(st.Reasons, "\n"), exhausted)
 	})
 	for _, in := range st.InstanceList {
 		if in.Ports[needs.HTTP] == taken {
@@ -143,7 +144,7 @@ func TestPortTakenBeforeChildBinds(t *testing.T) {
 			t.Errorf("master leased the quarantined port %d to %s", taken, k.Instance)
 		}
 	}
-	if out := l.mustCLI(t, "need", "show", "late"); !strings.Contains(out, "exhausted") {
+	if out := l.mustCLI(t, "need", "show", "late"); !strings.Contains(out, exhausted) {
 		t.Errorf("need show does not say why late.2 waits:\n%s", out)
 	}
 }
@@ -155,7 +156,7 @@ func TestPortTakenBeforeChildBinds(t *testing.T) {
 // bind it, as the master bound it before the child started.
 func TestPortTakenSocketActivation(t *testing.T) {
 	l := startLan(t, "")
-	m := startMaster(t, l, "m1", 26200, 26250, 3)
+	m := startMaster(t, l, "m1", 27200, 27250, 3)
 	c := l.client()
 	outsider, err := bindLoopback(m.http) // the port the master would lease first
 	if err != nil {
@@ -183,8 +184,8 @@ func TestPortTakenSocketActivation(t *testing.T) {
 		t.Fatalf("bind %d: %v, want EADDRINUSE", port, err)
 	}
 	in = waitInstance(t, c, "sa", "sa.0", 20*time.Second, "to run", func(in *needs.Instance) bool { return in.State == needs.Running })
-	t.Logf("figure: socket activation with the first port taken: running on %d %s after need add, restarts %d",
-		port, time.Since(start).Round(time.Millisecond), in.Restarts)
+	figure(t, "port-taken-socket-activation", "need_add_to_running", ms(time.Since(start)), "restarts", in.Restarts,
+		"taken", m.http, "port", port)
 	if in.Restarts != 0 || in.LastExit != "" {
 		t.Errorf("sa.0 failed on the way: restarts %d, last exit %q", in.Restarts, in.LastExit)
 	}
@@ -201,18 +202,16 @@ func TestPortTakenSocketActivation(t *testing.T) {
 	})
 }
 
-// TestPortSocketActivatedHello: examples/hello with socket activation
-// serves on the sockets the master bound (http and tcp), passes the
+// TestPortSocketActivatedHello: examples/hello, declared with `need add
+// --socket-activation`, serves on the sockets the master bound (http and tcp), passes the
 // lanmanager's port check, and leaves its ports free and out of quarantine
 // when removed.
 func TestPortSocketActivatedHello(t *testing.T) {
 	l := startLan(t, "")
-	m := startMaster(t, l, "m1", 26300, 26350, 3)
-	c := l.client()
-	one := 1
-	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "hi", Command: []string{bin.hello}, Instances: &one,
-		Protocols: []needs.Protocol{needs.TCP, needs.HTTP}, SocketActivation: true}); err != nil {
-		t.Fatal(err)
+	m := startMaster(t, l, "m1", 27300, 27350, 3)
+	l.mustCLI(t, "need", "add", "hi", "--protocols", "tcp,http", "--socket-activation", "--", bin.hello)
+	if st := l.need(t, "hi"); !st.SocketActivation {
+		t.Fatalf("need show: socket activation not recorded: %+v", st.Need)
 	}
 	waitFor(t, 30*time.Second, "hi.0 to run", func() bool { return len(l.running(t, "hi")) == 1 })
 	in := l.running(t, "hi")["hi.0"]
