@@ -372,3 +372,35 @@ func TestDrainAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainRetiringAcrossReconnect: a drained master that reconnects before
+// confirming the stop of a replaced allocation is told to stop it again,
+// and keeps counting it until it confirms.
+func TestDrainRetiringAcrossReconnect(t *testing.T) {
+	srv, c := startServer(t, lan.Config{BidWindow: 5 * time.Second})
+	a := dialMaster(t, srv, "", id1, "ma")
+	addWeb(t, c, 1)
+	old := runAll(t, []*fakeMaster{a}, 1)["web.0"]
+	b := dialMaster(t, srv, "", id2, "mb")
+	if _, err := c.Drain(t.Context(), "ma"); err != nil {
+		t.Fatal(err)
+	}
+	runAll(t, []*fakeMaster{b}, 1)
+	a.expect(pipes.TypeStop, nil)
+	a.conn.Close()
+	waitMaster(t, c, "ma", func(m *needs.Master) bool { return !m.Connected && m.Instances == 1 })
+
+	back := connectMasterWithAllocs(t, srv, id1, "ma", startedList(old))
+	back.expect(pipes.TypeWelcome, nil)
+	var stop pipes.Stop
+	back.expect(pipes.TypeStop, &stop)
+	if stop.Alloc != old.Alloc {
+		t.Errorf("ma told to stop %s, want the replaced %s", stop.Alloc, old.Alloc)
+	}
+	if e := waitMaster(t, c, "ma", func(m *needs.Master) bool { return m.Connected }); e.Instances != 1 || !e.Draining {
+		t.Errorf("ma back = %+v, want draining, still holding the stopping child", e)
+	}
+	back.send(pipes.TypeExited, &pipes.Exited{Alloc: old.Alloc, Instance: "web.0", Code: -1, Signal: "SIGTERM", Requested: true})
+	waitMaster(t, c, "ma", func(m *needs.Master) bool { return m.Connected && m.Instances == 0 })
+	allRunning(t, c, "web", 1)
+}

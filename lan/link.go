@@ -220,10 +220,25 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 // placed again. Handoff placements are treated the same way.
 func (s *Server) reconcileLocked(m *session, allocs []pipes.Started) {
 	now := s.now()
-	has := map[string]bool{}
+	type placement struct {
+		in      *needs.Instance
+		handoff bool
+	}
+	byAlloc := map[string]placement{}
+	for _, in := range s.insts {
+		if in.Alloc != "" {
+			byAlloc[in.Alloc] = placement{in, false}
+		}
+		if in.Handoff != nil {
+			byAlloc[in.Handoff.Alloc] = placement{in, true}
+		}
+	}
+	has, listed := map[string]bool{}, map[string]bool{}
 	for i := range allocs {
 		a := &allocs[i]
-		in, handoff := s.allocLocked(a.Alloc)
+		listed[a.Alloc] = true
+		p := byAlloc[a.Alloc]
+		in, handoff := p.in, p.handoff
 		owner := ""
 		if in != nil {
 			owner = in.MasterID
@@ -250,8 +265,8 @@ func (s *Server) reconcileLocked(m *session, allocs []pipes.Started) {
 		}
 	}
 	for alloc, r := range s.retiring {
-		if r.masterID == m.info.ID && !has[alloc] {
-			delete(s.retiring, alloc) // gone meanwhile; a listed one was stopped above
+		if r.masterID == m.info.ID && !listed[alloc] {
+			delete(s.retiring, alloc) // gone meanwhile; a listed one was told to stop again above
 		}
 	}
 	var lost, lostHandoff []*needs.Instance
