@@ -113,6 +113,29 @@ func readListenEnv() (map[string]net.Listener, error) {
 	for _, k := range []string{EnvListenPID, EnvListenFDs, EnvListenNames} {
 		os.Unsetenv(k)
 	}
+	names, err := parseListenEnv(pidVar, fdsVar, namesVar, os.Getpid())
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	ls := make(map[string]net.Listener, len(names))
+	for i, name := range names {
+		l, err := fileListener(listenFDsStart+i, name)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, &needs.FieldError{Field: EnvListenFDs, Msg: fmt.Sprintf("fd %d (%s): %v", listenFDsStart+i, name, err)}
+		}
+		ls[name] = l
+	}
+	return ls, nil
+}
+
+// parseListenEnv checks the values of LISTEN_PID, LISTEN_FDS and
+// LISTEN_FDNAMES for process self and returns the names of the sockets at
+// fd 3 and up: none when the variables are unset or meant for another
+// process.
+func parseListenEnv(pidVar, fdsVar, namesVar string, self int) ([]string, error) {
 	if pidVar == "" && fdsVar == "" {
 		return nil, nil
 	}
@@ -120,7 +143,7 @@ func readListenEnv() (map[string]net.Listener, error) {
 	if err != nil || pid < 1 {
 		return nil, &needs.FieldError{Field: EnvListenPID, Msg: fmt.Sprintf("%q is not a pid", pidVar)}
 	}
-	if pid != os.Getpid() {
+	if pid != self {
 		return nil, nil // meant for another process
 	}
 	n, err := strconv.Atoi(fdsVar)
@@ -139,18 +162,7 @@ func readListenEnv() (map[string]net.Listener, error) {
 			return nil, &needs.FieldError{Field: EnvListenNames, Msg: fmt.Sprintf("%q names a socket twice or not at all", namesVar)}
 		}
 	}
-	ls := make(map[string]net.Listener, n)
-	for i, name := range names {
-		l, err := fileListener(listenFDsStart+i, name)
-		if err != nil {
-			for _, l := range ls {
-				l.Close()
-			}
-			return nil, &needs.FieldError{Field: EnvListenFDs, Msg: fmt.Sprintf("fd %d (%s): %v", listenFDsStart+i, name, err)}
-		}
-		ls[name] = l
-	}
-	return ls, nil
+	return names, nil
 }
 
 // fileListener makes a net.Listener of the inherited fd and closes fd. It

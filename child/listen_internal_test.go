@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,4 +102,40 @@ func TestListenFallback(t *testing.T) {
 	if _, err := Listen("tcp"); !errors.Is(err, needs.ErrInvalid) {
 		t.Fatalf("Listen(tcp) with a bad port: %v", err)
 	}
+}
+
+// FuzzListenEnv feeds arbitrary LISTEN_* values to their parser: it must
+// not panic, and what it accepts names as many distinct sockets as it
+// says, within the bound.
+func FuzzListenEnv(f *testing.F) {
+	f.Add("42", "2", "http:tcp")
+	f.Add("42", "1", "")
+	f.Add("7", "1", "http")
+	f.Add("42", "65", "a")
+	f.Add("", "", "")
+	f.Add("42", "2", "http:http")
+	f.Add("-1", "x", "::")
+	f.Fuzz(func(t *testing.T, pid, fds, names string) {
+		got, err := parseListenEnv(pid, fds, names, 42)
+		if err != nil {
+			if !errors.Is(err, needs.ErrInvalid) {
+				t.Fatalf("error %v does not match needs.ErrInvalid", err)
+			}
+			return
+		}
+		if len(got) == 0 {
+			return
+		}
+		if pid != "42" && strings.TrimLeft(pid, "+0") != "42" {
+			t.Fatalf("accepted sockets for pid %q", pid)
+		}
+		if n, _ := strconv.Atoi(fds); n != len(got) || n > maxListenFDs {
+			t.Fatalf("LISTEN_FDS=%q gave %d names", fds, len(got))
+		}
+		for i, name := range got {
+			if name == "" || slices.Contains(got[:i], name) {
+				t.Fatalf("names %q", got)
+			}
+		}
+	})
 }
