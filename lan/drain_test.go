@@ -262,7 +262,7 @@ func TestDrainReplacementFails(t *testing.T) {
 // replacement starts: the instance moves to the replacement at once,
 // without a round of pending.
 func TestDrainOldMasterLost(t *testing.T) {
-	srv, c := startServer(t, lan.Config{BidWindow: 5 * time.Second, MasterTTL: 300 * time.Millisecond})
+	srv, c := startServer(t, lan.Config{BidWindow: 5 * time.Second, MasterTTL: time.Second})
 	events := subscribe(t, srv, c)
 	a := dialMaster(t, srv, "", id1, "ma")
 	addWeb(t, c, 1)
