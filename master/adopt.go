@@ -1,10 +1,12 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -47,6 +49,17 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 	var stop []*record // process groups to stop before their leases go
 	reasons := map[string]string{}
 	for _, r := range recs {
+		if r.PID <= 0 {
+			// Written just before a spawn the previous run did not live
+			// to record: look for the child by its allocation id.
+			if pid, start, ok := findSpawned(r.Alloc); ok {
+				a.log.Info("found a child spawned just before the previous run ended", "instance", r.Instance, "pid", pid)
+				r.PID, r.StartTime, r.StartedAt = pid, start, time.Now().UTC()
+				if err := a.state.put(r); err != nil {
+					a.log.Error("persist child record", "instance", r.Instance, "err", err)
+				}
+			}
+		}
 		proc, err := spawn.Adopt(r.PID, r.StartTime)
 		switch {
 		case err == nil:
@@ -64,7 +77,7 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 			reasons[r.Alloc] = notAdoptable + err.Error()
 		}
 		gone = append(gone, r)
-		if len(spawn.GroupMembers(r.PID, r.StartTime)) > 0 {
+		if r.PID > 1 && len(spawn.GroupMembers(r.PID, r.StartTime)) > 0 {
 			stop = append(stop, r)
 		}
 	}
@@ -148,4 +161,36 @@ func (a *Agent) hasChild(alloc string) bool {
 	defer a.mu.Unlock()
 	_, ok := a.children[alloc]
 	return ok
+}
+
+// findSpawned looks in /proc for the leader of the process group a child
+// of allocation alloc leads: the process whose environment holds
+// BERTH_ALLOC=<alloc> and whose group id is its own pid (its grandchildren
+// share the variable but not the group leadership). It returns the pid and
+// its /proc start time.
+func findSpawned(alloc string) (int, uint64, bool) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, 0, false
+	}
+	want := []byte("BERTH_ALLOC=" + alloc + "\x00")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 1 {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !(bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(pid); err != nil || pgid != pid {
+			continue
+		}
+		start, err := spawn.ProcStartTime(pid)
+		if err != nil {
+			continue
+		}
+		return pid, start, true
+	}
+	return 0, 0, false
 }

@@ -114,6 +114,7 @@ func (a *Agent) startChild(c *child) {
 	if err := a.spawnChild(c); err != nil {
 		a.log.Warn("start child", "instance", c.instance, "err", err)
 		a.office.Release(c.alloc)
+		a.state.delete(c.alloc)
 		if c.pipe != nil {
 			c.pipe.Close()
 		}
@@ -146,6 +147,13 @@ func (a *Agent) spawnChild(c *child) error {
 	env := a.childEnv(c)
 	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath}
 	activate(&spec, c.need, files)
+	// A record without a pid first: should the master die between the
+	// spawn and the full record, the next run finds the child by its
+	// BERTH_ALLOC (see findSpawned) instead of not knowing it.
+	if err := a.state.put(&record{Alloc: c.alloc, Instance: c.instance, Need: c.need, Ports: ports,
+		Pipe: c.pipePath, Log: c.logPath}); err != nil {
+		return fmt.Errorf("master %s: persist child record: %w", a.name, err)
+	}
 	proc, err := spawn.Start(a.ctx, a.opts.Driver, spec)
 	if err != nil {
 		return err

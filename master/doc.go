@@ -41,10 +41,12 @@
 // Guarantee: a child the master spawned keeps running across a master
 // restart, crash or upgrade, and is adopted rather than replaced, as long
 // as the runtime directory is kept; a process that merely reuses its pid is
-// never touched. Not covered: a crash in the moment between spawning a
-// child and writing its record (the child is then unknown to the next run;
-// its leases are reclaimed and the lanmanager places the instance again,
-// so it may run twice until stopped by hand).
+// never touched. The record is written twice: without a pid just before
+// the spawn, complete just after. A master that dies between the two
+// leaves a pid-less record; the next run finds that child in /proc by its
+// BERTH_ALLOC and its group leadership, and adopts it (the lanmanager then
+// keeps or stops it like any other), so it never runs unknown beside its
+// replacement.
 //
 // # Liveness
 //

@@ -19,6 +19,9 @@ import (
 // hand out a pid that is still some group's id, so they belong to the old
 // group.
 func GroupMembers(pgid int, leaderStart uint64) []int {
+	if pgid <= 1 {
+		return nil // 0 would match kernel threads, and kill(-0) is our own group
+	}
 	if _, start, err := readStat(pgid); err == nil && start != leaderStart {
 		return nil
 	}
