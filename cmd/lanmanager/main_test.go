@@ -271,7 +271,7 @@ func TestMasterDrainCommands(t *testing.T) {
 		t.Errorf("master drain --wait with nowhere to go = %v\n%s", err, out)
 	}
 	ls := mustRun(t, srv, "master", "ls")
-	if !strings.Contains(ls, "DRAINING") || !strings.Contains(ls, "yes") || !strings.Contains(ls, "LAST SEEN") {
+	if !strings.Contains(ls, "DRAINING") || !strings.Contains(ls, "connected  draining") || !strings.Contains(ls, "LAST SEEN") {
 		t.Errorf("master ls does not show the drain:\n%s", ls)
 	}
 

@@ -48,7 +48,7 @@ func masterLsCommand() *cli.Command {
 				}
 				draining := "-"
 				if m.Draining {
-					draining = "yes"
+					draining = "draining"
 				}
 				var ranges []string
 				for _, p := range needs.Protocols {
