@@ -17,9 +17,11 @@ import (
 	"berth/pipes"
 )
 
-// A child HTTP server: it listens where berth says, tells the master it is
-// ready, sends heartbeats, and shuts down gracefully on a stop request or
-// SIGTERM. It also runs outside berth, without the pipe.
+// A child HTTP server: it listens where berth says (on the socket its
+// master passed when the need asks for socket activation, else on
+// BERTH_HOST:BERTH_PORT_HTTP), tells the master it is ready, sends
+// heartbeats, and shuts down gracefully on a stop request or SIGTERM. It
+// also runs outside berth, without the pipe.
 func Example_server() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -28,11 +30,10 @@ func Example_server() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	addr := env.Addr(needs.HTTP)
-	if addr == "" {
-		addr = "localhost:8080" // not under berth
+	ln, err := child.Listen(string(needs.HTTP)) // inherited socket, or BERTH_HOST:BERTH_PORT_HTTP
+	if errors.Is(err, child.ErrNoPort) {
+		ln, err = net.Listen("tcp", "localhost:8080") // not under berth
 	}
-	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -18,8 +18,26 @@
 // [ErrEmptyCommand], a syscall.Errno, ...).
 //
 // The child contract: the environment is exactly Spec.Env (spawn adds
-// nothing), stdin is /dev/null, stdout and stderr are appended to
-// Spec.LogPath, Spec.ExtraFiles are fd 3 and up.
+// nothing, except LISTEN_PID with Spec.ListenPID, below), stdin is
+// /dev/null, stdout and stderr are appended to Spec.LogPath,
+// Spec.ExtraFiles are fd 3 and up.
+//
+// With Spec.ListenPID (socket activation) the Exec driver starts the
+// command as
+//
+//	/bin/sh -c 'unset PWD; LISTEN_PID=$$; export LISTEN_PID; exec "$@"' berth-listen PATH ARGS...
+//
+// The shell sets LISTEN_PID to its own pid and execs the command in place,
+// so the pid, the process group, the /proc start time and fds 3 and up are
+// the command's. The environment is then Spec.Env plus LISTEN_PID (PWD is
+// kept only if Spec.Env sets it, and the `unset PWD; ` is left out then; a
+// /bin/sh that is bash also adds SHLVL). The PATH argument is the file
+// found for Spec.Command[0] (looked up in the PATH of Spec.Env), so a
+// command found that way gets its full path as argv[0]. The file is checked before the fork, so a missing or
+// non-executable command is still a [*StartError], not exit code 126 or 127
+// from the shell. The master's side: the sockets are fd 3 and up in the
+// need's protocol order, with LISTEN_FDS and LISTEN_FDNAMES in Spec.Env
+// (see package child).
 //
 // A Child moves through these states (drawn in more detail on [Child]):
 //
