@@ -3,6 +3,7 @@ package lan_test
 import (
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -364,7 +365,11 @@ func TestDrainAPI(t *testing.T) {
 	}
 	ms, err := c.Masters(t.Context())
 	if err != nil || len(ms) != 1 || !ms[0].Draining || !ms[0].Connected || ms[0].LastSeen.IsZero() {
-		t.Errorf("Masters = %+v, %v; want ma draining, connected, last seen", ms, err)
+		t.Fatalf("Masters = %+v, %v; want ma draining, connected, last seen", ms, err)
+	}
+	// The drain's answer is the same entry, free ports computed alike.
+	if e, err := c.Drain(t.Context(), "ma"); err != nil || !reflect.DeepEqual(e.Free, ms[0].Free) || e.Instances != ms[0].Instances {
+		t.Errorf("Drain answered %+v, %v; Masters says %+v", e, err, ms[0])
 	}
 	for range 2 {
 		if e, err := c.Undrain(t.Context(), "ma"); err != nil || e.Draining {

@@ -282,17 +282,8 @@ func (s *Server) Masters() []*needs.Master {
 	var out []*needs.Master
 	names := map[string]bool{}
 	for _, m := range s.masters {
-		mm := m.info
-		mm.Instances = count[m.info.ID]
-		mm.Connected = true
-		mm.Draining = s.isDrainingLocked(mm.Name)
-		mm.LastSeen = m.seen().UTC()
-		// Free as the lanmanager sees it: range size less placed ports.
-		mm.Free = map[needs.Protocol]int{}
-		for p, r := range mm.Ranges {
-			mm.Free[p] = max(0, r[1]-r[0]+1-used[m.info.ID][p])
-		}
-		out = append(out, &mm)
+		mm := s.connectedEntryLocked(m, count, used)
+		out = append(out, mm)
 		names[mm.Name] = true
 	}
 	for id, g := range s.gone {
@@ -344,17 +335,29 @@ func (s *Server) holdingsLocked() (count map[string]int, used map[string]map[nee
 	return count, used
 }
 
+// connectedEntryLocked is the Masters entry of a connected master, with
+// Free as the lanmanager sees it: range size less placed ports.
+func (s *Server) connectedEntryLocked(m *session, count map[string]int, used map[string]map[needs.Protocol]int) *needs.Master {
+	mm := m.info
+	mm.Instances = count[m.info.ID]
+	mm.Connected = true
+	mm.Draining = s.isDrainingLocked(mm.Name)
+	mm.LastSeen = m.seen().UTC()
+	mm.Free = map[needs.Protocol]int{}
+	for p, r := range mm.Ranges {
+		mm.Free[p] = max(0, r[1]-r[0]+1-used[m.info.ID][p])
+	}
+	return &mm
+}
+
 // masterEntryLocked is the Masters entry of the master of that name; a
 // master known only by a drain, or only from instance records, gets a
 // disconnected entry.
 func (s *Server) masterEntryLocked(name string) *needs.Master {
 	for _, m := range s.masters {
 		if m.info.Name == name {
-			count, _ := s.holdingsLocked()
-			mm := m.info
-			mm.Connected, mm.Draining, mm.LastSeen = true, s.isDrainingLocked(name), m.seen().UTC()
-			mm.Instances = count[m.info.ID]
-			return &mm
+			count, used := s.holdingsLocked()
+			return s.connectedEntryLocked(m, count, used)
 		}
 	}
 	count, _ := s.holdingsLocked()
