@@ -13,9 +13,11 @@ import (
 
 // record is what the master persists about each child, in
 // <runtime>/master.db, bucket "children", key = allocation id, value = this
-// struct as JSON. It is written once the child runs and again when it first
-// says ready, and deleted when the child is gone; a restarted master adopts
-// the child from it (see adopt.go).
+// struct as JSON. It is written without a pid just before the spawn, with
+// the pid and start time once the child runs, and again when it first says
+// ready; it is deleted when the child is gone. A restarted master adopts
+// the child from it (see adopt.go), finding the child of a pid-less record
+// by its BERTH_ALLOC (findSpawned).
 type record struct {
 	Alloc    string     `json:"alloc"`
 	Instance string     `json:"instance"`
