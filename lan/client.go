@@ -73,21 +73,41 @@ func BaseURL(addr string) (string, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	base, err := BaseURL(c.Addr)
+	resp, err := c.send(ctx, method, path, in)
 	if err != nil {
 		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("decode %s %s answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// send makes one call and returns the answer for the caller to read and
+// close; an error status comes back as an *APIError instead.
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	base, err := BaseURL(c.Addr)
+	if err != nil {
+		return nil, err
 	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -101,28 +121,20 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("lanmanager at %s: %w", base, err)
+		return nil, fmt.Errorf("lanmanager at %s: %w", base, err)
+	}
+	if resp.StatusCode < 300 {
+		return resp, nil
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var e struct {
+		Error string `json:"error"`
 	}
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
-		}
-		return &APIError{Status: resp.StatusCode, Message: e.Error}
+	if json.Unmarshal(b, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(b))
 	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("decode %s %s answer: %w", method, path, err)
-		}
-	}
-	return nil
+	return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
 }
 
 // AddNeed declares a need.

@@ -2,13 +2,11 @@ package lan
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 
 	"berth/needs"
@@ -229,10 +227,6 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 // current file when tail is 0) and, with follow, what is written next until
 // ctx ends.
 func (c *Client) Logs(ctx context.Context, instance string, tail int, follow bool, w io.Writer) error {
-	base, err := BaseURL(c.Addr)
-	if err != nil {
-		return err
-	}
 	q := url.Values{}
 	if tail > 0 {
 		q.Set("tail", strconv.Itoa(tail))
@@ -240,36 +234,15 @@ func (c *Client) Logs(ctx context.Context, instance string, tail int, follow boo
 	if follow {
 		q.Set("follow", "true")
 	}
-	u := base + "/v1/instances/" + url.PathEscape(instance) + "/logs"
+	path := "/v1/instances/" + url.PathEscape(instance) + "/logs"
 	if len(q) > 0 {
-		u += "?" + q.Encode()
+		path += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("lanmanager at %s: %w", base, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
-		}
-		return &APIError{Status: resp.StatusCode, Message: e.Error}
-	}
 	_, err = io.Copy(w, resp.Body)
 	if ctx.Err() != nil {
 		return nil // the caller stopped following
