@@ -258,10 +258,12 @@ func (lv *liveness) silentErr() error {
 // that the lanmanager's pongs alone keep a healthy link alive.
 func linkTimes(w pipes.Welcome) (heartbeat, ttl time.Duration) {
 	heartbeat, ttl = DefaultHeartbeat, DefaultLinkTTL
-	if w.HeartbeatMS > 0 {
+	// Out-of-range values (Welcome.Validate refuses them) fall back to the
+	// defaults rather than overflow into a negative ticker interval.
+	if w.HeartbeatMS > 0 && w.HeartbeatMS <= pipes.MaxLinkMS {
 		heartbeat = time.Duration(w.HeartbeatMS) * time.Millisecond
 	}
-	if w.TTLMS > 0 {
+	if w.TTLMS > 0 && w.TTLMS <= pipes.MaxLinkMS {
 		ttl = time.Duration(w.TTLMS) * time.Millisecond
 	}
 	if heartbeat >= ttl {

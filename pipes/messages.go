@@ -91,10 +91,16 @@ type Welcome struct {
 	TTLMS int `json:"ttl_ms,omitempty"`
 }
 
+// MaxLinkMS bounds heartbeat_ms and ttl_ms: 24 h.
+const MaxLinkMS = 24 * 60 * 60 * 1000
+
 // Validate checks a welcome.
 func (w *Welcome) Validate() error {
-	if w.HeartbeatMS < 0 || w.TTLMS < 0 {
-		return &needs.FieldError{Field: "heartbeat_ms", Msg: "heartbeat_ms and ttl_ms must be >= 0"}
+	if w.HeartbeatMS < 0 || w.HeartbeatMS > MaxLinkMS {
+		return &needs.FieldError{Field: "heartbeat_ms", Msg: fmt.Sprintf("must be 0-%d, got %d", MaxLinkMS, w.HeartbeatMS)}
+	}
+	if w.TTLMS < 0 || w.TTLMS > MaxLinkMS {
+		return &needs.FieldError{Field: "ttl_ms", Msg: fmt.Sprintf("must be 0-%d, got %d", MaxLinkMS, w.TTLMS)}
 	}
 	if w.TTLMS > 0 && w.HeartbeatMS >= w.TTLMS {
 		return &needs.FieldError{Field: "ttl_ms", Msg: fmt.Sprintf("must be greater than heartbeat_ms %d, got %d", w.HeartbeatMS, w.TTLMS)}

@@ -32,6 +32,13 @@ func TestMsgDecodeValidates(t *testing.T) {
 		{"bid bad instance", pipes.TypeBid, `{"instance":"web"}`, new(pipes.Bid), "instance"},
 		{"grant bad need", pipes.TypeGrant, `{"instance":"web.1","alloc":"a1b2c3d4e5","need":{"name":"web"}}`, new(pipes.Grant), "command"},
 		{"stats negative cpu", pipes.TypeStats, `{"pid":1,"cpu_percent":-1}`, new(pipes.Stats), "stats"},
+		{"welcome ok", pipes.TypeWelcome, `{"heartbeat_ms":1000,"ttl_ms":5000}`, new(pipes.Welcome), ""},
+		{"welcome ttl overflowing a duration", pipes.TypeWelcome, `{"heartbeat_ms":1000,"ttl_ms":9300000000000}`, new(pipes.Welcome), "ttl_ms"},
+		{"welcome huge heartbeat", pipes.TypeWelcome, `{"heartbeat_ms":9300000000000}`, new(pipes.Welcome), "heartbeat_ms"},
+		{"welcome heartbeat not below ttl", pipes.TypeWelcome, `{"heartbeat_ms":5000,"ttl_ms":5000}`, new(pipes.Welcome), "ttl_ms"},
+		{"logs negative tail", pipes.TypeLogs, `{"instance":"web.0","tail":-1}`, new(pipes.Logs), "tail"},
+		{"logs bad instance", pipes.TypeLogs, `{"instance":"../etc/passwd"}`, new(pipes.Logs), "instance"},
+		{"log data ok", pipes.TypeLogData, `{"data":"aGk=","eof":true}`, new(pipes.LogData), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
