@@ -36,8 +36,8 @@ import (
 // Adopt starts one goroutine, which waits in the runtime's poller (no
 // thread is held) and ends when the leader exits or at Release.
 func Adopt(pid int, startTime uint64) (*Child, error) {
-	if pid <= 0 {
-		return nil, fmt.Errorf("adopt pid %d: %w", pid, ErrGone)
+	if pid <= 1 {
+		return nil, fmt.Errorf("adopt pid %d: %w", pid, ErrGone) // never init, never kill(-0) or kill(-1)
 	}
 	if startTime == 0 {
 		return nil, fmt.Errorf("adopt pid %d: no start time to check it against: %w", pid, ErrPIDReused)
@@ -213,6 +213,9 @@ func (p *adoptedProcess) pidfdSignal(sig syscall.Signal) error {
 }
 
 func killGroup(pgid int, sig syscall.Signal) error {
+	if pgid <= 1 {
+		return fmt.Errorf("refusing to signal process group %d", pgid) // kill(-1) reaches every process
+	}
 	err := syscall.Kill(-pgid, sig)
 	if errors.Is(err, syscall.ESRCH) {
 		return os.ErrProcessDone
