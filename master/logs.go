@@ -296,19 +296,24 @@ func streamLog(ctx context.Context, path string, tail int, follow bool, send fun
 			return nil
 		case <-t.C:
 		}
-		if rot, err := os.Stat(rotated(1)); err == nil && (lastRot == nil || !os.SameFile(rot, lastRot)) {
+		if rot, err := os.Stat(rotated(1)); err == nil && !sameRotated(rot, lastRot) {
 			// Rotated since the last look: how many times? The .1 seen
 			// last has moved to .k after k-1 rotations (1 when unknown).
-			n, known := 1, lastRot == nil
-			for k := 2; lastRot != nil && k <= MaxLogKeep+1; k++ {
-				fi, err := os.Stat(rotated(k))
-				if err != nil {
-					break
+			// Without a .2 (logkeep 1) one rotation is all it can be.
+			n, known := 1, true
+			if lastRot != nil {
+				k := 2
+				for ; k <= MaxLogKeep+1; k++ {
+					fi, err := os.Stat(rotated(k))
+					if err != nil {
+						break
+					}
+					if sameRotated(fi, lastRot) {
+						n = k - 1
+						break
+					}
 				}
-				if os.SameFile(fi, lastRot) {
-					n, known = k-1, true
-					break
-				}
+				known = n > 1 || k == 2
 			}
 			if !known {
 				// Rotated past logkeep since the last look (a reader
@@ -325,6 +330,16 @@ func streamLog(ctx context.Context, path string, tail int, follow bool, send fun
 				}
 			}
 			lastRot, off = rot, 0
+		}
+		if cur, err := f.Stat(); err == nil && cur.Size() < off {
+			// Shrunk under us although <path>.1 looked the same: with
+			// logkeep 1 the file system may give the new .1 the inode of
+			// the one it replaced. The unread rest is in .1 at off.
+			if err := readRotated(1, off); err != nil {
+				return err
+			}
+			lastRot, _ = os.Stat(rotated(1))
+			off = 0
 		}
 		if fi, err := os.Stat(path); err == nil {
 			if cur, err := f.Stat(); err == nil && !os.SameFile(fi, cur) {
@@ -344,6 +359,14 @@ func streamLog(ctx context.Context, path string, tail int, follow bool, send fun
 			return err
 		}
 	}
+}
+
+// sameRotated reports whether a and b are the same rotated file. The inode
+// alone is not enough: a file system may give a new <path>.1 the inode of
+// the one it just replaced (always possible with logkeep 1), but a file
+// written later has another modification time or size. b may be nil.
+func sameRotated(a, b os.FileInfo) bool {
+	return b != nil && os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
 }
 
 // tailOffset returns the offset of the start of the last n lines of f. A

@@ -160,3 +160,74 @@ func waitForT(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestStreamFollowsRotationKeepOne: with logkeep 1 each rotation replaces
+// <path>.1, whose new inode may be the old one's; the follower still reads
+// every line exactly once.
+func TestStreamFollowsRotationKeepOne(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "web.0.log")
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var mu sync.Mutex
+	var got bytes.Buffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- streamLog(ctx, p, 0, true, func(b []byte) error {
+			mu.Lock()
+			got.Write(b)
+			mu.Unlock()
+			return nil
+		})
+	}()
+	received := func(n int) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return strings.Count(got.String(), "\n") >= n
+		}
+	}
+	want, next := "", 0
+	for round := 0; round < 8; round++ {
+		for range 10 {
+			s := fmt.Sprintf("line %d\n", next)
+			next++
+			w.WriteString(s)
+			want += s
+		}
+		if !waitUntil(5*time.Second, received(next)) {
+			mu.Lock()
+			t.Fatalf("round %d: the follower did not catch up; got %q", round, got.String())
+		}
+		// A little more that it has not read yet, then rotate.
+		s := fmt.Sprintf("line %d\n", next)
+		next++
+		w.WriteString(s)
+		want += s
+		if ok, err := rotateIfLarger(p, 10, 1); !ok || err != nil {
+			t.Fatalf("rotate: %v %v", ok, err)
+		}
+	}
+	waitForT(t, 5*time.Second, "every line", received(next))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want {
+		t.Fatalf("follower got %q\nwant %q", got.String(), want)
+	}
+}
+
+func waitUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
