@@ -90,26 +90,9 @@ func TestStreamFollowsRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { w.Close() }()
-	var mu sync.Mutex
-	var got bytes.Buffer
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
 	fmt.Fprintf(w, "line 0\n")
-	go func() {
-		done <- streamLog(ctx, p, 0, true, func(b []byte) error {
-			mu.Lock()
-			got.Write(b)
-			mu.Unlock()
-			return nil
-		})
-	}()
-	received := func(n int) func() bool {
-		return func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return strings.Count(got.String(), "\n") >= n
-		}
-	}
+	f := startFollower(t, p)
+	received := f.received
 	waitForT(t, 5*time.Second, "the follower to start", received(1))
 	want := "line 0\n"
 	next := 1
@@ -141,12 +124,8 @@ func TestStreamFollowsRotation(t *testing.T) {
 	w.WriteString(s)
 	want += s
 	waitForT(t, 5*time.Second, "every line", received(next))
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if got.String() != want {
-		t.Fatalf("follower got %d bytes, want %d:\n%s", got.Len(), len(want), got.String())
+	if got := f.stop(); got != want {
+		t.Fatalf("follower got %d bytes, want %d:\n%s", len(got), len(want), got)
 	}
 }
 
@@ -171,25 +150,8 @@ func TestStreamFollowsRotationKeepOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	var mu sync.Mutex
-	var got bytes.Buffer
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- streamLog(ctx, p, 0, true, func(b []byte) error {
-			mu.Lock()
-			got.Write(b)
-			mu.Unlock()
-			return nil
-		})
-	}()
-	received := func(n int) func() bool {
-		return func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return strings.Count(got.String(), "\n") >= n
-		}
-	}
+	f := startFollower(t, p)
+	received := f.received
 	want, next := "", 0
 	for round := 0; round < 8; round++ {
 		for range 10 {
@@ -199,8 +161,7 @@ func TestStreamFollowsRotationKeepOne(t *testing.T) {
 			want += s
 		}
 		if !waitUntil(5*time.Second, received(next)) {
-			mu.Lock()
-			t.Fatalf("round %d: the follower did not catch up; got %q", round, got.String())
+			t.Fatalf("round %d: the follower did not catch up; got %q", round, f.text())
 		}
 		// A little more that it has not read yet, then rotate.
 		s := fmt.Sprintf("line %d\n", next)
@@ -212,12 +173,8 @@ func TestStreamFollowsRotationKeepOne(t *testing.T) {
 		}
 	}
 	waitForT(t, 5*time.Second, "every line", received(next))
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if got.String() != want {
-		t.Fatalf("follower got %q\nwant %q", got.String(), want)
+	if got := f.stop(); got != want {
+		t.Fatalf("follower got %q\nwant %q", got, want)
 	}
 }
 
@@ -230,4 +187,48 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
+}
+
+// follower runs streamLog with follow on a file and collects what it sends.
+type follower struct {
+	t      *testing.T
+	mu     sync.Mutex
+	got    bytes.Buffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startFollower(t *testing.T, path string) *follower {
+	ctx, cancel := context.WithCancel(t.Context())
+	f := &follower{t: t, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		f.done <- streamLog(ctx, path, 0, true, func(b []byte) error {
+			f.mu.Lock()
+			f.got.Write(b)
+			f.mu.Unlock()
+			return nil
+		})
+	}()
+	return f
+}
+
+func (f *follower) text() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.got.String()
+}
+
+// received is a condition: at least n lines arrived.
+func (f *follower) received(n int) func() bool {
+	return func() bool { return strings.Count(f.text(), "\n") >= n }
+}
+
+// stop ends the stream and returns everything it sent.
+func (f *follower) stop() string {
+	f.t.Helper()
+	f.cancel()
+	if err := <-f.done; err != nil {
+		f.t.Fatal(err)
+	}
+	return f.text()
 }
