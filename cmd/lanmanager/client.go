@@ -29,6 +29,14 @@ func newClient(c *cli.Context) *lan.Client {
 	return &lan.Client{Addr: c.String("addr"), Token: c.String("token")}
 }
 
+// printList prints a list as JSON, an empty one as [] rather than null.
+func printList[T any](w io.Writer, list []T) error {
+	if list == nil {
+		list = []T{}
+	}
+	return printJSON(w, list)
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -35,10 +35,7 @@ func masterLsCommand() *cli.Command {
 				return err
 			}
 			if c.Bool("json") {
-				if list == nil {
-					list = []*needs.Master{}
-				}
-				return printJSON(c.App.Writer, list)
+				return printList(c.App.Writer, list)
 			}
 			var rows [][]string
 			for _, m := range list {

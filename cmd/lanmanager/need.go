@@ -96,10 +96,7 @@ func needLsCommand() *cli.Command {
 				return err
 			}
 			if c.Bool("json") {
-				if list == nil {
-					list = []*needs.NeedStatus{}
-				}
-				return printJSON(c.App.Writer, list)
+				return printList(c.App.Writer, list)
 			}
 			var rows [][]string
 			for _, n := range list {

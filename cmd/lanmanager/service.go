@@ -2,8 +2,6 @@ package main
 
 import (
 	"github.com/urfave/cli/v2"
-
-	"berth/needs"
 )
 
 func serviceCommand() *cli.Command {
@@ -23,10 +21,7 @@ func serviceCommand() *cli.Command {
 					return err
 				}
 				if c.Bool("json") {
-					if list == nil {
-						list = []*needs.Instance{}
-					}
-					return printJSON(c.App.Writer, list)
+					return printList(c.App.Writer, list)
 				}
 				var rows [][]string
 				for _, s := range list {
