@@ -62,6 +62,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin.lanmanager, bin.master, bin.hello = filepath.Join(dir, "lanmanager"), filepath.Join(dir, "master"), filepath.Join(dir, "hello")
+	// Lanmanagers say where their tokens are in a directory of this run,
+	// never in the user's own.
+	os.Setenv("BERTH_ANNOUNCE_DIR", filepath.Join(dir, "announce"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -198,7 +201,24 @@ func startLan(t *testing.T, token string, extra ...string) *lanEnv {
 		}
 		return err == nil
 	})
+	if token == "" && !slices.Contains(extra, "--insecure-no-token") {
+		// Without --token the lanmanager made one and keeps it in its
+		// data directory: use it, as a client of this machine would.
+		b, err := os.ReadFile(filepath.Join(l.dir, "data", "token"))
+		if err != nil {
+			t.Fatalf("lanmanager started without --token: %v", err)
+		}
+		l.token = strings.TrimSpace(string(b))
+	}
 	return l
+}
+
+// tokenEnv passes the token, if any, as BERTH_TOKEN.
+func (l *lanEnv) tokenEnv() []string {
+	if l.token == "" {
+		return nil
+	}
+	return []string{"BERTH_TOKEN=" + l.token}
 }
 
 // start runs `lanmanager serve` on l.addr with l.dir's data directory.
@@ -217,7 +237,7 @@ func (l *lanEnv) restart(t *testing.T) {
 	if l.starts > 1 {
 		name = fmt.Sprintf("lanmanager-%d", l.starts)
 	}
-	l.proc = startProc(t, l.dir, name, []string{"BERTH_TOKEN=" + l.token}, append(slices.Clone(l.wrap), l.serve...)...)
+	l.proc = startProc(t, l.dir, name, l.tokenEnv(), append(slices.Clone(l.wrap), l.serve...)...)
 }
 
 // kill9 kills the server with SIGKILL and waits for it to exit.
@@ -231,7 +251,7 @@ func (l *lanEnv) cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	argv := append(append(slices.Clone(l.wrap), bin.lanmanager), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "BERTH_ADDR=http://"+l.addr, "BERTH_TOKEN="+l.token)
+	cmd.Env = append(append(os.Environ(), "BERTH_ADDR=http://"+l.addr), l.tokenEnv()...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

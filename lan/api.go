@@ -73,7 +73,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
-	return s.auth(mux)
+	return s.guard(s.auth(mux))
 }
 
 // allowed returns the methods a known path takes, or "" for an unknown path.
@@ -110,7 +110,7 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="berth"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token: pass --token, BERTH_TOKEN or --token-file (the lanmanager keeps its token in <data>/token)")
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -20,6 +20,7 @@ import (
 // up is disconnected rather than blocking the lanmanager.
 type session struct {
 	info needs.Master
+	boot string // the master's boot nonce (pipes.Hello.Boot)
 	conn *pipes.Conn
 	out  chan *pipes.Msg
 	done chan struct{}
@@ -112,6 +113,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 	m := &session{
 		info: needs.Master{ID: hello.ID, Name: hello.Name, Address: hello.Address, Since: now.UTC(),
 			Version: hello.Version, Ranges: hello.Ranges, Free: hello.Free},
+		boot: hello.Boot,
 		conn: conn, out: make(chan *pipes.Msg, sessionQueue), done: make(chan struct{}),
 		log: s.log.With("master", hello.Name),
 	}
@@ -194,8 +196,12 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 			return fmt.Errorf("%w: master name %q is already used by connected master %s", needs.ErrExists, h.Name, id)
 		}
 	}
+	if err := s.identityConflictLocked(h, s.now()); err != nil {
+		m.log.Error("master refused", "id", h.ID, "address", h.Address, "err", err)
+		return err
+	}
 	if old, ok := s.masters[h.ID]; ok {
-		old.close() // the newer link wins
+		old.close() // the same master on a new link: the newer link wins
 	}
 	s.masters[h.ID] = m
 	delete(s.gone, h.ID)
@@ -212,6 +218,39 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	m.log.Info("master connected", "id", h.ID, "address", h.Address, "allocs", len(h.Allocs), "exits", len(h.Exits))
 	s.kick()
 	return nil
+}
+
+// identityConflictLocked refuses a hello that claims the id of a master
+// still alive elsewhere: a copy of its runtime directory (a cloned VM
+// image, a copied directory) rather than the same master reconnecting. The
+// same process on a new link sends the same boot nonce and wins, as does a
+// master restarted on the same machine under the same name, once its old
+// link has been silent for two heartbeats. A hello with another boot nonce
+// from another address or under another name is refused while the id was
+// heard within the TTL, whether its link is up or just dropped.
+func (s *Server) identityConflictLocked(h *pipes.Hello, now time.Time) error {
+	var name, addr, boot string
+	var seen time.Time
+	connected := false
+	if old, ok := s.masters[h.ID]; ok {
+		name, addr, boot, seen, connected = old.info.Name, old.info.Address, old.boot, old.seen(), true
+	} else if g, ok := s.gone[h.ID]; ok && g.heard {
+		name, addr, boot, seen = g.name, g.address, g.boot, g.since
+	}
+	if boot == "" || h.Boot == boot || now.Sub(seen) >= s.cfg.MasterTTL {
+		return nil
+	}
+	sameMachine := name == h.Name && addr == h.Address
+	if sameMachine && (!connected || now.Sub(seen) >= 2*s.heartbeat()) {
+		return nil
+	}
+	state := "connected"
+	if !connected {
+		state = fmt.Sprintf("was connected %s ago", now.Sub(seen).Round(time.Millisecond))
+	}
+	return fmt.Errorf("%w: master id %s is already %s as %s from %s (this one is %s from %s): "+
+		"was the runtime directory copied? delete master.id in this master's runtime directory to get a new id",
+		needs.ErrExists, h.ID, state, name, addr, h.Name, h.Address)
 }
 
 // reconcileLocked compares a master's running allocations with the records.
@@ -332,7 +371,7 @@ func (s *Server) dropSessionLocked(m *session, why string) {
 	}
 	seen := m.seen()
 	if !s.closed {
-		s.gone[m.info.ID] = masterGone{name: m.info.Name, since: seen, heard: true}
+		s.gone[m.info.ID] = masterGone{name: m.info.Name, since: seen, heard: true, address: m.info.Address, boot: m.boot}
 	}
 	info := m.info
 	info.Draining, info.LastSeen = s.isDrainingLocked(info.Name), seen.UTC()

@@ -23,8 +23,14 @@ type Config struct {
 	Listen string
 	// DataDir holds lan.db.
 	DataDir string
-	// Token, when set, is required as a bearer token on every call.
+	// Token, when set, is required as a bearer token on every call. Empty
+	// means no token: the lanmanager commands always set one unless told
+	// --insecure-no-token (see LoadOrCreateToken).
 	Token string
+	// AllowedHosts are more names that the Host header may carry besides
+	// localhost, the listen host, the machine's host name and its IP
+	// addresses (see guard).
+	AllowedHosts []string
 	// MasterTTL is how long a master may go unheard before it is lost and
 	// its instances are placed elsewhere (default 5 s). Masters are told to
 	// ping every MasterTTL/5 (at least 50 ms); the lanmanager pings a master
@@ -89,6 +95,7 @@ type Server struct {
 	log   *slog.Logger
 	store *Store
 	hub   *hub
+	hosts *hostGuard
 
 	ln   net.Listener
 	http *http.Server
@@ -123,6 +130,9 @@ type masterGone struct {
 	// comes from Config.Clock and keeps its monotonic reading.
 	since time.Time
 	heard bool
+	// address and boot are those of its last link (heard only), for the
+	// identity check.
+	address, boot string
 }
 
 // retiring is an allocation that a handoff replaced: it was told to stop
@@ -158,7 +168,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("open lanmanager: load: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, store: st, hub: newHub(),
+		cfg: cfg, log: cfg.Logger, store: st, hub: newHub(), hosts: newHostGuard(cfg.Listen, cfg.AllowedHosts),
 		wake:  make(chan struct{}, 1),
 		needs: ns, insts: is, drained: drained,
 		masters: map[string]*session{}, gone: map[string]masterGone{}, retiring: map[string]retiring{},

@@ -38,6 +38,7 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	id      string
+	boot    string // random per start: a copy of master.id never shares it
 	name    string
 	addr    string
 	linkURL string
@@ -100,6 +101,7 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	if a.id, err = loadID(rt); err != nil {
 		return nil, err
 	}
+	a.boot = newBoot()
 	a.name = cfg.Name
 	if a.name == "" {
 		a.name = hostLabel()
@@ -268,7 +270,7 @@ func (a *Agent) Children() []pipes.ChildInfo {
 }
 
 func (a *Agent) helloLocked() *pipes.Hello {
-	h := &pipes.Hello{ID: a.id, Name: a.name, Address: a.addr, Version: a.opts.Version,
+	h := &pipes.Hello{ID: a.id, Boot: a.boot, Name: a.name, Address: a.addr, Version: a.opts.Version,
 		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent}
 	for p, r := range a.office.Ranges() {
 		h.Ranges[p] = [2]int{r.Start, r.End()}

@@ -34,6 +34,15 @@ func loadID(dir string) (string, error) {
 	return id, nil
 }
 
+// newBoot draws the nonce a master sends in every hello of one run. The
+// lanmanager tells the same master on a new link (same nonce) from a copy
+// of its runtime directory (same id, another nonce).
+func newBoot() string {
+	var r [16]byte
+	rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}
+
 // hostLabel turns the host name into a DNS label usable as a master name.
 func hostLabel() string {
 	h, _ := os.Hostname()

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/needs"
 	"berth/pipes"
 )
 
@@ -87,16 +88,37 @@ func (a *Agent) linkLoop() {
 		if time.Since(began) > 10*time.Second {
 			delay = 100 * time.Millisecond
 		}
-		a.log.Info("lanmanager link down; reconnecting", "err", err, "in", delay)
-		jitter := time.Duration(rand.Int64N(int64(delay)/2 + 1))
+		wait, next := delay, min(delay*2, 2*time.Second)
+		if refused := (*refusedError)(nil); errors.As(err, &refused) {
+			// Refused for who it is: asking again at once cannot help, so
+			// say it loudly and ask again rarely.
+			wait, next = refusedDelay, delay
+			a.log.Error("the lanmanager refused this master; it will ask again later", "err", refused.err, "in", wait)
+		} else {
+			a.log.Info("lanmanager link down; reconnecting", "err", err, "in", delay)
+		}
+		jitter := time.Duration(rand.Int64N(int64(wait)/2 + 1))
 		select {
 		case <-a.ctx.Done():
 			return
-		case <-time.After(delay + jitter):
+		case <-time.After(wait + jitter):
 		}
-		delay = min(delay*2, 2*time.Second)
+		delay = next
 	}
 }
+
+// refusedDelay is how long a master waits before it asks again after the
+// lanmanager refused it for who it is (its token, its name or its id): long
+// enough not to flood the lanmanager or the logs, short enough to come back
+// by itself once the operator fixed it.
+var refusedDelay = 30 * time.Second
+
+// refusedError is a link the lanmanager refused: a wrong token, or a hello
+// answered with an error (a name or id already in use).
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return "refused by the lanmanager: " + e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
 
 // disconnectLoop stops every child once the master has had no link to the
 // lanmanager for limit (config key stopafterdisconnect), counting from the
@@ -160,6 +182,9 @@ func (a *Agent) linkOnce() error {
 	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
 	conn, err := pipes.DialWS(ctx, a.linkURL, a.cfg.Token)
 	cancel()
+	if errors.Is(err, needs.ErrUnauthorized) {
+		return &refusedError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -180,6 +205,7 @@ func (a *Agent) linkOnce() error {
 		a.mu.Unlock()
 	}()
 	lv := newLiveness()
+	welcomed := false
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer conn.Close() // ends the watcher and the pinger before wg.Wait
@@ -195,7 +221,11 @@ func (a *Agent) linkOnce() error {
 			return err
 		}
 		lv.heard()
+		if msg.Type == pipes.TypeError && !welcomed && msg.Error != nil {
+			return &refusedError{msg.Error} // the answer to the hello
+		}
 		if msg.Type == pipes.TypeWelcome {
+			welcomed = true
 			var w pipes.Welcome
 			if err := msg.Decode(&w); err != nil {
 				a.log.Warn("bad welcome from lanmanager; using default heartbeat and TTL", "err", err)

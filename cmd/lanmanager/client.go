@@ -19,14 +19,21 @@ import (
 func clientFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "addr", Value: "http://" + lan.DefaultListen, EnvVars: []string{"BERTH_ADDR"}, Usage: "lanmanager address"},
-		&cli.StringFlag{Name: "token", EnvVars: []string{"BERTH_TOKEN"}, Usage: "bearer token"},
+		&cli.StringFlag{Name: "token", EnvVars: []string{"BERTH_TOKEN"}, Usage: "bearer token (default: found by itself for a lanmanager of this user on this machine)"},
+		&cli.StringFlag{Name: "token-file", EnvVars: []string{"BERTH_TOKEN_FILE"}, Usage: "read the bearer token from this file (a lanmanager keeps it in <data>/token)"},
+		announceFlag(nil),
 	}
 }
 
 func jsonFlag() cli.Flag { return &cli.BoolFlag{Name: "json", Usage: "print JSON"} }
 
-func newClient(c *cli.Context) *lan.Client {
-	return &lan.Client{Addr: c.String("addr"), Token: c.String("token")}
+// newClient is the client of a command, with its token (see clientToken).
+func newClient(c *cli.Context) (*lan.Client, error) {
+	token, err := clientToken(c)
+	if err != nil {
+		return nil, err
+	}
+	return &lan.Client{Addr: c.String("addr"), Token: token}, nil
 }
 
 // printList prints a list as JSON, an empty one as [] rather than null.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -14,9 +15,16 @@ import (
 
 // Config is the lanmanager server's configuration, filled from flags.
 type Config struct {
-	Listen        string
-	DataDir       string
-	Token         string
+	Listen  string
+	DataDir string
+	Token   string
+	// InsecureNoToken runs without a token (the browser defences stay).
+	InsecureNoToken bool
+	// AllowedHosts are more names the Host header may carry.
+	AllowedHosts cli.StringSlice
+	// AnnounceDir is where the lanmanager says where its data directory is
+	// (see announceDir).
+	AnnounceDir   string
 	Verbose       bool
 	StartDeadline time.Duration
 	MasterTTL     time.Duration
@@ -36,6 +44,11 @@ func (c *Config) Validate() error {
 	}{{"--start-deadline", c.StartDeadline}, {"--master-ttl", c.MasterTTL}, {"--stop-grace", c.StopGrace}} {
 		if f.d < 0 || f.d > 24*time.Hour {
 			return fmt.Errorf("%s %s: must be between 0 and 24h", f.name, f.d)
+		}
+	}
+	for _, h := range c.AllowedHosts.Value() {
+		if h == "" || strings.ContainsAny(h, "/:@ \t") && net.ParseIP(strings.Trim(h, "[]")) == nil {
+			return fmt.Errorf("--allowed-host %q: want a host name or IP address, without scheme or port", h)
 		}
 	}
 	if c.MasterTTL < minMasterTTL {
@@ -61,7 +74,10 @@ func (c *Config) resolve(cl *cli.Context) error {
 func (c *Config) flags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "listen", Value: lan.DefaultListen, Usage: "address of the HTTP API and WebSocket endpoints", Destination: &c.Listen},
-		&cli.StringFlag{Name: "token", EnvVars: []string{"BERTH_TOKEN"}, Usage: "bearer token required on every call (masters included)", Destination: &c.Token},
+		&cli.StringFlag{Name: "token", EnvVars: []string{"BERTH_TOKEN"}, Usage: "bearer token required on every call, masters included (default: one generated on first start and kept in <data>/token)", Destination: &c.Token},
+		&cli.BoolFlag{Name: "insecure-no-token", Usage: "require no token: anyone who reaches the port can run commands on every master", Destination: &c.InsecureNoToken},
+		&cli.StringSliceFlag{Name: "allowed-host", Usage: "a name clients may use for this lanmanager (Host header) besides localhost, its IP addresses, its listen host and the machine's host name; repeatable", Destination: &c.AllowedHosts},
+		announceFlag(&c.AnnounceDir),
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging", Destination: &c.Verbose},
 		&cli.DurationFlag{Name: "start-deadline", Value: 30 * time.Second, Usage: "how long a new child has for every declared port to answer", Destination: &c.StartDeadline},
 		&cli.DurationFlag{Name: "master-ttl", Value: 5 * time.Second, Usage: "a master not heard from for this long is lost and its instances are placed elsewhere; masters ping every fifth of it", Destination: &c.MasterTTL},
@@ -72,7 +88,7 @@ func (c *Config) flags() []cli.Flag {
 
 // lanConfig is the lan.Config for this configuration.
 func (c *Config) lanConfig(log *slog.Logger) lan.Config {
-	return lan.Config{Listen: c.Listen, DataDir: c.DataDir, Token: c.Token, Logger: log,
+	return lan.Config{Listen: c.Listen, DataDir: c.DataDir, Token: c.Token, AllowedHosts: c.AllowedHosts.Value(), Logger: log,
 		StartDeadline: c.StartDeadline, MasterTTL: c.MasterTTL, StopGrace: c.StopGrace}
 }
 

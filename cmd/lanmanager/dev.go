@@ -35,9 +35,18 @@ func devCommand() *cli.Command {
 			}
 			defer os.RemoveAll(dir)
 			cfg.DataDir = filepath.Join(dir, "lan")
+			path, created, err := cfg.serverToken()
+			if err != nil {
+				return err
+			}
 			srv, err := lan.Open(c.Context, cfg.lanConfig(log))
 			if err != nil {
 				return err
+			}
+			if remove, err := lan.Announce(announceDir(cfg.AnnounceDir), srv.Addr(), cfg.DataDir); err != nil {
+				log.Warn("clients on this machine will not find the token by themselves", "err", err)
+			} else {
+				defer remove()
 			}
 			mcfg := master.DefaultConfig()
 			mcfg.LanManagerAddress = srv.Addr()
@@ -51,6 +60,9 @@ func devCommand() *cli.Command {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "berth dev: lanmanager on http://%s, master %q, state in %s\n", srv.Addr(), name, dir)
+			if path != "" {
+				fmt.Fprintf(os.Stderr, "berth dev: %s\n", tokenNotice(path, created))
+			}
 			fmt.Fprintf(os.Stderr, "try: go run ./cmd/lanmanager need add hello --instances 2 --protocols http -- go run ./examples/hello\n")
 			<-c.Context.Done()
 			log.Info("stopping every child and shutting down")

@@ -27,10 +27,14 @@ func masterLsCommand() *cli.Command {
 		Usage: "list masters",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			list, err := newClient(c).Masters(c.Context)
+			list, err := cl.Masters(c.Context)
 			if err != nil {
 				return err
 			}
@@ -74,6 +78,10 @@ func masterDrainCommand() *cli.Command {
 			jsonFlag(),
 		),
 		Action: func(c *cli.Context) error {
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
@@ -84,7 +92,6 @@ func masterDrainCommand() *cli.Command {
 			if d := c.Duration("timeout"); d <= 0 {
 				return cli.Exit(fmt.Sprintf("--timeout %s: must be positive", d), 2)
 			}
-			cl := newClient(c)
 			m, err := cl.Drain(c.Context, pos[0])
 			if err != nil {
 				return err
@@ -170,11 +177,15 @@ func masterUndrainCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
 			}
-			m, err := newClient(c).Undrain(c.Context, pos[0])
+			m, err := cl.Undrain(c.Context, pos[0])
 			if err != nil {
 				return err
 			}

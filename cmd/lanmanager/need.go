@@ -42,6 +42,10 @@ func needAddCommand() *cli.Command {
 			jsonFlag(),
 		),
 		Action: func(c *cli.Context) error {
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			pos, command, err := splitArgs(c)
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
@@ -68,7 +72,7 @@ func needAddCommand() *cli.Command {
 				return cli.Exit("--socket-activation: needs at least one port; give --protocols", 2)
 			}
 			n := c.Int("instances")
-			st, err := newClient(c).AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
+			st, err := cl.AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
 				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation")})
 			if err != nil {
 				return err
@@ -88,10 +92,14 @@ func needLsCommand() *cli.Command {
 		Usage: "list needs",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			list, err := newClient(c).Needs(c.Context)
+			list, err := cl.Needs(c.Context)
 			if err != nil {
 				return err
 			}
@@ -116,11 +124,15 @@ func needShowCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
 			}
-			st, err := newClient(c).Need(c.Context, pos[0])
+			st, err := cl.Need(c.Context, pos[0])
 			if err != nil {
 				return err
 			}
@@ -181,6 +193,10 @@ func needScaleCommand() *cli.Command {
 		ArgsUsage: "NAME N",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			pos, err := positional(c, "NAME", "N")
 			if err != nil {
 				return err
@@ -189,7 +205,7 @@ func needScaleCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("N: %q is not a whole number", pos[1]), 2)
 			}
-			st, err := newClient(c).Scale(c.Context, pos[0], n)
+			st, err := cl.Scale(c.Context, pos[0], n)
 			if err != nil {
 				return err
 			}
@@ -209,15 +225,19 @@ func needRestartCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
 			}
-			before, err := newClient(c).Need(c.Context, pos[0])
+			before, err := cl.Need(c.Context, pos[0])
 			if err != nil {
 				return err
 			}
-			st, err := newClient(c).RestartNeed(c.Context, pos[0])
+			st, err := cl.RestartNeed(c.Context, pos[0])
 			if err != nil {
 				return err
 			}
@@ -312,11 +332,15 @@ func needRmCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     clientFlags(),
 		Action: func(c *cli.Context) error {
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
 			}
-			if err := newClient(c).RemoveNeed(c.Context, pos[0]); err != nil {
+			if err := cl.RemoveNeed(c.Context, pos[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "need %s removed; its instances are stopping\n", pos[0])

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/urfave/cli/v2"
 
 	"berth/lan"
@@ -19,12 +21,24 @@ func serveCommand() *cli.Command {
 				return cli.Exit(err.Error(), 2)
 			}
 			log := cfg.logger()
-			if cfg.Token == "" && !isLoopback(cfg.Listen) {
-				log.Warn("listening beyond loopback without a token: anyone who reaches this port can run commands on every master; set --token or BERTH_TOKEN")
+			path, created, err := cfg.serverToken()
+			if err != nil {
+				return err
+			}
+			if cfg.InsecureNoToken {
+				log.Warn("running without a token (--insecure-no-token): anyone who reaches this port, any local user included, can run commands on every master")
 			}
 			srv, err := lan.Open(c.Context, cfg.lanConfig(log))
 			if err != nil {
 				return err
+			}
+			if path != "" {
+				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", tokenNotice(path, created))
+			}
+			if remove, err := lan.Announce(announceDir(cfg.AnnounceDir), srv.Addr(), cfg.DataDir); err != nil {
+				log.Warn("clients on this machine will not find the token by themselves", "err", err)
+			} else {
+				defer remove()
 			}
 			<-c.Context.Done()
 			log.Info("shutting down")

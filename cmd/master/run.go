@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/lan"
 	"berth/master"
 )
 
@@ -21,11 +22,18 @@ func runCommand() *cli.Command {
 		Flags: []cli.Flag{configFlag(),
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "debug logging"},
 			&cli.BoolFlag{Name: "stop-children", Usage: "on SIGINT/SIGTERM stop the children instead of leaving them to the next start"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"BERTH_TOKEN"}, Usage: "the lanmanager's token (overrides \"token\" in the config file)"},
+			&cli.StringFlag{Name: "token-file", EnvVars: []string{"BERTH_TOKEN_FILE"}, Usage: "read the lanmanager's token from this file"},
+			&cli.StringFlag{Name: "announce-dir", EnvVars: []string{"BERTH_ANNOUNCE_DIR"}, Hidden: true,
+				Usage: "where lanmanagers of this machine say where their tokens are"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, err := master.LoadConfig(c.String("config"))
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
+			}
+			if err := resolveToken(c, &cfg); err != nil {
+				return err
 			}
 			lvl := slog.LevelInfo
 			if c.Bool("verbose") {
@@ -45,4 +53,29 @@ func runCommand() *cli.Command {
 			return agent.Leave()
 		},
 	}
+}
+
+// resolveToken settles the master's token: --token or BERTH_TOKEN, else
+// --token-file, else "token" in the config file, else the token of a
+// lanmanager of this machine that announced itself on that address.
+func resolveToken(c *cli.Context, cfg *master.Config) error {
+	switch {
+	case c.String("token") != "":
+		cfg.Token = c.String("token")
+	case c.String("token-file") != "":
+		t, err := lan.ReadTokenFile(c.String("token-file"))
+		if err != nil {
+			return cli.Exit("--token-file: "+err.Error(), 2)
+		}
+		cfg.Token = t
+	case cfg.Token == "":
+		dir := c.String("announce-dir")
+		if dir == "" {
+			dir = lan.DefaultAnnounceDir()
+		}
+		if u, err := cfg.LinkURL(); err == nil {
+			cfg.Token, _, _ = lan.FindToken(dir, u)
+		}
+	}
+	return nil
 }
