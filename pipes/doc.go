@@ -42,6 +42,24 @@
 // internal, unsupported, exhausted, stale. [ErrorFrom] and [Error.Unwrap] map
 // them to and from the sentinels of package needs and this package.
 //
+// # Limits
+//
+// Besides the frame size, body fields that a peer could use to make the
+// other overflow, allocate or dial at will are bounded, and a frame that
+// breaks a bound is answered with an "invalid" error naming the field:
+//
+//   - heartbeat_ms and ttl_ms (welcome) and grace_ms (stop, child.stop):
+//     0 to 24 h in milliseconds ([MaxLinkMS], [MaxGraceMS]). A larger
+//     grace_ms used to overflow a time.Duration.
+//   - address (hello): an IP address that is neither unspecified nor
+//     multicast. address (started), when set: such an IP address or a host
+//     name of at most [MaxHostLen] bytes whose labels are 1-63 bytes of
+//     [A-Za-z0-9-], neither beginning nor ending with '-'. The lanmanager
+//     further refuses a started whose address is not the one its master
+//     registered with in its hello: it only ever dials that address.
+//   - log.data chunks: at most [MaxLogChunk] bytes; logs tail: at most
+//     [MaxLogTail] lines.
+//
 // # Versioning
 //
 // A peer that changes the meaning of a message bumps v. Adding optional body

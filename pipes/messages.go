@@ -45,17 +45,13 @@ const (
 
 // Hello introduces a master.
 type Hello struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	Address string `json:"address"`
-	Version string `json:"version,omitempty"`
-	// Boot is a random nonce the master draws at each start: a copy of its
-	// runtime directory shares its id, never its boot (see the lanmanager's
-	// identity check).
-	Boot   string                    `json:"boot,omitempty"`
-	Ranges map[needs.Protocol][2]int `json:"ranges,omitempty"`
-	Free   map[needs.Protocol]int    `json:"free,omitempty"`
-	Allocs []Started                 `json:"allocs,omitempty"`
+	ID      string                    `json:"id"`
+	Name    string                    `json:"name"`
+	Address string                    `json:"address"`
+	Version string                    `json:"version,omitempty"`
+	Ranges  map[needs.Protocol][2]int `json:"ranges,omitempty"`
+	Free    map[needs.Protocol]int    `json:"free,omitempty"`
+	Allocs  []Started                 `json:"allocs,omitempty"`
 	// Exits are exits the master could not report while the link was down.
 	Exits []Exited `json:"exits,omitempty"`
 }
@@ -70,9 +66,6 @@ func (h *Hello) Validate() error {
 	}
 	if err := ValidateAddress("address", h.Address); err != nil {
 		return err
-	}
-	if len(h.Boot) > 64 {
-		return &needs.FieldError{Field: "boot", Msg: "must be at most 64 bytes"}
 	}
 	for i := range h.Allocs {
 		if err := h.Allocs[i].Validate(); err != nil {
@@ -188,6 +181,11 @@ func (s *Started) Validate() error {
 	if s.PID <= 0 {
 		return &needs.FieldError{Field: "pid", Msg: fmt.Sprintf("must be > 0, got %d", s.PID)}
 	}
+	if s.Address != "" {
+		if err := validateHost("address", s.Address); err != nil {
+			return err
+		}
+	}
 	for p, port := range s.Ports {
 		if err := p.Validate(); err != nil {
 			return &needs.FieldError{Field: "ports", Msg: err.Error()}
@@ -211,16 +209,28 @@ func (a *AllocRef) Validate() error { return ValidateAlloc(a.Alloc) }
 type Stop struct {
 	Alloc  string `json:"alloc"`
 	Reason string `json:"reason,omitempty"`
-	// GraceMS is the time between SIGTERM and SIGKILL; 0 means the master's default.
+	// GraceMS is the time between SIGTERM and SIGKILL, at most MaxGraceMS;
+	// 0 means the master's default.
 	GraceMS int `json:"grace_ms,omitempty"`
 }
 
+// MaxGraceMS bounds a stop's grace_ms: 24 h. A larger value would overflow
+// a time.Duration in milliseconds long before it made sense.
+const MaxGraceMS = 24 * 60 * 60 * 1000
+
 // Validate checks a stop.
 func (s *Stop) Validate() error {
-	if s.GraceMS < 0 {
-		return &needs.FieldError{Field: "grace_ms", Msg: "must be >= 0"}
+	if err := validateGrace(s.GraceMS); err != nil {
+		return err
 	}
 	return ValidateAlloc(s.Alloc)
+}
+
+func validateGrace(ms int) error {
+	if ms < 0 || ms > MaxGraceMS {
+		return &needs.FieldError{Field: "grace_ms", Msg: fmt.Sprintf("must be 0-%d, got %d", MaxGraceMS, ms)}
+	}
+	return nil
 }
 
 // Exited reports that an allocation's child is gone.
@@ -338,9 +348,13 @@ func (h *ChildHello) Validate() error {
 
 // ChildStop asks a child to exit.
 type ChildStop struct {
-	Reason  string `json:"reason,omitempty"`
-	GraceMS int    `json:"grace_ms"`
+	Reason string `json:"reason,omitempty"`
+	// GraceMS is at most MaxGraceMS.
+	GraceMS int `json:"grace_ms"`
 }
+
+// Validate checks a child stop.
+func (s *ChildStop) Validate() error { return validateGrace(s.GraceMS) }
 
 // ChildInfo describes one child for `master ps`.
 type ChildInfo struct {
@@ -367,6 +381,50 @@ func ValidateAddress(field, addr string) error {
 		return &needs.FieldError{Field: field, Msg: fmt.Sprintf("%q is not an IP address", addr)}
 	case ip.IsUnspecified() || ip.IsMulticast():
 		return &needs.FieldError{Field: field, Msg: fmt.Sprintf("%q cannot be dialled: give the machine's own address", addr)}
+	}
+	return nil
+}
+
+// MaxHostLen is the longest host name a started report may carry.
+const MaxHostLen = 253
+
+// validateHost checks a host others are to dial: an address as
+// ValidateAddress wants it, or a DNS name of at most MaxHostLen bytes whose
+// dot-separated labels are 1-63 bytes of [A-Za-z0-9-], neither beginning
+// nor ending with '-'.
+func validateHost(field, host string) error {
+	if net.ParseIP(host) != nil {
+		return ValidateAddress(field, host)
+	}
+	bad := func(why string) error {
+		return &needs.FieldError{Field: field, Msg: fmt.Sprintf("%q is neither an IP address nor a host name: %s", host, why)}
+	}
+	if len(host) == 0 || len(host) > MaxHostLen {
+		return bad(fmt.Sprintf("must be 1-%d bytes", MaxHostLen))
+	}
+	label := 0
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		switch {
+		case c == '.':
+			if label == 0 || host[i-1] == '-' {
+				return bad("empty label or label ending with '-'")
+			}
+			label = 0
+			continue
+		case c == '-':
+			if label == 0 {
+				return bad("label beginning with '-'")
+			}
+		case !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'):
+			return bad(fmt.Sprintf("byte %q at %d", c, i))
+		}
+		if label++; label > 63 {
+			return bad("label longer than 63 bytes")
+		}
+	}
+	if host[len(host)-1] == '-' {
+		return bad("label ending with '-'")
 	}
 	return nil
 }

@@ -1,0 +1,87 @@
+package pipes_test
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"berth/pipes"
+)
+
+// TestGraceBounded: grace_ms above 24 h is refused with a wire error naming
+// the field, in stop and child.stop alike; a huge value used to overflow
+// time.Duration (9,300,000,000,000 ms × 1e6 ns wraps negative).
+func TestGraceBounded(t *testing.T) {
+	for _, tt := range []struct {
+		grace int
+		ok    bool
+	}{
+		{0, true}, {1, true}, {pipes.MaxGraceMS, true},
+		{pipes.MaxGraceMS + 1, false}, {9300000000000, false}, {-1, false},
+	} {
+		for _, typ := range []string{pipes.TypeStop, pipes.TypeChildStop} {
+			body := `{"alloc":"a1b2c3d4e5","grace_ms":` + strconv.Itoa(tt.grace) + `}`
+			var into any = new(pipes.Stop)
+			if typ == pipes.TypeChildStop {
+				into = new(pipes.ChildStop)
+			}
+			err := (&pipes.Msg{V: 1, Type: typ, Body: []byte(body)}).Decode(into)
+			if tt.ok {
+				if err != nil {
+					t.Errorf("%s grace_ms %d: %v, want accepted", typ, tt.grace, err)
+				}
+				continue
+			}
+			var pe *pipes.Error
+			if !errors.As(err, &pe) || pe.Code != pipes.CodeInvalid || !strings.Contains(pe.Message, "grace_ms") {
+				t.Errorf("%s grace_ms %d: %v, want an invalid error naming grace_ms", typ, tt.grace, err)
+			}
+		}
+	}
+}
+
+// TestStartedAddress: a started report's address, when set, is an IP
+// address others can dial or a host name of sane form.
+func TestStartedAddress(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"", true},
+		{"10.0.0.5", true},
+		{"::1", true},
+		{"h", true},
+		{"node-1.example.com", true},
+		{"node-1.example.com.", true},
+		{strings.Repeat("a", 63) + ".b", true},
+		{"0.0.0.0", false},
+		{"::", false},
+		{"224.0.0.1", false},
+		{"a b", false},
+		{"-x.example.com", false},
+		{"x-.example.com", false},
+		{"x..example.com", false},
+		{".x", false},
+		{"x.example.com-", false},
+		{"10.0.0.5:80", false},
+		{"http://x", false},
+		{"x/../y", false},
+		{strings.Repeat("a", 64) + ".b", false},
+		{strings.Repeat("a.", 127) + "ab", false}, // 256 bytes
+	} {
+		body := `{"alloc":"a1b2c3d4e5","instance":"web.0","pid":1,"address":` + strconv.Quote(tt.addr) + `}`
+		var st pipes.Started
+		err := (&pipes.Msg{V: 1, Type: pipes.TypeStarted, Body: []byte(body)}).Decode(&st)
+		if tt.ok {
+			if err != nil {
+				t.Errorf("address %q: %v, want accepted", tt.addr, err)
+			}
+			continue
+		}
+		var pe *pipes.Error
+		if !errors.As(err, &pe) || pe.Code != pipes.CodeInvalid || !strings.Contains(pe.Message, "address") {
+			t.Errorf("address %q: %v, want an invalid error naming address", tt.addr, err)
+		}
+	}
+}
