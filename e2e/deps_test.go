@@ -17,6 +17,7 @@ func TestDependencyArrows(t *testing.T) {
 		"berth/lan":        {"berth/master": "the lanmanager does not run children", "berth/spawn": "the lanmanager does not run children", "berth/portoffice": "ports are the master's"},
 		"berth/master":     {"berth/lan": "masters speak to the lanmanager only over the wire"},
 		"berth/child":      {"berth/master": "children link only the SDK", "berth/lan": "children link only the SDK", "berth/spawn": "children link only the SDK", "berth/portoffice": "children link only the SDK"},
+		"berth/boltfile":   {"berth/needs": "boltfile knows bbolt only", "berth/pipes": "boltfile knows bbolt only", "berth/portoffice": "boltfile knows bbolt only", "berth/spawn": "boltfile knows bbolt only", "berth/lan": "boltfile knows bbolt only", "berth/master": "boltfile knows bbolt only"},
 	}
 	for pkg, forbidden := range bad {
 		out, err := exec.Command("go", "list", "-deps", pkg).Output()

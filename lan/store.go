@@ -2,11 +2,14 @@ package lan
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
+	"berth/boltfile"
 	"berth/needs"
 )
 
@@ -34,11 +37,16 @@ var (
 
 const schemaVersion = "1"
 
-// OpenStore opens (creating if needed) the store at path.
+// OpenStore opens (creating if needed) the store at path. A damaged file
+// is refused with a [boltfile.DamagedError] that names it (see package
+// boltfile), never opened.
 func OpenStore(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
+	db, err := boltfile.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w (is another lanmanager using this data directory?)", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)

@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"berth/boltfile"
 	"berth/needs"
 )
 
@@ -107,7 +108,7 @@ func Open(path string, opts Options) (*Office, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: opts.NoSync})
+	db, err := boltfile.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: opts.NoSync})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open port office %s: %w (waited %s): %w", path, ErrLocked, timeout, err)
 	}

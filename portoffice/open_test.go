@@ -2,8 +2,10 @@ package portoffice
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"berth/boltfile"
 	"berth/needs"
 )
 
@@ -134,5 +137,50 @@ func TestOpenBadHost(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err == nil {
 		t.Fatal("file created")
+	}
+}
+
+// TestOpenDamaged: a ports.db cut short, zeroed or full of garbage is
+// refused with an error that names it and says what to do; bbolt alone
+// crashed on such files.
+func TestOpenDamaged(t *testing.T) {
+	path := tempPath(t)
+	opts := Options{Ranges: map[needs.Protocol]Range{needs.TCP: {16000, 100}}, Probe: nilProbe}
+	o := MustOpenOffice(t, path, opts)
+	for i := range 50 {
+		mustLease(t, o, fmt.Sprintf("owner-%d", i), needs.TCP)
+	}
+	o.Close()
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := make([]byte, len(orig))
+	for i := range garbage {
+		garbage[i] = byte(i*31 + i/7)
+	}
+	cases := map[string][]byte{
+		"garbage":    garbage,
+		"meta pages": append(make([]byte, 8192), orig[8192:]...),
+	}
+	for _, size := range []int{100, 4096 + 100, 8192 + 100, len(orig) / 2} {
+		cases[fmt.Sprintf("cut at %d", size)] = orig[:size]
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "ports.db")
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			o, err := Open(p, opts)
+			if err == nil {
+				o.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !errors.Is(err, boltfile.ErrDamaged) || errors.Is(err, ErrLocked) ||
+				!strings.Contains(err.Error(), p+" is damaged") || !strings.Contains(err.Error(), "move it aside") {
+				t.Fatalf("Open: %v, want ports.db named as damaged", err)
+			}
+		})
 	}
 }
