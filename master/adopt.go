@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"os"
-	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,7 +60,7 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 				}
 			}
 		}
-		proc, err := spawn.Adopt(r.PID, r.StartTime)
+		proc, err := spawn.Adopt(r.PID, r.StartTime, spawn.Tracking{Marks: []string{"BERTH_ALLOC=" + r.Alloc}})
 		switch {
 		case err == nil:
 			a.adopt(r, proc)
@@ -77,9 +77,7 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 			reasons[r.Alloc] = notAdoptable + err.Error()
 		}
 		gone = append(gone, r)
-		if r.PID > 1 && len(spawn.GroupMembers(r.PID, r.StartTime)) > 0 {
-			stop = append(stop, r)
-		}
+		stop = append(stop, r)
 	}
 	a.stopGroups(ctx, stop)
 	for _, r := range gone {
@@ -130,28 +128,22 @@ func (a *Agent) adopt(r *record, proc *spawn.Child) {
 	a.log.Info("adopted child", "instance", r.Instance, "pid", r.PID, "ports", r.Ports, "ready", r.Ready)
 }
 
-// stopGroups stops process groups whose leader is not (or no longer) ours
-// to watch: SIGTERM to each group at once, then SIGKILL to those with a
-// member left after StopGrace. Groups are matched by spawn.GroupMembers
-// (leader pid and start time, or the group id once the leader is gone), so
-// a pid reused by an unrelated process is left alone.
+// stopGroups stops what is left of children whose leader is not (or no
+// longer) ours to watch, all at once: spawn.Sweep signals only processes
+// that carry the child's BERTH_ALLOC and started no earlier than it, so a
+// recorded group id that a stranger got meanwhile is left alone.
 func (a *Agent) stopGroups(ctx context.Context, groups []*record) {
+	var wg sync.WaitGroup
 	for _, r := range groups {
-		a.log.Info("stopping process group left by a previous run", "instance", r.Instance, "pgid", r.PID)
-		syscall.Kill(-r.PID, syscall.SIGTERM)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := spawn.Sweep(ctx, spawn.Tracking{Marks: []string{"BERTH_ALLOC=" + r.Alloc}}, r.StartTime, a.opts.StopGrace); err != nil {
+				a.log.Error("stop what is left of a child", "instance", r.Instance, "err", err)
+			}
+		}()
 	}
-	deadline := time.Now().Add(a.opts.StopGrace)
-	for len(groups) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		groups = slices.DeleteFunc(groups, func(r *record) bool { return len(spawn.GroupMembers(r.PID, r.StartTime)) == 0 })
-		if len(groups) > 0 {
-			time.Sleep(20 * time.Millisecond) // not our children: nothing to wait on but /proc
-		}
-	}
-	for _, r := range groups {
-		if len(spawn.GroupMembers(r.PID, r.StartTime)) > 0 {
-			syscall.Kill(-r.PID, syscall.SIGKILL)
-		}
-	}
+	wg.Wait()
 }
 
 // hasChild reports whether alloc is a child of this master, registered from

@@ -11,14 +11,8 @@ import (
 // no stop can become kill(-0) (our own group) or kill(-1) (every process).
 func TestAdoptRefusesInitAndGroupZero(t *testing.T) {
 	for _, pid := range []int{-1, 0, 1} {
-		if c, err := spawn.Adopt(pid, 1); !errors.Is(err, spawn.ErrGone) || c != nil {
+		if c, err := spawn.Adopt(pid, 1, spawn.Tracking{}); !errors.Is(err, spawn.ErrGone) || c != nil {
 			t.Errorf("Adopt(%d) = %v, %v; want ErrGone", pid, c, err)
 		}
-	}
-	if got := spawn.GroupMembers(0, 0); got != nil {
-		t.Errorf("GroupMembers(0) = %v, want none", got)
-	}
-	if got := spawn.GroupMembers(1, 0); got != nil {
-		t.Errorf("GroupMembers(1) = %v, want none", got)
 	}
 }

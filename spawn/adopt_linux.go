@@ -1,6 +1,7 @@
 package spawn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,28 +15,33 @@ import (
 
 // Adopt takes over a child this program did not start, or started in an
 // earlier life: the leader of a process group, named by its pid and the
-// start time saved from Child.StartTime. It is how a restarted master
-// re-attaches the children its predecessor left running.
+// start time saved from Child.StartTime, tracked as tr says (the Tracking
+// of its Spec). It is how a restarted master re-attaches the children its
+// predecessor left running.
 //
 // Adopt opens a pidfd for pid, then checks that the process it names is
-// alive and has the recorded start time. A pid now used by an unrelated
-// process gives ErrPIDReused, and a process that has exited gives ErrGone;
-// either way nothing is signalled. Other errors (a kernel without pidfds,
-// no file descriptors left) say the process could not be watched.
+// alive, has the recorded start time and, with a cgroup, is in it. A pid
+// now used by an unrelated process gives ErrPIDReused, and a process that
+// has exited gives ErrGone; either way nothing is signalled. Other errors
+// (a kernel without pidfds, no file descriptors left) say the process
+// could not be watched.
 //
 // The returned Child behaves like a started one, with these differences:
 //
-//   - Done is closed when the leader exits, seen through the pidfd (it is
-//     not this program's child, so it cannot be waited for); the rest of its
-//     process group is then sent SIGKILL, as for a started child. Exit then
-//     returns Exit{Code: -1, Err: ErrExitUnknown}: the status is lost.
-//   - Signal re-reads the leader's start time before it signals the group,
-//     so a pid that was reused meanwhile is never signalled.
+//   - The leader's exit is seen through the pidfd (it is not this
+//     program's child, so it cannot be waited for); the rest of the child
+//     is then sent SIGKILL and Done is closed once nothing of it is left,
+//     as for a started child. Exit then returns Exit{Code: -1, Err:
+//     ErrExitUnknown}: the status is lost.
+//   - Without a cgroup, Signal reaches the process group only while the
+//     leader provably holds the group id (its start time is read again
+//     first), and otherwise only the processes that carry tr.Marks: a
+//     group id that was reused meanwhile is never signalled.
 //   - Release ends the watch without signalling the process.
 //
 // Adopt starts one goroutine, which waits in the runtime's poller (no
-// thread is held) and ends when the leader exits or at Release.
-func Adopt(pid int, startTime uint64) (*Child, error) {
+// thread is held) and ends once the child is gone, or at Release.
+func Adopt(pid int, startTime uint64, tr Tracking) (*Child, error) {
 	if pid <= 1 {
 		return nil, fmt.Errorf("adopt pid %d: %w", pid, ErrGone) // never init, never kill(-0) or kill(-1)
 	}
@@ -53,6 +59,11 @@ func Adopt(pid int, startTime uint64) (*Child, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("adopt pid %d: %w", pid, err)
 	}
+	// The pidfd pins the process: found in the cgroup now, it is the one.
+	if tr.Cgroup != "" && !(&cgroupTracker{dir: tr.Cgroup}).contains(pid) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("adopt pid %d: not in cgroup %s: %w", pid, tr.Cgroup, ErrPIDReused)
+	}
 	f := os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))
 	// A pidfd opened non-blocking is registered with the runtime's poller;
 	// deadlines work only then, so this checks that Done can be watched.
@@ -67,6 +78,12 @@ func Adopt(pid int, startTime uint64) (*Child, error) {
 	}
 	p := &adoptedProcess{pid: pid, startTime: startTime, f: f, rc: rc,
 		done: make(chan struct{}), watched: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if tr.Cgroup != "" {
+		p.track = &cgroupTracker{dir: tr.Cgroup}
+	} else {
+		p.track = &groupTracker{pgid: pid, since: startTime, marks: tr.Marks, held: p.leaderHolds}
+	}
 	go p.watch()
 	return &Child{proc: p, startTime: startTime}, nil
 }
@@ -98,22 +115,27 @@ func checkAdoptable(pidfd, pid int, startTime uint64) error {
 }
 
 // adoptedProcess is a Process found by Adopt. Its goroutine, watch, waits
-// for the pidfd to become readable (the leader exited), sweeps the group
-// and closes done; Release ends it early.
+// for the pidfd to become readable (the leader exited), kills what is left
+// of the child, waits until nothing is and closes done; Release ends it
+// early.
 type adoptedProcess struct {
 	pid       int
 	startTime uint64
+	track     tracker
 	f         *os.File // the pidfd, in the runtime poller
 	rc        syscall.RawConn
 	done      chan struct{}
 	exit      Exit          // written by watch before done is closed
 	watched   chan struct{} // closed when watch returns
+	ctx       context.Context // cancelled by release
+	cancel    context.CancelFunc
 	closeOnce sync.Once
 }
 
 func (p *adoptedProcess) PID() int              { return p.pid }
 func (p *adoptedProcess) StartTime() uint64     { return p.startTime }
 func (p *adoptedProcess) Done() <-chan struct{} { return p.done }
+func (p *adoptedProcess) Tracking() string      { return p.track.String() }
 
 func (p *adoptedProcess) Exit() Exit {
 	select {
@@ -124,9 +146,10 @@ func (p *adoptedProcess) Exit() Exit {
 	}
 }
 
-// watch waits until the leader exits, then sends SIGKILL to what is left of
-// its group and closes done. A Release closes the pidfd, which ends the
-// wait with an error: then done stays open.
+// watch waits until the leader exits, then sends SIGKILL to what is left
+// of the child, waits until nothing is, and closes done. A Release closes
+// the pidfd, which ends the wait with an error, or cancels the wait for
+// the rest: then done stays open.
 func (p *adoptedProcess) watch() {
 	defer close(p.watched)
 	defer p.closeFile()
@@ -134,9 +157,11 @@ func (p *adoptedProcess) watch() {
 	if err != nil {
 		return // released
 	}
-	if len(GroupMembers(p.pid, p.startTime)) > 0 {
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	p.track.kill()
+	if p.track.waitEmpty(p.ctx) != nil {
+		return // released
 	}
+	p.track.cleanup()
 	p.exit = Exit{Code: -1, Err: ErrExitUnknown}
 	close(p.done)
 }
@@ -154,7 +179,7 @@ func pidfdExited(pidfd int) bool {
 	}
 }
 
-func (p *adoptedProcess) closeFile() { p.closeOnce.Do(func() { p.f.Close() }) }
+func (p *adoptedProcess) closeFile() { p.closeOnce.Do(func() { p.cancel(); p.f.Close() }) }
 
 // release ends the watch without signalling the process and waits for it.
 func (p *adoptedProcess) release() {
@@ -162,43 +187,43 @@ func (p *adoptedProcess) release() {
 	<-p.watched
 }
 
-// Signal sends sig to the child's process group, with the checks a process
-// that is not our child needs. The leader's /proc entry is read first:
-//
-//   - If it still has the adopted start time and leads its group, one
-//     kill(-pgid) reaches it and every member, as for a started child. The
-//     group id cannot name another group meanwhile: the kernel hands out a
-//     pid as a new group's id only to that pid's own process.
-//   - If it has left its group (setsid), it is signalled through its pidfd,
-//     which cannot reach a process that reused its pid, and the group, if
-//     any member is left, by kill(-pgid).
-//   - If the pid now belongs to a process with another start time, the
-//     leader and its whole group are gone (the kernel does not reuse a pid
-//     that is still a group's id): nothing is signalled.
-//   - If the leader is gone, the members left in its group are signalled.
+// leaderHolds runs kill if the leader still runs (or is a zombie) with its
+// adopted start time and leads its group, so that the group id is its
+// group's, and says whether it did. The id could be freed and reused
+// between the check and the kill only if the leader and every member
+// exited and pids wrapped around within microseconds.
+func (p *adoptedProcess) leaderHolds(kill func()) bool {
+	st, err := readProc(p.pid)
+	if err != nil || st.start != p.startTime || st.pgrp != p.pid {
+		return false
+	}
+	kill()
+	return true
+}
+
+// Signal sends sig to every process of the child that can be proven its
+// own (see Adopt). SIGKILL to a cgroup goes through cgroup.kill. A leader
+// that left its group and carries no marks is signalled through its pidfd.
 func (p *adoptedProcess) Signal(sig syscall.Signal) error {
 	select {
 	case <-p.done:
 		return os.ErrProcessDone
 	default:
 	}
-	st, err := readProc(p.pid)
-	switch {
-	case err == nil && st.start == p.startTime && st.pgrp == p.pid:
-		return killGroup(p.pid, sig)
-	case err == nil && st.start == p.startTime:
-		lerr := p.pidfdSignal(sig)
-		if len(GroupMembers(p.pid, p.startTime)) > 0 {
-			killGroup(p.pid, sig)
+	var err error
+	if sig == syscall.SIGKILL {
+		p.track.kill()
+	} else {
+		err = p.track.signal(sig)
+	}
+	if g, ok := p.track.(*groupTracker); ok && len(g.marks) == 0 {
+		if st, rerr := readProc(p.pid); rerr == nil && st.start == p.startTime && st.pgrp != p.pid {
+			if lerr := p.pidfdSignal(sig); lerr == nil {
+				err = nil
+			}
 		}
-		return lerr
-	case err == nil:
-		return os.ErrProcessDone
 	}
-	if len(GroupMembers(p.pid, p.startTime)) == 0 {
-		return os.ErrProcessDone
-	}
-	return killGroup(p.pid, sig)
+	return err
 }
 
 func (p *adoptedProcess) pidfdSignal(sig syscall.Signal) error {

@@ -17,7 +17,7 @@ import (
 // checks the watch goroutine is gone when the test ends.
 func adopt(t *testing.T, c *Child) *Child {
 	t.Helper()
-	a, err := Adopt(c.PID(), c.StartTime())
+	a, err := Adopt(c.PID(), c.StartTime(), Tracking{})
 	if err != nil {
 		t.Fatalf("Adopt(%d, %d): %v", c.PID(), c.StartTime(), err)
 	}
@@ -122,7 +122,7 @@ func TestAdoptSweepsOnExit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := Adopt(leader, start)
+	a, err := Adopt(leader, start, Tracking{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestAdoptRefusesStranger(t *testing.T) {
 	c := startChild(t, spec)
 	waitForLog(t, spec, "ready")
 	for _, start := range []uint64{c.StartTime() + 1, c.StartTime() - 1, 0} {
-		if a, err := Adopt(c.PID(), start); !errors.Is(err, ErrPIDReused) {
+		if a, err := Adopt(c.PID(), start, Tracking{}); !errors.Is(err, ErrPIDReused) {
 			t.Errorf("Adopt(%d, %d) = %v, %v; want ErrPIDReused", c.PID(), start, a, err)
 		}
 	}
@@ -161,10 +161,10 @@ func TestAdoptGone(t *testing.T) {
 	spec := helperSpec(t, "exit", "0")
 	c := startChild(t, spec)
 	waitDone(t, c)
-	if _, err := Adopt(c.PID(), c.StartTime()); !errors.Is(err, ErrGone) {
+	if _, err := Adopt(c.PID(), c.StartTime(), Tracking{}); !errors.Is(err, ErrGone) {
 		t.Errorf("Adopt of a reaped pid: %v, want ErrGone", err)
 	}
-	if _, err := Adopt(0, 1); !errors.Is(err, ErrGone) {
+	if _, err := Adopt(0, 1, Tracking{}); !errors.Is(err, ErrGone) {
 		t.Errorf("Adopt(0): %v, want ErrGone", err)
 	}
 
@@ -179,7 +179,7 @@ func TestAdoptGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	retryUntil(t, 10*time.Second, func() bool { st, err := readProc(pid); return err == nil && st.state == 'Z' }, "true to be a zombie")
-	if _, err := Adopt(pid, start); !errors.Is(err, ErrGone) {
+	if _, err := Adopt(pid, start, Tracking{}); !errors.Is(err, ErrGone) {
 		t.Errorf("Adopt of a zombie: %v, want ErrGone", err)
 	}
 }
@@ -189,7 +189,7 @@ func TestAdoptRelease(t *testing.T) {
 	spec := helperSpec(t, "sleep-forever")
 	c := startChild(t, spec)
 	waitForLog(t, spec, "ready")
-	a, err := Adopt(c.PID(), c.StartTime())
+	a, err := Adopt(c.PID(), c.StartTime(), Tracking{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,15 @@ func (c *Child) PID() int { return c.proc.PID() }
 // the pid and compare it with ProcStartTime before signalling a pid later.
 func (c *Child) StartTime() uint64 { return c.startTime }
 
+// Tracking describes how the child's processes are tracked, for ps:
+// "cgroup <dir>" or "process group <pgid>"; "" if the driver does not say.
+func (c *Child) Tracking() string {
+	if t, ok := c.proc.(interface{ Tracking() string }); ok {
+		return t.Tracking()
+	}
+	return ""
+}
+
 // Done is closed when the child has exited (see the state machine above).
 func (c *Child) Done() <-chan struct{} { return c.proc.Done() }
 

@@ -35,3 +35,12 @@ func (e *StartError) Error() string {
 }
 
 func (e *StartError) Unwrap() error { return e.Err }
+
+// Errors about cgroups (Tracking.Cgroup).
+var (
+	// ErrNoCgroup means no usable cgroup v2 hierarchy: none is mounted
+	// read-write, or a path is not in one.
+	ErrNoCgroup = errors.New("no usable cgroup v2 hierarchy")
+	// ErrCgroupInUse means a child's cgroup already holds processes.
+	ErrCgroupInUse = errors.New("cgroup already holds processes")
+)

@@ -8,7 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -23,7 +26,8 @@ func (execDriver) Name() string { return "exec" }
 
 // Start forks and execs spec. The child gets stdin from /dev/null, its own
 // process group, and stdout and stderr on the LogPath file; the master's copy
-// of that file is closed before Start returns.
+// of that file is closed before Start returns. With Spec.Tracking.Cgroup it
+// is born in that cgroup (see startInCgroup).
 //
 // The child is not started with exec.CommandContext: ctx only bounds the
 // start-up, so Cmd.Cancel and Cmd.WaitDelay are not used either (there are
@@ -49,16 +53,130 @@ func (execDriver) Start(ctx context.Context, spec Spec) (Process, error) {
 			return fail(err)
 		}
 	}
-	args := spec.Command
-	if spec.ListenPID {
-		if path, args, err = listenPIDCommand(path, spec); err != nil {
-			return fail(err)
-		}
-	}
 	logf, err := openLog(spec.LogPath)
 	if err != nil {
 		return fail(err)
 	}
+	if logf != nil {
+		defer logf.Close() // the child has its own copy
+	}
+	var cmd *exec.Cmd
+	p := &execProcess{done: make(chan struct{})}
+	if dir := spec.Tracking.Cgroup; dir != "" {
+		if err := makeChildCgroup(dir); err != nil {
+			return fail(err)
+		}
+		cg := &cgroupTracker{dir: dir}
+		if cmd, err = startInCgroup(path, spec, logf, cg); err != nil {
+			cg.cleanup()
+		}
+		p.track = cg
+	} else {
+		cmd, err = startPlain(path, spec, logf)
+	}
+	if err != nil {
+		if pe, ok := errors.AsType[*fs.PathError](err); ok && pe.Op == "fork/exec" {
+			err = pe.Err // StartError already names the command
+		}
+		return fail(err)
+	}
+	p.cmd, p.pid = cmd, cmd.Process.Pid
+	// The child is not reaped before wait runs, so its /proc entry is
+	// still there (as a zombie at worst) and belongs to it.
+	p.startTime, _ = ProcStartTime(p.pid)
+	if p.track == nil {
+		p.track = &groupTracker{pgid: p.pid, since: p.startTime, marks: spec.Tracking.Marks, held: p.holdGroup, trusted: true}
+	}
+	go p.wait()
+	return p, nil
+}
+
+// cloneIntoCgroup is cleared once the kernel refuses clone3 with
+// CLONE_INTO_CGROUP (before Linux 5.7, or a seccomp filter that blocks
+// clone3); children are then put in their cgroup by startInCgroup's
+// fallback.
+var cloneIntoCgroup atomic.Bool
+
+func init() { cloneIntoCgroup.Store(true) }
+
+// startInCgroup starts the child inside cg without a moment outside it:
+// clone3 with CLONE_INTO_CGROUP creates it there. Where the kernel refuses
+// that, the child starts as a shell that waits for a line on stdin, and
+// the shell's pid is written to cgroup.procs before the line is sent; the
+// shell then execs the command (same pid) with stdin from /dev/null. A
+// master that dies in between closes the pipe, and the shell exits 125
+// without running the command.
+func startInCgroup(path string, spec Spec, logf *os.File, cg *cgroupTracker) (*exec.Cmd, error) {
+	if cloneIntoCgroup.Load() {
+		fd, err := unix.Open(cg.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open cgroup %s: %w", cg.dir, err)
+		}
+		cmdPath, args, err := shellCommand(path, spec, false)
+		if err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		cmd := newCmd(cmdPath, args, spec, logf)
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+		err = cmd.Start()
+		unix.Close(fd)
+		if !cloneRefused(err) {
+			return cmd, wrapShell(spec, false, err)
+		}
+		cloneIntoCgroup.Store(false)
+	}
+	cmdPath, args, err := shellCommand(path, spec, true)
+	if err != nil {
+		return nil, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	cmd := newCmd(cmdPath, args, spec, logf)
+	cmd.Stdin = r
+	err = cmd.Start()
+	r.Close()
+	if err != nil {
+		return nil, wrapShell(spec, true, err)
+	}
+	if err := os.WriteFile(filepath.Join(cg.dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		cmd.Process.Kill() // still blocked in read: the command never ran
+		cmd.Wait()
+		return nil, fmt.Errorf("enter cgroup %s: %w", cg.dir, err)
+	}
+	if _, err := w.Write([]byte("go\n")); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("start child in cgroup %s: %w", cg.dir, err)
+	}
+	return cmd, nil
+}
+
+// cloneRefused reports whether a failed start was clone3 refusing
+// CLONE_INTO_CGROUP rather than the command failing to exec.
+func cloneRefused(err error) bool {
+	pe, ok := errors.AsType[*fs.PathError](err)
+	if !ok || pe.Op != "fork/exec" {
+		return false
+	}
+	return errors.Is(pe.Err, syscall.ENOSYS) || errors.Is(pe.Err, syscall.EPERM) ||
+		errors.Is(pe.Err, syscall.EINVAL) || errors.Is(pe.Err, syscall.EOPNOTSUPP)
+}
+
+// startPlain starts the child in its own process group.
+func startPlain(path string, spec Spec, logf *os.File) (*exec.Cmd, error) {
+	cmdPath, args, err := shellCommand(path, spec, false)
+	if err != nil {
+		return nil, err
+	}
+	cmd := newCmd(cmdPath, args, spec, logf)
+	return cmd, wrapShell(spec, false, cmd.Start())
+}
+
+func newCmd(path string, args []string, spec Spec, logf *os.File) *exec.Cmd {
 	env := spec.Env
 	if env == nil {
 		env = []string{} // nil would mean the master's environment
@@ -74,41 +192,48 @@ func (execDriver) Start(ctx context.Context, spec Spec) (Process, error) {
 	if logf != nil {
 		cmd.Stdout, cmd.Stderr = logf, logf
 	}
-	err = cmd.Start()
-	if logf != nil {
-		logf.Close() // the child has its own copy
+	return cmd
+}
+
+// wrapShell says, in a start error, that the command was started through
+// the shell, and why.
+func wrapShell(spec Spec, waitLine bool, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case spec.ListenPID:
+		return fmt.Errorf("through %s, to set LISTEN_PID: %w", listenShell, err)
+	case waitLine:
+		return fmt.Errorf("through %s, to enter its cgroup first: %w", listenShell, err)
 	}
-	if err != nil {
-		if pe, ok := errors.AsType[*fs.PathError](err); ok && pe.Op == "fork/exec" {
-			err = pe.Err // StartError already names the command
-		}
-		if spec.ListenPID {
-			err = fmt.Errorf("through %s, to set LISTEN_PID: %w", listenShell, err)
-		}
-		return fail(err)
-	}
-	p := &execProcess{cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{})}
-	// The child is not reaped before wait runs, so its /proc entry is
-	// still there (as a zombie at worst) and belongs to it.
-	p.startTime, _ = ProcStartTime(p.pid)
-	go p.wait()
-	return p, nil
+	return err
 }
 
 // execProcess is a Process started by Exec. It owns one goroutine, wait,
-// which reaps the leader, sweeps the group and closes done; it ends when the
-// leader exits, so a process that is never stopped keeps it running.
+// which waits for the leader to exit, kills what is left of the child,
+// reaps the leader, waits until nothing of the child is left and closes
+// done; it ends when the leader exits, so a process that is never stopped
+// keeps it running.
 type execProcess struct {
 	cmd       *exec.Cmd
 	pid       int
 	startTime uint64
+	track     tracker
 	done      chan struct{}
 	exit      Exit // written by wait before done is closed
+
+	// reapMu is held for reading while the process group is signalled
+	// through its id, and for writing while the leader is reaped: until
+	// then the id is the group's (a zombie keeps it), so no signal to the
+	// id can reach a group that reused it.
+	reapMu sync.RWMutex
+	reaped bool // guarded by reapMu
 }
 
 func (p *execProcess) PID() int              { return p.pid }
 func (p *execProcess) StartTime() uint64     { return p.startTime }
 func (p *execProcess) Done() <-chan struct{} { return p.done }
+func (p *execProcess) Tracking() string      { return p.track.String() }
 
 func (p *execProcess) Exit() Exit {
 	select {
@@ -119,29 +244,63 @@ func (p *execProcess) Exit() Exit {
 	}
 }
 
+// Signal sends sig to every process of the child: its cgroup, or its
+// process group and the processes that carry its marks. SIGKILL to a
+// cgroup goes through cgroup.kill.
 func (p *execProcess) Signal(sig syscall.Signal) error {
 	select {
 	case <-p.done:
 		return os.ErrProcessDone
 	default:
 	}
-	// Signalling the group id is safe even if the leader has just been
-	// reaped: Linux does not reuse an id while a process group holds it.
-	err := syscall.Kill(-p.pid, sig)
-	if errors.Is(err, syscall.ESRCH) {
-		return os.ErrProcessDone
+	if sig == syscall.SIGKILL {
+		p.track.kill()
+		return nil
 	}
-	return err
+	return p.track.signal(sig)
 }
 
-// wait reaps the leader and then, like systemd's KillMode=control-group,
-// sends SIGKILL to the rest of its process group (grandchildren that ignored
-// SIGTERM or were forked in the background) before closing done.
+// holdGroup runs kill if the leader is not reaped yet, and says whether it
+// did.
+func (p *execProcess) holdGroup(kill func()) bool {
+	p.reapMu.RLock()
+	defer p.reapMu.RUnlock()
+	if p.reaped {
+		return false
+	}
+	kill()
+	return true
+}
+
+// wait waits for the leader to exit without reaping it, then, like
+// systemd's KillMode=control-group, sends SIGKILL to the rest of the child
+// (grandchildren that ignored SIGTERM or were forked in the background,
+// and with a cgroup or marks those that left the group), reaps the leader,
+// and closes done only once nothing of the child is left: whoever waits
+// for done (a master releasing ports) never races a grandchild's exit.
 func (p *execProcess) wait() {
+	waitExited(p.pid)
+	p.track.kill()
+	p.reapMu.Lock()
 	err := p.cmd.Wait()
-	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // ESRCH: group already empty
+	p.reaped = true
+	p.reapMu.Unlock()
+	_ = p.track.waitEmpty(context.Background()) // no deadline: SIGKILL was sent
+	p.track.cleanup()
 	p.exit = exitOf(p.cmd.ProcessState, err)
 	close(p.done)
+}
+
+// waitExited blocks until the child pid has exited, leaving it to be
+// reaped (waitid with WNOWAIT).
+func waitExited(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
 }
 
 func exitOf(ps *os.ProcessState, err error) Exit {
@@ -158,22 +317,29 @@ func exitOf(ps *os.ProcessState, err error) Exit {
 	return Exit{Code: ps.ExitCode(), Err: err}
 }
 
-// The shell that sets LISTEN_PID for Spec.ListenPID: $$ is its own pid,
-// which exec keeps. PWD, which the shell would add, is unset unless Spec.Env
-// has it.
+// The shell that sets LISTEN_PID for Spec.ListenPID, and that waits for a
+// line on stdin until its pid is in its cgroup (startInCgroup's fallback):
+// $$ is its own pid, which exec keeps. PWD, which the shell would add, is
+// unset unless Spec.Env has it.
 const (
-	listenShell     = "/bin/sh"
-	listenScript    = `LISTEN_PID=$$; export LISTEN_PID; exec "$@"`
-	listenScriptPWD = `unset PWD; ` + listenScript
-	listenArg0      = "berth-listen" // the shell's $0, in its error messages
+	listenShell  = "/bin/sh"
+	listenScript = `LISTEN_PID=$$; export LISTEN_PID; `
+	waitScript   = `read -r berth_go || exit 125; exec </dev/null; `
+	unsetPWD     = `unset PWD; `
+	execScript   = `exec "$@"`
+	listenArg0   = "berth-listen" // the shell's $0, in its error messages
 )
 
-// listenPIDCommand returns the path and argv that start spec through the
-// shell. The command is given to it as path, the file lookPath found, so
-// the shell runs the same file; a command found in PATH gets that full path
-// as its argv[0]. The file is checked first, since a failed exec in the
-// shell would show as exit code 126 or 127 rather than as a start error.
-func listenPIDCommand(path string, spec Spec) (string, []string, error) {
+// shellCommand returns the path and argv that start spec: the command as
+// found (path), or, for Spec.ListenPID or waitLine, through the shell. The
+// command is given to the shell as path, the file lookPath found, so the
+// shell runs the same file; a command found in PATH gets that full path as
+// its argv[0]. The file is checked first, since a failed exec in the shell
+// would show as exit code 126 or 127 rather than as a start error.
+func shellCommand(path string, spec Spec, waitLine bool) (string, []string, error) {
+	if !spec.ListenPID && !waitLine {
+		return path, spec.Command, nil
+	}
 	target := path
 	if !filepath.IsAbs(target) && spec.Dir != "" {
 		target = filepath.Join(spec.Dir, target)
@@ -188,10 +354,17 @@ func listenPIDCommand(path string, spec Spec) (string, []string, error) {
 	case !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0:
 		return "", nil, syscall.EACCES
 	}
-	script := listenScriptPWD
-	if _, ok := lookupEnv(spec.Env, "PWD"); ok {
-		script = listenScript
+	script := ""
+	if waitLine {
+		script += waitScript
 	}
+	if _, ok := lookupEnv(spec.Env, "PWD"); !ok {
+		script += unsetPWD
+	}
+	if spec.ListenPID {
+		script += listenScript
+	}
+	script += execScript
 	args := append([]string{listenShell, "-c", script, listenArg0, path}, spec.Command[1:]...)
 	return listenShell, args, nil
 }

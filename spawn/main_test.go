@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -52,11 +53,21 @@ func runHelper(mode string, args []string) {
 		wd, _ := os.Getwd()
 		fmt.Println("dir=" + wd)
 		os.Exit(0)
+	case "print-cgroup": // the cgroup the command runs in, from its first instruction on
+		b, _ := os.ReadFile("/proc/self/cgroup")
+		fmt.Printf("cgroup=%s", b)
+		os.Exit(0)
 	case "sleep-forever":
 		fmt.Println("ready")
 		block()
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
+		if addr := os.Getenv("SPAWN_LISTEN"); addr != "" { // hold a port
+			if _, err := net.Listen("tcp", addr); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(3)
+			}
+		}
 		if os.Getenv("SPAWN_READY_FD") == "3" { // started by forkGrandchild
 			os.NewFile(3, "ready").Close()
 		} else {
@@ -64,7 +75,9 @@ func runHelper(mode string, args []string) {
 		}
 		block()
 	case "fork-grandchild": // start an ignore-term grandchild, then block
-		fmt.Printf("grandchild=%d\n", forkGrandchild())
+		// With SPAWN_SETSID=1 the grandchild leaves the group (setsid), as
+		// a daemon does.
+		fmt.Printf("grandchild=%d\n", forkGrandchild(os.Getenv("SPAWN_SETSID") == "1"))
 		if os.Getenv("SPAWN_THEN_EXIT") == "1" {
 			os.Exit(0)
 		}
@@ -76,8 +89,9 @@ func runHelper(mode string, args []string) {
 }
 
 // forkGrandchild starts an ignore-term copy of itself, in the same process
-// group, and returns its pid once it ignores SIGTERM.
-func forkGrandchild() int {
+// group or, with setsid, in a session of its own, and returns its pid once
+// it ignores SIGTERM (and holds its port, with SPAWN_LISTEN).
+func forkGrandchild(setsid bool) int {
 	r, w, err := os.Pipe()
 	if err != nil {
 		panic(err)
@@ -87,6 +101,7 @@ func forkGrandchild() int {
 	cmd.Env = append(os.Environ(), "SPAWN_HELPER=ignore-term", "SPAWN_READY_FD=3")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: setsid}
 	if err := cmd.Start(); err != nil {
 		panic(err)
 	}

@@ -79,3 +79,17 @@ func parseStat(b []byte) (state byte, start uint64, err error) {
 	}
 	return f[0][0], start, nil
 }
+
+// statGroup returns the state and process group (field 5) of a stat line.
+func statGroup(b []byte) (state byte, pgrp int, ok bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 3 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	pgrp, err := strconv.Atoi(string(f[2]))
+	return f[0][0], pgrp, err == nil
+}

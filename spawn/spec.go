@@ -37,6 +37,10 @@ type Spec struct {
 	// command in its own place: the pid, the process group and the open
 	// files stay the same. See the package doc for what else changes.
 	ListenPID bool
+	// Tracking says how the child's processes are tracked: a cgroup of its
+	// own, or its process group plus marks in the environment. The zero
+	// value tracks the process group alone.
+	Tracking Tracking
 }
 
 // ExpandArgs returns a copy of args in which every ${NAME} whose NAME is
