@@ -73,7 +73,8 @@
 // # Runtime directory
 //
 //	master.id          stable id of this master (the lanmanager knows it by this, never by IP)
-//	master.db          bbolt: bucket "children", alloc id → JSON {alloc, instance, need, pid,
+//	master.db          bbolt: meta/schema = "1" (raw bytes; another version is refused),
+//	                   bucket "children", alloc id → JSON {alloc, instance, need, pid,
 //	                   start_time, ports, pipe, log, started_at, ready}
 //	ports.db           bbolt: the port office's leases
 //	logs/<inst>.log    each child's stdout and stderr

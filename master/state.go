@@ -7,7 +7,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
+	"berth/boltfile"
 	"berth/needs"
 )
 
@@ -36,19 +38,46 @@ type record struct {
 
 var bucketChildren = []byte("children")
 
+// The schema version of master.db, stored raw under meta/schema like the
+// lanmanager's and the port office's. A file written before the key
+// existed holds the same format and is given it on open.
+var (
+	bucketMeta = []byte("meta")
+	keySchema  = []byte("schema")
+)
+
+const stateSchema = "1"
+
 type stateDB struct{ db *bolt.DB }
 
+// openState opens master.db, refusing a damaged file (see package
+// boltfile) and a schema version this master does not read.
 func openState(path string) (*stateDB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
+	db, err := boltfile.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (is another master using this runtime directory?)", path, err)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("open child records: %w", err)
+	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketChildren)
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+			if err := meta.Put(keySchema, []byte(stateSchema)); err != nil {
+				return err
+			}
+		case string(v) != stateSchema:
+			return fmt.Errorf("schema version %q, this master reads %q: run the berth that wrote it, or move the file aside", v, stateSchema)
+		}
+		_, err = tx.CreateBucketIfNotExists(bucketChildren)
 		return err
 	}); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return &stateDB{db: db}, nil
 }
