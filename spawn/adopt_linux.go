@@ -125,8 +125,8 @@ type adoptedProcess struct {
 	f         *os.File // the pidfd, in the runtime poller
 	rc        syscall.RawConn
 	done      chan struct{}
-	exit      Exit          // written by watch before done is closed
-	watched   chan struct{} // closed when watch returns
+	exit      Exit            // written by watch before done is closed
+	watched   chan struct{}   // closed when watch returns
 	ctx       context.Context // cancelled by release
 	cancel    context.CancelFunc
 	closeOnce sync.Once
