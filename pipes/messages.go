@@ -45,13 +45,17 @@ const (
 
 // Hello introduces a master.
 type Hello struct {
-	ID      string                    `json:"id"`
-	Name    string                    `json:"name"`
-	Address string                    `json:"address"`
-	Version string                    `json:"version,omitempty"`
-	Ranges  map[needs.Protocol][2]int `json:"ranges,omitempty"`
-	Free    map[needs.Protocol]int    `json:"free,omitempty"`
-	Allocs  []Started                 `json:"allocs,omitempty"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Version string `json:"version,omitempty"`
+	// Boot is a random nonce the master draws at each start: a copy of its
+	// runtime directory shares its id, never its boot (see the lanmanager's
+	// identity check).
+	Boot   string                    `json:"boot,omitempty"`
+	Ranges map[needs.Protocol][2]int `json:"ranges,omitempty"`
+	Free   map[needs.Protocol]int    `json:"free,omitempty"`
+	Allocs []Started                 `json:"allocs,omitempty"`
 	// Exits are exits the master could not report while the link was down.
 	Exits []Exited `json:"exits,omitempty"`
 }
@@ -66,6 +70,9 @@ func (h *Hello) Validate() error {
 	}
 	if err := ValidateAddress("address", h.Address); err != nil {
 		return err
+	}
+	if len(h.Boot) > 64 {
+		return &needs.FieldError{Field: "boot", Msg: "must be at most 64 bytes"}
 	}
 	for i := range h.Allocs {
 		if err := h.Allocs[i].Validate(); err != nil {
@@ -370,6 +377,9 @@ type ChildInfo struct {
 	Stats     *Stats                 `json:"stats,omitempty"`
 	// Adopted is true for a child a restarted master re-adopted.
 	Adopted bool `json:"adopted,omitempty"`
+	// Tracking says how the master tracks the child's processes:
+	// "cgroup <dir>" or "process group <pgid>".
+	Tracking string `json:"tracking,omitempty"`
 }
 
 // ValidateAddress checks an address others are to dial: an IP address that
