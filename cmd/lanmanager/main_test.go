@@ -30,6 +30,7 @@ func startLan(t *testing.T) *lan.Server {
 	t.Cleanup(func() { srv.Close() })
 	t.Setenv("BERTH_ADDR", srv.Addr()) // the client commands' --addr
 	t.Setenv("BERTH_TOKEN", "")
+	t.Setenv("BERTH_ANNOUNCE_DIR", t.TempDir()) // never the user's own
 	return srv
 }
 
