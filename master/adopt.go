@@ -1,13 +1,9 @@
 package master
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
-	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
 	"berth/pipes"
@@ -24,21 +20,26 @@ const (
 // run of this master (one that left them running, crashed or was killed).
 // For each record:
 //
-//   - if its pid runs with the recorded start time, the child is adopted
-//     (spawn.Adopt): watched through a pidfd, its control socket re-opened
-//     at the recorded path, its ports still leased under its allocation id,
-//     and reported in the first hello with Adopted set;
+//   - if its pid runs with the recorded start time (and, with a cgroup, is
+//     in the child's cgroup), the child is adopted (spawn.Adopt): watched
+//     through a pidfd, its control socket re-opened at the recorded path,
+//     its ports still leased under its allocation id, and reported in the
+//     first hello with Adopted set;
 //   - if the process is gone, or its pid now belongs to an unrelated process
-//     (another start time), it is reported as an exit in the first hello,
-//     its leases are released and its socket file removed. An unrelated
-//     process is never signalled. What is left of a gone leader's process
-//     group (members whose group id is still the leader's pid) is stopped:
-//     SIGTERM, StopGrace, SIGKILL;
+//     (another start time, or not in the cgroup), it is reported as an exit
+//     in the first hello, its leases are released and its socket file
+//     removed. What is left of the child is stopped first (SIGTERM,
+//     StopGrace, SIGKILL; spawn.Sweep): its cgroup, or the processes that
+//     carry its BERTH_ALLOC and started no earlier than it. A process that
+//     merely got a recorded pid or group id is never signalled;
 //   - if it runs but cannot be watched (no pidfd support), it is stopped
-//     like a leader-less group and reported.
+//     the same way and reported.
 //
-// Then leases whose owner is no adopted child are reclaimed. It runs in
-// Open before any goroutine, so it needs no lock but takes them anyway.
+// Then the children of earlier runs that no record names (master.db lost)
+// are stopped: the master's other sub-cgroups, and the processes that carry
+// its BERTH_MASTER (see tracking.orphans). Only then are leases whose owner
+// is no adopted child reclaimed. It runs in Open before any goroutine, so it
+// needs no lock but takes them anyway.
 func (a *Agent) adoptChildren(ctx context.Context) {
 	began := time.Now()
 	recs, err := a.state.all()
@@ -46,13 +47,15 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 		a.log.Error("read child records", "err", err)
 	}
 	var gone []*record
-	var stop []*record // process groups to stop before their leases go
+	var rest []leftover // what is left of gone children, stopped before their leases go
 	reasons := map[string]string{}
 	for _, r := range recs {
+		tr := r.tracking()
 		if r.PID <= 0 {
 			// Written just before a spawn the previous run did not live
-			// to record: look for the child by its allocation id.
-			if pid, start, ok := findSpawned(r.Alloc); ok {
+			// to record: look for the child in its cgroup, or by its
+			// BERTH_ALLOC.
+			if pid, start, ok := spawn.FindLeader(tr); ok {
 				a.log.Info("found a child spawned just before the previous run ended", "instance", r.Instance, "pid", pid)
 				r.PID, r.StartTime, r.StartedAt = pid, start, time.Now().UTC()
 				if err := a.state.put(r); err != nil {
@@ -60,7 +63,7 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 				}
 			}
 		}
-		proc, err := spawn.Adopt(r.PID, r.StartTime, spawn.Tracking{Marks: []string{"BERTH_ALLOC=" + r.Alloc}})
+		proc, err := spawn.Adopt(r.PID, r.StartTime, tr)
 		switch {
 		case err == nil:
 			a.adopt(r, proc)
@@ -77,9 +80,14 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 			reasons[r.Alloc] = notAdoptable + err.Error()
 		}
 		gone = append(gone, r)
-		stop = append(stop, r)
+		rest = append(rest, leftover{alloc: r.Alloc, instance: r.Instance, track: tr, since: r.StartTime})
 	}
-	a.stopGroups(ctx, stop)
+	goneAllocs := make([]string, len(gone))
+	for i, r := range gone {
+		goneAllocs[i] = r.Alloc
+	}
+	rest = append(rest, a.track.orphans(a.knownAllocs(goneAllocs))...)
+	a.sweep(ctx, rest)
 	for _, r := range gone {
 		if _, err := a.office.Release(r.Alloc); err != nil {
 			a.log.Error("release ports", "instance", r.Instance, "err", err)
@@ -109,41 +117,24 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 func (a *Agent) adopt(r *record, proc *spawn.Child) {
 	c := &child{alloc: r.Alloc, instance: r.Instance, need: r.Need, ports: r.Ports, pipePath: r.Pipe,
 		logPath: r.Log, started: r.StartedAt, proc: proc, adopted: true, ready: r.Ready, done: make(chan struct{})}
+	var pipe *pipes.Listener
 	if r.Pipe != "" {
 		// Nobody can be listening: the runtime directory's databases are
 		// locked by this master. The child redials the path by itself.
 		os.Remove(r.Pipe)
-		pipe, err := pipes.Listen(r.Pipe)
-		if err != nil {
+		var err error
+		if pipe, err = pipes.Listen(r.Pipe); err != nil {
 			a.log.Warn("re-open adopted child's pipe; it runs without one", "instance", r.Instance, "err", err)
 		}
-		c.pipe = pipe
+		c.pipe = pipe // c is not shared yet
 	}
 	a.mu.Lock()
 	a.children[r.Alloc] = c
 	a.mu.Unlock()
 	a.wg.Add(2)
-	go func() { defer a.wg.Done(); a.servePipe(c) }()
+	go func() { defer a.wg.Done(); a.servePipe(c, pipe) }()
 	go func() { defer a.wg.Done(); a.wait(c) }()
-	a.log.Info("adopted child", "instance", r.Instance, "pid", r.PID, "ports", r.Ports, "ready", r.Ready)
-}
-
-// stopGroups stops what is left of children whose leader is not (or no
-// longer) ours to watch, all at once: spawn.Sweep signals only processes
-// that carry the child's BERTH_ALLOC and started no earlier than it, so a
-// recorded group id that a stranger got meanwhile is left alone.
-func (a *Agent) stopGroups(ctx context.Context, groups []*record) {
-	var wg sync.WaitGroup
-	for _, r := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := spawn.Sweep(ctx, spawn.Tracking{Marks: []string{"BERTH_ALLOC=" + r.Alloc}}, r.StartTime, a.opts.StopGrace); err != nil {
-				a.log.Error("stop what is left of a child", "instance", r.Instance, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
+	a.log.Info("adopted child", "instance", r.Instance, "pid", r.PID, "ports", r.Ports, "ready", r.Ready, "tracking", proc.Tracking())
 }
 
 // hasChild reports whether alloc is a child of this master, registered from
@@ -153,36 +144,4 @@ func (a *Agent) hasChild(alloc string) bool {
 	defer a.mu.Unlock()
 	_, ok := a.children[alloc]
 	return ok
-}
-
-// findSpawned looks in /proc for the leader of the process group a child
-// of allocation alloc leads: the process whose environment holds
-// BERTH_ALLOC=<alloc> and whose group id is its own pid (its grandchildren
-// share the variable but not the group leadership). It returns the pid and
-// its /proc start time.
-func findSpawned(alloc string) (int, uint64, bool) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, 0, false
-	}
-	want := []byte("BERTH_ALLOC=" + alloc + "\x00")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 1 {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !(bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...))) {
-			continue
-		}
-		if pgid, err := syscall.Getpgid(pid); err != nil || pgid != pid {
-			continue
-		}
-		start, err := spawn.ProcStartTime(pid)
-		if err != nil {
-			continue
-		}
-		return pid, start, true
-	}
-	return 0, 0, false
 }

@@ -28,6 +28,9 @@ type Options struct {
 	// Version is reported to the lanmanager.
 	Version string
 	Logger  *slog.Logger
+	// RuntimeCheck is how often the runtime directory is checked and
+	// repaired (runtime.go); 0 means DefaultRuntimeCheck.
+	RuntimeCheck time.Duration
 }
 
 // Agent is one machine's master: it links to the lanmanager, bids for
@@ -44,10 +47,11 @@ type Agent struct {
 	linkURL string
 	sockDir string
 	logDir  string
+	track   tracking // how children are tracked (track.go)
 
 	office *portoffice.Office
 	state  *stateDB
-	ctl    *pipes.Listener
+	ctl    *pipes.Listener // guarded by mu once Open returns: the runtime check replaces it (ctl.go)
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -107,6 +111,9 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 		a.name = hostLabel()
 	}
 	a.log = opts.Logger.With("master", a.name)
+	if a.track, err = newTracking(cfg.Tracking, rt, a.log); err != nil {
+		return nil, err
+	}
 	if a.addr = cfg.AdvertiseAddress; a.addr == "" {
 		a.addr = routeTo(a.linkURL)
 	}
@@ -140,14 +147,16 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	a.adoptChildren(ctx)
 	a.wg.Add(4)
 	go func() { defer a.wg.Done(); a.rotateLoop() }()
-	go func() { defer a.wg.Done(); a.serveControl() }()
+	go func() { defer a.wg.Done(); a.serveControl(a.ctl) }()
 	go func() { defer a.wg.Done(); a.linkLoop() }()
 	go func() { defer a.wg.Done(); a.repairLoop(cfg.RepairPeriod()) }()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.runtimeLoop(opts.RuntimeCheck) }()
 	if d := cfg.DisconnectLimit(); d > 0 {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.disconnectLoop(d) }()
 	}
-	a.log.Info("master started", "id", a.id, "address", a.addr, "lanmanager", a.linkURL, "runtime", rt)
+	a.log.Info("master started", "id", a.id, "address", a.addr, "lanmanager", a.linkURL, "runtime", rt, "tracking", a.track.String())
 	return a, nil
 }
 
@@ -226,7 +235,7 @@ func (a *Agent) Leave() error {
 // context and their pipes close.
 func (a *Agent) shutdown() error {
 	a.cancel(ErrClosed)
-	a.ctl.Close()
+	a.closeControl()
 	a.mu.Lock()
 	if a.link != nil {
 		a.link.Close()

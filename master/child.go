@@ -30,17 +30,22 @@ type child struct {
 	logPath  string
 	started  time.Time
 	proc     *spawn.Child
-	pipe     *pipes.Listener // nil for an adopted child whose pipe could not be re-opened
-	adopted  bool            // taken over from a previous run of the master (spawn.Adopt)
-	done     chan struct{}   // closed once the child is gone and cleaned up
+	adopted  bool          // taken over from a previous run of the master (spawn.Adopt)
+	done     chan struct{} // closed once the child is gone and cleaned up
 
-	mu        sync.Mutex // Protects following.
-	conn      *pipes.Conn
-	ready     bool
-	approved  bool
-	stopping  bool
-	requested bool
-	stats     *pipes.Stats
+	mu sync.Mutex // Protects following.
+	// pipe is the child's control socket; nil for an adopted child whose
+	// pipe could not be re-opened. The runtime check replaces it when its
+	// file was deleted (relistenPipe); pipeClosed is set once the child is
+	// gone, after which it is never replaced.
+	pipe       *pipes.Listener
+	pipeClosed bool
+	conn       *pipes.Conn
+	ready      bool
+	approved   bool
+	stopping   bool
+	requested  bool
+	stats      *pipes.Stats
 	// pending holds a stop asked for before the process existed.
 	pending *pendingStop
 }
@@ -64,6 +69,7 @@ func (c *child) info() pipes.ChildInfo {
 		Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Ready: c.ready, Stats: c.stats, Adopted: c.adopted}
 	if c.proc != nil {
 		ci.PID = c.proc.PID()
+		ci.Tracking = c.proc.Tracking()
 	}
 	return ci
 }
@@ -115,9 +121,7 @@ func (a *Agent) startChild(c *child) {
 		a.log.Warn("start child", "instance", c.instance, "err", err)
 		a.office.Release(c.alloc)
 		a.state.delete(c.alloc)
-		if c.pipe != nil {
-			c.pipe.Close()
-		}
+		c.closePipe()
 		a.mu.Lock()
 		delete(a.children, c.alloc)
 		a.mu.Unlock()
@@ -145,13 +149,15 @@ func (a *Agent) spawnChild(c *child) error {
 		return err
 	}
 	env := a.childEnv(c)
-	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath}
+	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath,
+		Tracking: a.track.child(c.alloc)}
 	activate(&spec, c.need, files)
 	// A record without a pid first: should the master die between the
-	// spawn and the full record, the next run finds the child by its
-	// BERTH_ALLOC (see findSpawned) instead of not knowing it.
+	// spawn and the full record, the next run finds the child in its
+	// cgroup or by its BERTH_ALLOC (spawn.FindLeader) instead of not
+	// knowing it.
 	if err := a.state.put(&record{Alloc: c.alloc, Instance: c.instance, Need: c.need, Ports: ports,
-		Pipe: c.pipePath, Log: c.logPath}); err != nil {
+		Pipe: c.pipePath, Log: c.logPath, Cgroup: spec.Tracking.Cgroup}); err != nil {
 		return fmt.Errorf("master %s: persist child record: %w", a.name, err)
 	}
 	proc, err := spawn.Start(a.ctx, a.opts.Driver, spec)
@@ -163,14 +169,14 @@ func (a *Agent) spawnChild(c *child) error {
 	pending := c.pending
 	c.mu.Unlock()
 	rec := &record{Alloc: c.alloc, Instance: c.instance, Need: c.need, PID: proc.PID(), StartTime: proc.StartTime(),
-		Ports: ports, Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started}
+		Ports: ports, Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Cgroup: spec.Tracking.Cgroup}
 	if err := a.state.put(rec); err != nil {
 		a.log.Error("persist child record", "instance", c.instance, "err", err)
 	}
 	a.wg.Add(2)
-	go func() { defer a.wg.Done(); a.servePipe(c) }()
+	go func() { defer a.wg.Done(); a.servePipe(c, pipe) }()
 	go func() { defer a.wg.Done(); a.wait(c) }()
-	a.log.Info("child started", "instance", c.instance, "pid", proc.PID(), "ports", ports)
+	a.log.Info("child started", "instance", c.instance, "pid", proc.PID(), "ports", ports, "tracking", proc.Tracking())
 	if pending != nil {
 		c.stop(a, pending.why, pending.grace)
 	}
@@ -178,7 +184,8 @@ func (a *Agent) spawnChild(c *child) error {
 }
 
 // childEnv is the master's environment without berth's own variables,
-// then the need's env, then the child contract.
+// then the need's env, then the child contract, with BERTH_MASTER (see
+// envMaster) after it.
 func (a *Agent) childEnv(c *child) []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -196,8 +203,8 @@ func (a *Agent) childEnv(c *child) []string {
 	for _, k := range keys {
 		env = append(env, k+"="+c.need.Env[k])
 	}
-	env = append(env, "BERTH_NEED="+c.need.Name, "BERTH_INSTANCE="+c.instance, "BERTH_ALLOC="+c.alloc,
-		"BERTH_HOST="+a.addr, "BERTH_PIPE="+c.pipePath)
+	env = append(env, "BERTH_NEED="+c.need.Name, "BERTH_INSTANCE="+c.instance, envAlloc+"="+c.alloc,
+		"BERTH_HOST="+a.addr, "BERTH_PIPE="+c.pipePath, envMaster+"="+a.track.hash)
 	for i, p := range c.need.Protocols {
 		port := fmt.Sprint(c.ports[p])
 		env = append(env, p.EnvName()+"="+port)
@@ -226,9 +233,7 @@ func (a *Agent) wait(c *child) {
 		}
 	}
 	ex := c.proc.Exit()
-	if c.pipe != nil {
-		c.pipe.Close()
-	}
+	c.closePipe()
 	c.mu.Lock()
 	if c.conn != nil {
 		c.conn.Close()
@@ -288,17 +293,18 @@ func (c *child) stop(a *Agent, why string, grace time.Duration) {
 	}
 }
 
-// servePipe accepts the child's connections on its control socket; the
-// child package reconnects if a connection drops, so there may be several
-// in turn. It ends when the pipe is closed: after the child exits, or when
+// servePipe accepts the child's connections on its control socket pipe;
+// the child package reconnects if a connection drops, so there may be
+// several in turn. It ends when pipe is closed: after the child exits, when
 // the Agent closes or leaves (then the child keeps redialling the path,
-// where the next master listens again).
-func (a *Agent) servePipe(c *child) {
-	if c.pipe == nil {
+// where the next master listens again), or when the runtime check replaced
+// it with a new socket (relistenPipe), served by a new servePipe.
+func (a *Agent) servePipe(c *child, pipe *pipes.Listener) {
+	if pipe == nil {
 		return
 	}
 	stop := context.AfterFunc(a.ctx, func() {
-		c.pipe.Close()
+		pipe.Close()
 		c.mu.Lock()
 		if c.conn != nil {
 			c.conn.Close()
@@ -307,7 +313,7 @@ func (a *Agent) servePipe(c *child) {
 	})
 	defer stop()
 	for {
-		conn, err := c.pipe.AcceptConn()
+		conn, err := pipe.AcceptConn()
 		if err != nil {
 			return
 		}
@@ -322,6 +328,17 @@ func (a *Agent) servePipe(c *child) {
 			return
 		}
 		a.readPipe(c, conn)
+	}
+}
+
+// closePipe closes the child's control socket for good.
+func (c *child) closePipe() {
+	c.mu.Lock()
+	pipe := c.pipe
+	c.pipeClosed = true
+	c.mu.Unlock()
+	if pipe != nil {
+		pipe.Close()
 	}
 }
 

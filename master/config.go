@@ -54,6 +54,11 @@ type Config struct {
 	// string; "" means DefaultRepairInterval, and MinRepairInterval is the
 	// least accepted.
 	RepairInterval string `json:"repairinterval,omitempty"`
+	// Tracking is how children are tracked: "auto" (the default, also
+	// ""): a cgroup per child where a cgroup v2 hierarchy is writable,
+	// else process groups; "cgroup" (refuse to start without); or
+	// "processgroup".
+	Tracking string `json:"tracking,omitempty"`
 }
 
 // Repair sweep defaults and bounds.
@@ -256,7 +261,7 @@ func (c Config) Validate() error {
 	if c.RepairInterval != "" && d < MinRepairInterval {
 		return &needs.FieldError{Field: "repairinterval", Msg: fmt.Sprintf("must be at least %s, got %q", MinRepairInterval, c.RepairInterval)}
 	}
-	return nil
+	return validateTracking(c.Tracking)
 }
 
 // LinkURL is the WebSocket URL of the lanmanager's master link.

@@ -1,16 +1,20 @@
 package master
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 
 	"berth/pipes"
 )
 
-// serveControl answers requests on the master's control socket
-// (<socket dir>/master.sock, mode 0600): "ps" lists the children.
-func (a *Agent) serveControl() {
+// serveControl answers requests on the master's control socket l
+// (<socket dir>/master.sock, mode 0600): "ps" lists the children. It ends
+// when l is closed: at shutdown, or when the runtime check replaced it
+// (relistenControl).
+func (a *Agent) serveControl(l *pipes.Listener) {
 	for {
-		conn, err := a.ctl.AcceptConn()
+		conn, err := l.AcceptConn()
 		if err != nil {
 			return
 		}
@@ -41,4 +45,72 @@ func (a *Agent) serveControl() {
 			}
 		}()
 	}
+}
+
+// closeControl closes the control socket for good (at shutdown). a.ctl is
+// guarded by a.mu once Open has returned, since relistenControl replaces
+// it.
+func (a *Agent) closeControl() {
+	a.mu.Lock()
+	l := a.ctl
+	a.mu.Unlock()
+	l.Close()
+}
+
+// relistenControl replaces a control socket whose file was deleted: the
+// old listener still works but nobody can dial it. The old one is closed
+// first (its Close removes the path, which must not be the new socket's),
+// then a new one listens at the same path with its own serveControl.
+func (a *Agent) relistenControl() error {
+	a.mu.Lock()
+	old, closed := a.ctl, a.closed
+	a.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	old.Close()
+	l, err := pipes.Listen(filepath.Join(a.sockDir, "master.sock"))
+	if err != nil {
+		return fmt.Errorf("re-open control socket: %w", err)
+	}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		l.Close()
+		return ErrClosed
+	}
+	a.ctl = l
+	a.wg.Add(1) // the caller's goroutine is counted too, so Wait has not returned
+	a.mu.Unlock()
+	go func() { defer a.wg.Done(); a.serveControl(l) }()
+	return nil
+}
+
+// relistenPipe replaces a child's control socket whose file was deleted,
+// as relistenControl does for the master's. The child's current
+// connection, if any, is kept; when it drops, the child redials the path
+// and reaches the new socket.
+func (a *Agent) relistenPipe(c *child) error {
+	c.mu.Lock()
+	old, closed := c.pipe, c.pipeClosed
+	c.mu.Unlock()
+	if closed || old == nil {
+		return nil
+	}
+	old.Close()
+	l, err := pipes.Listen(c.pipePath)
+	if err != nil {
+		return fmt.Errorf("re-open pipe of %s: %w", c.instance, err)
+	}
+	c.mu.Lock()
+	if c.pipeClosed || a.ctx.Err() != nil {
+		c.mu.Unlock()
+		l.Close()
+		return errors.Join(ErrClosed, a.ctx.Err())
+	}
+	c.pipe = l
+	a.wg.Add(1)
+	c.mu.Unlock()
+	go func() { defer a.wg.Done(); a.servePipe(c, l) }()
+	return nil
 }

@@ -19,7 +19,7 @@ import (
 // the pid and start time once the child runs, and again when it first says
 // ready; it is deleted when the child is gone. A restarted master adopts
 // the child from it (see adopt.go), finding the child of a pid-less record
-// by its BERTH_ALLOC (findSpawned).
+// in its cgroup or by its BERTH_ALLOC (spawn.FindLeader).
 type record struct {
 	Alloc    string     `json:"alloc"`
 	Instance string     `json:"instance"`
@@ -34,6 +34,10 @@ type record struct {
 	StartedAt time.Time              `json:"started_at"`
 	// Ready is true once the child said ready on its pipe.
 	Ready bool `json:"ready,omitempty"`
+	// Cgroup is the child's own cgroup, written with the first record
+	// (before the spawn); "" for a child tracked by its process group and
+	// BERTH_ALLOC.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 var bucketChildren = []byte("children")
