@@ -130,22 +130,45 @@ func DefaultConfig() Config {
 // DefaultLanManagerPort is the port used when the address names none.
 const DefaultLanManagerPort = "23552"
 
-// LoadConfig reads path; if it does not exist it is created with the
-// defaults (as allex did). Unknown keys and wrong types are errors naming
-// the key. Relative runtime directories are made absolute against the
-// file's directory.
+// LoadConfig reads path. A missing file is an error (wrapping
+// fs.ErrNotExist) and nothing is written: see LoadOrCreateConfig. Unknown
+// keys and wrong types are errors naming the key. Relative runtime
+// directories are made absolute against the file's directory.
 func LoadConfig(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		cfg := DefaultConfig()
-		out, _ := json.MarshalIndent(cfg, "", "  ")
-		if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
-			return Config{}, fmt.Errorf("create default config %s: %w", path, err)
-		}
-		b = out
-	} else if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w (master run writes one with the defaults; --config names another)", path, err)
+	}
+	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
 	}
+	return parseConfigFile(path, b)
+}
+
+// LoadOrCreateConfig is LoadConfig, except that a missing file is first
+// written with the defaults (mode 0600), as allex did; created says so.
+func LoadOrCreateConfig(path string) (cfg Config, created bool, err error) {
+	cfg, err = LoadConfig(path)
+	if !errors.Is(err, os.ErrNotExist) {
+		return cfg, false, err
+	}
+	out, _ := json.MarshalIndent(DefaultConfig(), "", "  ")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return Config{}, false, fmt.Errorf("create default config %s: %w", path, err)
+	}
+	_, err = f.Write(append(out, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Config{}, false, fmt.Errorf("create default config %s: %w", path, err)
+	}
+	cfg, err = parseConfigFile(path, out)
+	return cfg, err == nil, err
+}
+
+func parseConfigFile(path string, b []byte) (Config, error) {
 	cfg, err := ParseConfig(b)
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)

@@ -231,9 +231,16 @@ func TestLinkURL(t *testing.T) {
 func TestLoadConfigCreatesDefaults(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "masterconfig.json")
-	cfg, err := master.LoadConfig(path)
-	if err != nil {
-		t.Fatalf("LoadConfig: %v", err)
+	// LoadConfig (master ps) writes nothing.
+	if _, err := master.LoadConfig(path); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("LoadConfig of a missing file = %v, want a not-exist error naming it", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("LoadConfig created the file")
+	}
+	cfg, created, err := master.LoadOrCreateConfig(path)
+	if err != nil || !created {
+		t.Fatalf("LoadOrCreateConfig: %v, created %v; want the defaults written", err, created)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -264,9 +271,9 @@ func TestLoadConfigCreatesDefaults(t *testing.T) {
 	}
 
 	// Loading again reads the file rather than rewriting it.
-	again, err := master.LoadConfig(path)
-	if err != nil {
-		t.Fatalf("second LoadConfig: %v", err)
+	again, created, err := master.LoadOrCreateConfig(path)
+	if err != nil || created {
+		t.Fatalf("second LoadOrCreateConfig: %v, created %v", err, created)
 	}
 	if !reflect.DeepEqual(again, cfg) {
 		t.Errorf("second LoadConfig = %+v, want %+v", again, cfg)

@@ -5,8 +5,8 @@
 //
 // # Basics
 //
-// [LoadConfig] reads masterconfig.json (creating it with defaults when
-// missing). [Open] prepares the runtime directory, opens the control
+// [LoadConfig] reads masterconfig.json; [LoadOrCreateConfig] writes one
+// with the defaults first when it is missing. [Open] prepares the runtime directory, opens the control
 // socket, adopts the children a predecessor left running (see Restarts
 // below), reclaims port leases nobody holds and starts the link.
 // [Agent.Leave] closes the master but leaves its children running for the

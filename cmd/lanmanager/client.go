@@ -90,6 +90,23 @@ func ago(t time.Time) string {
 	return time.Since(t).Round(time.Second).String()
 }
 
+// shellQuote prints a command as a shell would need it typed: words with
+// anything but letters, digits and @%+=:,./_- are single-quoted.
+func shellQuote(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		safe := a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r))
+		}) < 0
+		if safe {
+			out[i] = a
+		} else {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"berth/lan"
 	"berth/master"
+	"berth/version"
 )
 
 func devCommand() *cli.Command {
@@ -54,16 +56,29 @@ func devCommand() *cli.Command {
 			mcfg.Name = name
 			mcfg.AdvertiseAddress = "127.0.0.1"
 			mcfg.Token = cfg.Token
-			agent, err := master.Open(c.Context, master.Options{Config: mcfg, Logger: log, StopGrace: cfg.StopGrace})
+			agent, err := master.Open(c.Context, master.Options{Config: mcfg, Logger: log, StopGrace: cfg.StopGrace, Version: version.String()})
 			if err != nil {
 				srv.Close()
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "berth dev: lanmanager on http://%s, master %q, state in %s\n", srv.Addr(), name, dir)
-			if path != "" {
-				fmt.Fprintf(os.Stderr, "berth dev: %s\n", tokenNotice(path, created))
+			// The embedded master's config, for `master ps --config`; it
+			// goes with the state directory, never into the work tree.
+			mconf := filepath.Join(dir, "masterconfig.json")
+			if b, err := json.MarshalIndent(mcfg, "", "  "); err == nil {
+				os.WriteFile(mconf, append(b, '\n'), 0o600)
 			}
-			fmt.Fprintf(os.Stderr, "try: go run ./cmd/lanmanager need add hello --instances 2 --protocols http -- go run ./examples/hello\n")
+			w := c.App.ErrWriter
+			fmt.Fprintf(w, "berth dev: lanmanager on http://%s, master %q, state in %s\n", srv.Addr(), name, dir)
+			if path != "" {
+				fmt.Fprintf(w, "berth dev: %s\n", tokenNotice(path, created))
+			}
+			addr := ""
+			if srv.Addr() != lan.DefaultListen {
+				addr = " --addr " + srv.Addr()
+			}
+			fmt.Fprintf(w, "try: go run ./cmd/lanmanager need add%s hello --instances 2 --protocols http -- go run ./examples/hello\n", addr)
+			fmt.Fprintf(w, "     go run ./cmd/lanmanager service ls%s\n", addr)
+			fmt.Fprintf(w, "     go run ./cmd/master ps --config %s\n", mconf)
 			<-c.Context.Done()
 			log.Info("stopping every child and shutting down")
 			return errors.Join(agent.Close(), srv.Close())

@@ -4,45 +4,45 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"berth/cmd/internal/cliapp"
+	"berth/version"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := newApp().RunContext(ctx, os.Args)
-	os.Exit(exitCode(err))
+	code := runApp(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		if ec.Error() != "" {
-			fmt.Fprintln(os.Stderr, "lanmanager:", ec.Error())
-		}
-		return ec.ExitCode()
-	}
-	fmt.Fprintln(os.Stderr, "lanmanager:", err)
-	return 1
+// runApp runs the command line args and returns the exit code (see
+// package cliapp); errors go to stderr.
+func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp()
+	app.Writer, app.ErrWriter = stdout, stderr
+	return cliapp.ExitCode(cliapp.Run(ctx, app, args), stderr, "lanmanager")
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                      "lanmanager",
 		Usage:                     "berth's LAN manager: declare needs, see services and masters",
+		Version:                   version.String(),
 		DisableSliceFlagSeparator: true,
+		EnableBashCompletion:      true,
+		Suggest:                   true,
 		Commands: []*cli.Command{
-			serveCommand(), devCommand(), needCommand(), serviceCommand(), masterCommand(), logsCommand(),
+			serveCommand(), devCommand(), needCommand(), serviceCommand(), masterCommand(), logsCommand(), eventsCommand(),
 		},
-		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
+		ExitErrHandler: func(*cli.Context, error) {}, // runApp prints and exits
 	}
+	app.Commands = append(app.Commands, cliapp.CompletionCommand(app.Name, newApp))
+	return app
 }

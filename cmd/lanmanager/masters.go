@@ -47,23 +47,32 @@ func masterLsCommand() *cli.Command {
 				if !m.Connected {
 					state = "disconnected"
 				}
-				draining := "-"
 				if m.Draining {
-					draining = "draining"
+					state += ", draining"
 				}
-				var ranges []string
-				for _, p := range needs.Protocols {
-					if r, ok := m.Ranges[p]; ok {
-						ranges = append(ranges, fmt.Sprintf("%s:%d-%d(%d free)", p, r[0], r[1], m.Free[p]))
+				free := make([]string, len(needs.Protocols))
+				for i, p := range needs.Protocols {
+					free[i] = "-"
+					if _, ok := m.Ranges[p]; ok {
+						free[i] = strconv.Itoa(m.Free[p])
 					}
 				}
-				rows = append(rows, []string{m.Name, state, draining, orDash(m.Address), strconv.Itoa(m.Instances), ago(m.LastSeen),
-					orDash(strings.Join(ranges, " ")), orDash(m.ID)})
+				rows = append(rows, []string{m.Name, state, orDash(m.Address), strconv.Itoa(m.Instances), strings.Join(free, "/"),
+					orDash(m.Version), ago(m.LastSeen), shortID(m.ID)})
 			}
-			table(c.App.Writer, "NAME\tSTATE\tDRAINING\tADDRESS\tINSTANCES\tLAST SEEN\tRANGES\tID", rows)
+			table(c.App.Writer, "NAME\tSTATE\tADDRESS\tINSTANCES\tFREE TCP/HTTP/WS\tVERSION\tLAST SEEN\tID", rows)
 			return nil
 		},
 	}
+}
+
+// shortID is the first 8 characters of a master id, as `master ls` shows
+// it (the whole id is in --json).
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return orDash(id)
 }
 
 func masterDrainCommand() *cli.Command {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 	"berth/needs"
 )
@@ -28,7 +29,7 @@ func needAddCommand() *cli.Command {
 		Name:      "add",
 		Usage:     "declare a need",
 		ArgsUsage: "NAME -- COMMAND [ARG...]",
-		Flags: append(clientFlags(),
+		Flags: append(append(clientFlags(),
 			&cli.IntFlag{Name: "instances", Value: 1, Usage: "number of instances"},
 			&cli.StringFlag{Name: "protocols", Usage: "ports each instance gets: tcp,http,ws"},
 			&cli.StringSliceFlag{Name: "env", Usage: "extra environment K=V (repeatable)"},
@@ -40,21 +41,27 @@ func needAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "restart-reset-after", Usage: "uptime after which the failure count starts over (default 30s)"},
 			&cli.BoolFlag{Name: "socket-activation", Usage: "the master binds the ports and passes them to the child (LISTEN_FDS)"},
 			jsonFlag(),
-		),
+		), waitFlags()...),
 		Action: func(c *cli.Context) error {
 			cl, err := newClient(c)
 			if err != nil {
 				return err
 			}
 			pos, command, err := splitArgs(c)
-			if err != nil {
-				return cli.Exit(err.Error(), 2)
+			var unknown *errUnknownFlag
+			switch {
+			case errors.As(err, &unknown) && len(pos) > 1:
+				return cliapp.Usage("%s: the command must follow --, as in: need add %s [flags] -- %s ...", err, pos[0], strings.Join(pos[1:], " "))
+			case err != nil:
+				return cliapp.Usage("%s", err)
+			case len(pos) > 1 && len(command) == 0:
+				return cliapp.Usage("need add takes one NAME, got %q: the command must follow --, as in: need add %s [flags] -- %s", pos, pos[0], strings.Join(pos[1:], " "))
 			}
 			if err := wantArgs(pos, "NAME"); err != nil {
 				return err
 			}
 			if len(command) == 0 {
-				return cli.Exit("command: missing; put it after --, e.g. need add web -- ./server --port ${PORT}", 2)
+				return cliapp.Usage("command: missing; put it after --, e.g. need add web -- ./server --port '${PORT}'")
 			}
 			protos, err := needs.ParseProtocols(c.String("protocols"))
 			if err != nil {
@@ -78,9 +85,15 @@ func needAddCommand() *cli.Command {
 				return err
 			}
 			if c.Bool("json") {
-				return printJSON(c.App.Writer, st)
+				if err := printJSON(c.App.Writer, st); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(c.App.Writer, "need %s added: %d instance(s) of %s\n", st.Name, st.Instances, shellQuote(st.Command))
 			}
-			fmt.Fprintf(c.App.Writer, "need %s added: %d instance(s) of %s\n", st.Name, st.Instances, strings.Join(st.Command, " "))
+			if c.Bool("wait") {
+				return waitRunning(c, cl, st.Name)
+			}
 			return nil
 		},
 	}
@@ -109,7 +122,7 @@ func needLsCommand() *cli.Command {
 			var rows [][]string
 			for _, n := range list {
 				rows = append(rows, []string{n.Name, strconv.Itoa(n.Instances), strconv.Itoa(n.Running), strconv.Itoa(n.Pending),
-					formatProtocols(n.Protocols), orDash(n.Machine), strings.Join(n.Command, " ")})
+					formatProtocols(n.Protocols), orDash(n.Machine), shellQuote(n.Command)})
 			}
 			table(c.App.Writer, "NAME\tINSTANCES\tRUNNING\tPENDING\tPROTOCOLS\tMACHINE\tCOMMAND", rows)
 			return nil
@@ -141,7 +154,7 @@ func needShowCommand() *cli.Command {
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "name:       %s\ncommand:    %s\ninstances:  %d (%d running, %d pending)\nprotocols:  %s\n",
-				st.Name, strings.Join(st.Command, " "), st.Instances, st.Running, st.Pending, formatProtocols(st.Protocols))
+				st.Name, shellQuote(st.Command), st.Instances, st.Running, st.Pending, formatProtocols(st.Protocols))
 			if st.Machine != "" {
 				fmt.Fprintf(w, "machine:    %s\n", st.Machine)
 			}
@@ -191,7 +204,7 @@ func needScaleCommand() *cli.Command {
 		Name:      "scale",
 		Usage:     "set the number of instances",
 		ArgsUsage: "NAME N",
-		Flags:     append(clientFlags(), jsonFlag()),
+		Flags:     append(append(clientFlags(), jsonFlag()), waitFlags()...),
 		Action: func(c *cli.Context) error {
 			cl, err := newClient(c)
 			if err != nil {
@@ -203,16 +216,25 @@ func needScaleCommand() *cli.Command {
 			}
 			n, err := strconv.Atoi(pos[1])
 			if err != nil {
-				return cli.Exit(fmt.Sprintf("N: %q is not a whole number", pos[1]), 2)
+				return cliapp.Usage("N: %q is not a whole number", pos[1])
+			}
+			if n < 0 {
+				return cliapp.Usage("N: %d: an instance count must be 0 or more", n)
 			}
 			st, err := cl.Scale(c.Context, pos[0], n)
 			if err != nil {
 				return err
 			}
 			if c.Bool("json") {
-				return printJSON(c.App.Writer, st)
+				if err := printJSON(c.App.Writer, st); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(c.App.Writer, "need %s scaled to %d\n", st.Name, st.Instances)
 			}
-			fmt.Fprintf(c.App.Writer, "need %s scaled to %d\n", st.Name, st.Instances)
+			if c.Bool("wait") {
+				return waitRunning(c, cl, st.Name)
+			}
 			return nil
 		},
 	}

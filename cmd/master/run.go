@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -8,6 +9,7 @@ import (
 
 	"berth/lan"
 	"berth/master"
+	"berth/version"
 )
 
 func runCommand() *cli.Command {
@@ -28,9 +30,14 @@ func runCommand() *cli.Command {
 				Usage: "where lanmanagers of this machine say where their tokens are"},
 		},
 		Action: func(c *cli.Context) error {
-			cfg, err := master.LoadConfig(c.String("config"))
+			path := c.String("config")
+			cfg, created, err := master.LoadOrCreateConfig(path)
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
+			}
+			if created {
+				fmt.Fprintf(c.App.ErrWriter, "master: %s did not exist; wrote it with the defaults (lanmanager %s, runtime directory %s)\n",
+					path, cfg.LanManagerAddress, cfg.RuntimeDirectory)
 			}
 			if err := resolveToken(c, &cfg); err != nil {
 				return err
@@ -40,7 +47,7 @@ func runCommand() *cli.Command {
 				lvl = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-			agent, err := master.Open(c.Context, master.Options{Config: cfg, Logger: log})
+			agent, err := master.Open(c.Context, master.Options{Config: cfg, Logger: log, Version: version.String()})
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"berth/lan"
+)
+
+// runCode runs the CLI as main does and returns stdout, stderr and the
+// exit code.
+func runCode(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := runApp(t.Context(), append([]string{"lanmanager"}, args...), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestExitCodes checks the documented table: 0 success, 1 an error while
+// running, 2 a usage or validation error.
+func TestExitCodes(t *testing.T) {
+	srv := startLan(t)
+	runFakeMaster(t, srv, "0123456789abcdef", "ma")
+	mustRun(t, srv, "need", "add", "web", "--", "x")
+	down := closedAddr(t)
+	tests := []struct {
+		args []string
+		code int
+		want string // in stdout or stderr
+	}{
+		{[]string{"need", "ls"}, 0, "web"},
+		{[]string{"--help"}, 0, "USAGE"},
+		{[]string{"--version"}, 0, "lanmanager version"},
+		{[]string{"ned"}, 2, `unknown command "ned"; did you mean "need"?`},
+		{[]string{"need", "shwo", "web"}, 2, `did you mean "show"?`},
+		{[]string{"--nope", "need", "ls"}, 2, "unknown flag --nope"},
+		{[]string{"need", "ls", "--jsn"}, 2, "unknown flag --jsn; did you mean --json?"},
+		{[]string{"need", "add", "web2", "--instances", "-1", "--", "x"}, 2, "instances"},
+		{[]string{"need", "add", "web2", "--restart-factor", "20", "--", "x"}, 2, "--restart-factor"},
+		{[]string{"need", "add", "web2", "--instances", "abc", "--", "x"}, 2, `--instances "abc": want a whole number`},
+		{[]string{"need", "add", "--instances", "abc", "web2", "--", "x"}, 2, `--instances "abc": want a whole number`},
+		{[]string{"need", "add", "web2", "--instances", "2", "python3", "-m", "http.server"}, 2, "the command must follow --"},
+		{[]string{"need", "add", "web2", "python3"}, 2, "the command must follow --"},
+		{[]string{"need", "scale", "web", "-1"}, 2, "must be 0 or more"},
+		{[]string{"need", "scale", "web", "two"}, 2, `"two" is not a whole number`},
+		{[]string{"need", "show"}, 2, "want 1 argument"},
+		{[]string{"need", "show", "nope"}, 1, "nope"},
+		{[]string{"need", "add", "web", "--", "x"}, 1, "exists"},
+		{[]string{"need", "ls", "--addr", down}, 1, down},
+		{[]string{"need", "ls", "--token", "wrong"}, 0, "web"}, // a lanmanager without a token takes any
+		{[]string{"completion", "tcsh"}, 2, "unknown shell"},
+	}
+	for _, tt := range tests {
+		out, errOut, code := runCode(t, tt.args...)
+		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+			t.Errorf("lanmanager %s: exit %d, want %d; output %q, want it to contain %q", strings.Join(tt.args, " "), code, tt.code, out+errOut, tt.want)
+		}
+	}
+}
+
+// TestHelpInEveryPosition: --help and -h print the command's help and run
+// nothing, before or after the positional arguments.
+func TestHelpInEveryPosition(t *testing.T) {
+	t.Setenv("BERTH_ADDR", closedAddr(t)) // running any command would fail
+	t.Setenv("BERTH_TOKEN", "")
+	for _, args := range [][]string{
+		{"need", "show", "web", "--help"},
+		{"need", "show", "--help", "web"},
+		{"need", "show", "-h"},
+		{"need", "add", "web", "--instances", "2", "-h", "--", "x"},
+		{"need", "scale", "web", "3", "--help"},
+		{"logs", "web.0", "-f", "--help"},
+		{"master", "drain", "m1", "-h"},
+		{"need", "--help"},
+		{"help", "need"},
+	} {
+		out, errOut, code := runCode(t, args...)
+		if code != 0 || !strings.Contains(out, "USAGE") {
+			t.Errorf("lanmanager %s: exit %d, stdout %q, stderr %q; want the help and exit 0", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	// After --, -h belongs to the command.
+	if _, errOut, code := runCode(t, "need", "add", "web", "--", "ls", "-h"); code != 1 || !strings.Contains(errOut, "lanmanager at") {
+		t.Errorf("need add web -- ls -h: exit %d %q; want it to run (and fail to reach the lanmanager)", code, errOut)
+	}
+}
+
+// TestEveryAlias: a flag given by any of its names, before or after the
+// positional arguments, sets the one value the command reads (`logs web.0
+// -n 1` used to print every line).
+func TestEveryAlias(t *testing.T) {
+	app := newApp()
+	var walk func(path []string, cmds []*cli.Command)
+	checked := 0
+	walk = func(path []string, cmds []*cli.Command) {
+		for _, cmd := range cmds {
+			p := append(append([]string{}, path...), cmd.Name)
+			walk(p, cmd.Subcommands)
+			if cmd.Action == nil {
+				continue
+			}
+			for _, f := range cmd.Flags {
+				names := f.Names()
+				if len(names) < 2 {
+					continue
+				}
+				value, want := "7", "7"
+				switch f.(type) {
+				case *cli.BoolFlag:
+					value, want = "true", "true"
+				case *cli.StringFlag:
+					value, want = "seven", "seven"
+				}
+				for _, alias := range names {
+					for _, after := range []bool{false, true} {
+						checked++
+						flagArgs := []string{dashed(alias), value}
+						if _, isBool := f.(*cli.BoolFlag); isBool {
+							flagArgs = []string{dashed(alias)}
+						}
+						var args []string
+						if after {
+							args = append(append(append([]string{"lanmanager"}, p...), "X"), flagArgs...)
+						} else {
+							args = append(append(append([]string{"lanmanager"}, p...), flagArgs...), "X")
+						}
+						got := readFlag(t, p, names[0], args)
+						if got != want {
+							t.Errorf("%s: %s read %q, want %q", strings.Join(args, " "), names[0], got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+	walk(nil, app.Commands)
+	if checked == 0 {
+		t.Fatal("no flag with an alias found")
+	}
+}
+
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// readFlag runs the command at path with args, its action replaced by one
+// that parses the trailing flags as the real commands do and reads flag.
+func readFlag(t *testing.T, path []string, flag string, args []string) string {
+	t.Helper()
+	app := newApp()
+	cmds := app.Commands
+	var cmd *cli.Command
+	for _, name := range path {
+		for _, c := range cmds {
+			if c.Name == name {
+				cmd = c
+			}
+		}
+		cmds = cmd.Subcommands
+	}
+	var got string
+	cmd.Action = func(c *cli.Context) error {
+		if _, _, err := splitArgs(c); err != nil {
+			return err
+		}
+		got = fmt.Sprint(c.Value(flag))
+		return nil
+	}
+	cmd.Before = nil
+	var out bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &out
+	if err := app.RunContext(context.Background(), args); err != nil {
+		t.Errorf("%s: %v %s", strings.Join(args, " "), err, out.String())
+	}
+	return got
+}
+
+// TestShowQuotesCommand: need show prints the command as a shell needs it.
+func TestShowQuotesCommand(t *testing.T) {
+	srv := startLan(t)
+	mustRun(t, srv, "need", "add", "flaky", "--instances", "0", "--", "sh", "-c", "sleep 1; exit 3", "it's", "${PORT}", "")
+	out := mustRun(t, srv, "need", "show", "flaky")
+	want := `command:    sh -c 'sleep 1; exit 3' 'it'\''s' '${PORT}' ''`
+	if !strings.Contains(out, want) {
+		t.Errorf("need show:\n%s\nwant the line %q", out, want)
+	}
+	// What it prints, a shell turns back into the same words.
+	line := strings.TrimPrefix(strings.Split(out[strings.Index(out, "command:"):], "\n")[0], "command:    ")
+	b, err := exec.Command("sh", "-c", `eval "set -- $1"; for a in "$@"; do printf '[%s]' "$a"; done`, "sh", line).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); got != "[sh][-c][sleep 1; exit 3][it's][${PORT}][]" {
+		t.Errorf("the shell reads %q back as %s", line, got)
+	}
+	if ls := mustRun(t, srv, "need", "ls"); !strings.Contains(ls, `sh -c 'sleep 1; exit 3'`) {
+		t.Errorf("need ls does not quote the command:\n%s", ls)
+	}
+}
+
+// TestCompletion: the scripts for each shell, and the candidates the
+// program offers them; bash completes for real.
+func TestCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, errOut, code := runCode(t, "completion", sh)
+		if code != 0 || !strings.Contains(out, "lanmanager") {
+			t.Errorf("completion %s: exit %d %q %q", sh, code, out, errOut)
+		}
+	}
+	// urfave/cli reads the words being completed from os.Args.
+	args := []string{"lanmanager", "need", "--generate-bash-completion"}
+	saved := os.Args
+	os.Args = args
+	t.Cleanup(func() { os.Args = saved })
+	out, _, _ := runCode(t, args[1:]...)
+	for _, want := range []string{"add", "ls", "show", "scale", "rm"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("need --generate-bash-completion = %q, want %q among them", out, want)
+		}
+	}
+}
+
+// TestEventsFollows: `lanmanager events` prints the stream until Ctrl-C
+// (its context ends), then exits 0.
+func TestEventsFollows(t *testing.T) {
+	srv := startLan(t)
+	for _, asJSON := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(t.Context())
+		var out lockedBuffer
+		done := make(chan int, 1)
+		args := []string{"lanmanager", "events"}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		go func() { done <- runApp(ctx, args, &out, &out) }()
+		// Declare needs until one shows up: the subscription is live.
+		for i := 0; !strings.Contains(out.String(), "need.added"); i++ {
+			if i > 200 {
+				t.Fatalf("no need.added event printed; output %q", out.String())
+			}
+			mustRun(t, srv, "need", "add", fmt.Sprintf("ev%d-%v", i, asJSON), "--instances", "0", "--", "x")
+			time.Sleep(20 * time.Millisecond) // pacing the declarations; the loop ends on the output, bounded by its count
+		}
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("events exit %d after Ctrl-C, want 0; output %q", code, out.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("events did not stop")
+		}
+		if asJSON && !strings.Contains(out.String(), `"kind":"need.added"`) {
+			t.Errorf("events --json printed %q", out.String())
+		}
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex // Protects following.
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestWait: need add --wait returns once every instance runs; need scale
+// --wait once the removed ones are gone; a --wait that runs out exits 1
+// and says what is pending and why.
+func TestWait(t *testing.T) {
+	srv := startLan(t)
+	runFakeMaster(t, srv, "0123456789abcdef", "ma")
+	out, errOut, code := runCode(t, "need", "add", "web", "--instances", "3", "--protocols", "http", "--wait", "--", "x")
+	if code != 0 || !strings.Contains(out, "web: 3/3 running") {
+		t.Fatalf("need add --wait: exit %d, %q %q", code, out, errOut)
+	}
+	cl := &lan.Client{Addr: srv.Addr()}
+	if st, err := cl.Need(t.Context(), "web"); err != nil || st.Running != 3 {
+		t.Fatalf("after --wait: %+v %v, want 3 running", st, err)
+	}
+	out, errOut, code = runCode(t, "need", "scale", "web", "1", "--wait")
+	if code != 0 || !strings.Contains(out, "web: 1/1 running") {
+		t.Fatalf("need scale --wait: exit %d, %q %q", code, out, errOut)
+	}
+	if st, err := cl.Need(t.Context(), "web"); err != nil || len(st.InstanceList) != 1 {
+		t.Fatalf("after scale --wait: %+v %v, want 1 instance left", st, err)
+	}
+
+	// Pinned to a master that does not exist: it stays pending.
+	_, errOut, code = runCode(t, "need", "add", "stuck", "--machine", "nowhere", "--wait", "--timeout", "300ms", "--", "x")
+	if code != 1 || !strings.Contains(errOut, "not settled after 300ms") || !strings.Contains(errOut, "stuck.0 pending") {
+		t.Errorf("need add --wait that times out: exit %d, %q; want exit 1 listing stuck.0 pending", code, errOut)
+	}
+}
+
+// TestMasterLsFits: master ls shows a short id and the version, within
+// 120 columns.
+func TestMasterLsFits(t *testing.T) {
+	srv := startLan(t)
+	runFakeMaster(t, srv, "0123456789abcdef", "a-rather-long-name")
+	out := mustRun(t, srv, "master", "ls")
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if len(line) > 120 {
+			t.Errorf("master ls line of %d columns:\n%s", len(line), line)
+		}
+	}
+	if !strings.Contains(out, " 01234567\n") || strings.Contains(out, "0123456789abcdef") {
+		t.Errorf("master ls does not show the 8-character id:\n%s", out)
+	}
+	if !strings.Contains(out, "VERSION") {
+		t.Errorf("master ls has no VERSION column:\n%s", out)
+	}
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCode(ctx context.Context, args ...string) (string, string, int) {
+	var out, errOut bytes.Buffer
+	code := runApp(ctx, append([]string{"master"}, args...), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// TestPSWritesNoConfig: `master ps` with no config file says so (exit 2)
+// and writes none; it used to write the defaults silently.
+func TestPSWritesNoConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "masterconfig.json")
+	_, errOut, code := runCode(t.Context(), "ps", "--config", path)
+	if code != 2 || !strings.Contains(errOut, path) || !strings.Contains(errOut, "master run writes one") {
+		t.Errorf("master ps without a config: exit %d %q; want exit 2 naming the file", code, errOut)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Error("master ps wrote a config file")
+	}
+}
+
+// TestRunSaysItWroteDefaults: `master run` writes the defaults when the
+// config is missing, and says so.
+func TestRunSaysItWroteDefaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "masterconfig.json")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // stop at once: only the start matters here
+	t.Setenv("BERTH_ANNOUNCE_DIR", t.TempDir())
+	_, errOut, _ := runCode(ctx, "run", "--config", path, "--stop-children")
+	if !strings.Contains(errOut, path+" did not exist; wrote it with the defaults") {
+		t.Errorf("master run: %q; want it to say it wrote the defaults", errOut)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("config not written: %v", err)
+	}
+}
+
+// TestMasterExitCodes: the table shared with lanmanager.
+func TestMasterExitCodes(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--version"}, 0, "master version"},
+		{[]string{"rnu"}, 2, `did you mean "run"?`},
+		{[]string{"ps", "--jsno"}, 2, "did you mean --json?"},
+		{[]string{"run", "--help"}, 0, "USAGE"},
+		{[]string{"completion", "bash"}, 0, "complete -o bashdefault"},
+	} {
+		out, errOut, code := runCode(t.Context(), tt.args...)
+		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+			t.Errorf("master %s: exit %d, want %d; output %q, want %q", strings.Join(tt.args, " "), code, tt.code, out+errOut, tt.want)
+		}
+	}
+}
