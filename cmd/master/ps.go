@@ -21,7 +21,7 @@ import (
 func psCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ps",
-		Usage: "list this machine's children, through the master's control socket (ADOPTED: taken over from a previous run)",
+		Usage: "list this machine's children, through the master's control socket (ADOPTED: taken over from a previous run; TRACKING: the child's cgroup, or its process group)",
 		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
 			cfg, err := master.LoadConfig(c.String("config"))
@@ -45,7 +45,7 @@ func psCommand() *cli.Command {
 // printPS writes the children as a table; UP is counted to now.
 func printPS(w io.Writer, list []pipes.ChildInfo, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tSTATE\tPID\tPORTS\tREADY\tADOPTED\tUP\tLOG")
+	fmt.Fprintln(tw, "INSTANCE\tSTATE\tPID\tPORTS\tREADY\tADOPTED\tUP\tLOG\tTRACKING")
 	for _, ch := range list {
 		var ports []string
 		for _, p := range needs.Protocols {
@@ -53,8 +53,12 @@ func printPS(w io.Writer, list []pipes.ChildInfo, now time.Time) error {
 				ports = append(ports, fmt.Sprintf("%s:%d", p, n))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
-			strconv.FormatBool(ch.Ready), strconv.FormatBool(ch.Adopted), now.Sub(ch.StartedAt).Round(time.Second), ch.Log)
+		tracking := ch.Tracking
+		if tracking == "" {
+			tracking = "-" // a master from before tracking was reported
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
+			strconv.FormatBool(ch.Ready), strconv.FormatBool(ch.Adopted), now.Sub(ch.StartedAt).Round(time.Second), ch.Log, tracking)
 	}
 	return tw.Flush()
 }
