@@ -117,7 +117,9 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	if a.addr = cfg.AdvertiseAddress; a.addr == "" {
 		a.addr = routeTo(a.linkURL)
 	}
-	a.sockDir = SocketDir(rt, a.id)
+	if a.sockDir, err = openSocketDir(rt, a.id); err != nil {
+		return nil, err
+	}
 	a.logDir = filepath.Join(rt, "logs")
 	for _, d := range []string{a.sockDir, a.logDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -194,7 +196,9 @@ func (a *Agent) Close() error {
 		}()
 	}
 	wg.Wait()
-	return a.shutdown()
+	err := a.shutdown()
+	a.track.remove() // no child left: the master's cgroup goes too
+	return err
 }
 
 // Leave closes the link, the sockets and the files but leaves every child

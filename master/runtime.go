@@ -70,7 +70,7 @@ func (a *Agent) checkRuntime(lost map[string]bool) []string {
 		if p := filepath.Join(rt, name); gone(p) && !lost[name] {
 			lost[name] = true
 			a.log.Error("runtime directory: "+name+" was deleted while the master runs; it keeps using the deleted file until it stops, "+
-				"and after a restart stops the children no record names (found by their "+a.track.String()+")", "runtime", rt)
+				"and after a restart stops the children no record names (found by "+a.track.finder()+")", "runtime", rt)
 		}
 	}
 	if gone(filepath.Join(a.sockDir, "master.sock")) {

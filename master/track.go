@@ -98,6 +98,22 @@ func (t tracking) String() string {
 	return "process group"
 }
 
+// remove removes the master's cgroup once it has no child left: when the
+// master closes after stopping every child.
+func (t tracking) remove() {
+	if t.cgroup != "" {
+		spawn.RemoveCgroup(t.cgroup)
+	}
+}
+
+// finder says how a restarted master finds children no record names.
+func (t tracking) finder() string {
+	if t.cgroup != "" {
+		return "the sub-cgroups of " + t.cgroup
+	}
+	return "the " + envMaster + "=" + t.hash + " in their environment"
+}
+
 // child returns the spawn tracking of a new child of allocation alloc.
 func (t tracking) child(alloc string) spawn.Tracking {
 	if t.cgroup != "" {

@@ -110,6 +110,13 @@ func MakeCgroup(dir string) error {
 	return nil
 }
 
+// RemoveCgroup removes the cgroup dir if it is empty (no processes, no
+// sub-cgroups), and reports whether it is gone.
+func RemoveCgroup(dir string) bool {
+	err := unix.Rmdir(dir)
+	return err == nil || errors.Is(err, unix.ENOENT)
+}
+
 // CgroupChildren returns the sub-cgroups of dir (the names of its
 // directories); none if dir does not exist.
 func CgroupChildren(dir string) ([]string, error) {
@@ -139,9 +146,15 @@ type cgroupTracker struct {
 
 func (g *cgroupTracker) String() string { return "cgroup " + g.dir }
 
-// makeChildCgroup creates the child's cgroup. One left over from an
+// makeChildCgroup creates the child's cgroup, and its parent if that was
+// removed (within a cgroup2 file system only). One left over from an
 // earlier child is reused if it is empty; a populated one is refused.
 func makeChildCgroup(dir string) error {
+	if parent := filepath.Dir(dir); !isCgroup2(parent) && isCgroup2(filepath.Dir(parent)) {
+		if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("make cgroup %s: %w", parent, err)
+		}
+	}
 	if !isCgroup2(filepath.Dir(dir)) {
 		return fmt.Errorf("make cgroup %s: %w: its parent is not on a cgroup2 file system", dir, ErrNoCgroup)
 	}
