@@ -273,7 +273,10 @@ func TestUnrelatedPIDNeitherAdoptedNorKilled(t *testing.T) {
 	start := procStartTime(t, pid)
 
 	const alloc = "stranger-0001"
-	sockDir := master.SocketDir(cfg.RuntimeDirectory, readID(t, cfg.RuntimeDirectory))
+	sockDir, err := master.SocketDir(cfg.RuntimeDirectory)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pipe := filepath.Join(sockDir, "stranger.sock")
 	staleSocket(t, pipe)
 	office, err := portoffice.Open(filepath.Join(cfg.RuntimeDirectory, "ports.db"), portoffice.Options{Ranges: cfg.Ranges(), Host: "127.0.0.1"})

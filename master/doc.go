@@ -82,7 +82,11 @@
 //	sock/<alloc>.sock  each child's control socket (BERTH_PIPE), mode 0600
 //
 // The sock directory is 0700. When its paths would pass the kernel's
-// 108-byte limit it moves to the system temp directory (see [SocketDir]).
+// 108-byte limit it moves to a directory with a random name made under the
+// system temp directory, recorded in <runtime>/sockdir (see [SocketDir]).
+// Wherever it is, it is checked at start and by `master ps`: a symbolic
+// link, a directory of another user or one with another mode than 0700 is
+// refused.
 //
 // # Caveats
 //

@@ -72,5 +72,8 @@
 // it first: a live listener means another owner, and Listen refuses; a dead
 // socket is removed; a path that is not a socket is refused. Socket paths are
 // limited to [MaxSocketPath] bytes (the kernel's sun_path is 108 bytes with
-// its NUL).
+// its NUL). [Listen] and [Dial] both refuse, with [ErrUnsafeDir], a socket
+// whose directory is a symbolic link, is not owned by the process's
+// effective user, or may be written by group or others: whoever can write
+// there can put a socket of their own in its place.
 package pipes

@@ -24,6 +24,10 @@ var (
 	ErrSocketInUse = errors.New("socket in use")
 	// ErrPathTooLong means a socket path exceeds MaxSocketPath.
 	ErrPathTooLong = errors.New("socket path too long")
+	// ErrUnsafeDir means a socket's directory could let another user
+	// replace the socket: it is a symbolic link or not a directory, is not
+	// owned by this process's user, or group or others may write to it.
+	ErrUnsafeDir = errors.New("socket directory not safe")
 )
 
 // Code is a wire error code. The list is append-only.

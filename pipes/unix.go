@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -27,6 +29,9 @@ type Listener struct {
 func Listen(path string) (*Listener, error) {
 	if len(path) > MaxSocketPath {
 		return nil, fmt.Errorf("listen %s: %w (%d bytes, limit %d)", path, ErrPathTooLong, len(path), MaxSocketPath)
+	}
+	if err := checkDir(path); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
@@ -81,10 +86,38 @@ func Dial(ctx context.Context, path string) (*Conn, error) {
 	if len(path) > MaxSocketPath {
 		return nil, fmt.Errorf("dial %s: %w", path, ErrPathTooLong)
 	}
+	if err := checkDir(path); err != nil {
+		return nil, fmt.Errorf("dial %s: %w", path, err)
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		return nil, err
 	}
 	return NewConn(c, MaxFrame), nil
+}
+
+// checkDir checks the directory of the socket at path: a directory, not a
+// symbolic link, owned by this process's effective user, that neither group
+// nor others may write to. Whoever can write there can replace the socket
+// and stand in for its listener, which is how a directory made in advance
+// by another local user takes over the sockets made in it.
+func checkDir(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	uid, ok := fileOwner(fi)
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%w: %s is a symbolic link", ErrUnsafeDir, dir)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: %s is not a directory", ErrUnsafeDir, dir)
+	case ok && uid != os.Geteuid():
+		return fmt.Errorf("%w: %s belongs to uid %d, not to this user (uid %d)", ErrUnsafeDir, dir, uid, os.Geteuid())
+	case ok && fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%w: %s has mode %04o: group or others may write to it", ErrUnsafeDir, dir, fi.Mode().Perm())
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package pipes_test
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -183,4 +184,60 @@ func TestListenerClose(t *testing.T) {
 	}
 	// The path is free again.
 	exchange(t, mustListen(t, l.Path()))
+}
+
+// TestUnsafeDir (issue 7 §4): a socket's directory that another user made,
+// that others may write to, or that is a symbolic link could hand the
+// socket to someone else; Listen and Dial refuse it, naming it.
+func TestUnsafeDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another user")
+	}
+	base := shortDir(t)
+	mk := func(name string, mode os.FileMode, uid int) string {
+		d := filepath.Join(base, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	other := mk("other", 0o700, 12345)
+	open := mk("open", 0o777, os.Geteuid())
+	group := mk("group", 0o770, os.Geteuid())
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(mk("target", 0o700, os.Geteuid()), link); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{
+		other: "belongs to uid 12345", open: "has mode 0777", group: "has mode 0770",
+		link: "is a symbolic link", file: "is not a directory",
+	} {
+		path := filepath.Join(dir, "s.sock")
+		if l, err := pipes.Listen(path); !errors.Is(err, pipes.ErrUnsafeDir) || !strings.Contains(err.Error(), dir+" "+want) {
+			if err == nil {
+				l.Close()
+			}
+			t.Errorf("Listen(%s): %v, want ErrUnsafeDir saying %q", path, err, want)
+		}
+		if c, err := pipes.Dial(t.Context(), path); !errors.Is(err, pipes.ErrUnsafeDir) {
+			if err == nil {
+				c.Close()
+			}
+			t.Errorf("Dial(%s): %v, want ErrUnsafeDir", path, err)
+		}
+	}
+	// Ours and not writable by others: fine, 0700 or 0755.
+	for _, mode := range []os.FileMode{0o700, 0o755} {
+		exchange(t, mustListen(t, filepath.Join(mk(fmt.Sprintf("ok%o", mode), mode, os.Geteuid()), "s.sock")))
+	}
 }
