@@ -69,6 +69,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"need", "show", "nope"}, 1, "nope"},
 		{[]string{"need", "add", "web", "--", "x"}, 1, "exists"},
 		{[]string{"need", "ls", "--addr", down}, 1, down},
+		{[]string{"need", "show", "web", "--addr", down}, 1, down}, // client flags after the arguments count too
+		{[]string{"logs", "web.0", "-f", "--addr", down}, 1, down},
 		{[]string{"need", "ls", "--token", "wrong"}, 0, "web"}, // a lanmanager without a token takes any
 		{[]string{"completion", "tcsh"}, 2, "unknown shell"},
 	}

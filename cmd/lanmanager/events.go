@@ -18,15 +18,15 @@ func eventsCommand() *cli.Command {
 			"per line, as the /v1/events WebSocket sends them.",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
 			if err := noArgs(c); err != nil {
 				return err
 			}
 			w := c.App.Writer
 			asJSON := c.Bool("json")
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			return cl.Events(c.Context, func(e lan.Event) error {
 				if asJSON {
 					b, err := json.Marshal(e)

@@ -21,10 +21,6 @@ func logsCommand() *cli.Command {
 			&cli.IntFlag{Name: "tail", Aliases: []string{"n"}, Usage: "start with the last N lines (0: the whole current file)"},
 		),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
 			pos, err := positional(c, "INSTANCE")
 			if err != nil {
 				return err
@@ -35,6 +31,10 @@ func logsCommand() *cli.Command {
 			}
 			if n := c.Int("tail"); n < 0 {
 				return cli.Exit(fmt.Sprintf("--tail: want a number of lines >= 0, got %d", n), 2)
+			}
+			cl, err := newClient(c)
+			if err != nil {
+				return err
 			}
 			return cl.Logs(c.Context, name, c.Int("tail"), c.Bool("follow"), c.App.Writer)
 		},

@@ -27,11 +27,11 @@ func masterLsCommand() *cli.Command {
 		Usage: "list masters",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
-			if err != nil {
+			if err := noArgs(c); err != nil {
 				return err
 			}
-			if err := noArgs(c); err != nil {
+			cl, err := newClient(c)
+			if err != nil {
 				return err
 			}
 			list, err := cl.Masters(c.Context)
@@ -87,10 +87,6 @@ func masterDrainCommand() *cli.Command {
 			jsonFlag(),
 		),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
 			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
@@ -100,6 +96,10 @@ func masterDrainCommand() *cli.Command {
 			}
 			if d := c.Duration("timeout"); d <= 0 {
 				return cli.Exit(fmt.Sprintf("--timeout %s: must be positive", d), 2)
+			}
+			cl, err := newClient(c)
+			if err != nil {
+				return err
 			}
 			m, err := cl.Drain(c.Context, pos[0])
 			if err != nil {
@@ -186,11 +186,11 @@ func masterUndrainCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
+			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
 			}
-			pos, err := positional(c, "NAME")
+			cl, err := newClient(c)
 			if err != nil {
 				return err
 			}

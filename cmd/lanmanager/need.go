@@ -43,10 +43,6 @@ func needAddCommand() *cli.Command {
 			jsonFlag(),
 		), waitFlags()...),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
 			pos, command, err := splitArgs(c)
 			var unknown *errUnknownFlag
 			switch {
@@ -79,6 +75,10 @@ func needAddCommand() *cli.Command {
 				return cli.Exit("--socket-activation: needs at least one port; give --protocols", 2)
 			}
 			n := c.Int("instances")
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
 			st, err := cl.AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
 				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation")})
 			if err != nil {
@@ -105,11 +105,11 @@ func needLsCommand() *cli.Command {
 		Usage: "list needs",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
-			if err != nil {
+			if err := noArgs(c); err != nil {
 				return err
 			}
-			if err := noArgs(c); err != nil {
+			cl, err := newClient(c)
+			if err != nil {
 				return err
 			}
 			list, err := cl.Needs(c.Context)
@@ -137,11 +137,11 @@ func needShowCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
+			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
 			}
-			pos, err := positional(c, "NAME")
+			cl, err := newClient(c)
 			if err != nil {
 				return err
 			}
@@ -206,10 +206,6 @@ func needScaleCommand() *cli.Command {
 		ArgsUsage: "NAME N",
 		Flags:     append(append(clientFlags(), jsonFlag()), waitFlags()...),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
 			pos, err := positional(c, "NAME", "N")
 			if err != nil {
 				return err
@@ -220,6 +216,10 @@ func needScaleCommand() *cli.Command {
 			}
 			if n < 0 {
 				return cliapp.Usage("N: %d: an instance count must be 0 or more", n)
+			}
+			cl, err := newClient(c)
+			if err != nil {
+				return err
 			}
 			st, err := cl.Scale(c.Context, pos[0], n)
 			if err != nil {
@@ -247,11 +247,11 @@ func needRestartCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
+			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
 			}
-			pos, err := positional(c, "NAME")
+			cl, err := newClient(c)
 			if err != nil {
 				return err
 			}
@@ -354,11 +354,11 @@ func needRmCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     clientFlags(),
 		Action: func(c *cli.Context) error {
-			cl, err := newClient(c)
+			pos, err := positional(c, "NAME")
 			if err != nil {
 				return err
 			}
-			pos, err := positional(c, "NAME")
+			cl, err := newClient(c)
 			if err != nil {
 				return err
 			}

@@ -13,11 +13,11 @@ func serviceCommand() *cli.Command {
 			Usage: "list placed instances: where they run and on which ports",
 			Flags: append(clientFlags(), jsonFlag()),
 			Action: func(c *cli.Context) error {
-				cl, err := newClient(c)
-				if err != nil {
+				if err := noArgs(c); err != nil {
 					return err
 				}
-				if err := noArgs(c); err != nil {
+				cl, err := newClient(c)
+				if err != nil {
 					return err
 				}
 				list, err := cl.Services(c.Context)
