@@ -13,14 +13,56 @@ import (
 	"berth/pipes"
 )
 
-// startedLocked records a master's report of a spawned child and starts the
-// reachability check. A report for an allocation that is neither the
-// instance's current placement nor its handoff on that master is stale:
-// the master is told to stop it.
+// maxChecks bounds the port checks that dial at the same time, over all
+// allocations: each holds one slot for one attempt (its dials, one per
+// declared port, in turn), so the lanmanager never has more than maxChecks
+// check sockets open. Checks beyond it wait for a slot, within their
+// deadline.
+const maxChecks = 64
+
+// approvals tracks the approvals under way. Its maps are guarded by
+// Server.mu; slots is a semaphore used without it.
+type approvals struct {
+	// checking holds the allocations whose port check runs: one check per
+	// allocation at a time.
+	checking map[string]bool
+	// uptime holds the allocations without ports that wait out MinUptime,
+	// with the instance and when (time.Now, not Config.Clock) they are due.
+	uptime map[string]uptimeWait
+	// slots has one token per check dialling.
+	slots chan struct{}
+}
+
+type uptimeWait struct {
+	instance string
+	at       time.Time
+}
+
+func newApprovals() approvals {
+	return approvals{checking: map[string]bool{}, uptime: map[string]uptimeWait{}, slots: make(chan struct{}, maxChecks)}
+}
+
+// startedLocked records a master's report of a spawned child and starts its
+// approval. A report for an allocation that is neither the instance's
+// current placement nor its handoff on that master is stale: the master is
+// told to stop it. A report for an allocation that is approved already, or
+// whose approval is under way, changes nothing (but a ready one may approve
+// a child without ports at once): each allocation is checked once, however
+// many times it is reported. A report whose address is not the one the
+// master registered with is refused: the lanmanager only ever dials a
+// master's registered address.
 func (s *Server) startedLocked(m *session, st *pipes.Started) {
-	in, handoff := s.allocLocked(st.Alloc)
+	in, handoff := s.insts[st.Instance], false
 	switch {
-	case in == nil || in.Name != st.Instance,
+	case in == nil:
+	case in.Alloc == st.Alloc:
+	case in.Handoff != nil && in.Handoff.Alloc == st.Alloc:
+		handoff = true
+	default:
+		in = nil // the instance is placed under another allocation now
+	}
+	switch {
+	case in == nil,
 		handoff && in.Handoff.MasterID != m.info.ID,
 		!handoff && in.MasterID != m.info.ID:
 		m.send(pipes.TypeStop, &pipes.Stop{Alloc: st.Alloc, Reason: "stale allocation", GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
@@ -28,39 +70,54 @@ func (s *Server) startedLocked(m *session, st *pipes.Started) {
 	case !handoff && in.State == needs.Stopping:
 		s.sendStopLocked(in, in.Reason)
 		return
+	case st.Address != "" && st.Address != m.info.Address:
+		err := &needs.FieldError{Field: "address", Msg: fmt.Sprintf("%q is not the address master %s registered with (%s)",
+			st.Address, m.info.Name, m.info.Address)}
+		m.log.Warn("bad message from master", "type", pipes.TypeStarted, "err", err)
+		m.sendMsg(&pipes.Msg{V: pipes.Version, Type: pipes.TypeError, Error: pipes.ErrorFrom(fmt.Errorf("started: %w", err))})
+		return
+	case !handoff && in.State == needs.Running:
+		return // approved already
 	}
-	addr := st.Address
+	n := s.needs[in.Need]
+	if s.appr.checking[st.Alloc] {
+		return // its check is under way
+	}
+	if _, waiting := s.appr.uptime[st.Alloc]; waiting {
+		if st.Ready && n != nil && len(n.Protocols) == 0 {
+			delete(s.appr.uptime, st.Alloc)
+			s.approvedLocked(in, st.Alloc)
+		}
+		return
+	}
+	addr := m.info.Address
 	if handoff {
 		h := in.Handoff
-		h.PID, h.Ports, h.StartedAt = st.PID, st.Ports, st.StartedAt
-		if addr != "" {
-			h.Address = addr
-		}
-		addr = h.Address
+		h.PID, h.Ports, h.StartedAt, h.Address = st.PID, st.Ports, st.StartedAt, addr
 	} else {
-		in.PID, in.Ports, in.StartedAt = st.PID, st.Ports, st.StartedAt
-		if addr != "" {
-			in.Address = addr
-		}
-		addr = in.Address
+		in.PID, in.Ports, in.StartedAt, in.Address = st.PID, st.Ports, st.StartedAt, addr
 		if in.State != needs.Starting {
 			in.State, in.Since = needs.Starting, s.now().UTC()
 		}
 	}
-	s.saveLocked(in)
-	n := s.needs[in.Need]
-	if n == nil || s.closed {
-		return
-	}
-	// The check runs without the lock: give it copies.
-	name, ports, protos := in.Name, maps.Clone(st.Ports), slices.Clone(n.Protocols)
 	ready := st.Ready || s.earlyReady[st.Alloc]
 	delete(s.earlyReady, st.Alloc)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.approve(name, st.Alloc, ready, protos, addr, ports)
-	}()
+	switch {
+	case n == nil || s.closed:
+		s.saveLocked(in)
+	case len(n.Protocols) == 0 && ready:
+		s.approvedLocked(in, st.Alloc) // saves
+	case len(n.Protocols) == 0:
+		s.saveLocked(in)
+		s.appr.uptime[st.Alloc] = uptimeWait{instance: in.Name, at: time.Now().Add(s.cfg.MinUptime)}
+		s.kick()
+	default:
+		s.saveLocked(in)
+		s.appr.checking[st.Alloc] = true
+		// The check runs without the lock: give it copies.
+		name, ports, protos := in.Name, maps.Clone(st.Ports), slices.Clone(n.Protocols)
+		s.wg.Go(func() { s.approve(name, st.Alloc, protos, addr, ports) })
+	}
 }
 
 // readyFrom approves a child without ports as soon as it says ready.
@@ -86,33 +143,40 @@ func (s *Server) readyFrom(m *session, alloc string) {
 		return
 	}
 	if n := s.needs[in.Need]; n != nil && len(n.Protocols) == 0 {
+		delete(s.appr.uptime, alloc)
 		s.approvedLocked(in, alloc)
 	}
 }
 
-// approve checks the child from the lanmanager's own host: every declared
-// port must accept a TCP connection before StartDeadline. A child without
-// ports must stay up for MinUptime (or say ready).
-func (s *Server) approve(name, alloc string, ready bool, protos []needs.Protocol, addr string, ports map[needs.Protocol]int) {
-	var err error
-	if len(protos) == 0 {
-		if !ready {
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-time.After(s.cfg.MinUptime):
-			}
+// uptimeLocked approves the children without ports that have stayed up for
+// MinUptime, and returns how long until the next one is due (limit if none).
+func (s *Server) uptimeLocked(now time.Time, limit time.Duration) time.Duration {
+	next := limit
+	for alloc, w := range s.appr.uptime {
+		if d := w.at.Sub(now); d > 0 {
+			next = min(next, d)
+			continue
 		}
-	} else {
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.StartDeadline)
-		err = checkPorts(ctx, addr, protos, ports)
-		cancel()
+		delete(s.appr.uptime, alloc)
+		if in := s.insts[w.instance]; in != nil {
+			s.approvedLocked(in, alloc) // unless it moved on meanwhile
+		}
 	}
+	return next
+}
+
+// approve checks a child with ports from the lanmanager's own host: every
+// declared port must accept a TCP connection before StartDeadline.
+func (s *Server) approve(name, alloc string, protos []needs.Protocol, addr string, ports map[needs.Protocol]int) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.StartDeadline)
+	err := checkPorts(ctx, s.appr.slots, addr, protos, ports)
+	cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.appr.checking, alloc)
 	if s.ctx.Err() != nil {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	in := s.insts[name]
 	if in == nil {
 		return
@@ -260,8 +324,9 @@ func describeExit(e *pipes.Exited) string {
 }
 
 // checkPorts dials every declared port until all answer or ctx ends,
-// retrying with a delay that grows from 20 ms to 500 ms.
-func checkPorts(ctx context.Context, addr string, protos []needs.Protocol, ports map[needs.Protocol]int) error {
+// retrying with a delay that grows from 20 ms to 500 ms. Each attempt holds
+// a token of slots while it dials.
+func checkPorts(ctx context.Context, slots chan struct{}, addr string, protos []needs.Protocol, ports map[needs.Protocol]int) error {
 	for _, p := range protos {
 		if ports[p] == 0 {
 			return fmt.Errorf("no %s port reported", p)
@@ -271,6 +336,14 @@ func checkPorts(ctx context.Context, addr string, protos []needs.Protocol, ports
 	delay := 20 * time.Millisecond
 	var last error
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			if last == nil {
+				last = fmt.Errorf("ports on %s not checked: %d checks of other children took every slot until the deadline", addr, cap(slots))
+			}
+			return last
+		}
 		var left []needs.Protocol
 		for _, p := range todo {
 			d := net.Dialer{Timeout: time.Second}
@@ -282,6 +355,7 @@ func checkPorts(ctx context.Context, addr string, protos []needs.Protocol, ports
 			}
 			c.Close()
 		}
+		<-slots
 		if len(left) == 0 {
 			return nil
 		}

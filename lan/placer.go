@@ -1,9 +1,9 @@
 package lan
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -23,6 +23,58 @@ type round struct {
 	handoff bool
 }
 
+// Offer limits. A master's outgoing queue (sessionQueue frames) must never
+// fill with offers, or its link is dropped and nothing gets placed; and one
+// placer pass must not hold the lock for long. So a master is offered at
+// most maxOffers instances at a time (rounds that asked it and are still
+// open), and a pass opens at most maxRoundsPerPass rounds. The rest wait
+// for the next pass, which the closing rounds (or a full pass) trigger.
+const (
+	maxOffers        = 128
+	maxRoundsPerPass = 512
+)
+
+// offerBudget is what one placer pass may still offer: rounds it may open,
+// and offers each connected master (by id) may still receive. It is set at
+// the start of a pass (placeOnce) and valid only during it.
+type offerBudget struct {
+	rounds int
+	offers map[string]int
+}
+
+// budgetLocked sets the budget of a new pass from the rounds still open.
+func (s *Server) budgetLocked() {
+	b := offerBudget{rounds: maxRoundsPerPass, offers: make(map[string]int, len(s.masters))}
+	for id := range s.masters {
+		b.offers[id] = maxOffers
+	}
+	for _, r := range s.rounds {
+		for id := range r.asked {
+			if _, ok := b.offers[id]; ok {
+				b.offers[id]--
+			}
+		}
+	}
+	s.budget = b
+}
+
+// offersLeftLocked reports whether the pass may open another round (or,
+// with no master connected, record why it cannot).
+func (s *Server) offersLeftLocked() bool {
+	if s.budget.rounds <= 0 {
+		return false
+	}
+	if len(s.budget.offers) == 0 {
+		return true
+	}
+	for _, n := range s.budget.offers {
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // noBidRetry is how long an instance that got no usable bid waits before it
 // is offered again, unless a master connects or frees resources first.
 const noBidRetry = 2 * time.Second
@@ -32,6 +84,12 @@ const noBidRetry = 2 * time.Second
 // opens offer rounds (for pending instances and for replacements of the
 // instances of draining masters) and grants instances when their rounds
 // close.
+//
+// After each pass it rests as long as the pass took, so that it never holds
+// the lock more than half the time: a pass costs time in proportion to the
+// instances, and with thousands of them, a pass for every bid that closes
+// a round would starve the links and the API. Wake-ups that come meanwhile
+// make one pass.
 func (s *Server) placer() {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -42,7 +100,15 @@ func (s *Server) placer() {
 		case <-s.wake:
 		case <-t.C:
 		}
+		began := time.Now()
 		next := s.placeOnce(s.now())
+		rest := time.NewTimer(time.Since(began))
+		select {
+		case <-s.ctx.Done():
+			rest.Stop()
+			return
+		case <-rest.C:
+		}
 		if !t.Stop() {
 			select {
 			case <-t.C:
@@ -98,14 +164,50 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 	if len(changed) > 0 {
 		s.saveLocked(changed...)
 	}
+	var grants []grant
+	var l *loads // counted once a round closes, then kept up to date
 	for name, r := range s.rounds {
 		if len(r.bids) == len(r.asked) || !now.Before(r.deadline) {
-			s.decideLocked(name, r, now)
+			if l == nil {
+				l = s.loadsLocked()
+			}
+			if g := s.decideLocked(name, r, now, l); g != nil {
+				grants = append(grants, *g)
+			}
 		} else {
 			due(r.deadline)
 		}
 	}
-	for _, in := range s.pendingLocked() {
+	s.grantLocked(grants)
+	s.budgetLocked()
+	defer func() { s.budget = offerBudget{} }()
+	if s.offersLeftLocked() {
+		for _, in := range s.pendingLocked(now, due) {
+			if !s.offersLeftLocked() {
+				break // the closing rounds, or the next pass, offer the rest
+			}
+			s.offerLocked(in, now)
+		}
+	}
+	s.handoffsLocked(now, due)
+	if s.budget.rounds <= 0 {
+		s.kick() // this pass opened all it may: run another at once
+	}
+	return s.uptimeLocked(time.Now(), next)
+}
+
+// pendingLocked returns the pending instances of live needs that are due
+// for an offer (no round open, no retry waited for), in name order. due is
+// told when the next retry is.
+func (s *Server) pendingLocked(now time.Time, due func(time.Time)) []*needs.Instance {
+	var out []*needs.Instance
+	for _, in := range s.insts {
+		if in.State != needs.Pending || in.Removing {
+			continue
+		}
+		if _, ok := s.needs[in.Need]; !ok {
+			continue
+		}
 		if _, open := s.rounds[in.Name]; open {
 			continue
 		}
@@ -113,27 +215,13 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 			due(t)
 			continue
 		}
-		s.offerLocked(in, now)
+		out = append(out, in)
 	}
-	s.handoffsLocked(now, due)
-	return next
-}
-
-// pendingLocked returns pending instances of live needs, in name order.
-func (s *Server) pendingLocked() []*needs.Instance {
-	var out []*needs.Instance
-	for _, in := range s.insts {
-		if in.State == needs.Pending && !in.Removing {
-			if _, ok := s.needs[in.Need]; ok {
-				out = append(out, in)
-			}
+	slices.SortFunc(out, func(a, b *needs.Instance) int {
+		if c := strings.Compare(a.Need, b.Need); c != 0 {
+			return c
 		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Need != out[j].Need {
-			return out[i].Need < out[j].Need
-		}
-		return out[i].Index < out[j].Index
+		return cmp.Compare(a.Index, b.Index)
 	})
 	return out
 }
@@ -169,15 +257,35 @@ func (s *Server) offerLocked(in *needs.Instance, now time.Time) {
 	s.openRoundLocked(in, n, eligible, false, now)
 }
 
-// openRoundLocked offers in to the eligible masters.
+// openRoundLocked offers in to the eligible masters that the pass's budget
+// allows. If it allows none, no round opens: in waits for a later pass.
+// Call it only during a placer pass (placeOnce).
 func (s *Server) openRoundLocked(in *needs.Instance, n *needs.Need, eligible []*session, handoff bool, now time.Time) {
+	if s.budget.rounds <= 0 {
+		return
+	}
+	asked := make([]*session, 0, len(eligible))
+	for _, m := range eligible {
+		if s.budget.offers[m.info.ID] > 0 {
+			asked = append(asked, m)
+		}
+	}
+	if len(asked) == 0 {
+		return
+	}
 	s.round++
 	r := &round{id: s.round, instance: in.Name, deadline: now.Add(s.cfg.BidWindow),
 		asked: map[string]bool{}, bids: map[string]pipes.Bid{}, handoff: handoff}
-	offer := &pipes.Offer{Instance: in.Name, Round: r.id, Need: *n}
-	for _, m := range eligible {
+	msg, err := pipes.New(pipes.TypeOffer, &pipes.Offer{Instance: in.Name, Round: r.id, Need: *n})
+	if err != nil {
+		s.log.Error("encode offer", "instance", in.Name, "err", err)
+		return
+	}
+	s.budget.rounds--
+	for _, m := range asked {
+		s.budget.offers[m.info.ID]--
 		r.asked[m.info.ID] = true
-		m.send(pipes.TypeOffer, offer)
+		m.sendMsg(msg) // read-only from here on: shared by the sessions' writers
 	}
 	s.rounds[in.Name] = r
 }
@@ -194,23 +302,47 @@ func (s *Server) bidLocked(masterID string, b *pipes.Bid) {
 	}
 }
 
+// grant is a decided round's grant, to send once the instance is saved.
+type grant struct {
+	in  *needs.Instance
+	to  *session
+	msg *pipes.Grant
+}
+
+// grantLocked saves the granted instances in one transaction, then sends
+// the grants: an instance is persisted before its grant leaves.
+func (s *Server) grantLocked(gs []grant) {
+	if len(gs) == 0 {
+		return
+	}
+	ins := make([]*needs.Instance, len(gs))
+	for i, g := range gs {
+		ins[i] = g.in
+	}
+	s.saveLocked(ins...)
+	for _, g := range gs {
+		g.to.send(pipes.TypeGrant, g.msg)
+	}
+}
+
 // decideLocked closes a round: it grants the instance (or, for a handoff
 // round, its replacement) to the best bidder still connected and not
-// draining, or records why nobody could take it.
-func (s *Server) decideLocked(name string, r *round, now time.Time) {
+// draining, or records why nobody could take it. The grant it returns is
+// for grantLocked to save and send.
+func (s *Server) decideLocked(name string, r *round, now time.Time, l *loads) *grant {
 	delete(s.rounds, name)
 	in, ok := s.insts[name]
 	if !ok || in.Removing {
-		return
+		return nil
 	}
 	if r.handoff && !s.wantsHandoffLocked(in) || !r.handoff && in.State != needs.Pending {
-		return // moved on meanwhile
+		return nil // moved on meanwhile
 	}
 	n, ok := s.needs[in.Need]
 	if !ok {
-		return
+		return nil
 	}
-	perNeed, total := s.loadLocked(in.Need)
+	perNeed, total := l.perNeed[in.Need], l.total
 	prefer, avoid := placementPreference(in, n)
 	var best *session
 	var reasons []string
@@ -249,9 +381,10 @@ func (s *Server) decideLocked(name string, r *round, now time.Time) {
 		}
 		s.setReasonLocked(in, why)
 		s.retryAt[name] = now.Add(noBidRetry)
-		return
+		return nil
 	}
 	delete(s.retryAt, name)
+	l.add(in.Need, best.info.ID)
 	alloc := newID()
 	if r.handoff {
 		in.Handoff = &needs.Handoff{Alloc: alloc, MasterID: best.info.ID, Master: best.info.Name,
@@ -262,28 +395,36 @@ func (s *Server) decideLocked(name string, r *round, now time.Time) {
 		in.Alloc = alloc
 		in.MasterID, in.Master, in.Address = best.info.ID, best.info.Name, best.info.Address
 	}
-	s.saveLocked(in)
-	best.send(pipes.TypeGrant, &pipes.Grant{Instance: in.Name, Alloc: alloc, Need: *n})
+	return &grant{in: in, to: best, msg: &pipes.Grant{Instance: in.Name, Alloc: alloc, Need: *n}}
 }
 
-// loadLocked counts placements (handoffs included) per master: of need, and in all.
-func (s *Server) loadLocked(need string) (perNeed, total map[string]int) {
-	perNeed, total = map[string]int{}, map[string]int{}
+// loads counts placements (handoffs included) per master: of each need,
+// and in all.
+type loads struct {
+	perNeed map[string]map[string]int // need → master id → count
+	total   map[string]int            // master id → count
+}
+
+func (s *Server) loadsLocked() *loads {
+	l := &loads{perNeed: map[string]map[string]int{}, total: map[string]int{}}
 	for _, o := range s.insts {
 		if o.State.Placed() {
-			total[o.MasterID]++
-			if o.Need == need {
-				perNeed[o.MasterID]++
-			}
+			l.add(o.Need, o.MasterID)
 		}
 		if h := o.Handoff; h != nil {
-			total[h.MasterID]++
-			if o.Need == need {
-				perNeed[h.MasterID]++
-			}
+			l.add(o.Need, h.MasterID)
 		}
 	}
-	return perNeed, total
+	return l
+}
+
+// add counts one more placement of need on master.
+func (l *loads) add(need, master string) {
+	if l.perNeed[need] == nil {
+		l.perNeed[need] = map[string]int{}
+	}
+	l.perNeed[need][master]++
+	l.total[master]++
 }
 
 // placementPreference applies the need's restart policy to an instance that

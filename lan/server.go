@@ -119,6 +119,9 @@ type Server struct {
 	closed     bool
 
 	logs logRequests // log streams waiting for masters (lan/logs.go)
+
+	appr   approvals   // approvals under way (lan/approve.go); its maps guarded by mu
+	budget offerBudget // offers the current placer pass may make (lan/placer.go); guarded by mu
 }
 
 // masterGone is a disconnected master whose instances stay placed until it
@@ -192,6 +195,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.ln = ln
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.appr = newApprovals()
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Add(2)
 	go func() {

@@ -7,14 +7,15 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"berth/needs"
 	"berth/pipes"
+	"berth/spawn"
 )
 
 // report sends an exit on the current link. An exit that cannot be sent is
@@ -437,7 +438,7 @@ func (a *Agent) bid(o *pipes.Offer) *pipes.Bid {
 		b.OK, b.Reason = false, "shutting down"
 		return b
 	}
-	if err := findCommand(o.Need.Command); err != nil {
+	if err := a.findCommand(o); err != nil {
 		b.OK, b.Reason = false, err.Error()
 		return b
 	}
@@ -457,27 +458,38 @@ func (a *Agent) bid(o *pipes.Offer) *pipes.Bid {
 	return b
 }
 
-// findCommand checks that the need's program exists and is executable on
-// this machine (a path is taken as given, a bare name is looked up in PATH).
-func findCommand(command []string) error {
-	if len(command) == 0 {
-		return errors.New("empty command")
-	}
-	name := os.Expand(command[0], func(k string) string { return os.Getenv(k) })
-	if !strings.Contains(name, "/") {
-		if _, err := exec.LookPath(name); err != nil {
-			return fmt.Errorf("command %q not found in PATH", name)
-		}
-		return nil
-	}
-	fi, err := os.Stat(name)
+// findCommand checks that the need's program can run here as the spawn
+// will run it: its command expanded with spawn.ExpandArgs and resolved with
+// spawn.ResolveCommand, which the exec driver calls at the spawn, against
+// the environment childEnv gives the child (the master's own, the need's
+// env, the BERTH_ variables; ports are not leased yet, so their variables
+// are 0 here). So a need that sets PATH, or names ${NAME} from its env,
+// is bid for when it would run, and refused when it would not.
+func (a *Agent) findCommand(o *pipes.Offer) error {
+	env := a.childEnv(&child{need: o.Need, instance: o.Instance})
+	command := spawn.ExpandArgs(o.Need.Command, env)
+	_, err := spawn.ResolveCommand(command, env, "")
 	switch {
-	case err != nil:
-		return fmt.Errorf("command %q: %v", name, errors.Unwrap(err))
-	case fi.IsDir() || fi.Mode()&0o111 == 0:
-		return fmt.Errorf("command %q is not an executable file", name)
+	case err == nil:
+		return nil
+	case errors.Is(err, spawn.ErrEmptyCommand):
+		return err
+	case errors.Is(err, exec.ErrNotFound):
+		return fmt.Errorf("command %q not found in PATH (the child's: %q)", command[0], envLast(env, "PATH"))
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("command %q is not an executable file", command[0])
 	}
-	return nil
+	return fmt.Errorf("command %q: %w", command[0], err)
+}
+
+// envLast returns the value of the last definition of key in env, or "".
+func envLast(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
 }
 
 func isEOF(err error) bool {

@@ -42,7 +42,7 @@ func (execDriver) Start(ctx context.Context, spec Spec) (Process, error) {
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	path, err := lookPath(spec.Command[0], spec.Env)
+	path, err := ResolveCommand(spec.Command, spec.Env, spec.Dir)
 	if err != nil {
 		return fail(err)
 	}

@@ -1,0 +1,4 @@
+package lan
+
+// MaxChecks is maxChecks, for the tests of package lan_test.
+const MaxChecks = maxChecks
