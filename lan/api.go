@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
@@ -109,12 +110,27 @@ func (s *Server) auth(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
+			s.logRefused(r, "missing or wrong bearer token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="berth"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token: pass --token, BERTH_TOKEN or --token-file (the lanmanager keeps its token in <data>/token)")
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// logRefused logs a refused request at WARN, at most once per client
+// address and reason every refusedLogInterval, so that an operator sees who
+// is knocking without a flood filling the log.
+func (s *Server) logRefused(r *http.Request, why string) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if ok, held := s.refusals.allow(host+" "+why, time.Now()); ok {
+		s.log.Warn("refused a request", "why", why, "remote", host, "method", r.Method, "path", r.URL.Path,
+			"user_agent", r.UserAgent(), "refused_since_last_line", held)
+	}
 }
 
 // NeedSpec is the body of POST /v1/needs.

@@ -193,11 +193,13 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	}
 	for id, o := range s.masters {
 		if id != h.ID && o.info.Name == h.Name {
-			return fmt.Errorf("%w: master name %q is already used by connected master %s", needs.ErrExists, h.Name, id)
+			err := fmt.Errorf("%w: master name %q is already used by connected master %s from %s", needs.ErrExists, h.Name, id, o.info.Address)
+			s.logRefusedMasterLocked(h, err)
+			return err
 		}
 	}
 	if err := s.identityConflictLocked(h, s.now()); err != nil {
-		m.log.Error("master refused", "id", h.ID, "address", h.Address, "err", err)
+		s.logRefusedMasterLocked(h, err)
 		return err
 	}
 	if old, ok := s.masters[h.ID]; ok {
@@ -218,6 +220,14 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	m.log.Info("master connected", "id", h.ID, "address", h.Address, "allocs", len(h.Allocs), "exits", len(h.Exits))
 	s.kick()
 	return nil
+}
+
+// logRefusedMasterLocked logs a refused hello at ERROR, at most once per
+// master id and address every refusedLogInterval.
+func (s *Server) logRefusedMasterLocked(h *pipes.Hello, err error) {
+	if ok, held := s.refusals.allow("hello "+h.ID+" "+h.Address, time.Now()); ok {
+		s.log.Error("master refused", "master", h.Name, "id", h.ID, "address", h.Address, "err", err, "refused_since_last_line", held)
+	}
 }
 
 // identityConflictLocked refuses a hello that claims the id of a master
