@@ -19,13 +19,14 @@ import (
 //
 // Starting lasts until Start returns; a failed start yields a *StartError and
 // no Child. Exited is reached when Done is closed. By then the leader has
-// been reaped, every other member of its process group has been sent
-// SIGKILL, and Exit returns the final result: everything the driver did
-// happens before a receive from Done returns.
+// been reaped, the rest of the child (its cgroup, or its process group and
+// the processes that carry its marks; see Spec.Tracking) has been sent
+// SIGKILL and is gone, and Exit returns the final result: everything the
+// driver did happens before a receive from Done returns.
 //
 // A Child from Adopt enters at Running. Its leader is not reaped by this
-// program, so Done means the leader has exited, and Exit's Err is
-// ErrExitUnknown. Release leaves Running without a transition: the process
+// program, so Done means the leader has exited and nothing of the child is
+// left, and Exit's Err is ErrExitUnknown. Release leaves Running without a transition: the process
 // runs on, unwatched.
 //
 // All methods are safe for concurrent use.
@@ -68,6 +69,8 @@ func Start(ctx context.Context, d Driver, spec Spec) (*Child, error) {
 }
 
 // PID is the process id of the child, which is also its process group id.
+// With a cgroup, the child's other processes are in it, whatever their
+// group.
 func (c *Child) PID() int { return c.proc.PID() }
 
 // StartTime is the child's start time in clock ticks since boot, as in
@@ -91,16 +94,17 @@ func (c *Child) Done() <-chan struct{} { return c.proc.Done() }
 // ErrNotExited.
 func (c *Child) Exit() Exit { return c.proc.Exit() }
 
-// Signal sends sig to the child's process group. After the child has exited
-// it returns os.ErrProcessDone.
+// Signal sends sig to every process of the child that can be proven its
+// own (its cgroup, or its process group and the processes that carry its
+// marks). After the child has exited it returns os.ErrProcessDone.
 func (c *Child) Signal(sig syscall.Signal) error { return c.proc.Signal(sig) }
 
-// Stop sends SIGTERM to the child's process group and waits up to grace for
-// the leader to exit; after that, or when ctx ends, it sends SIGKILL to the
-// group. It then waits for Done (SIGKILL cannot be caught, so only a process
-// stuck in the kernel can delay this) and returns the exit. Once the leader
-// has exited the rest of the group is always sent SIGKILL, so nothing of the
-// child is left running.
+// Stop sends SIGTERM to every process of the child and waits up to grace
+// for the leader to exit; after that, or when ctx ends, it sends SIGKILL to
+// all of them. It then waits for Done (SIGKILL cannot be caught, so only a
+// process stuck in the kernel can delay this) and returns the exit. Once the
+// leader has exited the rest of the child is always sent SIGKILL, and Done
+// waits until it is gone, so nothing of the child is left running.
 //
 // Stop may be called any number of times, also concurrently: SIGTERM and
 // SIGKILL are each sent once, the shortest grace of concurrent calls wins,

@@ -44,60 +44,104 @@
 //	Starting ──▶ Running ──Stop──▶ Stopping ──▶ Exited
 //	                 └────── leader exits ───────▲
 //
-// # Process groups and stopping
+// # Tracking: cgroups and process groups
 //
 // Every child is the leader of its own process group (Setpgid), and its pid
-// is the group id. Signals go to the whole group. [Child.Stop] sends SIGTERM,
-// waits up to a grace period for the leader to exit, then sends SIGKILL.
+// is the group id. [Spec.Tracking] says how the rest of the child (what it
+// forks) is found:
 //
-// Whenever the leader exits, by itself or because it was stopped, the driver
-// sends SIGKILL to what is left of the group before closing Done, as
-// systemd's KillMode=control-group does: grandchildren that ignored SIGTERM
-// or were left running in the background do not outlive the child. A process
-// that leaves the group (setsid, setpgid) escapes this.
+//   - By a cgroup of its own (Tracking.Cgroup), where the machine has a
+//     writable cgroup v2 hierarchy ([CgroupMount], [MakeCgroup]: the unified
+//     mount at /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid
+//     system). Start creates the directory and the child is born in it,
+//     with clone3's CLONE_INTO_CGROUP; where the kernel refuses that
+//     (before Linux 5.7, or a seccomp filter), the child starts as
+//     /bin/sh -c 'read -r berth_go || exit 125; exec </dev/null; exec "$@"'
+//     (with the PWD and LISTEN_PID parts above where they apply), its pid
+//     is written to cgroup.procs, and only then is the line sent:
+//     the command never runs outside the cgroup, and a master that dies in
+//     between leaves a shell that exits 125. Everything the child starts
+//     stays in the cgroup, setsid or not.
+//   - By its process group and its marks (Tracking.Marks, "K=V" entries of
+//     its environment; a master uses BERTH_ALLOC=<alloc>). The group id is
+//     signalled only while the leader provably holds it: a child this
+//     program started until it is reaped (its exit is seen with waitid
+//     WNOWAIT, so the zombie keeps the id), an adopted one while /proc
+//     shows it with its start time. Processes that left the group (setsid)
+//     are found in /proc by their marks and a start time no older than the
+//     leader's, pinned with a pidfd before the check, and signalled through
+//     it. A group id read back from storage is never signalled by itself:
+//     the kernel gives it to any process that calls setsid() once the old
+//     group is empty.
+//
+// [Child.Tracking] says which is in use, for ps.
+//
+// # Stopping
+//
+// [Child.Stop] sends SIGTERM to every process of the child, waits up to a
+// grace period, then sends SIGKILL (through cgroup.kill for a cgroup).
+// Whenever the leader exits, by itself or because it was stopped, the
+// driver sends SIGKILL to what is left of the child, as systemd's
+// KillMode=control-group does, and closes Done only once nothing of it is
+// left: the cgroup is empty (cgroup.events says "populated 0", watched with
+// inotify), or no process of the group or with the marks runs. A caller
+// that releases the child's ports on Done never races a dying grandchild
+// that still holds one. The cgroup directory is then removed.
 //
 // The Exec driver owns one goroutine per child, which waits for the leader,
-// sweeps the group and closes Done. It ends when the leader exits.
+// kills and waits for the rest, and closes Done. It ends when the leader
+// has exited and nothing of the child is left.
 //
 // # Adoption
 //
 // A master that restarts finds its children still running (they lead their
 // own process groups and write to files, so nothing ties them to it).
-// [Adopt] takes one over from its pid and the start time saved from
-// [Child.StartTime]:
+// [Adopt] takes one over from its pid, the start time saved from
+// [Child.StartTime] and its Tracking:
 //
-//	c, err := spawn.Adopt(rec.PID, rec.StartTime)
+//	c, err := spawn.Adopt(rec.PID, rec.StartTime, spawn.Tracking{Cgroup: rec.Cgroup})
 //	switch {
-//	case errors.Is(err, spawn.ErrGone):      // exited meanwhile
+//	case errors.Is(err, spawn.ErrGone):      // exited meanwhile: spawn.Sweep what is left
 //	case errors.Is(err, spawn.ErrPIDReused): // a stranger has the pid: leave it alone
 //	}
 //
 // The adopted Child is watched through a pidfd (pidfd_open, polled by the
 // runtime's poller), since only a parent can wait for a process. Its exit
 // status is therefore unknown: Exit returns Exit{Code: -1, Err:
-// [ErrExitUnknown]}. Stop behaves as for a started child: SIGTERM to the
-// group, the grace, SIGKILL, and the group swept once the leader is gone.
-// Before any signal the leader's start time is read again, so a process
-// that reused the pid is never signalled. [Child.Release] ends the watch
+// [ErrExitUnknown]}. Stop behaves as for a started child. With a cgroup,
+// the pid must be in it to be adopted. [Child.Release] ends the watch
 // without signalling, for a master that leaves its children to its
 // successor.
+//
+// [Sweep] stops what is left of a child nobody watches (its leader gone, or
+// its record lost): its cgroup, or the processes that carry its marks and
+// started no earlier than its leader. [FindLeader] finds the leader of a
+// child whose pid was never recorded, and [EnvValues] lists the children a
+// mark names.
 //
 // # Caveats
 //
 // Pids are reused. A pid read back from storage, after a master restart say,
 // may name an unrelated process: compare [ProcStartTime] with the start time
-// saved from [Child.StartTime] before signalling it.
-//
+// saved from [Child.StartTime] before signalling it, and never signal a
+// group id read back from storage (see Tracking above).
+
 // Children do not die with the master. Pdeathsig fires when the thread that
 // forked the child exits, not the process, and Go moves goroutines between
 // threads, so berth does not use it. Output goes to files rather than pipes
 // held by the master, so a child survives a master crash or restart and can
 // be re-attached.
 //
-// Signalling a group just after its last member exited could, in theory,
-// reach a new group whose leader was given the same pid; the window is the
-// time between the last exit and the signal, and new groups are rare.
-//
+// Without a cgroup, signalling an adopted child's group just after its
+// leader and every member exited could, in theory, reach a new group whose
+// leader was given the same pid; the window is the time between the check
+// of the leader's start time and the signal, and pids would have to wrap
+// around within it. A child this program started has no such window, and
+// neither has a cgroup. A grandchild that leaves the group and clears the
+// marks from its environment escapes process-group tracking; a cgroup has
+// no such gap.
+
 // A child that changes all its user ids cannot be signalled by an
-// unprivileged master; Stop then waits for it to exit by itself.
+// unprivileged master without a cgroup; Stop, and Done, then wait for it to
+// exit by itself.
 package spawn

@@ -18,22 +18,24 @@ type Driver interface {
 
 // A Process is one started child, the leader of its own process group.
 //
-// A driver must, when the leader exits, SIGKILL whatever is left of its
-// process group before it closes Done, so that nothing of a child keeps
-// running once Done is closed.
+// A driver must, when the leader exits, SIGKILL whatever is left of the
+// child (its cgroup, or its process group and marked processes; see
+// Spec.Tracking) and close Done only once it is gone, so that nothing of a
+// child keeps running once Done is closed. A driver may also have a
+// Tracking() string method, which Child.Tracking reports.
 //
 // All methods are safe for concurrent use.
 type Process interface {
 	// PID is the process id of the leader, which is also the process group id.
 	PID() int
 	// Done is closed once the leader has exited and been reaped and the rest
-	// of its group has been sent SIGKILL.
+	// of the child has been sent SIGKILL and is gone.
 	Done() <-chan struct{}
 	// Exit describes how the leader exited. Before Done is closed it returns
 	// an Exit whose Err is ErrNotExited.
 	Exit() Exit
-	// Signal sends sig to the whole process group. After Done is closed it
-	// returns os.ErrProcessDone.
+	// Signal sends sig to every process of the child. After Done is closed
+	// it returns os.ErrProcessDone.
 	Signal(sig syscall.Signal) error
 }
 
