@@ -51,10 +51,24 @@ type Config struct {
 	MinUptime time.Duration
 	// BidWindow is how long an offer waits for bids (default 300 ms).
 	BidWindow time.Duration
-	// StopGrace is the SIGTERM-to-SIGKILL grace masters are told to use (default 5 s).
+	// StopGrace is the SIGTERM-to-SIGKILL grace masters are told to use (default 5 s, at most 24 h).
 	StopGrace time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// ReadHeaderTimeout bounds how long a connection may take to send a
+	// request's headers (default 5 s); one that sends nothing is closed
+	// then.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle that long between
+	// requests (default 60 s).
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers (default 64 KiB); larger
+	// ones are answered 431.
+	MaxHeaderBytes int
+	// MaxConns bounds the connections open at once, WebSockets (masters'
+	// links, event and log streams) included (default 1024). Further
+	// clients wait in the kernel's backlog until one closes.
+	MaxConns int
 }
 
 func (c *Config) setDefaults() {
@@ -79,14 +93,23 @@ func (c *Config) setDefaults() {
 	if c.StopGrace <= 0 {
 		c.StopGrace = 5 * time.Second
 	}
+	c.StopGrace = min(c.StopGrace, 24*time.Hour) // pipes.MaxGraceMS: masters refuse more
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 5 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 1024
+	}
 }
-
-// refusedLogInterval is how often the log may say, per client, that a
-// request or hello was refused.
-const refusedLogInterval = 10 * time.Second
 
 // DefaultListen is the lanmanager's default address.
 const DefaultListen = "127.0.0.1:23552"
@@ -100,8 +123,6 @@ type Server struct {
 	store *Store
 	hub   *hub
 	hosts *hostGuard
-	// refusals rate-limits the log lines of refused requests and hellos.
-	refusals *rateLog
 
 	ln   net.Listener
 	http *http.Server
@@ -178,9 +199,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: st, hub: newHub(), hosts: newHostGuard(cfg.Listen, cfg.AllowedHosts),
-		refusals: newRateLog(refusedLogInterval),
-		wake:     make(chan struct{}, 1),
-		needs:    ns, insts: is, drained: drained,
+		wake:  make(chan struct{}, 1),
+		needs: ns, insts: is, drained: drained,
 		masters: map[string]*session{}, gone: map[string]masterGone{}, retiring: map[string]retiring{},
 		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, earlyReady: map[string]bool{},
 	}
@@ -200,14 +220,15 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("open lanmanager: %w", err)
 	}
-	s.ln = ln
+	s.ln = newLimitListener(ln, cfg.MaxConns)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.appr = newApprovals()
-	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("serve", "err", err)
 		}
 	}()
