@@ -111,6 +111,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// refusedLogInterval is how often the log may say, per client, that a
+// request or hello was refused.
+const refusedLogInterval = 10 * time.Second
+
 // DefaultListen is the lanmanager's default address.
 const DefaultListen = "127.0.0.1:23552"
 
@@ -123,6 +127,8 @@ type Server struct {
 	store *Store
 	hub   *hub
 	hosts *hostGuard
+	// refusals rate-limits the log lines of refused requests and hellos.
+	refusals *rateLog
 
 	ln   net.Listener
 	http *http.Server
@@ -199,8 +205,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: st, hub: newHub(), hosts: newHostGuard(cfg.Listen, cfg.AllowedHosts),
-		wake:  make(chan struct{}, 1),
-		needs: ns, insts: is, drained: drained,
+		refusals: newRateLog(refusedLogInterval),
+		wake:     make(chan struct{}, 1),
+		needs:    ns, insts: is, drained: drained,
 		masters: map[string]*session{}, gone: map[string]masterGone{}, retiring: map[string]retiring{},
 		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, earlyReady: map[string]bool{},
 	}
