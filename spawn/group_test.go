@@ -2,6 +2,7 @@ package spawn
 
 import (
 	"bufio"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -111,4 +112,20 @@ func TestFindLeaderAndEnvValues(t *testing.T) {
 	if got := EnvValues(nil, "SPAWN_ALLOC"); got != nil {
 		t.Errorf("EnvValues without marks = %q, want none", got)
 	}
+}
+
+// BenchmarkGroupScan is the cost of one pass over /proc that the
+// process-group path makes per poll while it waits for a child to be gone
+// (with marks: every process's stat, and the environ of those not older
+// than the leader).
+func BenchmarkGroupScan(b *testing.B) {
+	leader := os.Getpid()
+	start, _ := ProcStartTime(leader)
+	g := &groupTracker{pgid: leader, since: start, marks: []string{"SPAWN_MARK=bench"}, trusted: true}
+	n := 0
+	eachProc(func(int, procStat) { n++ })
+	for b.Loop() {
+		g.members(false)
+	}
+	b.ReportMetric(float64(n), "procs")
 }
