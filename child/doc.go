@@ -37,6 +37,7 @@
 //	BERTH_ALLOC       the id of this placement of the instance
 //	BERTH_HOST        the host to listen on
 //	BERTH_PIPE        path of the master's Unix socket for this child
+//	BERTH_MASTER      names the master that started the child (a hash of its runtime directory)
 //	BERTH_PORT_TCP    the port leased for each protocol the need declared
 //	BERTH_PORT_HTTP
 //	BERTH_PORT_WS

@@ -27,13 +27,14 @@
 //     (they stay leased under its allocation id), and reported in the first
 //     hello with Adopted set, so the lanmanager keeps the placement: same
 //     pid, no restart. Stopping it works as for a spawned child: SIGTERM to
-//     its group, the grace, SIGKILL, grandchildren included. Its exit status
+//     every process of it, the grace, SIGKILL, grandchildren included. Its exit status
 //     cannot be known (only a parent can wait for it): its exit is reported
 //     as code -1, "exited while adopted (status unknown)";
 //   - a process that is gone is reported as an exit in the first hello
 //     ("exited while the master was down (status unknown)"), its leases are
-//     released, its socket file removed, and what is left of its process
-//     group (members whose group id is its pid) is stopped;
+//     released and its socket file removed once what is left of it is
+//     stopped: its cgroup, or the processes that carry its BERTH_ALLOC and
+//     started no earlier than it (never a recorded group id);
 //   - a pid that now belongs to another process (another start time) is
 //     treated as gone, and that process is never adopted nor signalled.
 //     Every signal to an adopted child re-checks the start time first.
@@ -47,6 +48,15 @@
 // BERTH_ALLOC and its group leadership, and adopts it (the lanmanager then
 // keeps or stops it like any other), so it never runs unknown beside its
 // replacement.
+//
+// Children are tracked by a cgroup of their own where a cgroup v2
+// hierarchy is writable, else by process group plus BERTH_ALLOC (config key
+// "tracking"; see track.go and package spawn): a child's ports are released
+// only once nothing of it runs. The master's cgroup is named after its
+// runtime directory, and every child carries BERTH_MASTER, so the children
+// of earlier runs that no record names are found and stopped at start. A
+// runtime directory deleted while the master runs is recreated by a check
+// every 5 s (runtime.go).
 //
 // # Liveness
 //
@@ -75,7 +85,7 @@
 //	master.id          stable id of this master (the lanmanager knows it by this, never by IP)
 //	master.db          bbolt: meta/schema = "1" (raw bytes; another version is refused),
 //	                   bucket "children", alloc id → JSON {alloc, instance, need, pid,
-//	                   start_time, ports, pipe, log, started_at, ready}
+//	                   start_time, ports, pipe, log, started_at, ready, cgroup}
 //	ports.db           bbolt: the port office's leases
 //	logs/<inst>.log    each child's stdout and stderr
 //	sock/master.sock   control socket (`master ps`), mode 0600
