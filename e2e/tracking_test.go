@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pickPorts returns the first of n consecutive ports below the kernel's
+// usual ephemeral range that all bind on 127.0.0.1 now, from a random
+// start, so tests that others run at the same time rarely collide.
+func pickPorts(t *testing.T, n int) int {
+	t.Helper()
+	for range 100 {
+		start := 26000 + rand.IntN(6000-n)
+		ok := true
+		for p := start; p < start+n && ok; p++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if ok = err == nil; ok {
+				l.Close()
+			}
+		}
+		if ok {
+			return start
+		}
+	}
+	t.Fatalf("no %d free consecutive ports in 26000-31999", n)
+	return 0
+}
+
+// TestRuntimeDirDeletedKill9 (issue 7 §4, first bullet) with the real
+// binaries, on both tracking paths: the runtime directory of a master with
+// three children is deleted. The master recreates it (same master.id) within
+// its 5 s check and new instances still start; then it is killed with
+// SIGKILL and started again on empty databases. The earlier children are
+// found by the master's cgroup or BERTH_MASTER and stopped, so as many
+// children run as instances. `master ps` says how they are tracked.
+func TestRuntimeDirDeletedKill9(t *testing.T) {
+	for _, mode := range []string{"cgroup", "processgroup"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "cgroup" && os.Geteuid() != 0 {
+				t.Skip("cgroups need root here")
+			}
+			const size = 8
+			base := pickPorts(t, 3*size)
+			l := startLan(t, "")
+			m := startMasterWith(t, l, "m1", base, base+size, size, masterOpts{extra: map[string]any{"tracking": mode}})
+			l.mustCLI(t, "need", "add", "web", "--instances", "3", "--protocols", "http", "--", bin.hello)
+			waitFor(t, 30*time.Second, "3 running", func() bool { return len(l.running(t, "web")) == 3 })
+			want := map[string]string{"cgroup": "cgroup ", "processgroup": "process group "}[mode]
+			for _, c := range m.ps(t) {
+				if !strings.HasPrefix(c.Tracking, want) {
+					t.Errorf("master ps: %s tracked by %q, want %q...", c.Instance, c.Tracking, want)
+				}
+			}
+			rt := filepath.Join(m.dir, "rt")
+			id, err := os.ReadFile(filepath.Join(rt, "master.id"))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			began := time.Now()
+			if err := os.RemoveAll(rt); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 15*time.Second, "master.id back and master ps answering", func() bool {
+				b, err := os.ReadFile(filepath.Join(rt, "master.id"))
+				if err != nil || string(b) != string(id) {
+					return false
+				}
+				out, err := exec.Command(bin.master, "ps", "--json", "--config", m.config).Output()
+				return err == nil && strings.Count(string(out), `"instance"`) == 3
+			})
+			t.Logf("FIGURE runtime-dir-recreated %s: master.id and control socket back %v after the deletion (check every 5 s)",
+				mode, time.Since(began).Round(time.Millisecond))
+			l.mustCLI(t, "need", "scale", "web", "5")
+			waitFor(t, 30*time.Second, "5 running after the deletion", func() bool { return len(l.running(t, "web")) == 5 })
+			old := leaders(m.marker)
+			if len(old) != 5 {
+				t.Fatalf("%d children, want 5", len(old))
+			}
+
+			m.kill9()
+			m.restart(t, l)
+			waitFor(t, 30*time.Second, "5 instances running and 5 children", func() bool {
+				return len(l.running(t, "web")) == 5 && len(leaders(m.marker)) == 5
+			})
+			for pid := range old {
+				if alive(pid) {
+					t.Errorf("child %d of the killed master, which no record names, still runs", pid)
+				}
+			}
+			if got := len(childProcs(m.marker)); got != 5 {
+				t.Errorf("%d processes for 5 instances", got)
+			}
+		})
+	}
+}
