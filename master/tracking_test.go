@@ -431,3 +431,17 @@ func TestRuntimeDirDeletedThenCrash(t *testing.T) {
 		waitFor(t, 10*time.Second, "as many processes as instances", func() bool { return len(marked("TEST_MARK="+tag)) == 3 })
 	})
 }
+
+// TestConfigTracking: the tracking key takes auto, cgroup or processgroup
+// ("" is auto); anything else is an error that names the key.
+func TestConfigTracking(t *testing.T) {
+	for _, v := range []string{"", "auto", "cgroup", "processgroup"} {
+		if _, err := master.ParseConfig([]byte(`{"tracking": "` + v + `"}`)); err != nil {
+			t.Errorf("tracking %q: %v", v, err)
+		}
+	}
+	_, err := master.ParseConfig([]byte(`{"tracking": "pids"}`))
+	if err == nil || !strings.Contains(err.Error(), "tracking") || !strings.Contains(err.Error(), `"pids"`) {
+		t.Errorf("tracking \"pids\": %v, want an error naming the key and the value", err)
+	}
+}
