@@ -34,8 +34,9 @@ func (a *Agent) runtimeLoop(period time.Duration) {
 // checkRuntime recreates what the master needs of its runtime directory
 // when it was deleted under it (rm -rf, a tmp cleaner): the directory,
 // master.id with the id in memory (so the master keeps its identity and
-// its cgroup, which is named after the directory's path), the socket and
-// log directories, the control socket and every child's control socket.
+// its cgroup, which is named after the directory's path), the socket
+// directory (and its record, for one under the temp directory; see
+// ensureSocketDir) and the log directory, the control socket and every child's control socket.
 // Each repair is logged at ERROR. The databases cannot be brought back:
 // the master keeps using the deleted files until it stops, and says so
 // once; after a restart, the children no record names are found by their
@@ -57,14 +58,16 @@ func (a *Agent) checkRuntime(lost map[string]bool) []string {
 	if idPath := filepath.Join(rt, "master.id"); gone(idPath) {
 		fix("master.id", os.WriteFile(idPath, []byte(a.id+"\n"), 0o600))
 	}
-	for _, d := range []string{a.sockDir, a.logDir} {
-		if gone(d) {
-			err := os.MkdirAll(d, 0o700)
-			if err == nil {
-				err = os.Chmod(d, 0o700)
-			}
-			fix(d, err)
+	if gone(a.sockDir) || a.sockDir != filepath.Join(rt, "sock") && gone(filepath.Join(rt, sockDirFile)) {
+		// Made again by exclusive create, recorded again, and checked.
+		fix(a.sockDir, ensureSocketDir(rt, a.sockDir))
+	}
+	if gone(a.logDir) {
+		err := os.MkdirAll(a.logDir, 0o700)
+		if err == nil {
+			err = os.Chmod(a.logDir, 0o700)
 		}
+		fix(a.logDir, err)
 	}
 	for _, name := range []string{"master.db", "ports.db"} {
 		if p := filepath.Join(rt, name); gone(p) && !lost[name] {

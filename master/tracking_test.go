@@ -445,3 +445,38 @@ func TestConfigTracking(t *testing.T) {
 		t.Errorf("tracking \"pids\": %v, want an error naming the key and the value", err)
 	}
 }
+
+// TestRuntimeDirDeletedLongPath: with a runtime directory too long for
+// socket paths, the sockets live in a directory under the temp directory,
+// recorded in <runtime>/sockdir. Deleting the runtime directory deletes the
+// record; the runtime check writes it again, so `master ps` finds the
+// control socket.
+func TestRuntimeDirDeletedLongPath(t *testing.T) {
+	_, c := newLan(t)
+	cfg := testConfig(t, c.Addr)
+	cfg.RuntimeDirectory = filepath.Join(cfg.RuntimeDirectory, strings.Repeat("long-runtime-directory-", 4))
+	cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: pickRange(t, cfg.PortRangeSize)}
+	a := openAgentWith(t, cfg)
+	waitFor(t, 10*time.Second, "the master to link", a.Linked)
+	before, err := master.ControlSocket(cfg.RuntimeDirectory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(before, cfg.RuntimeDirectory) {
+		t.Fatalf("control socket %s is under the runtime directory: the path is not long enough for this test", before)
+	}
+	if err := os.RemoveAll(cfg.RuntimeDirectory); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "master ps to find the control socket again", func() bool {
+		sock, err := master.ControlSocket(cfg.RuntimeDirectory)
+		if err != nil || sock != before {
+			return false
+		}
+		conn, err := pipes.Dial(t.Context(), sock)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+}
