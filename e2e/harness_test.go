@@ -361,7 +361,7 @@ func startMasterWith(t *testing.T, l *lanEnv, name string, tcpStart, httpStart, 
 		t.Fatal(err)
 	}
 	// Registered before the master's own cleanup, so it runs after it.
-	t.Cleanup(func() { killChildren(m.marker) })
+	t.Cleanup(func() { killChildren(m.marker); removeCgroups(filepath.Join(dir, "rt")) })
 	m.restart(t, l)
 	return m
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -8,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -100,5 +103,25 @@ func TestRuntimeDirDeletedKill9(t *testing.T) {
 				t.Errorf("%d processes for 5 instances", got)
 			}
 		})
+	}
+}
+
+// removeCgroups removes the cgroups a master with runtime directory rt
+// left (once its children are killed): <mount>/berth/<hash of rt>/*, then
+// the master's own, each only if empty. The hash is the master's: the first
+// 16 hex digits of the SHA-256 of the absolute path.
+func removeCgroups(rt string) {
+	abs, err := filepath.Abs(rt)
+	if err != nil {
+		return
+	}
+	sum := sha256.Sum256([]byte(abs))
+	for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		dir := filepath.Join(mount, "berth", hex.EncodeToString(sum[:8]))
+		subs, _ := filepath.Glob(filepath.Join(dir, "*", "cgroup.procs"))
+		for _, s := range subs {
+			syscall.Rmdir(filepath.Dir(s))
+		}
+		syscall.Rmdir(dir)
 	}
 }
