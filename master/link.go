@@ -413,7 +413,7 @@ func (a *Agent) handle(conn *pipes.Conn, msg *pipes.Msg) error {
 			return msg.Error
 		}
 	default:
-		return errors.New("unsupported message type " + msg.Type)
+		return fmt.Errorf("%w: message type %q", pipes.ErrUnsupported, msg.Type)
 	}
 	return nil
 }

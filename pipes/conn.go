@@ -119,7 +119,7 @@ func Unmarshal(b []byte) (*Msg, error) {
 		return nil, fmt.Errorf("%w: trailing data after envelope", ErrBadFrame)
 	}
 	if m.V != Version {
-		return nil, fmt.Errorf("%w: envelope version %d, want %d", ErrUnsupported, m.V, Version)
+		return nil, &VersionError{V: m.V, Type: m.Type, ID: m.ID}
 	}
 	if err := validType(m.Type); err != nil {
 		return nil, err
@@ -201,8 +201,32 @@ func (c *Conn) SendError(id uint64, err error) error {
 	return c.Send(&Msg{V: Version, Type: "error", ID: id, Error: ErrorFrom(err)})
 }
 
-// Recv reads the next message.
-func (c *Conn) Recv() (*Msg, error) { return Decode(c.br, c.max) }
+// Recv reads the next message. A frame of another protocol version is
+// answered with an "unsupported" error frame (unless it is an error frame
+// itself) and returned as a *VersionError: the caller closes the
+// connection, since it cannot know what else such a peer will send.
+func (c *Conn) Recv() (*Msg, error) {
+	m, err := Decode(c.br, c.max)
+	var ve *VersionError
+	if errors.As(err, &ve) && ve.Type != TypeError {
+		c.SendError(ve.ID, err)
+	}
+	return m, err
+}
+
+// VersionError is a frame of a protocol version this peer does not speak.
+type VersionError struct {
+	V    int    // the frame's version
+	Type string // its type, as far as it could be read
+	ID   uint64
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("%s: envelope version %d, want %d", ErrUnsupported, e.V, Version)
+}
+
+// Unwrap makes a VersionError match ErrUnsupported.
+func (e *VersionError) Unwrap() error { return ErrUnsupported }
 
 // Close closes the underlying connection; it is idempotent.
 func (c *Conn) Close() error {

@@ -22,8 +22,11 @@
 //
 //		{"v":1, "type":"started", "id":7, "body":{...}, "error":{"code":"invalid","message":"..."}}
 //
-//	  - v: protocol version, 1. A frame with another version is refused with
-//	    code "unsupported".
+//	  - v: protocol version, 1. A frame with another version is answered with
+//	    an "unsupported" error (same id; an error frame is not answered) and
+//	    the receiver closes the connection: it cannot know what else such a
+//	    peer will send. [Conn.Recv] does the answering and returns a
+//	    [*VersionError].
 //	  - type: the message type, 1-64 bytes of [a-z0-9_.-]. Required.
 //	  - id: optional. A request that wants an answer sets a non-zero id; the
 //	    answer carries the same id.
@@ -63,8 +66,9 @@
 // # Versioning
 //
 // A peer that changes the meaning of a message bumps v. Adding optional body
-// fields or new message types does not; a receiver answers a type it does not
-// know with an "unsupported" error and keeps the connection.
+// fields or new message types does not: every receiver (lanmanager, master,
+// child SDK, control socket) answers a type it does not know with an
+// "unsupported" error carrying the message's id, and keeps the connection.
 //
 // # Control sockets
 //
