@@ -29,8 +29,11 @@
 // # Environment
 //
 // Reading BERTH_* variables is this package's job: it runs inside the child,
-// whose only configuration from berth is its environment. (berth's own
-// packages never read the environment; see the style guide.) The master sets
+// whose only configuration from berth is its environment. berth's other
+// packages never read the environment (see the style guide): the commands
+// read it, in their flags' EnvVars and in cmd/internal/cliapp, and hand the
+// master the environment its children start from (master.Options.Environ).
+// The master sets
 //
 //	BERTH_NEED        the need's name, e.g. web
 //	BERTH_INSTANCE    the instance's name, e.g. web.2

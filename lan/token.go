@@ -87,26 +87,12 @@ func ReadTokenFile(path string) (string, error) {
 // masters on the same machine find its token by themselves: one file per
 // port, <dir>/lanmanager-<port>.json, in a per-user directory of mode 0700
 // (the commands use $XDG_RUNTIME_DIR/berth, else the user's cache
-// directory). The file holds no secret; the token stays in the data
+// directory; see cliapp.AnnounceDir). The file holds no secret; the token stays in the data
 // directory, readable by the lanmanager's user only.
 type announcement struct {
 	Listen string `json:"listen"`
 	Data   string `json:"data"`
 	PID    int    `json:"pid"`
-}
-
-// DefaultAnnounceDir is $XDG_RUNTIME_DIR/berth, else <user cache
-// dir>/berth, else "" (no announcements). It is the one place where the
-// lanmanager's package reads the environment, so that the two commands and
-// every master agree on it.
-func DefaultAnnounceDir() string {
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "berth")
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "berth")
-	}
-	return ""
 }
 
 func announcePath(dir, port string) string {

@@ -28,6 +28,13 @@ type Options struct {
 	// Version is reported to the lanmanager.
 	Version string
 	Logger  *slog.Logger
+	// Environ is the environment children start from, as KEY=VALUE
+	// (berth's own variables, PORT and LISTEN_* are dropped from it; the
+	// need's env and the child contract are added). The commands pass their
+	// own environment, as PM2 does; nil gives children only DefaultPath,
+	// as systemd does for its services. The package never reads the
+	// environment itself.
+	Environ []string
 	// RuntimeCheck is how often the runtime directory is checked and
 	// repaired (runtime.go); 0 means DefaultRuntimeCheck.
 	RuntimeCheck time.Duration

@@ -118,7 +118,7 @@ func testConfig(t *testing.T, lanAddr string) master.Config {
 // openAgent opens a master on cfg; Cleanup closes it.
 func openAgent(t *testing.T, cfg master.Config) *master.Agent {
 	t.Helper()
-	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: testLogger(t), StopGrace: 2 * time.Second})
+	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: testLogger(t), StopGrace: 2 * time.Second, Environ: os.Environ()})
 	if err != nil {
 		t.Fatal(err)
 	}

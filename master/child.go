@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -183,12 +182,20 @@ func (a *Agent) spawnChild(c *child) error {
 	return nil
 }
 
-// childEnv is the master's environment without berth's own variables,
+// DefaultPath is the PATH of children of a master given no environment
+// (Options.Environ nil): systemd's default for services.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// childEnv is Options.Environ without berth's own variables,
 // then the need's env, then the child contract, with BERTH_MASTER (see
 // envMaster) after it.
 func (a *Agent) childEnv(c *child) []string {
 	var env []string
-	for _, kv := range os.Environ() {
+	base := a.opts.Environ
+	if base == nil {
+		base = []string{"PATH=" + DefaultPath}
+	}
+	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "BERTH_") || k == "PORT" || strings.HasPrefix(k, "LISTEN_") {
 			continue

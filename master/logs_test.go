@@ -60,7 +60,7 @@ func TestLogsThroughMaster(t *testing.T) {
 	cfg.PortRangeSize = 5
 	cfg.RuntimeDirectory = filepath.Join(dir, "rt")
 	cfg.LogMaxBytes, cfg.LogKeep = master.MinLogMaxBytes, 2
-	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: log, StopGrace: time.Second})
+	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: log, StopGrace: time.Second, Environ: os.Environ()})
 	if err != nil {
 		t.Fatal(err)
 	}

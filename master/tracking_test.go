@@ -84,7 +84,7 @@ func cgroupsWork() bool {
 // 100 ms; Cleanup closes it.
 func openAgentWith(t *testing.T, cfg master.Config) *master.Agent {
 	t.Helper()
-	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: testLogger(t), StopGrace: 2 * time.Second,
+	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: testLogger(t), StopGrace: 2 * time.Second, Environ: os.Environ(),
 		RuntimeCheck: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,8 @@ func devCommand() *cli.Command {
 			mcfg.Name = name
 			mcfg.AdvertiseAddress = "127.0.0.1"
 			mcfg.Token = cfg.Token
-			agent, err := master.Open(c.Context, master.Options{Config: mcfg, Logger: log, StopGrace: cfg.StopGrace, Version: version.String()})
+			agent, err := master.Open(c.Context, master.Options{Config: mcfg, Logger: log, StopGrace: cfg.StopGrace, Version: version.String(),
+				Environ: os.Environ()})
 			if err != nil {
 				srv.Close()
 				return err

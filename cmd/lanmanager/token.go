@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 )
 
@@ -15,14 +16,8 @@ func announceFlag(dest *string) cli.Flag {
 		Usage: "directory where lanmanagers say where their tokens are (default $XDG_RUNTIME_DIR/berth, else the user's cache directory)"}
 }
 
-// announceDir is the announcement directory: the flag's value, else
-// lan.DefaultAnnounceDir.
-func announceDir(flag string) string {
-	if flag != "" {
-		return flag
-	}
-	return lan.DefaultAnnounceDir()
-}
+// announceDir is cliapp.AnnounceDir.
+func announceDir(flag string) string { return cliapp.AnnounceDir(flag) }
 
 // serverToken settles the token of serve and dev: --token or BERTH_TOKEN;
 // none with --insecure-no-token; else the one kept in the data directory,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 	"berth/master"
 	"berth/version"
@@ -47,7 +48,7 @@ func runCommand() *cli.Command {
 				lvl = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-			agent, err := master.Open(c.Context, master.Options{Config: cfg, Logger: log, Version: version.String()})
+			agent, err := master.Open(c.Context, master.Options{Config: cfg, Logger: log, Version: version.String(), Environ: os.Environ()})
 			if err != nil {
 				return err
 			}
@@ -76,10 +77,7 @@ func resolveToken(c *cli.Context, cfg *master.Config) error {
 		}
 		cfg.Token = t
 	case cfg.Token == "":
-		dir := c.String("announce-dir")
-		if dir == "" {
-			dir = lan.DefaultAnnounceDir()
-		}
+		dir := cliapp.AnnounceDir(c.String("announce-dir"))
 		if u, err := cfg.LinkURL(); err == nil {
 			cfg.Token, _, _ = lan.FindToken(dir, u)
 		}
