@@ -251,6 +251,7 @@ func TestCompletion(t *testing.T) {
 // (its context ends), then exits 0.
 func TestEventsFollows(t *testing.T) {
 	srv := startLan(t)
+	cl := &lan.Client{Addr: srv.Addr()}
 	for _, asJSON := range []bool{false, true} {
 		ctx, cancel := context.WithCancel(t.Context())
 		var out lockedBuffer
@@ -265,7 +266,12 @@ func TestEventsFollows(t *testing.T) {
 			if i > 200 {
 				t.Fatalf("no need.added event printed; output %q", out.String())
 			}
-			mustRun(t, srv, "need", "add", fmt.Sprintf("ev%d-%v", i, asJSON), "--instances", "0", "--", "x")
+			// Through the client, not the CLI: two urfave/cli apps must not
+			// run at once in one process (their flags are globals).
+			zero := 0
+			if _, err := cl.AddNeed(t.Context(), lan.NeedSpec{Name: fmt.Sprintf("ev%d-%v", i, asJSON), Command: []string{"x"}, Instances: &zero}); err != nil {
+				t.Fatal(err)
+			}
 			time.Sleep(20 * time.Millisecond) // pacing the declarations; the loop ends on the output, bounded by its count
 		}
 		cancel()
@@ -334,6 +340,8 @@ func TestWait(t *testing.T) {
 func TestMasterLsFits(t *testing.T) {
 	srv := startLan(t)
 	runFakeMaster(t, srv, "0123456789abcdef", "a-rather-long-name")
+	cl := &lan.Client{Addr: srv.Addr()}
+	waitFor(t, "the master to connect", func() bool { ms, err := cl.Masters(t.Context()); return err == nil && len(ms) == 1 })
 	out := mustRun(t, srv, "master", "ls")
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if len(line) > 120 {

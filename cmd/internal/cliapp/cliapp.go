@@ -33,6 +33,11 @@ const (
 	ExitUsage = 2
 )
 
+// The version flag has no -v: serve, dev and run use -v for --verbose.
+// Set once, before any app runs: urfave/cli's flags are globals, so two
+// apps must not run at once in one process (tests included).
+func init() { cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"} }
+
 // Usage is a usage error (exit code 2).
 func Usage(format string, args ...any) error {
 	return cli.Exit(fmt.Sprintf(format, args...), ExitUsage)
@@ -49,7 +54,6 @@ func Run(ctx context.Context, app *cli.App, args []string) error {
 	app.CommandNotFound = func(c *cli.Context, name string) {
 		notFound = unknownCommand(c, name)
 	}
-	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
 	for _, cmd := range app.Commands {
 		install(cmd)
 	}
