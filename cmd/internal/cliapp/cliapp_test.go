@@ -1,0 +1,65 @@
+package cliapp
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+func TestClosest(t *testing.T) {
+	cmds := []string{"serve", "dev", "need", "service", "master", "logs", "events", "completion"}
+	for _, tt := range []struct{ in, want string }{
+		{"ned", "need"}, {"srve", "serve"}, {"mastr", "master"}, {"evnts", "events"}, {"comp", "completion"},
+		{"xyzzy", ""}, {"", ""},
+	} {
+		if got := Closest(tt.in, cmds); got != tt.want {
+			t.Errorf("Closest(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestDescribeFlagError(t *testing.T) {
+	flags := []cli.Flag{
+		&cli.IntFlag{Name: "instances"}, &cli.DurationFlag{Name: "timeout"}, &cli.BoolFlag{Name: "json"},
+		&cli.Float64Flag{Name: "factor"}, &cli.IntFlag{Name: "tail", Aliases: []string{"n"}},
+	}
+	for _, tt := range []struct{ in, want string }{
+		{`invalid value "abc" for flag -instances: parse error`, `--instances "abc": want a whole number`},
+		{`invalid value "soon" for flag -timeout: parse error`, `--timeout "soon": want a duration such as 500ms, 10s or 1m`},
+		{`invalid value "x" for flag -factor: parse error`, `--factor "x": want a number`},
+		{`invalid value "x" for flag -n: parse error`, `-n "x": want a whole number`},
+		{`flag provided but not defined: -jsno`, `unknown flag --jsno; did you mean --json?`},
+		{`flag provided but not defined: -m`, `unknown flag -m`},
+		{`flag needs an argument: -timeout`, `--timeout needs a value`},
+		{`something else`, `something else`},
+	} {
+		if got := DescribeFlagError(flags, errors.New(tt.in)); got != tt.want {
+			t.Errorf("DescribeFlagError(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestHelpFirst(t *testing.T) {
+	app := &cli.App{Name: "lanmanager", Commands: []*cli.Command{
+		{Name: "need", Subcommands: []*cli.Command{{Name: "show"}, {Name: "add"}}},
+	}}
+	for _, tt := range []struct{ in, want string }{
+		{"lanmanager need show web --help", "lanmanager need show --help"},
+		{"lanmanager need show --help web", "lanmanager need show --help"},
+		{"lanmanager need add web -h -- x", "lanmanager need add --help"},
+		{"lanmanager need add web -- ls -h", "lanmanager need add web -- ls -h"},
+		{"lanmanager need show web", "lanmanager need show web"},
+		{"lanmanager --help", "lanmanager --help"},
+	} {
+		got := strings.Join(helpFirst(app, strings.Fields(tt.in)), " ")
+		if got != tt.want {
+			t.Errorf("helpFirst(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	if !slices.Equal(helpFirst(app, []string{"x"}), []string{"x"}) {
+		t.Error("helpFirst of no arguments changed them")
+	}
+}
