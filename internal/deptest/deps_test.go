@@ -1,0 +1,166 @@
+package deptest
+
+import (
+	"fmt"
+	"maps"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// anything marks a package that may import every package of ours but the
+// test-only ones and the commands.
+const anything = "*"
+
+// allowed lists, for every package of ours, the packages of ours its
+// non-test files may import, and why. A new package must be added here.
+var allowed = map[string]struct {
+	may []string
+	why string
+}{
+	"berth/needs":      {nil, "the shared vocabulary imports nothing of ours"},
+	"berth/version":    {nil, "a build-time string"},
+	"berth/boltfile":   {nil, "boltfile knows bbolt only"},
+	"berth/portoffice": {[]string{"berth/boltfile", "berth/needs"}, "leaves do not know each other"},
+	"berth/spawn":      {[]string{"berth/needs"}, "leaves do not know each other; master turns leases into a Spec"},
+	"berth/pipes":      {[]string{"berth/needs"}, "leaves do not know each other"},
+	"berth/child":      {[]string{"berth/needs", "berth/pipes"}, "the child SDK speaks the wire only"},
+	"berth/lan":        {[]string{"berth/boltfile", "berth/needs", "berth/pipes"}, "the lanmanager runs no children and leases no ports"},
+	"berth/master": {[]string{"berth/boltfile", "berth/needs", "berth/pipes", "berth/portoffice", "berth/spawn"},
+		"masters speak to the lanmanager only over the wire"},
+	"berth/examples/hello":      {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
+	"berth/cmd/internal/cliapp": {[]string{"berth/lan", "berth/needs", "berth/pipes", "berth/version"}, "what the two commands share"},
+	"berth/cmd/lanmanager":      {[]string{anything}, "commands sit on top"},
+	"berth/cmd/master":          {[]string{anything}, "commands sit on top"},
+	"berth/bench/startup":       {[]string{anything}, "benchmarks drive the whole system"},
+	"berth/e2e":                 {nil, "the end-to-end tests run the binaries; only their test files import"},
+	"berth/internal/deptest":    {nil, "test only"},
+	"berth/internal/freeports":  {nil, "test only"},
+	"berth/internal/leakcheck":  {nil, "test only"},
+}
+
+// testOnly are imported by test files only.
+var testOnly = []string{"berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck"}
+
+// noIO are the standard packages needs may not import: it does no I/O.
+var noIO = []string{"os", "net", "io/fs", "syscall"}
+
+// TestImportAllowlist checks every package's imports of ours against
+// allowed, and that needs does no I/O.
+func TestImportAllowlist(t *testing.T) {
+	for _, v := range violations(listImports(t)) {
+		t.Error(v)
+	}
+}
+
+// TestViolationsFound: each rule reports a breach (the check can fail).
+func TestViolationsFound(t *testing.T) {
+	base := map[string][]string{}
+	for pkg := range allowed {
+		base[pkg] = nil
+	}
+	for _, tt := range []struct {
+		name string
+		pkg  string
+		deps []string
+		want string
+	}{
+		{"arrow up", "berth/lan", []string{"berth/master"}, "berth/lan imports berth/master; it may import only"},
+		{"leaves", "berth/spawn", []string{"berth/portoffice"}, "berth/spawn imports berth/portoffice"},
+		{"needs imports ours", "berth/needs", []string{"berth/pipes"}, "berth/needs imports berth/pipes"},
+		{"needs os", "berth/needs", []string{"os"}, "berth/needs imports os: needs does no I/O"},
+		{"needs net/http", "berth/needs", []string{"net/http"}, "berth/needs imports net/http"},
+		{"needs io/fs", "berth/needs", []string{"io/fs"}, "berth/needs imports io/fs"},
+		{"test helper in code", "berth/master", []string{"berth/internal/freeports"}, "only tests may import"},
+		{"command imports a command", "berth/cmd/master", []string{"berth/cmd/lanmanager"}, "imports the command"},
+		{"new package", "berth/newthing", nil, "berth/newthing is not in the allowlist"},
+	} {
+		imports := maps.Clone(base)
+		imports[tt.pkg] = tt.deps
+		got := violations(imports)
+		if len(got) != 1 || !strings.Contains(got[0], tt.want) {
+			t.Errorf("%s: violations %q, want one containing %q", tt.name, got, tt.want)
+		}
+	}
+	if got := violations(base); len(got) != 0 {
+		t.Errorf("violations of the allowlist itself: %q", got)
+	}
+	gone := maps.Clone(base)
+	delete(gone, "berth/version")
+	if got := violations(gone); len(got) != 1 || !strings.Contains(got[0], "go list does not show") {
+		t.Errorf("a stale allowlist entry: violations %q", got)
+	}
+	// Commands and benchmarks may import anything else of ours.
+	ok := maps.Clone(base)
+	ok["berth/cmd/master"] = []string{"berth/lan", "berth/master", "berth/cmd/internal/cliapp", "fmt"}
+	if got := violations(ok); len(got) != 0 {
+		t.Errorf("a command's imports: violations %q", got)
+	}
+}
+
+// violations returns a sentence for each import that breaks the allowlist.
+func violations(imports map[string][]string) []string {
+	var out []string
+	for pkg, deps := range imports {
+		rule, ok := allowed[pkg]
+		if !ok {
+			out = append(out, fmt.Sprintf("%s is not in the allowlist of internal/deptest: add it with the packages of ours it may import", pkg))
+			continue
+		}
+		for _, dep := range deps {
+			if !strings.HasPrefix(dep, "berth/") {
+				continue
+			}
+			switch {
+			case slices.Contains(testOnly, dep):
+				out = append(out, fmt.Sprintf("%s imports %s, which only tests may import", pkg, dep))
+			case slices.Contains(rule.may, anything):
+				if strings.HasPrefix(dep, "berth/cmd/") && dep != "berth/cmd/internal/cliapp" {
+					out = append(out, fmt.Sprintf("%s imports the command %s", pkg, dep))
+				}
+			case !slices.Contains(rule.may, dep):
+				out = append(out, fmt.Sprintf("%s imports %s; it may import only %v (%s)", pkg, dep, rule.may, rule.why))
+			}
+		}
+	}
+	for pkg := range allowed {
+		if _, ok := imports[pkg]; !ok {
+			out = append(out, fmt.Sprintf("the allowlist names %s, which go list does not show: remove it", pkg))
+		}
+	}
+	for _, dep := range imports["berth/needs"] {
+		for _, bad := range noIO {
+			if dep == bad || strings.HasPrefix(dep, bad+"/") {
+				out = append(out, fmt.Sprintf("berth/needs imports %s: needs does no I/O", dep))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// listImports returns the imports of the non-test files of every package
+// of the module, by go list.
+func listImports(t *testing.T) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", "berth/...").Output()
+	if err != nil {
+		msg := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = string(ee.Stderr)
+		}
+		t.Fatalf("go list berth/...: %v\n%s", err, msg)
+	}
+	imports := map[string][]string{}
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) > 0 {
+			imports[f[0]] = f[1:]
+		}
+	}
+	if len(imports) < 10 {
+		t.Fatalf("go list showed %d packages:\n%s", len(imports), out)
+	}
+	return imports
+}
