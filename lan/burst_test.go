@@ -79,8 +79,14 @@ func TestPlacementBurst(t *testing.T) {
 	wg.Wait()
 }
 
-// burstMaster bids yes on every offer and answers every grant with a child
-// that says ready at once (no ports), counting approvals.
+// bidCost is what a bid costs the fake master. A real one looks the
+// command up, counts free ports and may be slow for a moment; a fake one
+// that answers in microseconds hides a lanmanager that floods its link.
+const bidCost = 100 * time.Microsecond
+
+// burstMaster bids yes on every offer, after bidCost, and answers every
+// grant with a child that says ready at once (no ports), counting
+// approvals.
 type burstMaster struct {
 	*fakeMaster
 	approved       *atomic.Int64
@@ -102,6 +108,7 @@ func (bm *burstMaster) serve() {
 			var o pipes.Offer
 			if err = msg.Decode(&o); err == nil {
 				bm.offers.Add(1)
+				time.Sleep(bidCost)
 				err = bm.conn.SendBody(pipes.TypeBid, 0, &pipes.Bid{Instance: o.Instance, Round: o.Round, OK: true})
 			}
 		case pipes.TypeGrant:

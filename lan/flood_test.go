@@ -91,13 +91,28 @@ func TestStartedFlood(t *testing.T) {
 			}
 		}
 	})
+	var sent, handled time.Duration
+	// finish stops the sampler and the API calls and logs what they saw;
+	// deferred too, so that a failing run (such as the old code's) still
+	// says it.
+	finish := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+		after := sample(port)
+		t.Logf("FIGURE started flood: %d frames for one grant sent in %s, handled in %s; check sockets open at once (SYN_SENT) at most %d; "+
+			"peak goroutines %d (+%d), open fds %d (+%d), RSS %.0f -> %.0f MB (peak %.0f MB); API %d calls, slowest %s",
+			frames, sent.Round(time.Millisecond), handled.Round(time.Millisecond), peak.synSent,
+			peak.goroutines, peak.goroutines-before.goroutines, peak.fds, peak.fds-before.fds,
+			mb(before.rss), mb(after.rss), mb(peak.rss), calls.Load(), time.Duration(slowest.Load()).Round(time.Millisecond))
+	})
+	defer finish()
 	began := time.Now()
 	for range frames {
 		if err := m.conn.Send(msg); err != nil {
 			t.Fatalf("send started: %v", err)
 		}
 	}
-	sent := time.Since(began)
+	sent = time.Since(began)
 	// The lanmanager reads a link's frames in order: the pong to a ping sent
 	// last proves it has handled every started before it.
 	m.send(pipes.TypePing, nil)
@@ -110,16 +125,8 @@ func TestStartedFlood(t *testing.T) {
 			t.Errorf("unexpected %s frame during the flood: %s %v", got.Type, got.Body, got.Error)
 		}
 	}
-	handled := time.Since(began)
-	close(stop)
-	wg.Wait()
-	after := sample(port)
-
-	t.Logf("FIGURE started flood: %d frames for one grant sent in %s, handled in %s; check sockets open at once (SYN_SENT) at most %d; "+
-		"peak goroutines %d (+%d), open fds %d (+%d), RSS %.0f -> %.0f MB (peak %.0f MB); API %d calls, slowest %s",
-		frames, sent.Round(time.Millisecond), handled.Round(time.Millisecond), peak.synSent,
-		peak.goroutines, peak.goroutines-before.goroutines, peak.fds, peak.fds-before.fds,
-		mb(before.rss), mb(after.rss), mb(peak.rss), calls.Load(), time.Duration(slowest.Load()).Round(time.Millisecond))
+	handled = time.Since(began)
+	finish()
 
 	// The port opens: the check gets through and the child is approved.
 	var accepted atomic.Int64
