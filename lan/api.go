@@ -110,7 +110,7 @@ func (s *Server) auth(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
-			s.logRefused(r, "missing or wrong bearer token")
+			s.logRefused(w, r, "missing or wrong bearer token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="berth"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token: pass --token, BERTH_TOKEN or --token-file (the lanmanager keeps its token in <data>/token)")
 			return
@@ -121,8 +121,10 @@ func (s *Server) auth(h http.Handler) http.Handler {
 
 // logRefused logs a refused request at WARN, at most once per client
 // address and reason every refusedLogInterval, so that an operator sees who
-// is knocking without a flood filling the log.
-func (s *Server) logRefused(r *http.Request, why string) {
+// is knocking without a flood filling the log. The answer closes the
+// connection: a refused client holds none of the MaxConns.
+func (s *Server) logRefused(w http.ResponseWriter, r *http.Request, why string) {
+	w.Header().Set("Connection", "close")
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr

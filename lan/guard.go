@@ -109,13 +109,13 @@ func (g *hostGuard) isLocal(ip net.IP) bool {
 func (s *Server) guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.hosts.allows(r.Host) {
-			s.logRefused(r, "Host names another site")
+			s.logRefused(w, r, "Host names another site")
 			writeError(w, http.StatusMisdirectedRequest, fmt.Sprintf(
 				"Host %q does not name this lanmanager; if it should, start the lanmanager with --allowed-host %s", r.Host, hostOnly(r.Host)))
 			return
 		}
 		if msg := crossOrigin(r); msg != "" {
-			s.logRefused(r, "cross-origin")
+			s.logRefused(w, r, "cross-origin")
 			writeError(w, http.StatusForbidden, msg)
 			return
 		}

@@ -42,6 +42,16 @@ func TestRefusedRequestsLogged(t *testing.T) {
 	for range 20 {
 		rawCall(t, srv, "GET", "/v1/needs", map[string]string{"Origin": "http://evil.example", "Authorization": "Bearer tok"}, "")
 	}
+	// A refused request's connection is closed by the server.
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+srv.Addr()+"/v1/needs", nil)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !resp.Close || resp.Header.Get("Connection") != "close" {
+		t.Errorf("401 answer keeps the connection (Connection: %q)", resp.Header.Get("Connection"))
+	}
 	out := logs.String()
 	if n := strings.Count(out, `msg="refused a request" why="missing or wrong bearer token"`); n != 1 {
 		t.Errorf("%d log lines for 50 requests with a wrong token, want 1:\n%s", n, out)
