@@ -211,6 +211,10 @@ func (s *Server) approvedLocked(in *needs.Instance, alloc string) {
 
 func (s *Server) markRunningLocked(in *needs.Instance) {
 	in.State, in.Since, in.Reason = needs.Running, s.now().UTC(), ""
+	// The back-off's fields belong to the last failure: a running instance
+	// shows none (failLocked sets them again on the next failure; Failures
+	// is the streak, kept until ResetAfter of good running).
+	in.NextAttempt, in.FailedOn = time.Time{}, ""
 	s.saveLocked(in)
 	if m, ok := s.masters[in.MasterID]; ok {
 		m.send(pipes.TypeApprove, &pipes.AllocRef{Alloc: in.Alloc})

@@ -355,3 +355,23 @@ func TestMasterLsFits(t *testing.T) {
 		t.Errorf("master ls has no VERSION column:\n%s", out)
 	}
 }
+
+// TestServiceLsDropsBackoffFields: once an instance runs again after a
+// failure, service ls --json no longer shows next_attempt and failed_on.
+func TestServiceLsDropsBackoffFields(t *testing.T) {
+	srv := startLan(t)
+	fm := runFakeMaster(t, srv, "0123456789abcdef", "m1")
+	fm.setFail(true)
+	mustRun(t, srv, "need", "add", "web", "--protocols", "http", "--restart-delay", "50ms", "--", "x")
+	cl := &lan.Client{Addr: srv.Addr()}
+	waitFor(t, "web.0 to fail", func() bool {
+		st, err := cl.Need(t.Context(), "web")
+		return err == nil && st.InstanceList[0].Failures > 0 && st.InstanceList[0].FailedOn != ""
+	})
+	fm.setFail(false)
+	waitFor(t, "web.0 running", func() bool { st, err := cl.Need(t.Context(), "web"); return err == nil && st.Running == 1 })
+	out := mustRun(t, srv, "service", "ls", "--json")
+	if strings.Contains(out, "next_attempt") || strings.Contains(out, "failed_on") || !strings.Contains(out, `"running"`) {
+		t.Errorf("service ls --json of a running instance:\n%s\nwant no next_attempt nor failed_on", out)
+	}
+}
