@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"berth/internal/freeports"
 	"berth/needs"
 	"berth/portoffice"
 	"berth/spawn"
@@ -23,7 +24,7 @@ import (
 // replaces the office's bind check.
 func activationAgent(t *testing.T, size int, probe func(string, int) error) (*Agent, portoffice.Range) {
 	t.Helper()
-	r := freeRange(t, size)
+	r := portoffice.Range{Start: freeports.Block(t, 2*size), Size: size} // http, then tcp
 	o, err := portoffice.Open(filepath.Join(t.TempDir(), "ports.db"), portoffice.Options{
 		Ranges: map[needs.Protocol]portoffice.Range{needs.HTTP: r, needs.TCP: {Start: r.End() + 1, Size: size}},
 		Host:   "127.0.0.1", NoSync: true, Probe: probe, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
@@ -33,26 +34,6 @@ func activationAgent(t *testing.T, size int, probe func(string, int) error) (*Ag
 	}
 	t.Cleanup(func() { o.Close() })
 	return &Agent{office: o, addr: "127.0.0.1", name: "m1", log: slog.New(slog.NewTextHandler(t.Output(), nil))}, r
-}
-
-// freeRange finds 2×size consecutive ports in 30000-31999 that bind on
-// 127.0.0.1 now (an http range and the tcp range after it).
-func freeRange(t *testing.T, size int) portoffice.Range {
-	t.Helper()
-	for start := 30000; start+2*size <= 32000; start += 2 * size {
-		ok := true
-		for p := start; p < start+2*size && ok; p++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if ok = err == nil; ok {
-				l.Close()
-			}
-		}
-		if ok {
-			return portoffice.Range{Start: start, Size: size}
-		}
-	}
-	t.Fatal("no free ports in 30000-31999")
-	return portoffice.Range{}
 }
 
 // holdPort binds port on 127.0.0.1 until the test ends: a process berth

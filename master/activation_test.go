@@ -1,6 +1,7 @@
 package master_test
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -22,7 +23,7 @@ import (
 func TestAgentSocketActivation(t *testing.T) {
 	_, c, a := newPair(t)
 	out := filepath.Join(t.TempDir(), "env")
-	script := fmt.Sprintf(`echo "fds=$LISTEN_FDS names=$LISTEN_FDNAMES pid=$LISTEN_PID self=$$" > %s; exec sleep 600`, out)
+	script := fmt.Sprintf(`sleep 0.3; echo "fds=$LISTEN_FDS names=$LISTEN_FDNAMES pid=$LISTEN_PID self=$$" > %s; exec sleep 600`, out)
 	n := 1
 	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "sa", Command: []string{"sh", "-c", script}, Instances: &n,
 		Protocols: []needs.Protocol{needs.TCP, needs.HTTP}, SocketActivation: true}); err != nil {
@@ -34,10 +35,13 @@ func TestAgentSocketActivation(t *testing.T) {
 		t.Fatalf("Children = %+v", kids)
 	}
 	k := kids[0]
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The master's own sockets pass the lanmanager's port check before the
+	// shell has written its line: wait for the line, not for the port.
+	var b []byte
+	waitFor(t, 10*time.Second, "the child to write "+out, func() bool {
+		b, _ = os.ReadFile(out)
+		return bytes.HasSuffix(b, []byte("\n"))
+	})
 	want := fmt.Sprintf("fds=2 names=tcp:http pid=%d self=%d\n", k.PID, k.PID)
 	if string(b) != want {
 		t.Fatalf("child saw %q, want %q", b, want)
@@ -101,7 +105,12 @@ func TestAgentQuarantinesTakenPort(t *testing.T) {
 	if in := st.InstanceList[0]; in.Restarts != 0 {
 		t.Fatalf("restarts %d, want 0: the child never failed", in.Restarts)
 	}
-	if b, _ := os.ReadFile(out); strings.TrimSpace(string(b)) != "1" {
+	var b []byte
+	waitFor(t, 10*time.Second, "the child to write "+out, func() bool {
+		b, _ = os.ReadFile(out)
+		return bytes.HasSuffix(b, []byte("\n"))
+	})
+	if strings.TrimSpace(string(b)) != "1" {
 		t.Fatalf("child saw LISTEN_FDS=%q", b)
 	}
 	qs := a.Office().Quarantined()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"berth/child"
+	"berth/internal/freeports"
+	"berth/internal/leakcheck"
 	"berth/lan"
 	"berth/master"
 	"berth/needs"
@@ -19,12 +21,13 @@ import (
 )
 
 // TestMain lets the test binary double as a child: with AGENT_TEST_CHILD
-// set it serves its declared ports, says ready and waits for a stop.
+// set it serves its declared ports, says ready and waits for a stop. After
+// the tests it fails if they left goroutines running.
 func TestMain(m *testing.M) {
 	if os.Getenv("AGENT_TEST_CHILD") != "" {
 		os.Exit(runChild())
 	}
-	os.Exit(m.Run())
+	os.Exit(leakcheck.Run(m))
 }
 
 func runChild() int {
@@ -95,16 +98,18 @@ func newLan(t *testing.T) (*lan.Server, *lan.Client) {
 
 func testLogger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(t.Output(), nil)) }
 
-// testConfig is a master config for a lanmanager at lanAddr, with a short
-// runtime directory (socket paths) and this test binary as the children.
+// testConfig is a master config for a lanmanager at lanAddr, with http
+// and tcp ranges of 10 ports picked at run time, a short runtime directory
+// (socket paths) and this test binary as the children.
 func testConfig(t *testing.T, lanAddr string) master.Config {
 	t.Helper()
 	cfg := master.DefaultConfig()
 	cfg.LanManagerAddress = lanAddr
 	cfg.Name = "m1"
 	cfg.AdvertiseAddress = "127.0.0.1"
-	cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: 25000, needs.TCP: 25100}
 	cfg.PortRangeSize = 10
+	base := freeports.Block(t, 2*cfg.PortRangeSize)
+	cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: base, needs.TCP: base + cfg.PortRangeSize}
 	dir, err := os.MkdirTemp("", "ag") // short: socket paths
 	if err != nil {
 		t.Fatal(err)

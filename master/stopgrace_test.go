@@ -17,8 +17,6 @@ import (
 func TestStopGraceBounded(t *testing.T) {
 	f := newFakeLan(t)
 	cfg := testConfig(t, f.addr)
-	cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: pickRange(t, 2*cfg.PortRangeSize)}
-	cfg.PortRangeStart[needs.TCP] = cfg.PortRangeStart[needs.HTTP] + cfg.PortRangeSize
 	a := openAgent(t, cfg)
 	l := f.next(t, 10*time.Second)
 	l.conn.SendBody(pipes.TypeWelcome, 0, &pipes.Welcome{HeartbeatMS: 100, TTLMS: 5000})

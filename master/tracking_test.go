@@ -3,7 +3,6 @@ package master_test
 import (
 	"bytes"
 	"fmt"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -41,35 +40,11 @@ func forEachTracking(t *testing.T, body func(t *testing.T, c *lan.Client, a *mas
 			cfg := testConfig(t, "")
 			cfg.LanManagerAddress = c.Addr
 			cfg.Tracking = tr.mode
-			cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: pickRange(t, 2*cfg.PortRangeSize)}
-			cfg.PortRangeStart[needs.TCP] = cfg.PortRangeStart[needs.HTTP] + cfg.PortRangeSize
 			a := openAgentWith(t, cfg)
 			waitFor(t, 10*time.Second, "the master to link", a.Linked)
 			body(t, c, a, cfg, tr.want)
 		})
 	}
-}
-
-// pickRange returns the first of n consecutive ports, below the kernel's
-// usual ephemeral range, that all bind on 127.0.0.1 now; the start is
-// random, so tests run at the same time by others rarely pick the same.
-func pickRange(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 100; try++ {
-		start := 26000 + mrand.IntN(6000-n)
-		ok := true
-		for p := start; p < start+n && ok; p++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if ok = err == nil; ok {
-				l.Close()
-			}
-		}
-		if ok {
-			return start
-		}
-	}
-	t.Fatalf("no %d free consecutive ports in 26000-31999", n)
-	return 0
 }
 
 func cgroupsWork() bool {
@@ -455,7 +430,6 @@ func TestRuntimeDirDeletedLongPath(t *testing.T) {
 	_, c := newLan(t)
 	cfg := testConfig(t, c.Addr)
 	cfg.RuntimeDirectory = filepath.Join(cfg.RuntimeDirectory, strings.Repeat("long-runtime-directory-", 4))
-	cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: pickRange(t, cfg.PortRangeSize)}
 	a := openAgentWith(t, cfg)
 	waitFor(t, 10*time.Second, "the master to link", a.Linked)
 	before, err := master.ControlSocket(cfg.RuntimeDirectory)
