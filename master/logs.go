@@ -249,9 +249,9 @@ func streamLog(ctx context.Context, path string, tail int, follow bool, send fun
 	defer func() { f.Close() }()
 	rotated := func(i int) string { return fmt.Sprintf("%s.%d", path, i) }
 	lastRot, _ := os.Stat(rotated(1))
-	off := int64(0)
+	off, end := int64(0), int64(-1)
 	if tail > 0 {
-		if off, err = tailOffset(f, tail); err != nil {
+		if off, end, err = tailOffset(f, tail); err != nil {
 			return err
 		}
 	}
@@ -283,6 +283,11 @@ func streamLog(ctx context.Context, path string, tail int, follow bool, send fun
 		}
 		defer rf.Close()
 		_, err = readFrom(rf, from)
+		return err
+	}
+	if !follow && end >= 0 {
+		// The last lines as they were, not with what came since.
+		_, err = readFrom(io.NewSectionReader(f, 0, end), off)
 		return err
 	}
 	if off, err = readFrom(f, off); err != nil || !follow {
@@ -369,16 +374,17 @@ func sameRotated(a, b os.FileInfo) bool {
 	return b != nil && os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
 }
 
-// tailOffset returns the offset of the start of the last n lines of f. A
-// final line without a newline counts as a line.
-func tailOffset(f *os.File, n int) (int64, error) {
+// tailOffset returns the offset of the start of the last n lines of f,
+// and f's size it counted back from. A final line without a newline counts
+// as a line.
+func tailOffset(f *os.File, n int) (off, end int64, err error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	end := fi.Size()
+	end = fi.Size()
 	if end == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	const block = 32 << 10
 	buf := make([]byte, block)
@@ -387,7 +393,7 @@ func tailOffset(f *os.File, n int) (int64, error) {
 	// A trailing newline ends the last line rather than starting a new one.
 	last := make([]byte, 1)
 	if _, err := f.ReadAt(last, end-1); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	skip := last[0] == '\n'
 	for pos > 0 {
@@ -395,7 +401,7 @@ func tailOffset(f *os.File, n int) (int64, error) {
 		pos -= size
 		b := buf[:size]
 		if _, err := f.ReadAt(b, pos); err != nil && err != io.EOF {
-			return 0, err
+			return 0, 0, err
 		}
 		for i := len(b) - 1; i >= 0; i-- {
 			if b[i] != '\n' {
@@ -406,9 +412,9 @@ func tailOffset(f *os.File, n int) (int64, error) {
 			}
 			lines++
 			if lines == n {
-				return pos + int64(i) + 1, nil
+				return pos + int64(i) + 1, end, nil
 			}
 		}
 	}
-	return 0, nil
+	return 0, end, nil
 }

@@ -32,10 +32,13 @@ func TestTailOffset(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "f")
 		os.WriteFile(p, []byte(tc.content), 0o600)
 		f, _ := os.Open(p)
-		off, err := tailOffset(f, tc.n)
+		off, end, err := tailOffset(f, tc.n)
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
+		}
+		if end != int64(len(tc.content)) {
+			t.Errorf("tail %d of %.20q: end %d, want the size %d", tc.n, tc.content, end, len(tc.content))
 		}
 		if got := tc.content[off:]; got != tc.want {
 			t.Errorf("tail %d of %.20q: got %.20q (len %d), want %.20q (len %d)", tc.n, tc.content, got, len(got), tc.want, len(tc.want))

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/freeports"
 	"berth/lan"
 	"berth/master"
 	"berth/needs"
@@ -56,8 +57,8 @@ func TestLogsThroughMaster(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	cfg := master.DefaultConfig()
 	cfg.LanManagerAddress, cfg.Name, cfg.AdvertiseAddress = srv.Addr(), "m1", "127.0.0.1"
-	cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: 25200}
 	cfg.PortRangeSize = 5
+	cfg.PortRangeStart = map[needs.Protocol]int{needs.HTTP: freeports.Block(t, cfg.PortRangeSize)}
 	cfg.RuntimeDirectory = filepath.Join(dir, "rt")
 	cfg.LogMaxBytes, cfg.LogKeep = master.MinLogMaxBytes, 2
 	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: log, StopGrace: time.Second, Environ: os.Environ()})
@@ -91,7 +92,10 @@ func TestLogsThroughMaster(t *testing.T) {
 		if first == nil {
 			first = fi
 		}
-		return !os.SameFile(first, fi)
+		// A rotation renames .1 to .2 before it copies the live file to a
+		// new .1: wait until that one is there too.
+		_, err1 := os.Stat(logPath + ".1")
+		return !os.SameFile(first, fi) && err1 == nil
 	})
 	var total int64
 	for _, suffix := range []string{"", ".1", ".2", ".3"} {
@@ -106,8 +110,13 @@ func TestLogsThroughMaster(t *testing.T) {
 		t.Errorf("log files hold %d bytes, more than (logkeep+1) × logmaxbytes + 16 KiB = %d", total, limit)
 	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("logs -f: %v", err)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("logs -f: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("logs -f did not return within 10 s of its context's end")
 	}
 	nums := lineNumbers(t, out.String())
 	if len(nums) < 2*int(cfg.LogMaxBytes)/10 {
