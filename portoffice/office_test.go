@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"berth/internal/freeports"
 	"berth/needs"
 )
 
@@ -58,7 +59,7 @@ func TestLeaseExhausted(t *testing.T) {
 // another process holds is skipped and put in quarantine, so the next
 // Lease does not probe it again.
 func TestLeaseSkipsBoundPort(t *testing.T) {
-	r := freeBlock(t, 20000, 30000, 3)
+	r := Range{Start: freeports.Block(t, 3), Size: 3}
 	listen(t, r.Start+1)
 	o := MustOpenOffice(t, tempPath(t), Options{Ranges: map[needs.Protocol]Range{needs.TCP: r}, Host: "127.0.0.1"})
 	if got := mustLease(t, o, "a", needs.TCP); got[needs.TCP] != r.Start {

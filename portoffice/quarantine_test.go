@@ -15,6 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"berth/internal/freeports"
 	"berth/needs"
 )
 
@@ -76,7 +77,7 @@ func (x *outside) count() int {
 // that another process (the test) holds is quarantined by Release, logged,
 // skipped by Lease until the quarantine ends, and leased again after it.
 func TestQuarantineRelease(t *testing.T) {
-	r := freeBlock(t, 20000, 30000, 2)
+	r := Range{Start: freeports.Block(t, 2), Size: 2}
 	clock := newFakeClock()
 	var logs bytes.Buffer
 	o := MustOpenOffice(t, tempPath(t), Options{
@@ -125,7 +126,7 @@ func TestQuarantineRelease(t *testing.T) {
 // TestQuarantineReleaseFreePort: a port nobody holds after release is not
 // quarantined.
 func TestQuarantineReleaseFreePort(t *testing.T) {
-	r := freeBlock(t, 20000, 30000, 2)
+	r := Range{Start: freeports.Block(t, 2), Size: 2}
 	o := MustOpenOffice(t, tempPath(t), Options{Ranges: map[needs.Protocol]Range{needs.HTTP: r}, Host: "127.0.0.1"})
 	mustLease(t, o, "a", needs.HTTP)
 	if _, err := o.Release("a"); err != nil {

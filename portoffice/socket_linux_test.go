@@ -9,13 +9,15 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"berth/internal/freeports"
 )
 
 // TestListen binds a real port and checks that the file is a blocking,
 // close-on-exec listening socket that accepts, and that the port is then
 // taken for net.Listen and the bind check alike.
 func TestListen(t *testing.T) {
-	r := freeBlock(t, 20000, 30000, 1)
+	r := Range{Start: freeports.Block(t, 1), Size: 1}
 	f, err := Listen("127.0.0.1", r.Start)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +62,7 @@ func TestListen(t *testing.T) {
 // TestBindProbeAgreesWithNetListen: the bind check sees what net.Listen
 // sees, including a listener on every address.
 func TestBindProbeAgreesWithNetListen(t *testing.T) {
-	r := freeBlock(t, 20000, 30000, 2)
+	r := Range{Start: freeports.Block(t, 2), Size: 2}
 	if err := bindProbe("127.0.0.1", r.Start); err != nil {
 		t.Fatalf("free port: %v", err)
 	}
