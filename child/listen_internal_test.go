@@ -2,7 +2,6 @@ package child
 
 import (
 	"errors"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"berth/internal/freeports"
 	"berth/needs"
 )
 
@@ -77,12 +77,7 @@ func TestListenEnv(t *testing.T) {
 // BERTH_HOST and the protocol's port, and says which variable is missing.
 func TestListenFallback(t *testing.T) {
 	resetInherited(t, "1", "1", "http") // for another process: ignored
-	probe, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := probe.Addr().(*net.TCPAddr).Port
-	probe.Close()
+	port := freeports.Port(t)
 	t.Setenv(EnvHost, "127.0.0.1")
 	t.Setenv(needs.HTTP.EnvName(), strconv.Itoa(port))
 	t.Setenv(needs.WS.EnvName(), "")

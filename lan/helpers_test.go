@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"berth/internal/freeports"
 	"berth/lan"
 	"berth/needs"
 	"berth/pipes"
@@ -394,16 +395,12 @@ func listen(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// deadPort returns a loopback port that nothing listens on.
+// deadPort returns a loopback port that nothing listens on: free a moment
+// ago, outside the range the kernel hands to :0 listeners, and reserved
+// from the other tests.
 func deadPort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
+	return freeports.Port(t)
 }
 
 // startedFor reports a child for a grant with one http port.
