@@ -32,8 +32,7 @@ func TestVersionReported(t *testing.T) {
 		t.Errorf("lanmanager %s, master %s: built from one tree, they should agree", versions[0], versions[1])
 	}
 	l := startLan(t, "")
-	base := portBase(t, 20)
-	startMaster(t, l, "m1", base, base+10, 5)
+	startMaster(t, l, "m1", 5)
 	var ms []*needs.Master
 	if err := json.Unmarshal([]byte(l.mustCLI(t, "master", "ls", "--json")), &ms); err != nil || len(ms) != 1 {
 		t.Fatalf("master ls --json: %v %v", ms, err)

@@ -52,8 +52,8 @@ func readAttempts(t *testing.T, path string) []attempt {
 // scheduled attempt, with the failure count reset.
 func TestCrashLoopPolicy(t *testing.T) {
 	l := startLan(t, "")
-	m1 := startMaster(t, l, "m1", 25800, 25850, 5)
-	m2 := startMaster(t, l, "m2", 25900, 25950, 5)
+	m1 := startMaster(t, l, "m1", 5)
+	m2 := startMaster(t, l, "m2", 5)
 	masterOf := map[string]string{m1.marker: "m1", m2.marker: "m2"}
 	log := filepath.Join(t.TempDir(), "attempts")
 	policy := &needs.RestartPolicy{LocalAttempts: 2, Delay: needs.Duration(300 * time.Millisecond), Factor: 3,

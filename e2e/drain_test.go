@@ -18,8 +18,8 @@ import (
 func TestDrain(t *testing.T) {
 	const want = 4
 	l := startLan(t, "", "--stop-grace", "2s")
-	m1 := startMaster(t, l, "m1", 26000, 26050, 10)
-	m2 := startMaster(t, l, "m2", 26100, 26150, 10)
+	m1 := startMaster(t, l, "m1", 10)
+	m2 := startMaster(t, l, "m2", 10)
 	client := &lan.Client{Addr: "http://" + l.addr, Token: l.token}
 	l.mustCLI(t, "need", "add", "web", "--instances", fmt.Sprint(want), "--protocols", "http", "--", bin.hello)
 	waitFor(t, 60*time.Second, "4 running, some on m1", func() bool {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/freeports"
 	"berth/needs"
 	"berth/pipes"
 )
@@ -134,15 +135,11 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago, reserved
+// from other tests until t ends (see internal/freeports).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return freeports.Port(t)
 }
 
 // waitFor polls cond every 50 ms until it holds or timeout passes.
@@ -325,9 +322,13 @@ type masterOpts struct {
 	extra     map[string]any // more masterconfig.json keys
 }
 
-func startMaster(t *testing.T, l *lanEnv, name string, tcpStart, httpStart, size int) *masterEnv {
+// startMaster starts a master with tcp, http and ws ranges of size ports
+// each, one after the other from a start picked at run time: no test
+// assumes a fixed range is free on a busy machine.
+func startMaster(t *testing.T, l *lanEnv, name string, size int) *masterEnv {
 	t.Helper()
-	return startMasterWith(t, l, name, tcpStart, httpStart, size, masterOpts{})
+	base := freeports.Block(t, 3*size)
+	return startMasterWith(t, l, name, base, base+size, size, masterOpts{})
 }
 
 // startMasterWith writes the master's config, starts it and waits until

@@ -20,7 +20,7 @@ import (
 func TestLanmanagerKillDuringBurst(t *testing.T) {
 	const total, workers, killAfter = 80, 8, 25
 	l := startLan(t, "tok")
-	startMaster(t, l, "m1", 25700, 25750, 5)
+	startMaster(t, l, "m1", 5)
 	client := &lan.Client{Addr: "http://" + l.addr, Token: l.token}
 
 	var acked sync.Map // need name -> command

@@ -15,7 +15,7 @@ import (
 // seeing a line written after it started; bad instance names are refused.
 func TestLogsCLI(t *testing.T) {
 	l := startLan(t, "tok")
-	startMaster(t, l, "m1", 26200, 26250, 5)
+	startMaster(t, l, "m1", 5)
 	goFile := filepath.Join(t.TempDir(), "go")
 	script := `echo "first from $BERTH_INSTANCE"; echo second; while [ ! -e "$GO_FILE" ]; do sleep 0.05; done; echo "after follow"; exec sleep 600`
 	l.mustCLI(t, "need", "add", "talker", "--env", "GO_FILE="+goFile, "--", "/bin/sh", "-c", script)

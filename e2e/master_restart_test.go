@@ -22,7 +22,7 @@ import (
 // them, and their ports stay leased (a third instance gets another one).
 func TestMasterCrashRestart(t *testing.T) {
 	l := startLan(t, "")
-	m := startMaster(t, l, "m1", 24900, 24950, 4)
+	m := startMaster(t, l, "m1", 4)
 	l.mustCLI(t, "need", "add", "web", "--instances", "2", "--protocols", "http", "--", bin.hello)
 	waitFor(t, 30*time.Second, "2 running", func() bool { return len(l.running(t, "web")) == 2 })
 	before := l.running(t, "web")
@@ -71,7 +71,7 @@ func TestMasterCrashRestart(t *testing.T) {
 // and kill the rest of its group, and the instance runs again.
 func TestMasterCrashOrphanGroup(t *testing.T) {
 	l := startLan(t, "")
-	m := startMaster(t, l, "m1", 25200, 25250, 4)
+	m := startMaster(t, l, "m1", 4)
 	leader, gpid := addForker(t, l)
 
 	m.kill9()
@@ -108,7 +108,7 @@ func portsOf(children []pipes.ChildInfo) map[int]string {
 func TestMasterRestart50(t *testing.T) {
 	const n, rounds, size = 50, 10, 60
 	l := startLan(t, "")
-	m := startMaster(t, l, "m1", 25300, 25400, size)
+	m := startMaster(t, l, "m1", size)
 	l.mustCLI(t, "need", "add", "web", "--instances", fmt.Sprint(n), "--protocols", "http", "--", bin.hello)
 	waitFor(t, 120*time.Second, "50 running", func() bool { return len(l.running(t, "web")) == n })
 	first := l.running(t, "web")
@@ -218,7 +218,7 @@ func leaseCheck(t *testing.T, l *lanEnv, m *masterEnv, run map[string]*needs.Ins
 // the removed need has no process and no service.
 func TestMasterDownStale(t *testing.T) {
 	l := startLan(t, "", "--stop-grace", "1s")
-	m := startMaster(t, l, "m1", 25500, 25550, 10)
+	m := startMaster(t, l, "m1", 10)
 	l.mustCLI(t, "need", "add", "keep", "--protocols", "http", "--", bin.hello)
 	l.mustCLI(t, "need", "add", "gone", "--protocols", "http", "--", bin.hello)
 	l.mustCLI(t, "need", "add", "adopted", "--protocols", "http", "--", bin.hello)
@@ -273,7 +273,7 @@ func TestMasterDownStale(t *testing.T) {
 // ignores it: nothing of either may be left.
 func TestAdoptedStop(t *testing.T) {
 	l := startLan(t, "", "--stop-grace", "1s")
-	m := startMaster(t, l, "m1", 25600, 25650, 5)
+	m := startMaster(t, l, "m1", 5)
 	l.mustCLI(t, "need", "add", "stubborn", "--", "sh", "-c", `trap "" TERM; exec sleep 600`)
 	leader, gpid := addForker(t, l)
 	waitFor(t, 20*time.Second, "stubborn.0 to run", func() bool { return len(l.running(t, "stubborn")) == 1 })

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 // for stays pending and says which range on which master is full.
 func TestRangeExhausted(t *testing.T) {
 	lan := startLan(t, "")
-	startMaster(t, lan, "small", 24500, 24510, 2)
+	m := startMaster(t, lan, "small", 2)
 	lan.mustCLI(t, "need", "add", "web", "--instances", "3", "--protocols", "http", "--", bin.hello)
 	waitFor(t, 30*time.Second, "2 running", func() bool { return len(lan.running(t, "web")) == 2 })
 	var st *needs.NeedStatus
@@ -20,7 +21,7 @@ func TestRangeExhausted(t *testing.T) {
 		st = lan.need(t, "web")
 		return st.Pending == 1 && len(st.Reasons) > 0
 	})
-	want := "master small: http range 24510-24511 exhausted"
+	want := fmt.Sprintf("master small: http range %d-%d exhausted", m.http, m.http+1)
 	if !strings.Contains(strings.Join(st.Reasons, "\n"), want) {
 		t.Errorf("reasons %q do not contain %q", st.Reasons, want)
 	}
@@ -37,7 +38,7 @@ func TestRangeExhausted(t *testing.T) {
 // and the instance backs off with the reason recorded.
 func TestUnreachableRejected(t *testing.T) {
 	lan := startLan(t, "", "--start-deadline", "1s")
-	m := startMaster(t, lan, "m1", 24600, 24610, 5)
+	m := startMaster(t, lan, "m1", 5)
 	lan.mustCLI(t, "need", "add", "mute", "--protocols", "http", "--", "sleep", "600")
 	var firstPID int
 	waitFor(t, 10*time.Second, "mute.0 to start", func() bool {

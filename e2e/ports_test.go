@@ -75,7 +75,7 @@ func (m *masterEnv) quarantineLogged(port int) bool {
 // pending, with no attempt made.
 func TestPortTakenBeforeChildBinds(t *testing.T) {
 	l := startLan(t, "")
-	m := startMaster(t, l, "m1", 27100, 27150, 3)
+	m := startMaster(t, l, "m1", 3)
 	c := l.client()
 	// The first child waits before binding, to give the outsider its
 	// chance; the ones after it bind at once.
@@ -156,7 +156,7 @@ func TestPortTakenBeforeChildBinds(t *testing.T) {
 // bind it, as the master bound it before the child started.
 func TestPortTakenSocketActivation(t *testing.T) {
 	l := startLan(t, "")
-	m := startMaster(t, l, "m1", 27200, 27250, 3)
+	m := startMaster(t, l, "m1", 3)
 	c := l.client()
 	outsider, err := bindLoopback(m.http) // the port the master would lease first
 	if err != nil {
@@ -208,7 +208,7 @@ func TestPortTakenSocketActivation(t *testing.T) {
 // when removed.
 func TestPortSocketActivatedHello(t *testing.T) {
 	l := startLan(t, "")
-	m := startMaster(t, l, "m1", 27300, 27350, 3)
+	m := startMaster(t, l, "m1", 3)
 	l.mustCLI(t, "need", "add", "hi", "--protocols", "tcp,http", "--socket-activation", "--", bin.hello)
 	if st := l.need(t, "hi"); !st.SocketActivation {
 		t.Fatalf("need show: socket activation not recorded: %+v", st.Need)

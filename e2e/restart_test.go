@@ -14,7 +14,7 @@ import (
 // restarts).
 func TestLanmanagerRestart(t *testing.T) {
 	l := startLan(t, "tok")
-	startMaster(t, l, "m1", 24700, 24750, 10)
+	startMaster(t, l, "m1", 10)
 	l.mustCLI(t, "need", "add", "web", "--instances", "2", "--protocols", "http", "--", bin.hello)
 	waitFor(t, 30*time.Second, "2 running", func() bool { return len(l.running(t, "web")) == 2 })
 	before := l.running(t, "web")
@@ -46,7 +46,7 @@ func TestLanmanagerRestart(t *testing.T) {
 // ignores SIGTERM: nothing of the group may survive.
 func TestNoGrandchildLeft(t *testing.T) {
 	l := startLan(t, "")
-	startMaster(t, l, "m1", 24800, 24850, 5)
+	startMaster(t, l, "m1", 5)
 	leader, gpid := addForker(t, l)
 	l.mustCLI(t, "need", "rm", "forker")
 	waitFor(t, 30*time.Second, "leader and grandchild gone", func() bool { return !alive(leader) && !alive(gpid) })

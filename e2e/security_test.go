@@ -4,41 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// portBase returns the first of n consecutive loopback ports that were all
-// free a moment ago, probing from a random start, so that a test never
-// assumes a fixed range is free on a busy machine. The port office skips
-// any of them taken later.
-func portBase(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 200; try++ {
-		base := 20000 + int(time.Now().UnixNano()%10000)
-		var held []net.Listener
-		for p := base; p < base+n; p++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				break
-			}
-			held = append(held, ln)
-		}
-		for _, ln := range held {
-			ln.Close()
-		}
-		if len(held) == n {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports found", n)
-	return 0
-}
+	"berth/internal/freeports"
+)
 
 // browserPost sends what a web page at http://evil.example sends when it
 // posts to the API with fetch(..., {mode: "no-cors"}): a cross-origin
@@ -88,8 +62,7 @@ func TestBrowserCannotRunCommands(t *testing.T) {
 					t.Errorf("the lanmanager did not say where its token is:\n%s", b)
 				}
 			}
-			base := portBase(t, 20)
-			startMaster(t, l, "m1", base, base+10, 5)
+			startMaster(t, l, "m1", 5)
 			pwned := filepath.Join(t.TempDir(), "pwned")
 			body := fmt.Sprintf(`{"name":"pwn","command":["sh","-c","id > %s; sleep 3600"]}`, pwned)
 
@@ -135,8 +108,7 @@ func TestBrowserCannotRunCommands(t *testing.T) {
 // it asks again, and the first master and its children are untouched.
 func TestCopiedMasterID(t *testing.T) {
 	l := startLan(t, "")
-	base := portBase(t, 40)
-	m1 := startMaster(t, l, "m1", base, base+10, 10)
+	m1 := startMaster(t, l, "m1", 10)
 	l.mustCLI(t, "need", "add", "web", "--instances", "2", "--protocols", "http", "--", bin.hello)
 	waitFor(t, 30*time.Second, "2 running", func() bool { return len(l.running(t, "web")) == 2 })
 	before := l.running(t, "web")
@@ -151,8 +123,9 @@ func TestCopiedMasterID(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rt", "master.id"), id, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	base := freeports.Block(t, 15)
 	cfg, _ := json.Marshal(map[string]any{
-		"lanmanageraddress": l.addr, "portrangestart": map[string]int{"tcp": base + 20, "http": base + 30, "ws": base + 35},
+		"lanmanageraddress": l.addr, "portrangestart": map[string]int{"tcp": base, "http": base + 5, "ws": base + 10},
 		"portrangesize": 5, "runtimedirectory": "rt", "name": "m2", "advertiseaddress": "127.0.0.2", "token": l.token,
 	})
 	os.WriteFile(filepath.Join(dir, "masterconfig.json"), cfg, 0o600)

@@ -15,8 +15,8 @@ import (
 // removal.
 func TestSpine(t *testing.T) {
 	lan := startLan(t, "s3cret")
-	m1 := startMaster(t, lan, "m1", 24000, 24100, 50)
-	m2 := startMaster(t, lan, "m2", 24200, 24300, 50)
+	m1 := startMaster(t, lan, "m1", 50)
+	m2 := startMaster(t, lan, "m2", 50)
 	masters := map[string]*masterEnv{"m1": m1, "m2": m2}
 
 	lan.mustCLI(t, "need", "add", "web", "--instances", "3", "--protocols", "http,tcp", "--", bin.hello)
@@ -157,7 +157,7 @@ func TestTokenRequired(t *testing.T) {
 // the back-off shows and grows.
 func TestBackoff(t *testing.T) {
 	lan := startLan(t, "")
-	startMaster(t, lan, "m1", 24400, 24450, 20)
+	startMaster(t, lan, "m1", 20)
 	lan.mustCLI(t, "need", "add", "crash", "--", "sh", "-c", "exit 3")
 	var last *needs.Instance
 	waitFor(t, 30*time.Second, "crash.0 to fail 4 times", func() bool {

@@ -3,39 +3,16 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// pickPorts returns the first of n consecutive ports below the kernel's
-// usual ephemeral range that all bind on 127.0.0.1 now, from a random
-// start, so tests that others run at the same time rarely collide.
-func pickPorts(t *testing.T, n int) int {
-	t.Helper()
-	for range 100 {
-		start := 26000 + rand.IntN(6000-n)
-		ok := true
-		for p := start; p < start+n && ok; p++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if ok = err == nil; ok {
-				l.Close()
-			}
-		}
-		if ok {
-			return start
-		}
-	}
-	t.Fatalf("no %d free consecutive ports in 26000-31999", n)
-	return 0
-}
+	"berth/internal/freeports"
+)
 
 // TestRuntimeDirDeletedKill9 (issue 7 §4, first bullet) with the real
 // binaries, on both tracking paths: the runtime directory of a master with
@@ -51,7 +28,7 @@ func TestRuntimeDirDeletedKill9(t *testing.T) {
 				t.Skip("cgroups need root here")
 			}
 			const size = 8
-			base := pickPorts(t, 3*size)
+			base := freeports.Block(t, 3*size)
 			l := startLan(t, "")
 			m := startMasterWith(t, l, "m1", base, base+size, size, masterOpts{extra: map[string]any{"tracking": mode}})
 			l.mustCLI(t, "need", "add", "web", "--instances", "3", "--protocols", "http", "--", bin.hello)
