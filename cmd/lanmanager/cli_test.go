@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"berth/lan"
+	"berth/master"
 )
 
 // runCode runs the CLI as main does and returns stdout, stderr and the
@@ -373,5 +376,56 @@ func TestServiceLsDropsBackoffFields(t *testing.T) {
 	out := mustRun(t, srv, "service", "ls", "--json")
 	if strings.Contains(out, "next_attempt") || strings.Contains(out, "failed_on") || !strings.Contains(out, `"running"`) {
 		t.Errorf("service ls --json of a running instance:\n%s\nwant no next_attempt nor failed_on", out)
+	}
+}
+
+// TestDevHints: lanmanager dev prints next steps with the address it
+// really listens on, and the master config it wrote into its state
+// directory for master ps (never into the work tree).
+func TestDevHints(t *testing.T) {
+	t.Setenv("BERTH_TOKEN", "")
+	ctx, cancel := context.WithCancel(t.Context())
+	var errOut lockedBuffer
+	done := make(chan int, 1)
+	wd, _ := os.Getwd()
+	before, _ := os.ReadDir(wd)
+	go func() {
+		done <- runApp(ctx, []string{"lanmanager", "dev", "--listen", "127.0.0.1:0", "--announce-dir", t.TempDir()}, io.Discard, &errOut)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(errOut.String(), "master ps --config") {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("dev printed no hints:\n%s", errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling dev's output, bounded by the deadline
+	}
+	out := errOut.String()
+	m := regexp.MustCompile(`lanmanager on http://(127\.0\.0\.1:\d+)`).FindStringSubmatch(out)
+	if m == nil || strings.HasSuffix(m[1], ":0") {
+		t.Fatalf("dev did not say where it listens:\n%s", out)
+	}
+	if !strings.Contains(out, "need add --addr "+m[1]+" hello") || !strings.Contains(out, "service ls --addr "+m[1]) {
+		t.Errorf("the hints do not use the address dev listens on (%s):\n%s", m[1], out)
+	}
+	conf := regexp.MustCompile(`master ps --config (\S+)`).FindStringSubmatch(out)
+	if conf == nil {
+		t.Fatalf("no master ps hint:\n%s", out)
+	}
+	if _, err := master.LoadConfig(conf[1]); err != nil {
+		t.Errorf("the config dev points master ps at: %v", err)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("dev exited %d on Ctrl-C:\n%s", code, errOut.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dev did not stop")
+	}
+	after, _ := os.ReadDir(wd)
+	if len(after) != len(before) {
+		t.Errorf("dev wrote into the working directory: %d entries before, %d after", len(before), len(after))
 	}
 }
