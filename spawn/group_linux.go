@@ -140,20 +140,53 @@ func signalProven(pid int, since uint64, marks []string, sig syscall.Signal) boo
 	}
 	defer unix.Close(fd)
 	st, err := readProc(pid)
-	if err != nil || st.state == 'Z' || st.state == 'X' || st.start < since || !hasMarks(pid, marks) {
+	if err != nil || gone(pid, st) || st.start < since || !hasMarks(pid, marks) {
 		return false
 	}
 	return unix.PidfdSendSignal(fd, sig, nil, 0) == nil
 }
 
 // hasMarks reports whether the environment of pid holds every mark as a
-// whole "K=V" entry.
+// whole "K=V" entry. A process whose main thread has exited shows no
+// environment under its pid; it is read through one of its live threads.
 func hasMarks(pid int, marks []string) bool {
-	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-	if err != nil {
-		return false
+	dir := "/proc/" + strconv.Itoa(pid)
+	env, err := os.ReadFile(dir + "/environ")
+	if err == nil && len(env) > 0 {
+		return envHas(env, marks)
 	}
-	return envHas(env, marks)
+	for _, tid := range otherThreads(pid) {
+		if env, err := os.ReadFile(dir + "/task/" + tid + "/environ"); err == nil && len(env) > 0 {
+			return envHas(env, marks)
+		}
+	}
+	return false
+}
+
+// gone reports whether the process pid has ended: its main thread is a
+// zombie (or dead) and no other thread of it is left. A main thread can
+// exit before the others (pthread_exit, or a multi-threaded program whose
+// threads are still tearing down): the process then still runs and holds
+// its sockets, though /proc/<pid>/stat says Z.
+func gone(pid int, st procStat) bool {
+	return (st.state == 'Z' || st.state == 'X') && len(otherThreads(pid)) == 0
+}
+
+// otherThreads lists the ids of the threads of process pid besides its
+// main thread.
+func otherThreads(pid int) []string {
+	p := strconv.Itoa(pid)
+	entries, err := os.ReadDir("/proc/" + p + "/task")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if e.Name() != p {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // envHas reports whether a NUL-separated environment holds every mark.
@@ -173,7 +206,7 @@ func envHas(env []byte, marks []string) bool {
 	return true
 }
 
-// eachProc calls fn for every live (not zombie) process in /proc.
+// eachProc calls fn for every live process in /proc: not gone (see gone).
 func eachProc(fn func(pid int, st procStat)) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -185,7 +218,7 @@ func eachProc(fn func(pid int, st procStat)) {
 			continue
 		}
 		st, err := readProc(pid)
-		if err != nil || st.state == 'Z' || st.state == 'X' {
+		if err != nil || gone(pid, st) {
 			continue
 		}
 		fn(pid, st)
