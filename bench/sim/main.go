@@ -37,8 +37,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"berth/lan"
@@ -116,7 +118,10 @@ func simMain(args []string) (ok bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	// An interrupt ends the run early; the report still prints.
+	sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sctx, o.timeout)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "berth-sim-")
 	if err != nil {

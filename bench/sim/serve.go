@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"time"
@@ -47,6 +48,9 @@ func serveMain(args []string) error {
 }
 
 func serve(c serveConfig) error {
+	// A ^C in the terminal reaches the whole process group: the simulator
+	// handles it and then closes our standard input, which ends us.
+	signal.Ignore(os.Interrupt)
 	logw := io.Writer(os.Stderr)
 	if c.logFile != "" {
 		f, err := os.OpenFile(c.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
