@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -37,6 +38,13 @@ type groupTracker struct {
 	// reaped. Otherwise group members count only while held says so.
 	trusted bool
 	killed  atomic.Bool
+
+	mu sync.Mutex // Protects following.
+	// proven are the processes once found carrying the marks, by pid, with
+	// their start time: a process that is exiting has lost its environment
+	// (its memory is gone) but is not a zombie yet, and still holds its
+	// sockets; it stays the child's until it is gone.
+	proven map[int]uint64
 }
 
 func (g *groupTracker) String() string { return "process group " + strconv.Itoa(g.pgid) }
@@ -64,11 +72,27 @@ func (g *groupTracker) members(markedOnly bool) []member {
 			out = append(out, member{pid, st.pgrp})
 			return
 		}
-		if len(g.marks) > 0 && hasMarks(pid, g.marks) {
+		if len(g.marks) > 0 && g.marked(pid, st) {
 			out = append(out, member{pid, st.pgrp})
 		}
 	})
 	return out
+}
+
+// marked reports whether pid carries the marks now, or did on an earlier
+// scan under the same start time (see proven).
+func (g *groupTracker) marked(pid int, st procStat) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if hasMarks(pid, g.marks) {
+		if g.proven == nil {
+			g.proven = map[int]uint64{}
+		}
+		g.proven[pid] = st.start
+		return true
+	}
+	start, ok := g.proven[pid]
+	return ok && start == st.start
 }
 
 // signal sends sig to the group if its leader provably holds it, and to

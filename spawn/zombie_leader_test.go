@@ -78,3 +78,68 @@ func TestMainThreadExitedFirst(t *testing.T) {
 	}
 	cmd.Wait()
 }
+
+const clearsEnviron = `#include <string.h>
+#include <unistd.h>
+extern char **environ;
+int main(void) {
+	usleep(200000);
+	for (char **e = environ; *e; e++) memset(*e, 0, strlen(*e));
+	sleep(600);
+}
+`
+
+// TestProvenStaysMember: a process once found with the child's marks stays
+// the child's while it lives, even when its environment can no longer be
+// read (a process that is exiting has lost its memory but is not a zombie
+// yet, and still holds its sockets): a sweep used to return while such a
+// process still ran (TestRuntimeDirDeletedThenCrash/pgroup, once under
+// load). Simulated by a program that wipes its environment strings.
+func TestProvenStaysMember(t *testing.T) {
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("no C compiler")
+	}
+	dir := t.TempDir()
+	src, prog := filepath.Join(dir, "e.c"), filepath.Join(dir, "e")
+	os.WriteFile(src, []byte(clearsEnviron), 0o600)
+	if out, err := exec.Command(cc, "-o", prog, src).CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v %s", err, out)
+	}
+	mark := "BERTH_ALLOC=proven-test"
+	cmd := exec.Command(prog)
+	cmd.Env = []string{mark}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	has := func(ms []member) bool {
+		return slices.ContainsFunc(ms, func(m member) bool { return m.pid == pid })
+	}
+	g := &groupTracker{marks: []string{mark}}
+	deadline := time.Now().Add(10 * time.Second)
+	for !has(g.members(true)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the marked process was never found")
+		}
+		time.Sleep(5 * time.Millisecond) // polling /proc, bounded by the deadline
+	}
+	for hasMarks(pid, []string{mark}) {
+		if time.Now().After(deadline) {
+			t.Fatal("the program never wiped its environment")
+		}
+		time.Sleep(5 * time.Millisecond) // polling /proc, bounded by the deadline
+	}
+	if !has(g.members(false)) {
+		t.Error("a process found with the marks is no longer a member once its environment is gone")
+	}
+	if has((&groupTracker{marks: []string{mark}}).members(false)) {
+		t.Error("a tracker that never saw the marks counts it: the test proves nothing")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if has(g.members(false)) {
+		t.Error("still a member once reaped")
+	}
+}
