@@ -14,13 +14,51 @@
 // [Office.Free] counts the ports of a range nobody holds and that are not in
 // quarantine, for bids.
 //
-// Every write is one bbolt transaction, committed before the call returns, so
-// a lease survives a crash as soon as Lease has returned (unless
-// [Options.NoSync] is set). The file is the truth at [Open]; after that the
-// Office keeps an in-memory index in step with it and reads never touch the
-// file.
+// Every write is committed before the call returns, so a lease survives a
+// crash as soon as Lease has returned (unless [Options.NoSync] is set):
+// no caller gets a port before the transaction holding its lease is
+// durable. Concurrent writes share transactions; see Group commit. The
+// file is the truth at [Open]; after that the Office keeps an in-memory
+// index in step with it and reads never touch the file.
 //
 // All methods of an Office may be called concurrently.
+//
+// # Group commit
+//
+// Lease, Release, Reclaim and Quarantine decide their changes under the
+// Office's lock, against the in-memory index, make them there at once and
+// queue them. Everything queued is written in one bbolt transaction (one
+// fsync), without the lock: by the call itself if nothing is being written
+// (a lone call costs no switch between goroutines), else by the committer
+// goroutine, started by [Open] and stopped by [Office.Close], as soon as
+// the write in progress ends; the calls that arrive meanwhile queue up for
+// the next transaction. Each call waits until the transaction holding its
+// changes is committed, and a call that changed nothing but read the index
+// (Lease for an owner that already holds its ports) waits until everything
+// queued before it is, since what it read may be among it. There is no
+// timer: the batch grows with the load (a transaction costs about 230 µs
+// plus about 1.3 µs per lease here).
+//
+// The bind checks run without the lock: Lease marks a candidate port as
+// being checked (so no other call picks or checks it), checks it, and
+// takes the lock again to lease it; Release does the same for the ports it
+// frees, which stay leased until then. A candidate another call is
+// checking is skipped and counted as leased in an [*ExhaustedError].
+//
+// When a transaction fails (a full disk, say), the index is read back from
+// the file, its callers get the error, and so do the calls queued behind
+// it, which were decided on top of it; if the file cannot be read back,
+// every later write fails. Reads ([Office.Leases], [Office.Owned],
+// [Office.Free], [Office.Quarantined]) see the changes of calls still
+// waiting for their transaction. Close lets the queued writes finish
+// before it closes the file.
+//
+// Measured with BenchmarkLeaseConcurrent (each leaser leases one http port
+// with the real bind check and releases it, fsync on, 2 cores; see
+// docs/figures.md): 32 leasers get 24,300–24,800 leases/s with p99
+// 1.55–1.64 ms (before: 1,660–1,930/s, p99 16–27 ms), 128 get
+// 45,000–56,000/s with p99 2.9–3.3 ms, and a lone caller is as fast as
+// before (about 245 µs, mostly fsync).
 //
 // # Quarantine
 //

@@ -32,7 +32,8 @@ var (
 type ExhaustedError struct {
 	Proto needs.Protocol
 	Range Range
-	// Leased counts the ports of Range held by any owner.
+	// Leased counts the ports of Range held by any owner, or being
+	// checked for a concurrent Lease.
 	Leased int
 	// Quarantined counts the unleased ports of Range that were in
 	// quarantine; Until is when the first of them comes out.
@@ -57,6 +58,14 @@ func (e *ExhaustedError) Error() string {
 		s += fmt.Sprintf("; %d failed to bind, last: %v", e.Unbindable, e.BindErr)
 	}
 	return s + ")"
+}
+
+// addQuarantined counts q, which kept its port out of the search.
+func (e *ExhaustedError) addQuarantined(q Quarantine) {
+	e.Quarantined++
+	if e.Until.IsZero() || q.Until.Before(e.Until) {
+		e.Until = q.Until
+	}
 }
 
 // Unwrap returns ErrExhausted.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"slices"
@@ -155,31 +154,6 @@ func assertLeases(tb testing.TB, got, want []Lease) {
 	if !eq {
 		tb.Fatalf("leases:\n got  %v\n want %v", got, want)
 	}
-}
-
-// freeBlock returns a range of size ports within lo..hi that all bind on
-// 127.0.0.1 right now, starting the search at a random block.
-func freeBlock(tb testing.TB, lo, hi, size int) Range {
-	tb.Helper()
-	blocks := (hi - lo + 1) / size
-	first := rand.IntN(blocks)
-	for i := range blocks {
-		r := Range{Start: lo + (first+i)%blocks*size, Size: size}
-		if blockBinds(r) {
-			return r
-		}
-	}
-	tb.Fatalf("no free block of %d ports in %d-%d", size, lo, hi)
-	return Range{}
-}
-
-func blockBinds(r Range) bool {
-	for p := r.Start; p <= r.End(); p++ {
-		if bindProbe("127.0.0.1", p) != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // listen holds port on 127.0.0.1 until the test ends.

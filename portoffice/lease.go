@@ -2,6 +2,7 @@ package portoffice
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -34,79 +35,54 @@ func compareLeases(a, b Lease) int {
 // protocol without a range fails with ErrNoRange, a range without such a
 // port with an *ExhaustedError; then nothing is leased, but the quarantine
 // entries found on the way are kept. Empty protos returns an empty map.
+// Lease returns once the leases are durable, written in a transaction it
+// may share with concurrent calls (see the package doc).
 func (o *Office) Lease(owner string, protos []needs.Protocol) (map[needs.Protocol]int, error) {
 	if owner == "" {
 		return nil, &needs.FieldError{Field: "owner", Msg: "must not be empty"}
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return nil, ErrClosed
-	}
-	got := make(map[needs.Protocol]int, len(protos))
-	var c changes
-	now := o.now()
-	since := now.UTC().Round(0)
-	pruned := false
+	var wanted []needs.Protocol
 	for _, p := range protos {
-		if _, ok := got[p]; ok {
-			continue
+		if !slices.Contains(wanted, p) {
+			wanted = append(wanted, p)
 		}
+	}
+	pk := &picking{owner: owner, picks: make(map[needs.Protocol]*pick)}
+	o.mu.Lock()
+	now := o.now()
+	if err := o.pickPortsLocked(pk, wanted, now); err != nil {
+		o.unmarkLocked(pk)
+		o.awaitLocked(pk.lastBatch()) // the quarantine entries; errors are logged below
+		pk.logQuarantine(o)
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("lease ports for %s: %w", owner, err)
+	}
+	got := make(map[needs.Protocol]int, len(wanted))
+	var c changes
+	since := now.UTC().Round(0)
+	for _, p := range wanted {
 		if port, ok := o.owners[owner][p]; ok {
 			got[p] = port
 			continue
 		}
-		if !pruned {
-			o.pruneLocked(now, &c)
-			pruned = true
-		}
-		port, err := o.pickLocked(p, now, &c)
-		if err != nil {
-			c.put = nil
-			o.commitQuarantineLocked(&c)
-			return nil, fmt.Errorf("lease ports for %s: %w", owner, err)
-		}
+		port := pk.picks[p].port
 		got[p] = port
 		c.put = append(c.put, Lease{Proto: p, Port: port, Owner: owner, Since: since})
 	}
-	if err := o.commitLocked(&c); err != nil {
+	o.unmarkLocked(pk)
+	if len(c.put) > 0 {
+		o.pruneLocked(now, &c)
+	}
+	if err := o.awaitLocked(o.submitLocked(&c)); err != nil {
 		return nil, fmt.Errorf("lease ports for %s: %w", owner, err)
 	}
 	for _, l := range c.put {
 		o.log.Debug("leased", "proto", l.Proto, "port", l.Port, "owner", owner)
 	}
-	o.logQuarantine(c.quarantine)
+	pk.logQuarantine(o)
 	return got, nil
-}
-
-// pickLocked returns the lowest port of p's range that is neither leased,
-// nor in quarantine, nor failing the bind check. Ports that fail it with
-// EADDRINUSE are added to c.quarantine.
-func (o *Office) pickLocked(p needs.Protocol, now time.Time, c *changes) (int, error) {
-	r, ok := o.ranges[p]
-	if !ok {
-		return 0, fmt.Errorf("%q: %w", p, ErrNoRange)
-	}
-	ex := &ExhaustedError{Proto: p, Range: r}
-	for port := o.taken.nextFree(r.Start, r.End()); port > 0; port = o.taken.nextFree(port+1, r.End()) {
-		if q, ok := o.quarantine[port]; ok && now.Before(q.Until) {
-			ex.Quarantined++
-			if ex.Until.IsZero() || q.Until.Before(ex.Until) {
-				ex.Until = q.Until
-			}
-			continue
-		}
-		if err := o.probe(o.host, port); err != nil {
-			ex.Unbindable, ex.BindErr = ex.Unbindable+1, err
-			if isInUse(err) {
-				c.quarantine = append(c.quarantine, o.newQuarantine(p, port, now, err))
-			}
-			continue
-		}
-		return port, nil
-	}
-	ex.Leased = o.taken.count(r.Start, r.End())
-	return 0, ex
 }
 
 // Release gives back every port owner holds and returns them in ascending
@@ -115,19 +91,30 @@ func (o *Office) pickLocked(p needs.Protocol, now time.Time, c *changes) (int, e
 // (EADDRINUSE) although its owner is gone is put in quarantine.
 func (o *Office) Release(owner string) ([]int, error) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return nil, ErrClosed
+	if err := o.writableLocked(); err != nil {
+		o.mu.Unlock()
+		return nil, err
 	}
 	ls := o.ownedLocked(owner)
 	if len(ls) == 0 {
+		o.mu.Unlock()
+		return nil, nil
+	}
+	now := o.now()
+	checked := o.checkFreedLocked(ls, now)
+	if err := o.writableLocked(); err != nil {
+		o.mu.Unlock()
+		return nil, err
+	}
+	// Again: a concurrent call for the same owner may have changed them.
+	if ls = o.ownedLocked(owner); len(ls) == 0 {
+		o.mu.Unlock()
 		return nil, nil
 	}
 	c := changes{drop: ls}
-	now := o.now()
 	o.pruneLocked(now, &c)
-	o.probeFreedLocked(now, &c)
-	if err := o.commitLocked(&c); err != nil {
+	o.quarantineFreedLocked(now, &c, checked)
+	if err := o.awaitLocked(o.submitLocked(&c)); err != nil {
 		return nil, fmt.Errorf("release ports of %s: %w", owner, err)
 	}
 	ports := make([]int, len(ls))
@@ -155,21 +142,22 @@ func (o *Office) Reclaim(alive func(owner string) bool) ([]Lease, error) {
 		}
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return nil, ErrClosed
+	if err := o.writableLocked(); err != nil {
+		o.mu.Unlock()
+		return nil, err
 	}
 	var c changes
 	for _, owner := range dead {
 		c.drop = append(c.drop, o.ownedLocked(owner)...)
 	}
 	if len(c.drop) == 0 {
+		o.mu.Unlock()
 		return nil, nil
 	}
 	now := o.now()
 	o.pruneLocked(now, &c)
-	o.probeFreedLocked(now, &c)
-	if err := o.commitLocked(&c); err != nil {
+	o.quarantineFreedLocked(now, &c, nil)
+	if err := o.awaitLocked(o.submitLocked(&c)); err != nil {
 		return nil, fmt.Errorf("reclaim ports of %d owners: %w", len(dead), err)
 	}
 	for _, l := range c.drop {

@@ -49,7 +49,8 @@ type Options struct {
 }
 
 // Office leases the ports of one machine. All methods are safe for
-// concurrent use.
+// concurrent use; concurrent writes share transactions (see the package
+// doc, Group commit).
 type Office struct {
 	ranges  map[needs.Protocol]Range // read-only after Open
 	host    string
@@ -58,12 +59,31 @@ type Office struct {
 	now     func() time.Time
 	log     *slog.Logger
 
-	mu     sync.Mutex // Protects following.
-	db     *bolt.DB
-	closed bool
-	taken  portSet                           // every leased port, any protocol
-	leases map[int]Lease                     // by port; mirrors the leases bucket
-	owners map[string]map[needs.Protocol]int // owner -> proto -> port
+	// Once Open has returned, db is written only by the committer
+	// goroutine (commit.go), read back under mu after a failed write, and
+	// closed by Close once the committer has stopped; stopped is closed
+	// when it has.
+	db        *bolt.DB
+	stopped   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+
+	mu sync.Mutex // Protects following.
+	// more wakes the committer: signalled when a write ends with a batch
+	// queued, and by Close. Its L is &mu.
+	more    sync.Cond
+	closed  bool
+	broken  error  // why writes are refused after a failed write could not be undone
+	next    *batch // changes applied in memory, queued for the next commit
+	writing bool   // the committer is writing a batch taken from next
+	// The in-memory index below already holds the changes of next and of
+	// the batch being written.
+	taken portSet // every leased port, any protocol
+	// probing marks the ports a call is running the bind check on with mu
+	// released: Lease's candidates and Release's freed ports.
+	probing portSet
+	leases  map[int]Lease                     // by port; mirrors the leases bucket
+	owners  map[string]map[needs.Protocol]int // owner -> proto -> port
 	// quarantine mirrors the quarantine bucket. An entry whose Until has
 	// passed is dead: it is ignored, and deleted by the next write.
 	quarantine map[int]Quarantine
@@ -126,20 +146,40 @@ func Open(path string, opts Options) (*Office, error) {
 				"proto", l.Proto, "port", l.Port, "owner", l.Owner)
 		}
 	}
+	o.more.L = &o.mu
+	o.stopped = make(chan struct{})
+	go o.commitLoop()
 	return o, nil
 }
 
-// Close closes the file. It is safe to call more than once. Afterwards the
+// Close waits for the writes already accepted to be committed, stops the
+// committer and closes the file. It is safe to call more than once; a
+// second call waits for the first to finish and returns nil. Afterwards the
 // read methods report the leases as they were at Close and the others
 // return ErrClosed.
 func (o *Office) Close() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
+	first := false
+	o.closeOnce.Do(func() {
+		first = true
+		o.mu.Lock()
+		o.closed = true
+		o.more.Signal()
+		o.mu.Unlock()
+		<-o.stopped
+		o.closeErr = o.db.Close()
+	})
+	if !first {
 		return nil
 	}
-	o.closed = true
-	return o.db.Close()
+	return o.closeErr
+}
+
+// writableLocked returns why a write cannot be made, or nil.
+func (o *Office) writableLocked() error {
+	if o.closed {
+		return ErrClosed
+	}
+	return o.broken
 }
 
 // Ranges returns a copy of the configured ranges.

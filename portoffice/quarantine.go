@@ -37,15 +37,15 @@ func (o *Office) Quarantine(proto needs.Protocol, port int, reason string) (Quar
 		return Quarantine{}, &needs.FieldError{Field: "proto", Msg: err.Error()}
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return Quarantine{}, ErrClosed
+	if err := o.writableLocked(); err != nil {
+		o.mu.Unlock()
+		return Quarantine{}, err
 	}
 	now := o.now()
 	q := o.newQuarantine(proto, port, now, errors.New(reason))
 	c := changes{quarantine: []Quarantine{q}}
 	o.pruneLocked(now, &c)
-	if err := o.commitLocked(&c); err != nil {
+	if err := o.awaitLocked(o.submitLocked(&c)); err != nil {
 		return Quarantine{}, fmt.Errorf("quarantine %s port %d: %w", proto, port, err)
 	}
 	o.logQuarantine(c.quarantine)
@@ -82,17 +82,61 @@ func (o *Office) newQuarantine(p needs.Protocol, port int, now time.Time, why er
 // nothing about the port and do not quarantine it.
 func isInUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }
 
-// probeFreedLocked probes each port in c.drop that is not in quarantine
-// already and adds those another process holds to c.quarantine.
-func (o *Office) probeFreedLocked(now time.Time, c *changes) {
+// checkFreedLocked runs the bind check on each port of ls that is not in
+// quarantine and that no other call is checking, with o.mu released. The
+// ports stay leased meanwhile, so no Lease checks them too, and are marked
+// in o.probing. It is called and returns with o.mu held, and returns the
+// results by port.
+func (o *Office) checkFreedLocked(ls []Lease, now time.Time) map[int]error {
+	var ports []int
+	for _, l := range ls {
+		if !o.inQuarantineLocked(l.Port, now) && !o.probing.has(l.Port) {
+			o.probing.add(l.Port)
+			ports = append(ports, l.Port)
+		}
+	}
+	if len(ports) == 0 {
+		return nil
+	}
+	o.mu.Unlock()
+	checked := make(map[int]error, len(ports))
+	for _, port := range ports {
+		checked[port] = o.probe(o.host, port)
+	}
+	o.mu.Lock()
+	for _, port := range ports {
+		o.probing.remove(port)
+	}
+	return checked
+}
+
+// quarantineFreedLocked adds to c.quarantine each port of c.drop that is
+// not in quarantine already and that another process holds (EADDRINUSE),
+// by its result in checked or, for a port without one, a bind check made
+// now. A port another call is checking right now is skipped: two checks of
+// one port at once would see each other.
+func (o *Office) quarantineFreedLocked(now time.Time, c *changes, checked map[int]error) {
 	for _, l := range c.drop {
-		if q, ok := o.quarantine[l.Port]; ok && now.Before(q.Until) {
+		if o.inQuarantineLocked(l.Port, now) {
 			continue
 		}
-		if err := o.probe(o.host, l.Port); isInUse(err) {
+		err, ok := checked[l.Port]
+		if !ok {
+			if o.probing.has(l.Port) {
+				continue
+			}
+			err = o.probe(o.host, l.Port)
+		}
+		if isInUse(err) {
 			c.quarantine = append(c.quarantine, o.newQuarantine(l.Proto, l.Port, now, err))
 		}
 	}
+}
+
+// inQuarantineLocked reports whether port is in quarantine at now.
+func (o *Office) inQuarantineLocked(port int, now time.Time) bool {
+	q, ok := o.quarantine[port]
+	return ok && now.Before(q.Until)
 }
 
 // pruneLocked adds every entry whose quarantine has ended to c.expired.
@@ -114,17 +158,6 @@ func (o *Office) quarantinedInLocked(r Range, now time.Time) int {
 		}
 	}
 	return n
-}
-
-// commitQuarantineLocked writes the quarantine changes of a call that
-// failed otherwise; a write error is logged, as the call already has one
-// to return.
-func (o *Office) commitQuarantineLocked(c *changes) {
-	if err := o.commitLocked(c); err != nil {
-		o.log.Error("write quarantine", "err", err)
-		return
-	}
-	o.logQuarantine(c.quarantine)
 }
 
 func (o *Office) logQuarantine(qs []Quarantine) {

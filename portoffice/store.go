@@ -186,8 +186,10 @@ func putQuarantine(tx *bolt.Tx, qs []Quarantine) error {
 	return nil
 }
 
-// changes is what one call writes, in one transaction: deletes first, then
-// puts, so a port whose quarantine expired and was renewed ends up renewed.
+// changes is what one call writes: deletes first, then puts, so a port
+// whose quarantine expired and was renewed ends up renewed. The changes of
+// concurrent calls are written in one transaction, in the order the calls
+// made them (see commit.go).
 type changes struct {
 	put        []Lease      // new leases
 	drop       []Lease      // released leases
@@ -199,45 +201,8 @@ func (c *changes) empty() bool {
 	return len(c.put) == 0 && len(c.drop) == 0 && len(c.quarantine) == 0 && len(c.expired) == 0
 }
 
-// commitLocked writes c in one transaction and, once it is committed,
-// applies it to the in-memory index. Nothing changes in memory if the write
-// fails.
-func (o *Office) commitLocked(c *changes) error {
-	if c.empty() {
-		return nil
-	}
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		lb, qb := tx.Bucket(leasesBucket), tx.Bucket(quarantineBucket)
-		for _, l := range c.drop {
-			if b := lb.Bucket([]byte(l.Proto)); b != nil {
-				if err := b.Delete(portKey(l.Port)); err != nil {
-					return err
-				}
-			}
-		}
-		for _, port := range c.expired {
-			if err := qb.Delete(portKey(port)); err != nil {
-				return err
-			}
-		}
-		for _, l := range c.put {
-			b, err := lb.CreateBucketIfNotExists([]byte(l.Proto))
-			if err != nil {
-				return err
-			}
-			v, err := json.Marshal(record{Owner: l.Owner, Since: l.Since})
-			if err != nil {
-				return err
-			}
-			if err := b.Put(portKey(l.Port), v); err != nil {
-				return err
-			}
-		}
-		return putQuarantine(tx, c.quarantine)
-	})
-	if err != nil {
-		return err
-	}
+// applyLocked makes c in the in-memory index.
+func (o *Office) applyLocked(c *changes) {
 	for _, l := range c.drop {
 		o.removeLocked(l)
 	}
@@ -250,5 +215,62 @@ func (o *Office) commitLocked(c *changes) error {
 	for _, q := range c.quarantine {
 		o.quarantine[q.Port] = q
 	}
-	return nil
+}
+
+// writeChanges writes c in tx.
+func writeChanges(tx *bolt.Tx, c *changes) error {
+	lb, qb := tx.Bucket(leasesBucket), tx.Bucket(quarantineBucket)
+	for _, l := range c.drop {
+		if b := lb.Bucket([]byte(l.Proto)); b != nil {
+			if err := b.Delete(portKey(l.Port)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, port := range c.expired {
+		if err := qb.Delete(portKey(port)); err != nil {
+			return err
+		}
+	}
+	for _, l := range c.put {
+		b, err := lb.CreateBucketIfNotExists([]byte(l.Proto))
+		if err != nil {
+			return err
+		}
+		v, err := json.Marshal(record{Owner: l.Owner, Since: l.Since})
+		if err != nil {
+			return err
+		}
+		if err := b.Put(portKey(l.Port), v); err != nil {
+			return err
+		}
+	}
+	return putQuarantine(tx, c.quarantine)
+}
+
+// reloadLocked replaces the in-memory index with the file's, after a
+// write failed. Quarantine entries that the file holds unchanged keep their
+// in-memory end, which carries a monotonic clock reading.
+func (o *Office) reloadLocked() error {
+	prevQ := o.quarantine
+	o.taken = portSet{}
+	o.leases = make(map[int]Lease)
+	o.owners = make(map[string]map[needs.Protocol]int)
+	o.quarantine = make(map[int]Quarantine)
+	return o.db.View(func(tx *bolt.Tx) error {
+		if err := o.loadLeasesLocked(tx.Bucket(leasesBucket)); err != nil {
+			return err
+		}
+		return tx.Bucket(quarantineBucket).ForEach(func(k, v []byte) error {
+			q, err := decodeQuarantine(k, v)
+			if err != nil {
+				return fmt.Errorf("corrupt quarantine entry quarantine/%x: %w", k, err)
+			}
+			if old, ok := prevQ[q.Port]; ok && old.Until.Equal(q.Until) {
+				q = old
+			}
+			o.quarantine[q.Port] = q
+			return nil
+		})
+	})
 }
