@@ -5,56 +5,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
+	"berth/internal/smalldisk"
 	"berth/lan"
 	"berth/needs"
 )
-
-// smallDisk mounts a tmpfs of size bytes at a temp directory (root only)
-// and unmounts it when the test ends.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
-// fill writes a file until the disk is full.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for i := 0; i < 1<<20; i++ {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return path
-			}
-			t.Fatal(err)
-		}
-	}
-	t.Fatal("the disk never filled")
-	return ""
-}
 
 // TestDiskFull: with lan.db on a full disk, a declaration is refused with
 // an error (never acknowledged and then lost), the lanmanager keeps
 // serving, and once there is room again everything acknowledged is there,
 // across a restart too.
 func TestDiskFull(t *testing.T) {
-	disk := smallDisk(t, "2m")
+	disk := smalldisk.Mount(t, "2m")
 	data := filepath.Join(disk, "data")
 	cfg := lan.Config{DataDir: data}
 	srv, c := startServer(t, cfg)
@@ -62,7 +25,7 @@ func TestDiskFull(t *testing.T) {
 	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "before", Command: []string{"x"}, Instances: &zero}); err != nil {
 		t.Fatal(err)
 	}
-	filler := fill(t, disk)
+	filler := smalldisk.Fill(t, disk)
 
 	big := map[string]string{}
 	for i := range 64 {

@@ -12,13 +12,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"berth/internal/freeports"
+	"berth/internal/smalldisk"
 	"berth/needs"
 )
 
@@ -117,13 +117,13 @@ func TestCloseWaitsForAcceptedWrites(t *testing.T) {
 // that is not on disk. Once there is room again the port is leased as
 // usual.
 func TestWriteFailureUndone(t *testing.T) {
-	dir := smallDisk(t, "1m")
+	dir := smalldisk.Mount(t, "1m")
 	path := filepath.Join(dir, "ports.db")
 	o := MustOpenOffice(t, path, Options{Ranges: map[needs.Protocol]Range{needs.HTTP: {20000, 64}}, Probe: nilProbe})
 	if _, err := o.Lease("before", onlyHTTP); err != nil {
 		t.Fatal(err)
 	}
-	filler := fill(t, dir)
+	filler := smalldisk.Fill(t, dir)
 	// A 32 KiB owner needs pages the full disk cannot give.
 	big := "big-" + strings.Repeat("x", 32<<10)
 	w := holdWriter(t, o)
@@ -314,41 +314,4 @@ func eventually(d time.Duration, cond func() bool) bool {
 		close(stop)
 		return false
 	}
-}
-
-// smallDisk mounts a tmpfs of size bytes at a temp directory (root only)
-// and unmounts it when the test ends.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
-// fill writes a file in dir until the disk is full and returns its path.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for range 1 << 20 {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return path
-			}
-			t.Fatal(err)
-		}
-	}
-	t.Fatal("the disk never filled")
-	return ""
 }

@@ -38,6 +38,7 @@ var allowed = map[string]struct {
 	"berth/internal/deptest":    {nil, "test only"},
 	"berth/internal/freeports":  {nil, "test only"},
 	"berth/internal/leakcheck":  {nil, "test only"},
+	"berth/internal/smalldisk":  {nil, "test only"},
 }
 
 // benches are the packages under bench/: tools that drive the whole
@@ -45,7 +46,7 @@ var allowed = map[string]struct {
 const benches = "berth/bench/"
 
 // testOnly are imported by test files only.
-var testOnly = []string{"berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck"}
+var testOnly = []string{"berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck", "berth/internal/smalldisk"}
 
 // noIO are the standard packages needs may not import: it does no I/O.
 var noIO = []string{"os", "net", "io/fs", "syscall"}
