@@ -84,12 +84,19 @@ func (g *groupTracker) members(markedOnly bool) []member {
 func (g *groupTracker) marked(pid int, st procStat) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if hasMarks(pid, g.marks) {
+	switch readMarks(pid, g.marks) {
+	case marksHeld:
 		if g.proven == nil {
 			g.proven = map[int]uint64{}
 		}
 		g.proven[pid] = st.start
 		return true
+	case marksAbsent:
+		// A readable environment without the marks: the process exec'd
+		// with a new one (env -u, a wrapper that cleans its environment).
+		// It is no longer the child's, whatever an earlier scan saw.
+		delete(g.proven, pid)
+		return false
 	}
 	start, ok := g.proven[pid]
 	return ok && start == st.start
@@ -174,17 +181,43 @@ func signalProven(pid int, since uint64, marks []string, sig syscall.Signal) boo
 // whole "K=V" entry. A process whose main thread has exited shows no
 // environment under its pid; it is read through one of its live threads.
 func hasMarks(pid int, marks []string) bool {
+	return readMarks(pid, marks) == marksHeld
+}
+
+// markState is what the environment of a process says about the marks.
+type markState int
+
+const (
+	marksUnknown markState = iota // no environment could be read: the process is exiting, or gone
+	marksHeld                     // every mark is there
+	marksAbsent                   // the environment was read and a mark is missing
+)
+
+// readMarks reads the environment of pid, or of one of its live threads
+// when its main thread has exited, and says whether it holds every mark.
+func readMarks(pid int, marks []string) markState {
 	dir := "/proc/" + strconv.Itoa(pid)
+	check := func(env []byte) markState {
+		if len(bytes.Trim(env, "\x00")) == 0 {
+			// Strings wiped in place (a program hiding its secrets): the
+			// environment says nothing any more.
+			return marksUnknown
+		}
+		if envHas(env, marks) {
+			return marksHeld
+		}
+		return marksAbsent
+	}
 	env, err := os.ReadFile(dir + "/environ")
 	if err == nil && len(env) > 0 {
-		return envHas(env, marks)
+		return check(env)
 	}
 	for _, tid := range otherThreads(pid) {
 		if env, err := os.ReadFile(dir + "/task/" + tid + "/environ"); err == nil && len(env) > 0 {
-			return envHas(env, marks)
+			return check(env)
 		}
 	}
-	return false
+	return marksUnknown
 }
 
 // gone reports whether the process pid has ended: its main thread is a

@@ -332,6 +332,11 @@ func TestSweep(t *testing.T) {
 			}
 			marked, stranger := kids[0], kids[1]
 			killIfStarted(t, stranger)
+			// Until env has exec'd sleep, the stranger still carries the
+			// marks and is rightly the child's.
+			if tr.Cgroup == "" {
+				waitMarks(t, stranger, tr.Marks, marksAbsent)
+			}
 			start, _ := ProcStartTime(leader)
 
 			began := time.Now()
@@ -358,6 +363,51 @@ func TestSweep(t *testing.T) {
 				t.Errorf("unmarked process %d in the recorded group was killed", stranger)
 			}
 		})
+	}
+}
+
+// waitMarks polls until readMarks(pid, marks) says want.
+func waitMarks(t *testing.T, pid int, marks []string, want markState) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for readMarks(pid, marks) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d: marks %d, want %d", pid, readMarks(pid, marks), want)
+		}
+		time.Sleep(5 * time.Millisecond) // polling /proc, bounded by the deadline
+	}
+}
+
+// TestExecDropsMarks: a process found with the marks that then execs with
+// an environment without them (env -u) is no longer the child's. It used
+// to stay a member for good: never signalled (its marks are gone) yet
+// waited for, so a sweep hung until it ended by itself (CI: TestSweep/pgroup
+// took 10 minutes, then its sleep 600 ended).
+func TestExecDropsMarks(t *testing.T) {
+	mark := "SPAWN_MARK=exec-drops"
+	cmd := exec.Command("sh", "-c", `read x; exec env -u SPAWN_MARK sleep 600`)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", mark}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	g := &groupTracker{marks: []string{mark}}
+	has := func() bool {
+		return slices.ContainsFunc(g.members(false), func(m member) bool { return m.pid == pid })
+	}
+	waitMarks(t, pid, g.marks, marksHeld)
+	if !has() {
+		t.Fatal("the marked shell is not a member")
+	}
+	in.Close()
+	waitMarks(t, pid, g.marks, marksAbsent)
+	if has() {
+		t.Error("still a member after exec'ing without the marks")
 	}
 }
 
