@@ -1,13 +1,14 @@
 package lan
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"berth/lifecycle"
 	"berth/needs"
-	"berth/pipes"
 )
 
 // Drain marks the master of that name as draining, persistently: it gets
@@ -31,48 +32,55 @@ func (s *Server) setDrain(name string, on bool) (*needs.Master, error) {
 	if err := needs.ValidateName("master", name); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrClosed
-	}
-	if !s.knownMasterLocked(name) {
-		return nil, fmt.Errorf("master %q: %w (never seen: not connected and holding no instance)", name, needs.ErrNotFound)
-	}
-	_, was := s.drained[name]
-	if was != on {
-		now := s.now().UTC()
+	var e *needs.Master
+	changed := false
+	err := s.persist(func(now time.Time) (*Change, error) {
+		if !s.knownMasterLocked(name) {
+			return nil, fmt.Errorf("master %q: %w (never seen: not connected and holding no instance)", name, needs.ErrNotFound)
+		}
 		ch := &Change{}
+		if s.core.Draining(name) == on {
+			return ch, nil
+		}
+		changed = true
 		if on {
-			ch.PutDrained = map[string]time.Time{name: now}
+			ch.PutDrained = map[string]time.Time{name: now.UTC()}
 		} else {
 			ch.DeleteDrained = []string{name}
 		}
-		if err := s.store.Apply(ch); err != nil {
-			return nil, fmt.Errorf("persist drain of master %q: %w", name, err)
+		return ch, nil
+	}, func() {
+		if changed {
+			s.stepLocked(lifecycle.Drained{Name: name, On: on})
+			kind := EventMasterUndrain
+			if on {
+				kind = EventMasterDrain
+				s.log.Info("master draining", "master", name)
+			} else {
+				s.log.Info("master undrained", "master", name)
+				for inst, r := range s.rounds {
+					if in := s.core.Insts[inst]; r.handoff && (in == nil || in.Master == name) {
+						delete(s.rounds, inst)
+					}
+				}
+			}
+			s.hub.publish(Event{Time: time.Now(), Kind: kind, Master: s.masterEntryLocked(name)})
 		}
-		kind := EventMasterUndrain
-		if on {
-			s.drained[name] = now
-			kind = EventMasterDrain
-			s.log.Info("master draining", "master", name)
-		} else {
-			delete(s.drained, name)
-			s.undrainLocked(name)
-			s.log.Info("master undrained", "master", name)
+		e = s.masterEntryLocked(name)
+	})
+	if err != nil {
+		if errors.Is(err, needs.ErrNotFound) || errors.Is(err, ErrClosed) {
+			return nil, err
 		}
-		e := s.masterEntryLocked(name)
-		s.hub.publish(Event{Time: time.Now(), Kind: kind, Master: e})
-		clear(s.retryAt)
-		s.kick()
+		return nil, fmt.Errorf("persist drain of master %q: %w", name, err)
 	}
-	return s.masterEntryLocked(name), nil
+	return e, nil
 }
 
 // knownMasterLocked reports whether a master of that name is connected,
 // recently disconnected, holds an instance, or is draining.
 func (s *Server) knownMasterLocked(name string) bool {
-	if _, ok := s.drained[name]; ok {
+	if s.core.Draining(name) {
 		return true
 	}
 	for _, m := range s.masters {
@@ -85,7 +93,7 @@ func (s *Server) knownMasterLocked(name string) bool {
 			return true
 		}
 	}
-	for _, in := range s.insts {
+	for _, in := range s.core.Insts {
 		if in.State.Placed() && in.Master == name || in.Handoff != nil && in.Handoff.Master == name {
 			return true
 		}
@@ -93,45 +101,16 @@ func (s *Server) knownMasterLocked(name string) bool {
 	return false
 }
 
-func (s *Server) isDrainingLocked(name string) bool {
-	_, ok := s.drained[name]
-	return ok
-}
-
-// undrainLocked cancels the replacements of a master's instances: open
-// handoff rounds are closed and granted handoffs are stopped.
-func (s *Server) undrainLocked(name string) {
-	now := s.now()
-	for _, in := range s.insts {
-		if in.Master != name || !in.State.Placed() {
-			continue
-		}
-		if r, ok := s.rounds[in.Name]; ok && r.handoff {
-			delete(s.rounds, in.Name)
-		}
-		delete(s.retryAt, in.Name)
-		if in.Handoff != nil {
-			s.dropHandoffLocked(in, "", now)
-		} else if in.State == needs.Running && in.Reason != "" {
-			in.Reason = ""
-			s.saveLocked(in)
-		}
-	}
-}
-
-// wantsHandoffLocked reports whether in should get a replacement on another
-// master: it runs on a draining master and has none yet.
-func (s *Server) wantsHandoffLocked(in *needs.Instance) bool {
-	return in.State == needs.Running && !in.Removing && in.Handoff == nil && s.isDrainingLocked(in.Master)
-}
-
 // handoffsLocked opens a replacement round for each running instance of a
 // draining master. The instance keeps running meanwhile; if no other master
 // can take it, its reason says so and it is tried again later.
 func (s *Server) handoffsLocked(now time.Time, due func(time.Time)) {
+	if len(s.core.Drained) == 0 {
+		return
+	}
 	var todo []*needs.Instance
-	for _, in := range s.insts {
-		if s.wantsHandoffLocked(in) {
+	for _, in := range s.core.Insts {
+		if s.core.WantsHandoff(in) {
 			if _, open := s.rounds[in.Name]; !open {
 				todo = append(todo, in)
 			}
@@ -143,13 +122,13 @@ func (s *Server) handoffsLocked(now time.Time, due func(time.Time)) {
 			due(t)
 			continue
 		}
-		n := s.needs[in.Need]
+		n := s.core.Needs[in.Need]
 		if n == nil {
 			continue
 		}
 		var eligible []*session
 		for _, m := range s.masters {
-			if m.info.ID != in.MasterID && !s.isDrainingLocked(m.info.Name) && (n.Machine == "" || m.info.Name == n.Machine) {
+			if m.info.ID != in.MasterID && !s.core.Draining(m.info.Name) && (n.Machine == "" || m.info.Name == n.Machine) {
 				eligible = append(eligible, m)
 			}
 		}
@@ -158,67 +137,9 @@ func (s *Server) handoffsLocked(now time.Time, due func(time.Time)) {
 			if n.Machine != "" {
 				why = fmt.Sprintf("master %s is draining; it stays: the need is pinned to it", in.Master)
 			}
-			s.setReasonLocked(in, why)
-			s.retryAt[in.Name] = now.Add(noBidRetry)
+			s.stepLocked(lifecycle.Unplaced{Instance: in.Name, Why: why})
 			continue
 		}
 		s.openRoundLocked(in, n, eligible, true, now)
 	}
-}
-
-// dropHandoffLocked cancels in's handoff: its master is told to stop the
-// replacement (if it is connected) and the instance stays where it runs.
-// A non-empty why is recorded and the next replacement waits noBidRetry.
-func (s *Server) dropHandoffLocked(in *needs.Instance, why string, now time.Time) {
-	h := in.Handoff
-	if h == nil {
-		return
-	}
-	reason := "replacement cancelled"
-	if why != "" {
-		reason = why
-	}
-	s.stopHandoffLocked(h, reason)
-	s.forgetHandoffLocked(in, why, now)
-}
-
-// forgetHandoffLocked is dropHandoffLocked for a replacement that is gone
-// already: nothing is stopped.
-func (s *Server) forgetHandoffLocked(in *needs.Instance, why string, now time.Time) {
-	delete(s.earlyReady, in.Handoff.Alloc)
-	in.Handoff = nil
-	in.Reason = why
-	if why != "" {
-		s.retryAt[in.Name] = now.Add(noBidRetry)
-	}
-	s.saveLocked(in)
-	s.kick()
-}
-
-// stopHandoffLocked tells a handoff's master, if connected, to stop it.
-func (s *Server) stopHandoffLocked(h *needs.Handoff, why string) {
-	delete(s.earlyReady, h.Alloc)
-	if m, ok := s.masters[h.MasterID]; ok {
-		m.send(pipes.TypeStop, &pipes.Stop{Alloc: h.Alloc, Reason: why, GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
-	}
-}
-
-// handoffApprovedLocked makes an approved replacement the instance's
-// placement, then tells the old master to stop the old allocation. The
-// replacement is approved first: the instance never stops running.
-func (s *Server) handoffApprovedLocked(in *needs.Instance) {
-	oldAlloc, oldID, oldName := in.Alloc, in.MasterID, in.Master
-	in.Promote(true, s.now().UTC())
-	in.Reason = ""
-	s.saveLocked(in)
-	if m, ok := s.masters[in.MasterID]; ok {
-		m.send(pipes.TypeApprove, &pipes.AllocRef{Alloc: in.Alloc})
-	}
-	s.retiring[oldAlloc] = retiring{masterID: oldID, instance: in.Name}
-	if m, ok := s.masters[oldID]; ok {
-		m.send(pipes.TypeStop, &pipes.Stop{Alloc: oldAlloc, GraceMS: int(s.cfg.StopGrace / time.Millisecond),
-			Reason: fmt.Sprintf("master %s drains: replaced by %s on master %s", oldName, in.Alloc, in.Master)})
-	}
-	s.log.Info("instance handed off", "instance", in.Name, "from", oldName, "to", in.Master, "alloc", in.Alloc)
-	s.kick()
 }

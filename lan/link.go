@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"berth/lifecycle"
 	"berth/needs"
 	"berth/pipes"
 )
@@ -22,10 +23,16 @@ type session struct {
 	info needs.Master
 	boot string // the master's boot nonce (pipes.Hello.Boot)
 	conn *pipes.Conn
-	out  chan *pipes.Msg
-	done chan struct{}
-	once sync.Once
-	log  *slog.Logger
+	out  chan outgoing
+	// gate and after order the frames: a frame waits until batch after-1
+	// is written (0: it waits for nothing). after is the batch of the
+	// last frame the core queued here plus one, so that frames queued
+	// later wait behind it.
+	gate  *commitGate
+	after atomic.Uint64
+	done  chan struct{}
+	once  sync.Once
+	log   *slog.Logger
 
 	// lastSeen is when the last frame arrived (Config.Clock, with its
 	// monotonic reading); written by the session's reader, read by the placer.
@@ -35,6 +42,11 @@ type session struct {
 }
 
 const sessionQueue = 4096
+
+// ref names the master for the core.
+func (m *session) ref() lifecycle.MasterRef {
+	return lifecycle.MasterRef{ID: m.info.ID, Name: m.info.Name, Address: m.info.Address}
+}
 
 // heard records that a frame arrived at t.
 func (m *session) heard(t time.Time) { m.lastSeen.Store(&t) }
@@ -61,9 +73,29 @@ func (m *session) send(typ string, body any) {
 	m.sendMsg(msg)
 }
 
+// outgoing is a queued frame: a message, or a frame of the core encoded by
+// the writer; it leaves once batch after-1 is written.
+type outgoing struct {
+	msg   *pipes.Msg
+	frame lifecycle.Frame
+	after uint64
+	gen   uint64 // set by the core's frames: their batch
+}
+
+// sendMsg queues msg behind every frame queued before it.
 func (m *session) sendMsg(msg *pipes.Msg) {
+	m.queue(outgoing{msg: msg, after: m.after.Load()})
+}
+
+// queue adds o to the outgoing queue; a frame of the core (o.msg nil) waits
+// for its batch, and makes later frames wait for it too.
+func (m *session) queue(o outgoing) {
+	if o.msg == nil {
+		o.after = o.gen + 1
+		m.after.Store(o.after)
+	}
 	select {
-	case m.out <- msg:
+	case m.out <- o:
 	case <-m.done:
 	default:
 		m.log.Warn("master too slow: outgoing queue full, disconnecting")
@@ -83,7 +115,25 @@ func (m *session) writer() {
 		select {
 		case <-m.done:
 			return
-		case msg := <-m.out:
+		case o := <-m.out:
+			for o.after > 0 {
+				ok, wait := m.gate.written(o.after - 1)
+				if ok {
+					break
+				}
+				select {
+				case <-m.done:
+					return
+				case <-wait:
+				}
+			}
+			msg := o.msg
+			if msg == nil {
+				msg = frameMsg(o.frame, m.log)
+				if msg == nil {
+					continue
+				}
+			}
 			if err := m.conn.Send(msg); err != nil {
 				m.close()
 				return
@@ -114,7 +164,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		info: needs.Master{ID: hello.ID, Name: hello.Name, Address: hello.Address, Since: now.UTC(),
 			Version: hello.Version, Ranges: hello.Ranges, Free: hello.Free},
 		boot: hello.Boot,
-		conn: conn, out: make(chan *pipes.Msg, sessionQueue), done: make(chan struct{}),
+		conn: conn, out: make(chan outgoing, sessionQueue), done: make(chan struct{}), gate: &s.committed,
 		log: s.log.With("master", hello.Name),
 	}
 	m.heard(now)
@@ -207,15 +257,13 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	}
 	s.masters[h.ID] = m
 	delete(s.gone, h.ID)
-	clear(s.retryAt) // new capacity: offer everything again
 	m.send(pipes.TypeWelcome, &pipes.Welcome{HeartbeatMS: int(s.heartbeat() / time.Millisecond),
 		TTLMS: int(s.cfg.MasterTTL / time.Millisecond)})
-	for i := range h.Exits {
-		s.exitedLocked(m, &h.Exits[i]) // exits the master could not send while the link was down
-	}
-	s.reconcileLocked(m, h.Allocs)
+	// The exits it could not send while the link was down, then what it
+	// runs against what the records place on it.
+	s.stepLocked(lifecycle.Reconnected{Master: m.ref(), Exits: h.Exits, Allocs: h.Allocs})
 	info := m.info
-	info.Connected, info.Draining, info.LastSeen = true, s.isDrainingLocked(m.info.Name), m.seen().UTC()
+	info.Connected, info.Draining, info.LastSeen = true, s.core.Draining(m.info.Name), m.seen().UTC()
 	s.hub.publish(Event{Time: time.Now(), Kind: EventMasterUp, Master: &info})
 	m.log.Info("master connected", "id", h.ID, "address", h.Address, "allocs", len(h.Allocs), "exits", len(h.Exits))
 	s.kick()
@@ -263,98 +311,6 @@ func (s *Server) identityConflictLocked(h *pipes.Hello, now time.Time) error {
 		needs.ErrExists, h.ID, state, name, addr, h.Name, h.Address)
 }
 
-// reconcileLocked compares a master's running allocations with the records.
-// Current ones are kept (and checked again if not yet approved), stale or
-// unknown ones are stopped, and placements the master no longer has are
-// placed again. Handoff placements are treated the same way.
-func (s *Server) reconcileLocked(m *session, allocs []pipes.Started) {
-	now := s.now()
-	type placement struct {
-		in      *needs.Instance
-		handoff bool
-	}
-	byAlloc := map[string]placement{}
-	for _, in := range s.insts {
-		if in.Alloc != "" {
-			byAlloc[in.Alloc] = placement{in, false}
-		}
-		if in.Handoff != nil {
-			byAlloc[in.Handoff.Alloc] = placement{in, true}
-		}
-	}
-	has, listed := map[string]bool{}, map[string]bool{}
-	for i := range allocs {
-		a := &allocs[i]
-		listed[a.Alloc] = true
-		p := byAlloc[a.Alloc]
-		in, handoff := p.in, p.handoff
-		owner := ""
-		if in != nil {
-			owner = in.MasterID
-			if handoff {
-				owner = in.Handoff.MasterID
-			}
-		}
-		if in == nil || owner != m.info.ID || in.Name != a.Instance {
-			m.send(pipes.TypeStop, &pipes.Stop{Alloc: a.Alloc, Reason: "allocation unknown to the lanmanager",
-				GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
-			continue
-		}
-		has[a.Alloc] = true
-		switch {
-		case handoff:
-			s.startedLocked(m, a)
-		case in.State == needs.Stopping:
-			m.send(pipes.TypeStop, &pipes.Stop{Alloc: a.Alloc, Reason: in.Reason, GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
-		case in.State == needs.Running && in.PID == a.PID:
-			// Unchanged; approve again in case the first approval was lost.
-			m.send(pipes.TypeApprove, &pipes.AllocRef{Alloc: a.Alloc})
-		default:
-			s.startedLocked(m, a)
-		}
-	}
-	for alloc, r := range s.retiring {
-		if r.masterID == m.info.ID && !listed[alloc] {
-			delete(s.retiring, alloc) // gone meanwhile; a listed one was told to stop again above
-		}
-	}
-	var lost, lostHandoff []*needs.Instance
-	for _, in := range s.insts {
-		if in.MasterID == m.info.ID && in.State.Placed() && !has[in.Alloc] {
-			lost = append(lost, in)
-		}
-		if h := in.Handoff; h != nil && h.MasterID == m.info.ID && !has[h.Alloc] {
-			lostHandoff = append(lostHandoff, in)
-		}
-	}
-	for _, in := range lostHandoff {
-		s.dropHandoffLocked(in, fmt.Sprintf("replacement on master %s is gone", m.info.Name), now)
-	}
-	for _, in := range lost {
-		s.placementGoneLocked(in, fmt.Sprintf("master %s no longer runs it", m.info.Name), now)
-	}
-}
-
-// placementGoneLocked handles an instance whose placement vanished without
-// a failure of its own (its master lost it or was lost): an instance being
-// removed is dropped, one with a handoff under way moves to it, any other
-// is pending again, with no back-off.
-func (s *Server) placementGoneLocked(in *needs.Instance, why string, now time.Time) {
-	if in.Removing {
-		s.dropLocked(in)
-		return
-	}
-	delete(s.earlyReady, in.Alloc)
-	if in.Promote(false, in.Since) {
-		in.Reason = why + "; moved to its replacement on master " + in.Master
-		s.saveLocked(in)
-		return
-	}
-	in.Unplace()
-	in.State, in.Since, in.Reason = needs.Pending, now.UTC(), why
-	s.saveLocked(in)
-}
-
 // unregister forgets a session whose link closed.
 func (s *Server) unregister(m *session) {
 	s.mu.Lock()
@@ -384,7 +340,7 @@ func (s *Server) dropSessionLocked(m *session, why string) {
 		s.gone[m.info.ID] = masterGone{name: m.info.Name, since: seen, heard: true, address: m.info.Address, boot: m.boot}
 	}
 	info := m.info
-	info.Draining, info.LastSeen = s.isDrainingLocked(info.Name), seen.UTC()
+	info.Draining, info.LastSeen = s.core.Draining(info.Name), seen.UTC()
 	s.hub.publish(Event{Time: time.Now(), Kind: EventMasterDown, Master: &info, Message: why})
 	m.log.Info("master disconnected", "why", why)
 	s.kick()
@@ -412,7 +368,7 @@ func (s *Server) dispatch(m *session, msg *pipes.Msg) error {
 			return err
 		}
 		s.mu.Lock()
-		s.startedLocked(m, &st)
+		s.stepLocked(lifecycle.Started{Master: m.ref(), Report: st})
 		s.mu.Unlock()
 	case pipes.TypeReady:
 		var a pipes.AllocRef
@@ -426,7 +382,7 @@ func (s *Server) dispatch(m *session, msg *pipes.Msg) error {
 			return err
 		}
 		s.mu.Lock()
-		s.exitedLocked(m, &e)
+		s.stepLocked(lifecycle.Exited{MasterID: m.info.ID, Report: e})
 		s.mu.Unlock()
 	case pipes.TypeLogData:
 		return s.logData(m, msg)

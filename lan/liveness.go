@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"berth/lifecycle"
 	"berth/needs"
 	"berth/pipes"
 )
@@ -57,33 +58,20 @@ func (s *Server) expireGoneLocked(now time.Time, due func(time.Time)) {
 		if !g.heard {
 			why = fmt.Sprintf("master %s lost (not back within %s of the lanmanager's start)", g.name, s.cfg.MasterTTL)
 		}
-		var moved, handoffs []*needs.Instance
-		for _, in := range s.insts {
-			if h := in.Handoff; h != nil && h.MasterID == id {
-				handoffs = append(handoffs, in)
-			}
+		moved := 0
+		for _, in := range s.core.Insts {
 			if in.MasterID == id && in.State.Placed() {
-				moved = append(moved, in)
+				moved++
 			}
 		}
-		s.log.Warn("master lost", "master", g.name, "id", id, "instances", len(moved))
-		info := &needs.Master{ID: id, Name: g.name, Draining: s.isDrainingLocked(g.name)}
+		s.log.Warn("master lost", "master", g.name, "id", id, "instances", moved)
+		info := &needs.Master{ID: id, Name: g.name, Draining: s.core.Draining(g.name)}
 		if g.heard {
 			info.LastSeen = g.since.UTC()
 		}
 		s.hub.publish(Event{Time: time.Now(), Kind: EventMasterLost, Master: info,
-			Message: fmt.Sprintf("%s; %d instance(s) placed again", why, len(moved))})
-		for _, in := range handoffs {
-			s.dropHandoffLocked(in, "replacement "+why, now)
-		}
-		for _, in := range moved {
-			s.placementGoneLocked(in, why, now)
-		}
-		for alloc, r := range s.retiring {
-			if r.masterID == id {
-				delete(s.retiring, alloc)
-			}
-		}
+			Message: fmt.Sprintf("%s; %d instance(s) placed again", why, moved)})
+		s.stepLocked(lifecycle.MasterLost{MasterID: id, Why: why})
 		s.kick()
 	}
 }

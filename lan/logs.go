@@ -137,7 +137,7 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	in, ok := s.insts[name]
+	in, ok := s.core.Insts[name]
 	var m *session
 	if ok {
 		id := in.MasterID

@@ -1,13 +1,14 @@
 package lan
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"berth/needs"
-	"berth/pipes"
 )
 
 // AddNeed declares a new need and creates its pending instances.
@@ -17,44 +18,26 @@ func (s *Server) AddNeed(n *needs.Need) (*needs.NeedStatus, error) {
 	}
 	n = n.Clone()
 	n.Created = time.Now().UTC()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrClosed
+	var st *needs.NeedStatus
+	err := s.persist(func(now time.Time) (*Change, error) {
+		return s.core.PlanAdd(n, now)
+	}, func() {
+		s.hub.publish(Event{Time: time.Now(), Kind: EventNeedAdded, Need: n.Name})
+		st = s.statusLocked(n, true)
+	})
+	if err != nil {
+		return nil, persistError("need "+strconv.Quote(n.Name), err)
 	}
-	if _, ok := s.needs[n.Name]; ok {
-		return nil, fmt.Errorf("need %q: %w", n.Name, needs.ErrExists)
-	}
-	ch := &Change{PutNeeds: []*needs.Need{n}}
-	s.growLocked(n, ch)
-	if err := s.store.Apply(ch); err != nil {
-		return nil, fmt.Errorf("persist need %q: %w", n.Name, err)
-	}
-	s.needs[n.Name] = n
-	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedAdded, Need: n.Name})
-	s.commitLocked(ch)
-	return s.statusLocked(n, true), nil
+	return st, nil
 }
 
-// growLocked adds to ch the instances n needs that are missing, and revives
-// those below n.Instances that are stopping for good. It changes nothing in
-// memory: commitLocked applies ch once it is persisted.
-func (s *Server) growLocked(n *needs.Need, ch *Change) {
-	now := time.Now().UTC()
-	for i := 0; i < n.Instances; i++ {
-		name := needs.InstanceName(n.Name, i)
-		if in, ok := s.insts[name]; ok {
-			// Still stopping from an earlier scale-down or removal: keep it,
-			// and place it again once its master confirms the stop.
-			if in.Removing {
-				c := in.Clone()
-				c.Removing = false
-				ch.PutInstances = append(ch.PutInstances, c)
-			}
-			continue
-		}
-		ch.PutInstances = append(ch.PutInstances, &needs.Instance{Need: n.Name, Index: i, Name: name, State: needs.Pending, Since: now})
+// persistError wraps a failed write; validation errors and ErrClosed pass
+// as they are.
+func persistError(what string, err error) error {
+	if errors.Is(err, needs.ErrInvalid) || errors.Is(err, needs.ErrExists) || errors.Is(err, needs.ErrNotFound) || errors.Is(err, ErrClosed) {
+		return err
 	}
+	return fmt.Errorf("persist %s: %w", what, err)
 }
 
 // ScaleNeed changes the desired instance count of a need.
@@ -62,110 +45,39 @@ func (s *Server) ScaleNeed(name string, count int) (*needs.NeedStatus, error) {
 	if err := needs.ValidateInstances(count); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, ok := s.needs[name]
-	if !ok {
-		return nil, fmt.Errorf("need %q: %w", name, needs.ErrNotFound)
+	var st *needs.NeedStatus
+	err := s.persist(func(now time.Time) (*Change, error) {
+		return s.core.PlanScale(name, count, now)
+	}, func() {
+		s.hub.publish(Event{Time: time.Now(), Kind: EventNeedScaled, Need: name, Message: fmt.Sprintf("%d instances", count)})
+		st = s.statusLocked(s.core.Needs[name], true)
+	})
+	if err != nil {
+		return nil, persistError("need "+strconv.Quote(name), err)
 	}
-	next := n.Clone()
-	next.Instances = count
-	ch := &Change{PutNeeds: []*needs.Need{next}}
-	s.growLocked(next, ch)
-	for _, in := range s.needInstancesLocked(name) {
-		if in.Index >= count && !in.Removing {
-			s.retireLocked(in, "scaled down", ch)
-		}
-	}
-	if err := s.store.Apply(ch); err != nil {
-		return nil, fmt.Errorf("persist need %q: %w", name, err)
-	}
-	s.needs[name] = next
-	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedScaled, Need: name, Message: fmt.Sprintf("%d instances", count)})
-	s.commitLocked(ch)
-	return s.statusLocked(next, true), nil
+	return st, nil
 }
 
 // RemoveNeed deletes a need and stops all its instances.
 func (s *Server) RemoveNeed(name string) (*needs.NeedStatus, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, ok := s.needs[name]
-	if !ok {
-		return nil, fmt.Errorf("need %q: %w", name, needs.ErrNotFound)
+	var st *needs.NeedStatus
+	err := s.persist(func(now time.Time) (*Change, error) {
+		ch, err := s.core.PlanRemove(name, now)
+		if err == nil {
+			st = s.statusLocked(s.core.Needs[name], true) // as it was
+		}
+		return ch, err
+	}, func() {
+		s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRemoved, Need: name})
+	})
+	if err != nil {
+		return nil, persistError("removal of need "+strconv.Quote(name), err)
 	}
-	ch := &Change{DeleteNeeds: []string{name}}
-	for _, in := range s.needInstancesLocked(name) {
-		s.retireLocked(in, "need removed", ch)
-	}
-	if err := s.store.Apply(ch); err != nil {
-		return nil, fmt.Errorf("persist removal of need %q: %w", name, err)
-	}
-	delete(s.needs, name)
-	st := s.statusLocked(n, true)
-	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRemoved, Need: name})
-	s.commitLocked(ch)
 	return st, nil
 }
 
-// retireLocked adds to ch the removal of an instance: a placed one is
-// marked stopping for good (and stopped by commitLocked), an unplaced one is
-// deleted.
-func (s *Server) retireLocked(in *needs.Instance, why string, ch *Change) {
-	if !in.State.Placed() {
-		ch.DeleteInstances = append(ch.DeleteInstances, in.Name)
-		return
-	}
-	c := in.Clone()
-	c.Removing = true
-	c.Handoff = nil // stopped by commitLocked
-	c.State, c.Since, c.Reason = needs.Stopping, s.now().UTC(), why
-	ch.PutInstances = append(ch.PutInstances, c)
-}
-
-// commitLocked applies a persisted change to memory, publishes it and
-// sends the stops it implies.
-func (s *Server) commitLocked(ch *Change) {
-	for _, name := range ch.DeleteInstances {
-		if in, ok := s.insts[name]; ok {
-			delete(s.insts, name)
-			delete(s.retryAt, name)
-			delete(s.rounds, name)
-			s.hub.publish(Event{Time: time.Now(), Kind: EventInstanceRemoved, Need: in.Need, Instance: in.Clone()})
-		}
-	}
-	for _, in := range ch.PutInstances {
-		if old := s.insts[in.Name]; old != nil && old.Handoff != nil && (in.Handoff == nil || in.Handoff.Alloc != old.Handoff.Alloc) {
-			s.stopHandoffLocked(old.Handoff, in.Reason) // the record in ch has none
-		}
-		if r, ok := s.rounds[in.Name]; ok && r.handoff && in.State != needs.Running {
-			delete(s.rounds, in.Name)
-		}
-		s.insts[in.Name] = in
-		s.emitInstanceLocked(in)
-		if in.State == needs.Stopping {
-			s.sendStopLocked(in, in.Reason)
-		}
-	}
-	s.kick()
-}
-
-// sendStopLocked asks the instance's master to stop its allocation.
-func (s *Server) sendStopLocked(in *needs.Instance, why string) {
-	if m, ok := s.masters[in.MasterID]; ok && in.Alloc != "" {
-		m.send(pipes.TypeStop, &pipes.Stop{Alloc: in.Alloc, Reason: why, GraceMS: int(s.cfg.StopGrace / time.Millisecond)})
-	}
-}
-
 func (s *Server) needInstancesLocked(name string) []*needs.Instance {
-	var out []*needs.Instance
-	for _, in := range s.insts {
-		if in.Need == name {
-			out = append(out, in)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
-	return out
+	return s.core.NeedInstances(name)
 }
 
 func (s *Server) statusLocked(n *needs.Need, withInstances bool) *needs.NeedStatus {
@@ -198,8 +110,8 @@ func (s *Server) statusLocked(n *needs.Need, withInstances bool) *needs.NeedStat
 func (s *Server) Needs() []*needs.NeedStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*needs.NeedStatus, 0, len(s.needs))
-	for _, n := range s.needs {
+	out := make([]*needs.NeedStatus, 0, len(s.core.Needs))
+	for _, n := range s.core.Needs {
 		out = append(out, s.statusLocked(n, false))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -210,7 +122,7 @@ func (s *Server) Needs() []*needs.NeedStatus {
 func (s *Server) Need(name string) (*needs.NeedStatus, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, ok := s.needs[name]
+	n, ok := s.core.Needs[name]
 	if !ok {
 		return nil, fmt.Errorf("need %q: %w", name, needs.ErrNotFound)
 	}
@@ -222,7 +134,7 @@ func (s *Server) Services() []*needs.Instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*needs.Instance
-	for _, in := range s.insts {
+	for _, in := range s.core.Insts {
 		if in.State.Placed() {
 			out = append(out, in.Clone())
 		}
@@ -239,36 +151,27 @@ func (s *Server) Services() []*needs.Instance {
 // RestartNeed retries the need's backed-off instances now: they become
 // pending with their failure count reset (their restart count is kept).
 func (s *Server) RestartNeed(name string) (*needs.NeedStatus, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrClosed
-	}
-	n, ok := s.needs[name]
-	if !ok {
-		return nil, fmt.Errorf("need %q: %w", name, needs.ErrNotFound)
-	}
-	now := s.now().UTC()
-	ch := &Change{}
-	for _, in := range s.needInstancesLocked(name) {
-		if in.State != needs.Backoff || in.Removing {
-			continue
+	var st *needs.NeedStatus
+	var retried []*needs.Instance
+	err := s.persist(func(now time.Time) (*Change, error) {
+		ch, err := s.core.PlanRestart(name, now)
+		if err == nil {
+			retried = ch.PutInstances
 		}
-		c := in.Clone()
-		c.State, c.Since, c.Reason = needs.Pending, now, "restarted by hand"
-		c.Failures, c.NextAttempt, c.FailedOn = 0, time.Time{}, ""
-		ch.PutInstances = append(ch.PutInstances, c)
+		return ch, err
+	}, func() {
+		for _, in := range retried {
+			delete(s.retryAt, in.Name)
+		}
+		n := len(retried)
+		s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRestarted, Need: name,
+			Message: fmt.Sprintf("%d backed-off instance(s) retried", n)})
+		st = s.statusLocked(s.core.Needs[name], true)
+	})
+	if err != nil {
+		return nil, persistError("restart of need "+strconv.Quote(name), err)
 	}
-	if err := s.store.Apply(ch); err != nil {
-		return nil, fmt.Errorf("persist restart of need %q: %w", name, err)
-	}
-	for _, c := range ch.PutInstances {
-		delete(s.retryAt, c.Name)
-	}
-	s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRestarted, Need: name,
-		Message: fmt.Sprintf("%d backed-off instance(s) retried", len(ch.PutInstances))})
-	s.commitLocked(ch)
-	return s.statusLocked(n, true), nil
+	return st, nil
 }
 
 // Masters lists connected masters, those disconnected but not yet lost,
@@ -287,14 +190,14 @@ func (s *Server) Masters() []*needs.Master {
 		names[mm.Name] = true
 	}
 	for id, g := range s.gone {
-		mm := &needs.Master{ID: id, Name: g.name, Since: g.since.UTC(), Instances: count[id], Draining: s.isDrainingLocked(g.name)}
+		mm := &needs.Master{ID: id, Name: g.name, Since: g.since.UTC(), Instances: count[id], Draining: s.core.Draining(g.name)}
 		if g.heard {
 			mm.LastSeen = g.since.UTC()
 		}
 		out = append(out, mm)
 		names[g.name] = true
 	}
-	for name, since := range s.drained {
+	for name, since := range s.core.Drained {
 		if !names[name] {
 			out = append(out, &needs.Master{Name: name, Draining: true, Since: since})
 		}
@@ -321,7 +224,7 @@ func (s *Server) holdingsLocked() (count map[string]int, used map[string]map[nee
 			used[id][p]++
 		}
 	}
-	for _, in := range s.insts {
+	for _, in := range s.core.Insts {
 		if in.State.Placed() {
 			add(in.MasterID, in.Ports)
 		}
@@ -329,8 +232,8 @@ func (s *Server) holdingsLocked() (count map[string]int, used map[string]map[nee
 			add(h.MasterID, h.Ports)
 		}
 	}
-	for _, r := range s.retiring {
-		add(r.masterID, nil)
+	for _, r := range s.core.Retiring {
+		add(r.MasterID, nil)
 	}
 	return count, used
 }
@@ -341,7 +244,7 @@ func (s *Server) connectedEntryLocked(m *session, count map[string]int, used map
 	mm := m.info
 	mm.Instances = count[m.info.ID]
 	mm.Connected = true
-	mm.Draining = s.isDrainingLocked(mm.Name)
+	mm.Draining = s.core.Draining(mm.Name)
 	mm.LastSeen = m.seen().UTC()
 	mm.Free = map[needs.Protocol]int{}
 	for p, r := range mm.Ranges {
@@ -361,7 +264,7 @@ func (s *Server) masterEntryLocked(name string) *needs.Master {
 		}
 	}
 	count, _ := s.holdingsLocked()
-	e := &needs.Master{Name: name, Draining: s.isDrainingLocked(name)}
+	e := &needs.Master{Name: name, Draining: s.core.Draining(name)}
 	for id, g := range s.gone {
 		if g.name == name {
 			e.ID, e.Instances = id, count[id]
@@ -371,7 +274,7 @@ func (s *Server) masterEntryLocked(name string) *needs.Master {
 			return e
 		}
 	}
-	for _, in := range s.insts {
+	for _, in := range s.core.Insts {
 		if in.State.Placed() && in.Master == name {
 			e.ID = in.MasterID
 			break

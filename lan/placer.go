@@ -3,10 +3,12 @@ package lan
 import (
 	"cmp"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
+	"berth/lifecycle"
 	"berth/needs"
 	"berth/pipes"
 )
@@ -29,9 +31,18 @@ type round struct {
 // most maxOffers instances at a time (rounds that asked it and are still
 // open), and a pass opens at most maxRoundsPerPass rounds. The rest wait
 // for the next pass, which the closing rounds (or a full pass) trigger.
+//
+// A round asks at most offerFanout masters: on a large LAN, offering every
+// instance to every master cost most of the lanmanager's CPU (1,000
+// masters: 63% in the simulator, docs/scale.md) for nothing, since only
+// one bid wins. The masters asked are the least loaded of a random sample
+// of twice as many (the instances of the need, then all instances, each
+// counting the offers made in this pass), and the master where the
+// instance failed last when the restart policy sends it back there.
 const (
 	maxOffers        = 128
 	maxRoundsPerPass = 512
+	offerFanout      = 8
 )
 
 // offerBudget is what one placer pass may still offer: rounds it may open,
@@ -40,6 +51,9 @@ const (
 type offerBudget struct {
 	rounds int
 	offers map[string]int
+	open   int // masters with offers left
+	// loads counts placements and this pass's offers, per master (spread).
+	loads *loads
 }
 
 // budgetLocked sets the budget of a new pass from the rounds still open.
@@ -55,6 +69,11 @@ func (s *Server) budgetLocked() {
 			}
 		}
 	}
+	for _, n := range b.offers {
+		if n > 0 {
+			b.open++
+		}
+	}
 	s.budget = b
 }
 
@@ -64,15 +83,7 @@ func (s *Server) offersLeftLocked() bool {
 	if s.budget.rounds <= 0 {
 		return false
 	}
-	if len(s.budget.offers) == 0 {
-		return true
-	}
-	for _, n := range s.budget.offers {
-		if n > 0 {
-			return true
-		}
-	}
-	return false
+	return len(s.budget.offers) == 0 || s.budget.open > 0
 }
 
 // noBidRetry is how long an instance that got no usable bid waits before it
@@ -133,52 +144,24 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 		}
 	}
 	s.livenessLocked(now, due)
-	var changed []*needs.Instance
-	for _, in := range s.insts {
-		if h := in.Handoff; h != nil && h.PID == 0 {
-			if now.Sub(h.Since) >= s.cfg.StartDeadline {
-				s.dropHandoffLocked(in, fmt.Sprintf("replacement on master %s did not start within %s", h.Master, s.cfg.StartDeadline), now)
-			} else {
-				due(h.Since.Add(s.cfg.StartDeadline))
-			}
-		}
-		if in.State == needs.Starting && in.PID == 0 && !in.Removing {
-			// Granted, but its master never reported the child.
-			if now.Sub(in.Since) >= s.cfg.StartDeadline {
-				s.sendStopLocked(in, "not started in time")
-				s.failLocked(in, fmt.Sprintf("master %s did not start it within %s", in.Master, s.cfg.StartDeadline), "")
-			} else {
-				due(in.Since.Add(s.cfg.StartDeadline))
-			}
-			continue
-		}
-		if in.State == needs.Backoff {
-			if !in.NextAttempt.After(now) {
-				in.State, in.Since = needs.Pending, now.UTC()
-				changed = append(changed, in)
-			} else {
-				due(in.NextAttempt)
-			}
-		}
+	s.core.Step(&s.fx, now, lifecycle.Tick{})
+	if t := s.fx.Due; !t.IsZero() {
+		due(t)
 	}
-	if len(changed) > 0 {
-		s.saveLocked(changed...)
-	}
-	var grants []grant
+	s.applyLocked()
 	var l *loads // counted once a round closes, then kept up to date
 	for name, r := range s.rounds {
 		if len(r.bids) == len(r.asked) || !now.Before(r.deadline) {
 			if l == nil {
 				l = s.loadsLocked()
 			}
-			if g := s.decideLocked(name, r, now, l); g != nil {
-				grants = append(grants, *g)
+			if ev := s.decideLocked(name, r, l); ev != nil {
+				s.stepLocked(ev)
 			}
 		} else {
 			due(r.deadline)
 		}
 	}
-	s.grantLocked(grants)
 	s.budgetLocked()
 	defer func() { s.budget = offerBudget{} }()
 	if s.offersLeftLocked() {
@@ -201,11 +184,11 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 // told when the next retry is.
 func (s *Server) pendingLocked(now time.Time, due func(time.Time)) []*needs.Instance {
 	var out []*needs.Instance
-	for _, in := range s.insts {
+	for _, in := range s.core.Insts {
 		if in.State != needs.Pending || in.Removing {
 			continue
 		}
-		if _, ok := s.needs[in.Need]; !ok {
+		if _, ok := s.core.Needs[in.Need]; !ok {
 			continue
 		}
 		if _, open := s.rounds[in.Name]; open {
@@ -228,14 +211,14 @@ func (s *Server) pendingLocked(now time.Time, due func(time.Time)) []*needs.Inst
 
 // offerLocked opens a round for in among the eligible masters.
 func (s *Server) offerLocked(in *needs.Instance, now time.Time) {
-	n := s.needs[in.Need]
+	n := s.core.Needs[in.Need]
 	var eligible []*session
 	var draining []string
 	for _, m := range s.masters {
 		if n.Machine != "" && m.info.Name != n.Machine {
 			continue
 		}
-		if s.isDrainingLocked(m.info.Name) {
+		if s.core.Draining(m.info.Name) {
 			draining = append(draining, m.info.Name)
 			continue
 		}
@@ -250,8 +233,7 @@ func (s *Server) offerLocked(in *needs.Instance, now time.Time) {
 		case n.Machine != "":
 			why = fmt.Sprintf("no connected master named %q", n.Machine)
 		}
-		s.setReasonLocked(in, why)
-		s.retryAt[in.Name] = now.Add(noBidRetry)
+		s.stepLocked(lifecycle.Unplaced{Instance: in.Name, Why: why})
 		return
 	}
 	s.openRoundLocked(in, n, eligible, false, now)
@@ -264,12 +246,7 @@ func (s *Server) openRoundLocked(in *needs.Instance, n *needs.Need, eligible []*
 	if s.budget.rounds <= 0 {
 		return
 	}
-	asked := make([]*session, 0, len(eligible))
-	for _, m := range eligible {
-		if s.budget.offers[m.info.ID] > 0 {
-			asked = append(asked, m)
-		}
-	}
+	asked := s.sampleLocked(in, n, eligible)
 	if len(asked) == 0 {
 		return
 	}
@@ -283,11 +260,52 @@ func (s *Server) openRoundLocked(in *needs.Instance, n *needs.Need, eligible []*
 	}
 	s.budget.rounds--
 	for _, m := range asked {
-		s.budget.offers[m.info.ID]--
+		if s.budget.offers[m.info.ID]--; s.budget.offers[m.info.ID] == 0 {
+			s.budget.open--
+		}
+		s.budget.loads.add(in.Need, m.info.ID)
 		r.asked[m.info.ID] = true
 		m.sendMsg(msg) // read-only from here on: shared by the sessions' writers
 	}
 	s.rounds[in.Name] = r
+}
+
+// sampleLocked picks the masters a round asks among the eligible ones with
+// offers left in the pass: all of them up to offerFanout; beyond that, the
+// least loaded of a random sample (see offerFanout).
+func (s *Server) sampleLocked(in *needs.Instance, n *needs.Need, eligible []*session) []*session {
+	open := make([]*session, 0, min(len(eligible), 4*offerFanout))
+	for _, m := range eligible {
+		if s.budget.offers[m.info.ID] > 0 {
+			open = append(open, m)
+		}
+	}
+	if len(open) <= offerFanout {
+		return open
+	}
+	if s.budget.loads == nil {
+		s.budget.loads = s.loadsLocked()
+	}
+	l := s.budget.loads
+	prefer, _ := placementPreference(in, n)
+	cands := make([]*session, 0, 2*offerFanout+1)
+	for _, i := range rand.Perm(len(open))[:min(len(open), 2*offerFanout)] {
+		cands = append(cands, open[i])
+	}
+	slices.SortFunc(cands, func(a, b *session) int {
+		ai, bi := a.info.ID, b.info.ID
+		if c := cmp.Compare(l.perNeed[in.Need][ai], l.perNeed[in.Need][bi]); c != 0 {
+			return c
+		}
+		return cmp.Compare(l.total[ai], l.total[bi])
+	})
+	asked := cands[:offerFanout]
+	if prefer != "" && !slices.ContainsFunc(asked, func(m *session) bool { return m.info.ID == prefer }) {
+		if i := slices.IndexFunc(open, func(m *session) bool { return m.info.ID == prefer }); i >= 0 {
+			asked[offerFanout-1] = open[i]
+		}
+	}
+	return asked
 }
 
 // bidLocked records a master's bid and closes the round once all are in.
@@ -302,43 +320,20 @@ func (s *Server) bidLocked(masterID string, b *pipes.Bid) {
 	}
 }
 
-// grant is a decided round's grant, to send once the instance is saved.
-type grant struct {
-	in  *needs.Instance
-	to  *session
-	msg *pipes.Grant
-}
-
-// grantLocked saves the granted instances in one transaction, then sends
-// the grants: an instance is persisted before its grant leaves.
-func (s *Server) grantLocked(gs []grant) {
-	if len(gs) == 0 {
-		return
-	}
-	ins := make([]*needs.Instance, len(gs))
-	for i, g := range gs {
-		ins[i] = g.in
-	}
-	s.saveLocked(ins...)
-	for _, g := range gs {
-		g.to.send(pipes.TypeGrant, g.msg)
-	}
-}
-
 // decideLocked closes a round: it grants the instance (or, for a handoff
 // round, its replacement) to the best bidder still connected and not
-// draining, or records why nobody could take it. The grant it returns is
-// for grantLocked to save and send.
-func (s *Server) decideLocked(name string, r *round, now time.Time, l *loads) *grant {
+// draining, or records why nobody could take it. It returns the event for
+// the core (nil: the round no longer applies).
+func (s *Server) decideLocked(name string, r *round, l *loads) lifecycle.Event {
 	delete(s.rounds, name)
-	in, ok := s.insts[name]
+	in, ok := s.core.Insts[name]
 	if !ok || in.Removing {
 		return nil
 	}
-	if r.handoff && !s.wantsHandoffLocked(in) || !r.handoff && in.State != needs.Pending {
+	if r.handoff && !s.core.WantsHandoff(in) || !r.handoff && in.State != needs.Pending {
 		return nil // moved on meanwhile
 	}
-	n, ok := s.needs[in.Need]
+	n, ok := s.core.Needs[in.Need]
 	if !ok {
 		return nil
 	}
@@ -351,7 +346,7 @@ func (s *Server) decideLocked(name string, r *round, now time.Time, l *loads) *g
 		if !ok || id == in.MasterID && r.handoff {
 			continue
 		}
-		if s.isDrainingLocked(m.info.Name) {
+		if s.core.Draining(m.info.Name) {
 			reasons = append(reasons, fmt.Sprintf("master %s: draining", m.info.Name))
 			continue
 		}
@@ -379,23 +374,11 @@ func (s *Server) decideLocked(name string, r *round, now time.Time, l *loads) *g
 		if r.handoff {
 			why = fmt.Sprintf("master %s is draining; no other master can take it: %s", in.Master, why)
 		}
-		s.setReasonLocked(in, why)
-		s.retryAt[name] = now.Add(noBidRetry)
-		return nil
+		return lifecycle.Unplaced{Instance: name, Why: why}
 	}
 	delete(s.retryAt, name)
 	l.add(in.Need, best.info.ID)
-	alloc := newID()
-	if r.handoff {
-		in.Handoff = &needs.Handoff{Alloc: alloc, MasterID: best.info.ID, Master: best.info.Name,
-			Address: best.info.Address, Since: now.UTC()}
-		in.Reason = fmt.Sprintf("master %s is draining; replacement starting on master %s", in.Master, best.info.Name)
-	} else {
-		in.State, in.Since, in.Reason = needs.Starting, now.UTC(), ""
-		in.Alloc = alloc
-		in.MasterID, in.Master, in.Address = best.info.ID, best.info.Name, best.info.Address
-	}
-	return &grant{in: in, to: best, msg: &pipes.Grant{Instance: in.Name, Alloc: alloc, Need: *n}}
+	return lifecycle.Granted{Instance: name, Alloc: newID(), Master: best.ref(), Handoff: r.handoff}
 }
 
 // loads counts placements (handoffs included) per master: of each need,
@@ -407,7 +390,7 @@ type loads struct {
 
 func (s *Server) loadsLocked() *loads {
 	l := &loads{perNeed: map[string]map[string]int{}, total: map[string]int{}}
-	for _, o := range s.insts {
+	for _, o := range s.core.Insts {
 		if o.State.Placed() {
 			l.add(o.Need, o.MasterID)
 		}
@@ -420,6 +403,9 @@ func (s *Server) loadsLocked() *loads {
 
 // add counts one more placement of need on master.
 func (l *loads) add(need, master string) {
+	if l == nil {
+		return
+	}
 	if l.perNeed[need] == nil {
 		l.perNeed[need] = map[string]int{}
 	}
@@ -463,11 +449,4 @@ func better(a, b *session, prefer, avoid string, perNeed, total map[string]int) 
 		return a.info.Name < b.info.Name
 	}
 	return ai < bi
-}
-
-func (s *Server) setReasonLocked(in *needs.Instance, why string) {
-	if in.Reason != why {
-		in.Reason = why
-		s.saveLocked(in)
-	}
 }

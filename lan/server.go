@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"berth/needs"
+	"berth/lifecycle"
 )
 
 // Config configures a Server.
@@ -135,21 +135,37 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup // owns placer, approvals, link sessions
+	wg     sync.WaitGroup // owns placer, committer, approvals, link sessions
 	wake   chan struct{}
+	// commits wakes the committer (lan/commit.go).
+	commits chan struct{}
 
-	mu         sync.Mutex // Protects following.
-	needs      map[string]*needs.Need
-	insts      map[string]*needs.Instance
-	masters    map[string]*session   // connected masters by id
-	gone       map[string]masterGone // masters seen, now disconnected, by id
-	drained    map[string]time.Time  // names of draining masters → since (persisted)
-	retiring   map[string]retiring   // allocs replaced by a handoff, stopping, by alloc
-	rounds     map[string]*round     // open offer rounds by instance
-	retryAt    map[string]time.Time  // instance → earliest next offer after a round without bids
-	earlyReady map[string]bool       // allocs whose child said ready before its started report
-	round      uint64
-	closed     bool
+	// writeMu is held by whoever writes lan.db: the committer, and API
+	// calls that persist before they answer. Taken before mu.
+	writeMu sync.Mutex
+
+	// committed tells the masters' writers which batches are written.
+	committed commitGate
+
+	bmu     sync.Mutex // Protects following; taken after mu, never before.
+	pending batch      // applied effects waiting for the committer
+	gen     uint64     // the number of the pending batch
+
+	mu sync.Mutex // Protects following.
+	// core holds the needs, instances and drains, and applies every event
+	// that changes them (package lifecycle); fx collects its effects until
+	// applyLocked hands them on.
+	core    *lifecycle.State
+	fx      lifecycle.Effects
+	masters map[string]*session   // connected masters by id
+	gone    map[string]masterGone // masters seen, now disconnected, by id
+	rounds  map[string]*round     // open offer rounds by instance
+	retryAt map[string]time.Time  // instance → earliest next offer after a round without bids
+	// uptimeAt holds the allocations without ports that wait out MinUptime,
+	// and when (time.Now, not Config.Clock) they are due.
+	uptimeAt map[string]time.Time
+	round    uint64
+	closed   bool
 
 	logs logRequests // log streams waiting for masters (lan/logs.go)
 
@@ -169,13 +185,6 @@ type masterGone struct {
 	// address and boot are those of its last link (heard only), for the
 	// identity check.
 	address, boot string
-}
-
-// retiring is an allocation that a handoff replaced: it was told to stop
-// and counts on its master until the master confirms, goes, or is lost.
-type retiring struct {
-	masterID string
-	instance string
 }
 
 // ErrClosed is returned by operations on a closed Server.
@@ -206,10 +215,11 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: st, hub: newHub(), hosts: newHostGuard(cfg.Listen, cfg.AllowedHosts),
 		refusals: newRateLog(refusedLogInterval),
-		wake:     make(chan struct{}, 1),
-		needs:    ns, insts: is, drained: drained,
-		masters: map[string]*session{}, gone: map[string]masterGone{}, retiring: map[string]retiring{},
-		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, earlyReady: map[string]bool{},
+		wake:     make(chan struct{}, 1), commits: make(chan struct{}, 1),
+		core: lifecycle.New(lifecycle.Config{StopGrace: cfg.StopGrace, StartDeadline: cfg.StartDeadline, RetryAfter: noBidRetry},
+			ns, is, drained),
+		masters: map[string]*session{}, gone: map[string]masterGone{},
+		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, uptimeAt: map[string]time.Time{},
 	}
 	// Masters that held instances before a restart get the TTL, from now,
 	// to come back and re-announce them.
@@ -232,7 +242,11 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s.appr = newApprovals()
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		s.committer()
+	}()
 	go func() {
 		defer s.wg.Done()
 		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -274,6 +288,7 @@ func (s *Server) Close() error {
 	}
 	s.hub.closeAll()
 	s.wg.Wait()
+	s.flush() // what the last events changed
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
@@ -306,36 +321,4 @@ func newID() string {
 	var b [10]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// emitInstanceLocked publishes the instance's current state.
-func (s *Server) emitInstanceLocked(in *needs.Instance) {
-	s.hub.publish(Event{Time: time.Now(), Kind: EventInstance, Need: in.Need, Instance: in.Clone()})
-}
-
-// saveLocked persists instances and publishes their state. A failed write
-// is logged: the in-memory state stays authoritative until the next write.
-func (s *Server) saveLocked(ins ...*needs.Instance) error {
-	err := s.store.Apply(&Change{PutInstances: ins})
-	if err != nil {
-		s.log.Error("persist instances", "err", err)
-	}
-	for _, in := range ins {
-		s.emitInstanceLocked(in)
-	}
-	return err
-}
-
-// dropLocked deletes an instance record for good.
-func (s *Server) dropLocked(in *needs.Instance) {
-	if in.Handoff != nil {
-		s.stopHandoffLocked(in.Handoff, "instance removed")
-	}
-	delete(s.insts, in.Name)
-	delete(s.retryAt, in.Name)
-	delete(s.rounds, in.Name)
-	if err := s.store.Apply(&Change{DeleteInstances: []string{in.Name}}); err != nil {
-		s.log.Error("persist instance removal", "instance", in.Name, "err", err)
-	}
-	s.hub.publish(Event{Time: time.Now(), Kind: EventInstanceRemoved, Need: in.Need, Instance: in.Clone()})
 }

@@ -10,11 +10,14 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"berth/boltfile"
+	"berth/lifecycle"
 	"berth/needs"
 )
 
 // Store persists needs and instances in a bbolt file. Every write is one
-// fsync'd transaction that completes before the API answers.
+// fsync'd transaction: an API call's completes before it answers, and the
+// instance records that events change are written in batches (see
+// lan/commit.go) before any frame that depends on them is sent.
 //
 //	meta/schema      = "1"
 //	needs/<name>     = JSON needs.Need
@@ -126,22 +129,7 @@ type drainRecord struct {
 }
 
 // Change is a set of writes applied in one transaction.
-type Change struct {
-	PutNeeds        []*needs.Need
-	DeleteNeeds     []string
-	PutInstances    []*needs.Instance
-	DeleteInstances []string
-	// PutDrained marks masters (by name) as draining since the given time;
-	// DeleteDrained ends their drain.
-	PutDrained    map[string]time.Time
-	DeleteDrained []string
-}
-
-// Empty reports whether c writes nothing.
-func (c *Change) Empty() bool {
-	return len(c.PutNeeds)+len(c.DeleteNeeds)+len(c.PutInstances)+len(c.DeleteInstances)+
-		len(c.PutDrained)+len(c.DeleteDrained) == 0
-}
+type Change = lifecycle.Change
 
 // Apply writes c in one transaction.
 func (s *Store) Apply(c *Change) error {

@@ -31,19 +31,14 @@ type Instance struct {
 	State State     `json:"state"`
 	Since time.Time `json:"since"`
 
-	// Alloc is the id of the current placement; empty while unplaced.
-	Alloc       string           `json:"alloc,omitempty"`
-	MasterID    string           `json:"master_id,omitempty"`
-	Master      string           `json:"master,omitempty"`
-	Address     string           `json:"address,omitempty"`
-	PID         int              `json:"pid,omitempty"`
-	Ports       map[Protocol]int `json:"ports,omitempty"`
-	StartedAt   time.Time        `json:"started_at,omitzero"`
-	Reason      string           `json:"reason,omitempty"`
-	LastExit    string           `json:"last_exit,omitempty"`
-	Failures    int              `json:"failures,omitempty"`
-	Restarts    int              `json:"restarts,omitempty"`
-	NextAttempt time.Time        `json:"next_attempt,omitzero"`
+	// Placement is the current placement; its Alloc is empty while
+	// unplaced.
+	Placement
+	Reason      string    `json:"reason,omitempty"`
+	LastExit    string    `json:"last_exit,omitempty"`
+	Failures    int       `json:"failures,omitempty"`
+	Restarts    int       `json:"restarts,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	// FailedOn is the id of the master of the last failed attempt; placement
 	// prefers other masters while there are any.
 	FailedOn string `json:"failed_on,omitempty"`
@@ -60,15 +55,23 @@ type Instance struct {
 // Handoff is the replacement placement of an instance whose master drains.
 // It is fenced by its own allocation id, like any placement.
 type Handoff struct {
-	Alloc     string           `json:"alloc"`
-	MasterID  string           `json:"master_id"`
-	Master    string           `json:"master"`
+	Placement
+	// Since is when it was granted.
+	Since time.Time `json:"since"`
+}
+
+// Placement is one allocation of an instance on a master: the instance's
+// own, or its handoff's. Its fields are flattened into the JSON of the
+// record that embeds it.
+type Placement struct {
+	// Alloc is the allocation id that fences every message about it.
+	Alloc     string           `json:"alloc,omitempty"`
+	MasterID  string           `json:"master_id,omitempty"`
+	Master    string           `json:"master,omitempty"`
 	Address   string           `json:"address,omitempty"`
 	PID       int              `json:"pid,omitempty"`
 	Ports     map[Protocol]int `json:"ports,omitempty"`
 	StartedAt time.Time        `json:"started_at,omitzero"`
-	// Since is when it was granted.
-	Since time.Time `json:"since"`
 }
 
 // InstanceName returns the name of instance i of need.
@@ -104,10 +107,7 @@ func (in *Instance) Clone() *Instance {
 
 // Unplace clears everything that belongs to a placement. A handoff in
 // progress is left alone; see [Instance.Promote].
-func (in *Instance) Unplace() {
-	in.Alloc, in.MasterID, in.Master, in.Address = "", "", "", ""
-	in.PID, in.Ports, in.StartedAt = 0, nil, time.Time{}
-}
+func (in *Instance) Unplace() { in.Placement = Placement{} }
 
 // Promote makes the handoff the instance's placement, dropping the old one,
 // and reports whether there was a handoff. The instance is starting, or
@@ -117,8 +117,7 @@ func (in *Instance) Promote(approved bool, now time.Time) bool {
 	if h == nil {
 		return false
 	}
-	in.Alloc, in.MasterID, in.Master, in.Address = h.Alloc, h.MasterID, h.Master, h.Address
-	in.PID, in.Ports, in.StartedAt = h.PID, h.Ports, h.StartedAt
+	in.Placement = h.Placement
 	in.Handoff = nil
 	if approved {
 		in.State, in.Since = Running, now

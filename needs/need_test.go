@@ -1,6 +1,7 @@
 package needs_test
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -296,7 +297,7 @@ func TestNeedCloneIsDeep(t *testing.T) {
 
 func TestInstanceCloneIsDeep(t *testing.T) {
 	orig := &needs.Instance{Need: "web", Index: 1, Name: "web.1", State: needs.Running,
-		Ports: map[needs.Protocol]int{needs.HTTP: 16000}}
+		Placement: needs.Placement{Ports: map[needs.Protocol]int{needs.HTTP: 16000}}}
 	c := orig.Clone()
 	if !reflect.DeepEqual(c, orig) {
 		t.Fatalf("Clone() = %+v, want %+v", c, orig)
@@ -319,5 +320,33 @@ func TestFieldError(t *testing.T) {
 	}
 	if errors.Is(err, needs.ErrNotFound) {
 		t.Error("FieldError matches ErrNotFound")
+	}
+}
+
+// TestInstanceRecordLayout: a record written before Placement was embedded
+// (its fields at the top level of the instance and of its handoff) reads
+// back the same, and is written back in that layout.
+func TestInstanceRecordLayout(t *testing.T) {
+	old := `{"need":"web","index":0,"instance":"web.0","state":"running","since":"2026-01-02T03:04:05Z",` +
+		`"alloc":"a1","master_id":"m1","master":"one","address":"10.0.0.1","pid":42,"ports":{"http":16000},` +
+		`"started_at":"2026-01-02T03:04:06Z","handoff":{"alloc":"a2","master_id":"m2","master":"two","pid":43,` +
+		`"since":"2026-01-02T03:04:07Z"}}`
+	var in needs.Instance
+	if err := json.Unmarshal([]byte(old), &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.Alloc != "a1" || in.MasterID != "m1" || in.Master != "one" || in.PID != 42 || in.Ports[needs.HTTP] != 16000 ||
+		in.Handoff == nil || in.Handoff.Alloc != "a2" || in.Handoff.Master != "two" || in.Handoff.PID != 43 {
+		t.Fatalf("decoded %+v (handoff %+v)", in, in.Handoff)
+	}
+	b, err := json.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, w map[string]any
+	json.Unmarshal(b, &a)
+	json.Unmarshal([]byte(old), &w)
+	if !reflect.DeepEqual(a, w) {
+		t.Errorf("written back as\n %s\nwant the old layout\n %s", b, old)
 	}
 }

@@ -282,10 +282,10 @@ func TestRestartPolicyJSONErrors(t *testing.T) {
 
 func TestInstanceHandoffCloneAndPromote(t *testing.T) {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	in := &needs.Instance{Name: "web.0", State: needs.Running, Alloc: "old0000000", MasterID: "a", Master: "ma",
-		Ports: map[needs.Protocol]int{needs.HTTP: 1},
-		Handoff: &needs.Handoff{Alloc: "new0000000", MasterID: "b", Master: "mb", Address: "10.0.0.2", PID: 7,
-			Ports: map[needs.Protocol]int{needs.HTTP: 2}, Since: t0}}
+	in := &needs.Instance{Name: "web.0", State: needs.Running,
+		Placement: needs.Placement{Alloc: "old0000000", MasterID: "a", Master: "ma", Ports: map[needs.Protocol]int{needs.HTTP: 1}},
+		Handoff: &needs.Handoff{Placement: needs.Placement{Alloc: "new0000000", MasterID: "b", Master: "mb", Address: "10.0.0.2", PID: 7,
+			Ports: map[needs.Protocol]int{needs.HTTP: 2}}, Since: t0}}
 	c := in.Clone()
 	c.Handoff.Ports[needs.HTTP] = 99
 	c.Handoff.Master = "x"

@@ -27,8 +27,8 @@ func BenchmarkInstanceCommit(b *testing.B) {
 			for i := range n {
 				ch.PutInstances = append(ch.PutInstances, &needs.Instance{Need: fmt.Sprintf("sim-%04d", i/100), Index: i % 100,
 					Name: needs.InstanceName(fmt.Sprintf("sim-%04d", i/100), i%100), State: needs.Running, Since: time.Now().UTC(),
-					Alloc: "0123456789abcdef0123", MasterID: "sim0123456789abcdef", Master: "m0001", Address: "127.0.0.1",
-					PID: 100000 + i, Ports: map[needs.Protocol]int{needs.HTTP: 40000}, StartedAt: time.Now().UTC()})
+					Placement: needs.Placement{Alloc: "0123456789abcdef0123", MasterID: "sim0123456789abcdef", Master: "m0001", Address: "127.0.0.1",
+						PID: 100000 + i, Ports: map[needs.Protocol]int{needs.HTTP: 40000}, StartedAt: time.Now().UTC()}})
 			}
 			if err := st.Apply(ch); err != nil {
 				b.Fatal(err)

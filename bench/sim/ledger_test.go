@@ -10,7 +10,7 @@ import (
 
 // svc is a service entry as GET /v1/services lists it.
 func svc(name, master, alloc string, state needs.State) *needs.Instance {
-	return &needs.Instance{Name: name, Master: master, Alloc: alloc, State: state}
+	return &needs.Instance{Name: name, Placement: needs.Placement{Master: master, Alloc: alloc}, State: state}
 }
 
 // TestLedgerFindsViolations: each way a lanmanager could break "placed

@@ -26,7 +26,8 @@ var allowed = map[string]struct {
 	"berth/spawn":      {[]string{"berth/needs"}, "leaves do not know each other; master turns leases into a Spec"},
 	"berth/pipes":      {[]string{"berth/needs"}, "leaves do not know each other"},
 	"berth/child":      {[]string{"berth/needs", "berth/pipes"}, "the child SDK speaks the wire only"},
-	"berth/lan":        {[]string{"berth/boltfile", "berth/needs", "berth/pipes"}, "the lanmanager runs no children and leases no ports"},
+	"berth/lifecycle":  {[]string{"berth/needs", "berth/pipes"}, "the state machine knows the vocabulary and the frames it asks to send"},
+	"berth/lan":        {[]string{"berth/boltfile", "berth/lifecycle", "berth/needs", "berth/pipes"}, "the lanmanager runs no children and leases no ports"},
 	"berth/master": {[]string{"berth/boltfile", "berth/needs", "berth/pipes", "berth/portoffice", "berth/spawn"},
 		"masters speak to the lanmanager only over the wire"},
 	"berth/examples/hello":      {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
@@ -48,7 +49,8 @@ const benches = "berth/bench/"
 // testOnly are imported by test files only.
 var testOnly = []string{"berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck", "berth/internal/smalldisk"}
 
-// noIO are the standard packages needs may not import: it does no I/O.
+// noIO are the standard packages needs and lifecycle may not import: they
+// do no I/O.
 var noIO = []string{"os", "net", "io/fs", "syscall"}
 
 // TestImportAllowlist checks every package's imports of ours against
@@ -76,7 +78,8 @@ func TestViolationsFound(t *testing.T) {
 		{"arrow up", "berth/lan", []string{"berth/master"}, "berth/lan imports berth/master; it may import only"},
 		{"leaves", "berth/spawn", []string{"berth/portoffice"}, "berth/spawn imports berth/portoffice"},
 		{"needs imports ours", "berth/needs", []string{"berth/pipes"}, "berth/needs imports berth/pipes"},
-		{"needs os", "berth/needs", []string{"os"}, "berth/needs imports os: needs does no I/O"},
+		{"needs os", "berth/needs", []string{"os"}, "berth/needs imports os: it does no I/O"},
+		{"lifecycle net", "berth/lifecycle", []string{"berth/needs", "net"}, "berth/lifecycle imports net: it does no I/O"},
 		{"needs net/http", "berth/needs", []string{"net/http"}, "berth/needs imports net/http"},
 		{"needs io/fs", "berth/needs", []string{"io/fs"}, "berth/needs imports io/fs"},
 		{"test helper in code", "berth/master", []string{"berth/internal/freeports"}, "only tests may import"},
@@ -140,10 +143,12 @@ func violations(imports map[string][]string) []string {
 			out = append(out, fmt.Sprintf("the allowlist names %s, which go list does not show: remove it", pkg))
 		}
 	}
-	for _, dep := range imports["berth/needs"] {
-		for _, bad := range noIO {
-			if dep == bad || strings.HasPrefix(dep, bad+"/") {
-				out = append(out, fmt.Sprintf("berth/needs imports %s: needs does no I/O", dep))
+	for _, pkg := range []string{"berth/needs", "berth/lifecycle"} {
+		for _, dep := range imports[pkg] {
+			for _, bad := range noIO {
+				if dep == bad || strings.HasPrefix(dep, bad+"/") {
+					out = append(out, fmt.Sprintf("%s imports %s: it does no I/O", pkg, dep))
+				}
 			}
 		}
 	}

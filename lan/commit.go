@@ -1,0 +1,297 @@
+package lan
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"berth/lifecycle"
+	"berth/needs"
+	"berth/pipes"
+)
+
+// The lanmanager applies every event to its core (package lifecycle) under
+// Server.mu, and hands the effects on at once (applyLocked): port checks
+// and minimum-uptime waits start, retries are scheduled, frames join their
+// master's outgoing queue. What must be durable first waits in a batch for
+// the committer: the records the events changed, and the events that
+// show them. The committer takes the whole batch, writes its records in
+// one bbolt transaction (one fsync, however many events) without the lock,
+// and only then publishes its events and lets the masters' writers send
+// the frames queued with it (see session.writer): a grant never leaves
+// before its record is on disk. Events that arrive during the write go
+// into the next batch.
+//
+// A link's frames leave in the order they were queued: a frame queued
+// without the core (a pong, an offer) waits behind the frames queued
+// before it for the same master.
+
+// batch is what applied effects wait for the committer with.
+type batch struct {
+	records map[string]*needs.Instance // the records to write, as last changed; nil: delete
+	events  []Event                    // to publish once written, in order
+	frames  bool                       // frames wait for this batch
+}
+
+func (b *batch) empty() bool { return len(b.records) == 0 && len(b.events) == 0 && !b.frames }
+
+// stepLocked applies one event to the core, now, and its effects.
+func (s *Server) stepLocked(ev lifecycle.Event) {
+	s.core.Step(&s.fx, s.now(), ev)
+	s.applyLocked()
+}
+
+// applyLocked hands on the effects collected in s.fx: what needs no
+// durability happens now, the rest joins the batch for the committer.
+func (s *Server) applyLocked() {
+	fx := &s.fx
+	if fx.Empty() {
+		return
+	}
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	b := &s.pending
+	if b.records == nil {
+		b.records = map[string]*needs.Instance{}
+	}
+	now := time.Now()
+	for _, in := range fx.Removed {
+		delete(s.rounds, in.Name)
+		delete(s.retryAt, in.Name)
+		b.events = append(b.events, Event{Time: now, Kind: EventInstanceRemoved, Need: in.Need, Instance: in})
+	}
+	for name, put := range fx.Records {
+		in := s.core.Insts[name]
+		if !put || in == nil {
+			b.records[name] = nil
+			continue
+		}
+		c := in.Clone()
+		b.records[name] = c
+		b.events = append(b.events, Event{Time: now, Kind: EventInstance, Need: c.Need, Instance: c})
+	}
+	for name := range fx.Emit {
+		if in := s.core.Insts[name]; in != nil && !fx.Records[name] {
+			c := in.Clone()
+			b.events = append(b.events, Event{Time: now, Kind: EventInstance, Need: c.Need, Instance: c})
+		}
+	}
+	for _, f := range fx.Frames {
+		if m, ok := s.masters[f.MasterID]; ok {
+			m.queue(outgoing{frame: f, gen: s.gen})
+			b.frames = true
+		}
+	}
+	for _, c := range fx.Checks {
+		if s.closed {
+			continue
+		}
+		s.wg.Go(func() { s.approve(c) })
+	}
+	for _, alloc := range fx.Uptime {
+		s.uptimeAt[alloc] = time.Now().Add(s.cfg.MinUptime)
+	}
+	if fx.ClearRetries {
+		clear(s.retryAt)
+	}
+	for name, at := range fx.Retry {
+		s.retryAt[name] = at
+	}
+	for _, l := range fx.Logs {
+		s.log.Info(l.Msg, l.Args...)
+	}
+	if fx.Wake || len(fx.Uptime) > 0 {
+		s.kick()
+	}
+	fx.Reset()
+	if !b.empty() {
+		select {
+		case s.commits <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// committer writes batches as they come, until the server closes; Close
+// writes the last one.
+func (s *Server) committer() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.commits:
+		}
+		s.flush()
+	}
+}
+
+// flush writes the pending batch, publishes its events and releases the
+// frames queued with it.
+func (s *Server) flush() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	b, gen := s.takeBatch()
+	if b.empty() {
+		return
+	}
+	if err := s.store.Apply(b.change(nil)); err != nil {
+		s.log.Error("persist instances", "instances", len(b.records), "err", err)
+	}
+	s.done(b, gen)
+}
+
+// takeBatch takes the pending batch and its number, leaving an empty one.
+func (s *Server) takeBatch() (batch, uint64) {
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	if s.pending.empty() {
+		return batch{}, 0 // nothing shared with the pending batch
+	}
+	b, gen := s.pending, s.gen
+	s.pending = batch{}
+	s.gen++
+	return b, gen
+}
+
+// change is the transaction that writes b and then extra (which wins
+// where both write the same record).
+func (b *batch) change(extra *Change) *Change {
+	ch := &Change{}
+	if extra != nil {
+		*ch = *extra
+	}
+	mine := map[string]bool{}
+	for _, in := range ch.PutInstances {
+		mine[in.Name] = true
+	}
+	for _, name := range ch.DeleteInstances {
+		mine[name] = true
+	}
+	var puts []*needs.Instance
+	var dels []string
+	for name, in := range b.records {
+		switch {
+		case mine[name]:
+		case in != nil:
+			puts = append(puts, in)
+		default:
+			dels = append(dels, name)
+		}
+	}
+	ch.PutInstances = append(puts, ch.PutInstances...)
+	ch.DeleteInstances = append(dels, ch.DeleteInstances...)
+	return ch
+}
+
+// done publishes a written batch's events and lets its frames go.
+func (s *Server) done(b batch, gen uint64) {
+	for _, e := range b.events {
+		s.hub.publish(e)
+	}
+	s.committed.release(gen)
+}
+
+// commitGate lets the masters' writers wait until a batch is written.
+type commitGate struct {
+	mu   sync.Mutex
+	done uint64        // batches up to done-1 are written
+	wait chan struct{} // closed when done moves
+}
+
+func (g *commitGate) release(upTo uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if upTo+1 > g.done {
+		g.done = upTo + 1
+	}
+	if g.wait != nil {
+		close(g.wait)
+		g.wait = nil
+	}
+}
+
+// written returns whether batch gen is written and, if not, a channel
+// closed when the next batch is.
+func (g *commitGate) written(gen uint64) (bool, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if gen < g.done {
+		return true, nil
+	}
+	if g.wait == nil {
+		g.wait = make(chan struct{})
+	}
+	return false, g.wait
+}
+
+// persist runs an API call that must be durable before it answers: plan
+// computes the change from the core; it is written in one transaction
+// with the pending batch (whose records are older), and applied to the
+// core only if the write succeeded; answer runs under the lock once it
+// is. A failed write changes nothing of the core; the batch is then
+// written alone, as the committer would have. The fsync runs under Server.mu: API writes are rare, and the
+// batch taken under the lock can hold nothing newer than the change.
+func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func()) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	ch, err := plan(s.now())
+	if err != nil {
+		return err
+	}
+	b, gen := s.takeBatch()
+	if err := s.store.Apply(b.change(ch)); err != nil {
+		if !b.empty() {
+			// The batch alone, as the committer would have written it.
+			if err := s.store.Apply(b.change(nil)); err != nil {
+				s.log.Error("persist instances", "instances", len(b.records), "err", err)
+			}
+			s.done(b, gen)
+		}
+		return err
+	}
+	if !b.empty() {
+		s.done(b, gen)
+	}
+	s.stepLocked(lifecycle.Committed{Change: ch})
+	if answer != nil {
+		answer()
+	}
+	return nil
+}
+
+// approve checks a child with ports from the lanmanager's own host: every
+// declared port must accept a TCP connection before StartDeadline.
+func (s *Server) approve(c lifecycle.Check) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.StartDeadline)
+	err := checkPorts(ctx, s.appr.slots, c.Address, c.Protocols, c.Ports)
+	cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
+	ev := lifecycle.Checked{Instance: c.Instance, Alloc: c.Alloc}
+	if err != nil {
+		ev.Err = err.Error()
+	}
+	s.stepLocked(ev)
+}
+
+// frameMsg encodes a frame of the core; nil (logged) if it cannot be.
+func frameMsg(f lifecycle.Frame, log *slog.Logger) *pipes.Msg {
+	if f.Err != nil {
+		return &pipes.Msg{V: pipes.Version, Type: pipes.TypeError, Error: pipes.ErrorFrom(f.Err)}
+	}
+	msg, err := pipes.New(f.Type, f.Body)
+	if err != nil {
+		log.Error("encode", "type", f.Type, "err", err)
+		return nil
+	}
+	return msg
+}

@@ -1,0 +1,250 @@
+package lifecycle
+
+import (
+	"time"
+
+	"berth/needs"
+	"berth/pipes"
+)
+
+// Config holds the durations the machine applies.
+type Config struct {
+	// StopGrace is the SIGTERM-to-SIGKILL grace sent with every stop.
+	StopGrace time.Duration
+	// StartDeadline bounds how long a granted placement may go without its
+	// master reporting the child.
+	StartDeadline time.Duration
+	// RetryAfter is how long an instance that could not be placed (or whose
+	// replacement failed) waits before it is offered again.
+	RetryAfter time.Duration
+}
+
+// Retiring is an allocation that a handoff replaced: it was told to stop
+// and counts on its master until the master confirms, goes, or is lost.
+type Retiring struct {
+	MasterID string
+	Instance string
+}
+
+// MasterRef names the master an event comes from, or a grant goes to.
+type MasterRef struct {
+	ID, Name string
+	// Address is the address the master registered with: the only one the
+	// lanmanager dials.
+	Address string
+}
+
+// State is what the lanmanager knows of needs and instances. Its maps are
+// the owner's to read; only Step and Load change them.
+type State struct {
+	cfg Config
+
+	Needs    map[string]*needs.Need
+	Insts    map[string]*needs.Instance
+	Drained  map[string]time.Time // draining masters, by name → since
+	Retiring map[string]Retiring  // allocations a handoff replaced, by alloc
+
+	earlyReady map[string]bool   // allocs whose child said ready before its started report
+	checking   map[string]bool   // allocs whose port check runs
+	waiting    map[string]string // allocs without ports waiting out the minimum uptime → instance
+	allocs     map[string]string // alloc → instance: an index, checked on every use
+}
+
+// New returns a state holding what was loaded from storage.
+func New(cfg Config, ns map[string]*needs.Need, is map[string]*needs.Instance, drained map[string]time.Time) *State {
+	st := &State{cfg: cfg, Needs: ns, Insts: is, Drained: drained, Retiring: map[string]Retiring{},
+		earlyReady: map[string]bool{}, checking: map[string]bool{}, waiting: map[string]string{}, allocs: map[string]string{}}
+	if st.Needs == nil {
+		st.Needs = map[string]*needs.Need{}
+	}
+	if st.Insts == nil {
+		st.Insts = map[string]*needs.Instance{}
+	}
+	if st.Drained == nil {
+		st.Drained = map[string]time.Time{}
+	}
+	for _, in := range st.Insts {
+		st.index(in)
+	}
+	return st
+}
+
+// index records in's allocations in the alloc index.
+func (st *State) index(in *needs.Instance) {
+	if in.Alloc != "" {
+		st.allocs[in.Alloc] = in.Name
+	}
+	if in.Handoff != nil {
+		st.allocs[in.Handoff.Alloc] = in.Name
+	}
+}
+
+// ByAlloc finds the instance that alloc places: as its current placement,
+// or (handoff true) as its handoff.
+func (st *State) ByAlloc(alloc string) (in *needs.Instance, handoff bool) {
+	name, ok := st.allocs[alloc]
+	if !ok || alloc == "" {
+		return nil, false
+	}
+	in = st.Insts[name]
+	switch {
+	case in == nil:
+	case in.Alloc == alloc:
+		return in, false
+	case in.Handoff != nil && in.Handoff.Alloc == alloc:
+		return in, true
+	}
+	delete(st.allocs, alloc) // the placement moved on: the entry is stale
+	return nil, false
+}
+
+// Draining reports whether the master of that name drains.
+func (st *State) Draining(name string) bool {
+	_, ok := st.Drained[name]
+	return ok
+}
+
+// WantsHandoff reports whether in should get a replacement on another
+// master: it runs on a draining master and has none yet.
+func (st *State) WantsHandoff(in *needs.Instance) bool {
+	return in.State == needs.Running && !in.Removing && in.Handoff == nil && st.Draining(in.Master)
+}
+
+// Frame is a message to one master. Err set means an error frame.
+type Frame struct {
+	MasterID string
+	Type     string
+	Body     any
+	Err      error
+}
+
+// Check is a port check to run: every declared port of the placement must
+// accept a connection on the master's address; its result comes back as
+// a [Checked] event.
+type Check struct {
+	Instance, Alloc, Address string
+	Protocols                []needs.Protocol
+	Ports                    map[needs.Protocol]int
+}
+
+// Move is one change of an instance's state, with the event that caused it.
+type Move struct {
+	Instance string
+	From, To needs.State
+	On       string
+}
+
+// Effects collects what events require of the world, in order. The owner
+// applies them and resets it (see Reset).
+type Effects struct {
+	// Records maps the instances whose record changed to true (persist
+	// it) or false (delete it); Emit, those whose state changed without a
+	// write (persisted already), to publish only.
+	Records map[string]bool
+	Emit    map[string]bool
+	// Removed are the instances deleted, as they were last.
+	Removed []*needs.Instance
+	Frames  []Frame
+	Checks  []Check
+	// Uptime lists the allocations without ports that wait out the
+	// minimum uptime; the owner sends UptimeElapsed when it is over.
+	Uptime []string
+	// Retry maps instances to the earliest time of their next offer;
+	// ClearRetries drops every such wait (a master has capacity again).
+	Retry        map[string]time.Time
+	ClearRetries bool
+	// Wake asks for a placer pass soon.
+	Wake bool
+	// Due is, after a Tick, when the next tick is needed (zero: none).
+	Due time.Time
+	// Logs are lines for the owner's log.
+	Logs []Log
+	// Moves lists every state change, for tests and tracing.
+	Moves []Move
+}
+
+// Log is a line for the owner's log.
+type Log struct {
+	Msg  string
+	Args []any
+}
+
+// Reset empties fx for the next batch, keeping its allocations.
+func (fx *Effects) Reset() {
+	clear(fx.Records)
+	clear(fx.Emit)
+	clear(fx.Retry)
+	fx.Removed, fx.Frames, fx.Checks, fx.Uptime = fx.Removed[:0], fx.Frames[:0], fx.Checks[:0], fx.Uptime[:0]
+	fx.Logs, fx.Moves = fx.Logs[:0], fx.Moves[:0]
+	fx.ClearRetries, fx.Wake, fx.Due = false, false, time.Time{}
+}
+
+// Empty reports whether fx asks for nothing.
+func (fx *Effects) Empty() bool {
+	return len(fx.Records)+len(fx.Emit)+len(fx.Removed)+len(fx.Frames)+len(fx.Checks)+len(fx.Uptime)+len(fx.Retry)+len(fx.Logs) == 0 &&
+		!fx.ClearRetries && !fx.Wake
+}
+
+func (fx *Effects) put(in *needs.Instance) {
+	if fx.Records == nil {
+		fx.Records = map[string]bool{}
+	}
+	fx.Records[in.Name] = true
+}
+
+func (fx *Effects) emit(in *needs.Instance) {
+	if fx.Emit == nil {
+		fx.Emit = map[string]bool{}
+	}
+	fx.Emit[in.Name] = true
+}
+
+func (fx *Effects) remove(in *needs.Instance) {
+	if fx.Records == nil {
+		fx.Records = map[string]bool{}
+	}
+	fx.Records[in.Name] = false
+	delete(fx.Emit, in.Name)
+	fx.Removed = append(fx.Removed, in.Clone())
+}
+
+func (fx *Effects) retry(name string, at time.Time) {
+	if fx.Retry == nil {
+		fx.Retry = map[string]time.Time{}
+	}
+	fx.Retry[name] = at
+}
+
+func (fx *Effects) send(masterID, typ string, body any) {
+	fx.Frames = append(fx.Frames, Frame{MasterID: masterID, Type: typ, Body: body})
+}
+
+func (fx *Effects) log(msg string, args ...any) {
+	fx.Logs = append(fx.Logs, Log{Msg: msg, Args: args})
+}
+
+// stop tells a master to stop an allocation.
+func (st *State) stop(fx *Effects, masterID, alloc, why string) {
+	fx.send(masterID, pipes.TypeStop, &pipes.Stop{Alloc: alloc, Reason: why, GraceMS: int(st.cfg.StopGrace / time.Millisecond)})
+}
+
+// sendStop asks the instance's master to stop its allocation.
+func (st *State) sendStop(fx *Effects, in *needs.Instance, why string) {
+	if in.Alloc != "" && in.MasterID != "" {
+		st.stop(fx, in.MasterID, in.Alloc, why)
+	}
+}
+
+// set moves in to state to at now, because of event on, and records it
+// for persisting. A move that Table does not list is a bug: it is logged
+// and recorded all the same, and the tests fail on it.
+func (st *State) set(fx *Effects, in *needs.Instance, to needs.State, now time.Time, on string) {
+	if in.State != to {
+		fx.Moves = append(fx.Moves, Move{Instance: in.Name, From: in.State, To: to, On: on})
+		if !Allowed(in.State, to, on) {
+			fx.log("lifecycle: transition not in the table", "instance", in.Name, "from", in.State, "to", to, "on", on)
+		}
+	}
+	in.State, in.Since = to, now.UTC()
+	fx.put(in)
+}
