@@ -69,7 +69,7 @@ type Agent struct {
 
 	mu       sync.Mutex // Protects following.
 	children map[string]*child
-	link     *pipes.Conn
+	link     *outbox // the current link's outbound queue; nil while unlinked
 	linked   bool
 	linkUps  uint64 // how many times the link came up
 	closed   bool
@@ -247,11 +247,8 @@ func (a *Agent) Leave() error {
 func (a *Agent) shutdown() error {
 	a.cancel(ErrClosed)
 	a.closeControl()
-	a.mu.Lock()
-	if a.link != nil {
-		a.link.Close()
-	}
-	a.mu.Unlock()
+	// The link closes on the cancelled context (linkOnce); closing it here
+	// under a.mu could wait for the WebSocket close handshake.
 	a.wg.Wait()
 	err := a.office.Close()
 	if serr := a.state.close(); err == nil {

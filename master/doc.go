@@ -71,6 +71,18 @@
 // from the last time the link went down), and their exits go in the next
 // hello.
 //
+// # Outbound queue
+//
+// Every frame for the lanmanager except pings and log data is pushed on the
+// link's bounded queue (4,096 frames, outbox.go) and written in order by a
+// writer goroutine the link owns; nothing writes to the network, and no
+// bbolt commit happens, while Agent.mu is held. A write blocked for the
+// link's TTL (a lanmanager that stopped reading) or a full queue drops the
+// link. Exits queued but not written when the link goes down are kept and
+// carried by the next hello, like exits that happened while unlinked: each
+// exit is written on one link or carried by one hello, never both. Records
+// in master.db are durable before the frame that reports them is queued.
+//
 // # Port hygiene
 //
 // Every repairinterval (default 30s) a sweep reclaims leases whose owner is
@@ -102,7 +114,9 @@
 //
 // While the link is down children keep running; messages that could not be
 // sent are recovered by the hello that follows the reconnection, which
-// lists every running child.
+// lists every running child and carries the exits not sent. A frame the
+// master wrote to a connection that then died before the lanmanager read it
+// is lost like any in-flight frame; the hello reconciles what runs.
 //
 // Lock order: Agent.mu, then child.mu (see LOCKS.md).
 package master

@@ -18,13 +18,18 @@ import (
 	"berth/spawn"
 )
 
-// report sends an exit on the current link. An exit that cannot be sent is
-// kept (up to maxUnsent) and carried by the next hello, so the lanmanager
-// counts the failure even if the link was down when the child died.
+// report sends an exit on the current link: it queues it on the link's
+// outbox (outbox.go), under a.mu so that the exit is either queued on the
+// link or kept for the next hello, never both nor neither. An exit that
+// cannot be queued, or is queued but never written because the link went
+// down first, is kept (up to maxUnsent) and carried by the next hello, so
+// the lanmanager counts the failure even if the link was down when the
+// child died. Nothing here writes to the network.
 func (a *Agent) report(e *pipes.Exited) {
+	m, err := pipes.New(pipes.TypeExited, e)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.link != nil && a.link.SendBody(pipes.TypeExited, 0, e) == nil {
+	if err == nil && a.link != nil && a.link.push(m, []pipes.Exited{*e}) {
 		return
 	}
 	a.keepUnsentLocked(e)
@@ -39,18 +44,20 @@ func (a *Agent) keepUnsentLocked(e *pipes.Exited) {
 
 const maxUnsent = 1000
 
-// send writes a message on the current link, if there is one. Other
-// messages lost while the link is down are recovered by the hello that
-// follows the reconnection, which lists every child the master runs.
+// send queues a message on the current link, if there is one. Messages
+// lost while the link is down are recovered by the hello that follows the
+// reconnection, which lists every child the master runs.
 func (a *Agent) send(typ string, body any) {
-	a.mu.Lock()
-	conn := a.link
-	a.mu.Unlock()
-	if conn == nil {
+	m, err := pipes.New(typ, body)
+	if err != nil {
+		a.log.Error("send", "type", typ, "err", err)
 		return
 	}
-	if err := conn.SendBody(typ, 0, body); err != nil {
-		a.log.Debug("send", "type", typ, "err", err)
+	a.mu.Lock()
+	ob := a.link
+	a.mu.Unlock()
+	if ob != nil && !ob.push(m, nil) {
+		a.log.Debug("send: link going down", "type", typ)
 	}
 }
 
@@ -61,11 +68,11 @@ func (a *Agent) Linked() bool {
 	return a.linked
 }
 
-// setLinkedLocked publishes the link (nil when down) and wakes the loops that
-// watch it.
-func (a *Agent) setLinkedLocked(conn *pipes.Conn) {
-	a.link, a.linked = conn, conn != nil
-	if conn != nil {
+// setLinkedLocked publishes the link's outbox (nil when down) and wakes the
+// loops that watch it.
+func (a *Agent) setLinkedLocked(ob *outbox) {
+	a.link, a.linked = ob, ob != nil
+	if ob != nil {
 		a.linkUps++
 	}
 	select {
@@ -190,27 +197,40 @@ func (a *Agent) linkOnce() error {
 		return err
 	}
 	defer conn.Close()
-	// The hello is built, sent and the link published under one lock, so a
-	// child is either in the hello or its reports go on this link after it.
+	// The hello is built, queued first and the link published under one
+	// lock, so a child is either in the hello or its reports are queued on
+	// this link after it. The exits it carries go back to a.unsent if it
+	// is never written.
+	ob := newOutbox(conn)
 	a.mu.Lock()
-	if err := conn.SendBody(pipes.TypeHello, 0, a.helloLocked()); err != nil {
+	h := a.helloLocked()
+	if !ob.pushBody(pipes.TypeHello, 0, h, h.Exits) {
 		a.mu.Unlock()
-		return err
+		return errors.New("hello: cannot encode")
 	}
 	a.unsent = nil
-	a.setLinkedLocked(conn)
+	a.setLinkedLocked(ob)
 	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.setLinkedLocked(nil)
-		a.mu.Unlock()
-	}()
 	lv := newLiveness()
 	welcomed := false
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer conn.Close() // ends the watcher and the pinger before wg.Wait
-	wg.Go(func() { a.watchLink(conn, lv, &wg) })
+	defer func() {
+		// Once the writer has stopped, what it did not write is no longer
+		// anyone's: the link is unpublished and the exits it held are kept
+		// for the next hello, in one step under a.mu.
+		conn.Close()
+		wg.Wait()
+		a.mu.Lock()
+		if a.link == ob {
+			a.setLinkedLocked(nil)
+		}
+		for _, e := range ob.drain() {
+			a.keepUnsentLocked(&e)
+		}
+		a.mu.Unlock()
+	}()
+	wg.Go(ob.run)
+	wg.Go(func() { a.watchLink(ob, lv, &wg) })
 	stop := context.AfterFunc(a.ctx, func() { conn.Close() })
 	defer stop()
 	for {
@@ -235,9 +255,9 @@ func (a *Agent) linkOnce() error {
 			lv.welcomed(w)
 			continue
 		}
-		if err := a.handle(conn, msg); err != nil {
+		if err := a.handle(ob, msg); err != nil {
 			a.log.Warn("bad message from lanmanager", "type", msg.Type, "err", err)
-			conn.SendError(msg.ID, err)
+			ob.pushError(msg.ID, err)
 			if msg.Type == pipes.TypeError {
 				return err
 			}
@@ -307,9 +327,11 @@ func linkTimes(w pipes.Welcome) (heartbeat, ttl time.Duration) {
 // its TTL (DefaultLinkTTL until the welcome says otherwise), so that a
 // lanmanager that vanished without closing the connection is noticed and
 // redialled. After the welcome it starts the pinger, whose pongs keep a
-// healthy link busy. Timers run on the monotonic clock. It returns when the
-// link is closed, by anyone.
-func (a *Agent) watchLink(conn *pipes.Conn, lv *liveness, wg *sync.WaitGroup) {
+// healthy link busy, and sets the link's TTL as the longest a write may
+// block. A link whose outbound queue overflowed is dropped at once. Timers
+// run on the monotonic clock. It returns when the link is closed, by anyone.
+func (a *Agent) watchLink(ob *outbox, lv *liveness, wg *sync.WaitGroup) {
+	conn := ob.conn
 	ttl := DefaultLinkTTL
 	silence := time.NewTimer(ttl)
 	defer silence.Stop()
@@ -318,11 +340,16 @@ func (a *Agent) watchLink(conn *pipes.Conn, lv *liveness, wg *sync.WaitGroup) {
 		select {
 		case <-conn.Done():
 			return
+		case <-ob.full:
+			a.log.Warn("lanmanager not reading: outbound queue full; dropping the link", "frames", maxQueued)
+			conn.Close()
+			return
 		case <-lv.heardC:
 			silence.Reset(ttl)
 		case w := <-lv.welcomeC:
 			var hb time.Duration
 			hb, ttl = linkTimes(w)
+			ob.stall.Store(int64(ttl))
 			silence.Reset(ttl)
 			if !pinging {
 				pinging = true
@@ -358,17 +385,18 @@ func pingLink(conn *pipes.Conn, heartbeat time.Duration) {
 	}
 }
 
-func (a *Agent) handle(conn *pipes.Conn, msg *pipes.Msg) error {
+// handle acts on one frame from the lanmanager; answers are queued on ob.
+func (a *Agent) handle(ob *outbox, msg *pipes.Msg) error {
 	switch msg.Type {
 	case pipes.TypePong:
 	case pipes.TypePing:
-		return conn.Send(&pipes.Msg{V: pipes.Version, Type: pipes.TypePong, ID: msg.ID})
+		ob.push(&pipes.Msg{V: pipes.Version, Type: pipes.TypePong, ID: msg.ID}, nil)
 	case pipes.TypeOffer:
 		var o pipes.Offer
 		if err := msg.Decode(&o); err != nil {
 			return err
 		}
-		return conn.SendBody(pipes.TypeBid, 0, a.bid(&o))
+		ob.pushBody(pipes.TypeBid, 0, a.bid(&o), nil)
 	case pipes.TypeGrant:
 		var g pipes.Grant
 		if err := msg.Decode(&g); err != nil {
@@ -397,7 +425,8 @@ func (a *Agent) handle(conn *pipes.Conn, msg *pipes.Msg) error {
 		c := a.child(s.Alloc)
 		if c == nil {
 			// Already gone: confirm so the lanmanager can drop its record.
-			return conn.SendBody(pipes.TypeExited, 0, &pipes.Exited{Alloc: s.Alloc, Code: -1, Reason: "not running", Requested: true})
+			ob.pushBody(pipes.TypeExited, 0, &pipes.Exited{Alloc: s.Alloc, Code: -1, Reason: "not running", Requested: true}, nil)
+			return nil
 		}
 		c.stop(a, s.Reason, grace)
 	case pipes.TypeLogs:
@@ -405,7 +434,7 @@ func (a *Agent) handle(conn *pipes.Conn, msg *pipes.Msg) error {
 		if err := msg.Decode(&l); err != nil {
 			return err
 		}
-		return a.startLogs(conn, msg.ID, &l)
+		return a.startLogs(ob, msg.ID, &l)
 	case pipes.TypeLogsCancel:
 		a.cancelLogs(msg.ID)
 	case pipes.TypeError:

@@ -154,16 +154,23 @@ const logFollowPoll = 200 * time.Millisecond
 // frames carrying the request's id. The stream ends with a frame that has
 // EOF or Error set, or when the lanmanager sends logs.cancel, or when the
 // link closes.
-func (a *Agent) startLogs(conn *pipes.Conn, id uint64, l *pipes.Logs) error {
+//
+// The answers that end a request at once are queued on ob like any frame;
+// the stream's data is written on the connection by the stream itself,
+// which so waits for a slow link rather than fill the queue.
+func (a *Agent) startLogs(ob *outbox, id uint64, l *pipes.Logs) error {
+	conn := ob.conn
 	path, err := a.logPathOf(l)
 	if err != nil {
-		return conn.SendBody(pipes.TypeLogData, id, &pipes.LogData{Error: err.Error()})
+		ob.pushBody(pipes.TypeLogData, id, &pipes.LogData{Error: err.Error()}, nil)
+		return nil
 	}
 	a.streams.mu.Lock()
 	busy := len(a.streams.m) >= maxLogStreams
 	a.streams.mu.Unlock()
 	if busy {
-		return conn.SendBody(pipes.TypeLogData, id, &pipes.LogData{Error: fmt.Sprintf("master %s: too many log streams (%d)", a.name, maxLogStreams)})
+		ob.pushBody(pipes.TypeLogData, id, &pipes.LogData{Error: fmt.Sprintf("master %s: too many log streams (%d)", a.name, maxLogStreams)}, nil)
+		return nil
 	}
 	ctx, cancel := context.WithCancel(a.ctx)
 	if !a.streams.add(id, cancel) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,7 +53,26 @@ var (
 
 const stateSchema = "1"
 
-type stateDB struct{ db *bolt.DB }
+// stateDB is master.db. Its writes are group-committed: calls that come
+// while a commit is being written queue up and share the next bbolt
+// transaction and its one fsync, written by the first of them once the
+// disk is free. Each call returns once its own change is durable, so a
+// record is on disk before the frame that reports it is queued.
+type stateDB struct {
+	db *bolt.DB
+
+	mu      sync.Mutex // Protects following. A leaf.
+	cond    *sync.Cond // signalled when a commit ends
+	next    *stateBatch
+	writing bool
+}
+
+// stateBatch is the changes that share one transaction.
+type stateBatch struct {
+	ops  []func(*bolt.Tx) error
+	done chan struct{}
+	errs []error // each op's, set before done is closed
+}
 
 // openState opens master.db, refusing a damaged file (see package
 // boltfile) and a schema version this master does not read.
@@ -83,7 +103,64 @@ func openState(path string) (*stateDB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &stateDB{db: db}, nil
+	s := &stateDB{db: db}
+	s.cond = sync.NewCond(&s.mu)
+	return s, nil
+}
+
+// update makes op part of the next commit and returns once it is durable.
+// Ops must be idempotent: when a shared transaction fails, each op of it
+// is retried in a transaction of its own, so that one bad op does not fail
+// the others.
+func (s *stateDB) update(op func(*bolt.Tx) error) error {
+	s.mu.Lock()
+	if s.next == nil {
+		s.next = &stateBatch{done: make(chan struct{})}
+	}
+	b := s.next
+	i := len(b.ops)
+	b.ops = append(b.ops, op)
+	for s.writing && s.next == b {
+		s.cond.Wait()
+	}
+	if s.next != b { // another caller wrote b or is writing it
+		s.mu.Unlock()
+		<-b.done
+		return b.errs[i]
+	}
+	s.next, s.writing = nil, true
+	s.mu.Unlock()
+	s.write(b)
+	s.mu.Lock()
+	s.writing = false
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	close(b.done)
+	return b.errs[i]
+}
+
+// write commits every op of b in one transaction; if that fails, each op
+// is retried alone, and gets its own error.
+func (s *stateDB) write(b *stateBatch) {
+	b.errs = make([]error, len(b.ops))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, op := range b.ops {
+			if err := op(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		return
+	}
+	if len(b.ops) == 1 {
+		b.errs[0] = err
+		return
+	}
+	for i, op := range b.ops {
+		b.errs[i] = s.db.Update(op)
+	}
 }
 
 func (s *stateDB) put(r *record) error {
@@ -91,13 +168,13 @@ func (s *stateDB) put(r *record) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketChildren).Put([]byte(r.Alloc), b) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketChildren).Put([]byte(r.Alloc), b) })
 }
 
 // setReady marks a recorded child ready; a child without a record (gone
 // meanwhile) is left without one.
 func (s *stateDB) setReady(alloc string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketChildren)
 		v := b.Get([]byte(alloc))
 		if v == nil {
@@ -120,7 +197,7 @@ func (s *stateDB) setReady(alloc string) error {
 }
 
 func (s *stateDB) delete(alloc string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketChildren).Delete([]byte(alloc)) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketChildren).Delete([]byte(alloc)) })
 }
 
 // all returns every record. Records that cannot be decoded are skipped and

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,4 +141,57 @@ func readSchema(t *testing.T, path string) string {
 		return nil
 	})
 	return v
+}
+
+// TestStateGroupCommit: concurrent writes to master.db share transactions,
+// each returns once its own change is durable, and a write that fails
+// fails alone.
+func TestStateGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "master.db")
+	s, err := openState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			alloc := fmt.Sprintf("a%03d", i)
+			if errs[i] = s.put(&record{Alloc: alloc, Instance: "x." + alloc}); errs[i] != nil {
+				return
+			}
+			if errs[i] = s.setReady(alloc); errs[i] != nil {
+				return
+			}
+			if i%2 == 0 {
+				errs[i] = s.delete(alloc)
+			}
+		})
+	}
+	bad := errors.New("bad op")
+	var badErr error
+	wg.Go(func() { badErr = s.update(func(*bolt.Tx) error { return bad }) })
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	if !errors.Is(badErr, bad) {
+		t.Errorf("failing op: %v, want %v", badErr, bad)
+	}
+	recs, err := s.all()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != n/2 {
+		t.Fatalf("%d records, want %d", len(recs), n/2)
+	}
+	for _, r := range recs {
+		if !r.Ready {
+			t.Errorf("%s not ready", r.Alloc)
+		}
+	}
 }
