@@ -1,6 +1,7 @@
 package lan
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -122,7 +123,7 @@ func (s *Server) undrainLocked(name string) {
 // wantsHandoffLocked reports whether in should get a replacement on another
 // master: it runs on a draining master and has none yet.
 func (s *Server) wantsHandoffLocked(in *needs.Instance) bool {
-	return in.State == needs.Running && !in.Removing && in.Handoff == nil && s.isDrainingLocked(in.Master)
+	return in.State == needs.Running && !in.Removing && in.Handoff == nil && (s.isDrainingLocked(in.Master) || s.movingLocked(in))
 }
 
 // handoffsLocked opens a replacement round for each running instance of a
@@ -149,9 +150,13 @@ func (s *Server) handoffsLocked(now time.Time, due func(time.Time)) {
 		}
 		var eligible []*session
 		for _, m := range s.masters {
-			if m.info.ID != in.MasterID && !s.isDrainingLocked(m.info.Name) && (n.Machine == "" || m.info.Name == n.Machine) {
+			if m.info.ID != in.MasterID && !s.isDrainingLocked(m.info.Name) && (n.Machine == "" || m.info.Name == n.Machine) &&
+				s.mayTakeLocked(in, m) {
 				eligible = append(eligible, m)
 			}
+		}
+		if len(eligible) == 0 && s.giveUpMoveLocked(in, "no master that holds two fewer of its need is connected") {
+			continue
 		}
 		if len(eligible) == 0 {
 			why := fmt.Sprintf("master %s is draining; no other master can take it: none connected that is not draining", in.Master)
@@ -185,6 +190,7 @@ func (s *Server) dropHandoffLocked(in *needs.Instance, why string, now time.Time
 // forgetHandoffLocked is dropHandoffLocked for a replacement that is gone
 // already: nothing is stopped.
 func (s *Server) forgetHandoffLocked(in *needs.Instance, why string, now time.Time) {
+	s.giveUpMoveLocked(in, cmp.Or(why, "replacement cancelled")) // a rebalance move, if it was one, is over
 	delete(s.earlyReady, in.Handoff.Alloc)
 	in.Handoff = nil
 	in.Reason = why
@@ -217,8 +223,9 @@ func (s *Server) handoffApprovedLocked(in *needs.Instance) {
 	s.retiring[oldAlloc] = retiring{masterID: oldID, instance: in.Name}
 	if m, ok := s.masters[oldID]; ok {
 		m.send(pipes.TypeStop, &pipes.Stop{Alloc: oldAlloc, GraceMS: int(s.cfg.StopGrace / time.Millisecond),
-			Reason: fmt.Sprintf("master %s drains: replaced by %s on master %s", oldName, in.Alloc, in.Master)})
+			Reason: s.retireReasonLocked(oldName, in)})
 	}
 	s.log.Info("instance handed off", "instance", in.Name, "from", oldName, "to", in.Master, "alloc", in.Alloc)
+	s.moveDoneLocked(in, oldID, oldName)
 	s.kick()
 }

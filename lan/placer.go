@@ -189,6 +189,7 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 			s.offerLocked(in, now)
 		}
 	}
+	s.rebalanceLocked(now, due)
 	s.handoffsLocked(now, due)
 	if s.budget.rounds <= 0 {
 		s.kick() // this pass opened all it may: run another at once
@@ -376,6 +377,9 @@ func (s *Server) decideLocked(name string, r *round, now time.Time, l *loads) *g
 			reasons = []string{"no master answered"}
 		}
 		why := strings.Join(reasons, "; ")
+		if r.handoff && s.giveUpMoveLocked(in, "no master took it: "+why) {
+			return nil
+		}
 		if r.handoff {
 			why = fmt.Sprintf("master %s is draining; no other master can take it: %s", in.Master, why)
 		}
@@ -389,7 +393,7 @@ func (s *Server) decideLocked(name string, r *round, now time.Time, l *loads) *g
 	if r.handoff {
 		in.Handoff = &needs.Handoff{Alloc: alloc, MasterID: best.info.ID, Master: best.info.Name,
 			Address: best.info.Address, Since: now.UTC()}
-		in.Reason = fmt.Sprintf("master %s is draining; replacement starting on master %s", in.Master, best.info.Name)
+		in.Reason = s.handoffReasonLocked(in, best.info.Name)
 	} else {
 		in.State, in.Since, in.Reason = needs.Starting, now.UTC(), ""
 		in.Alloc = alloc
