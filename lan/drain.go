@@ -121,7 +121,8 @@ func (s *Server) undrainLocked(name string) {
 }
 
 // wantsHandoffLocked reports whether in should get a replacement on another
-// master: it runs on a draining master and has none yet.
+// master: it runs on a draining master, or is to move for a rebalance
+// (lan/rebalance.go), and has none yet.
 func (s *Server) wantsHandoffLocked(in *needs.Instance) bool {
 	return in.State == needs.Running && !in.Removing && in.Handoff == nil && (s.isDrainingLocked(in.Master) || s.movingLocked(in))
 }
