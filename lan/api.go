@@ -30,6 +30,8 @@ const MaxBody = 1 << 20
 //	PATCH  /v1/needs/{name}     {"instances": N}
 //	DELETE /v1/needs/{name}     remove a need, stopping its instances
 //	POST   /v1/needs/{name}/restart  retry its backed-off instances now
+//	POST   /v1/needs/{name}/rebalance  even out where its instances run
+//	POST   /v1/rebalance        the same for every need
 //	GET    /v1/services         placed instances
 //	GET    /v1/masters          masters
 //	POST   /v1/masters/{name}/drain    move its instances away, give it no new work
@@ -52,6 +54,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/needs/{name}/restart", func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.RestartNeed(r.PathValue("name"))
 		reply(w, http.StatusOK, st, err)
+	})
+	mux.HandleFunc("POST /v1/needs/{name}/rebalance", func(w http.ResponseWriter, r *http.Request) {
+		rb, err := s.RebalanceNeed(r.PathValue("name"))
+		reply(w, http.StatusOK, rb, err)
+	})
+	mux.HandleFunc("POST /v1/rebalance", func(w http.ResponseWriter, r *http.Request) {
+		rbs, err := s.RebalanceAll()
+		reply(w, http.StatusOK, rbs, err)
 	})
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Services()) })
 	mux.HandleFunc("GET /v1/masters", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Masters()) })
@@ -84,6 +94,8 @@ func allowed(path string) string {
 		return "GET, POST"
 	case "/v1/services", "/v1/masters", "/v1/events", "/v1/link":
 		return "GET"
+	case "/v1/rebalance":
+		return "POST"
 	}
 	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	if len(parts) < 3 || parts[0] != "v1" || parts[2] == "" {
@@ -92,7 +104,7 @@ func allowed(path string) string {
 	switch {
 	case len(parts) == 3 && parts[1] == "needs":
 		return "GET, PATCH, DELETE"
-	case len(parts) == 4 && parts[1] == "needs" && parts[3] == "restart",
+	case len(parts) == 4 && parts[1] == "needs" && (parts[3] == "restart" || parts[3] == "rebalance"),
 		len(parts) == 4 && parts[1] == "masters" && (parts[3] == "drain" || parts[3] == "undrain"):
 		return "POST"
 	case len(parts) == 4 && parts[1] == "instances" && parts[3] == "logs":

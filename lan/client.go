@@ -195,3 +195,16 @@ func (c *Client) Undrain(ctx context.Context, master string) (*needs.Master, err
 	var m needs.Master
 	return &m, c.do(ctx, http.MethodPost, "/v1/masters/"+url.PathEscape(master)+"/undrain", nil, &m)
 }
+
+// Rebalance asks for a need's instances to be spread evenly over the
+// masters that may take them, and returns what will move.
+func (c *Client) Rebalance(ctx context.Context, need string) (*Rebalance, error) {
+	var rb Rebalance
+	return &rb, c.do(ctx, http.MethodPost, "/v1/needs/"+url.PathEscape(need)+"/rebalance", nil, &rb)
+}
+
+// RebalanceAll is Rebalance for every need.
+func (c *Client) RebalanceAll(ctx context.Context) ([]*Rebalance, error) {
+	var out []*Rebalance
+	return out, c.do(ctx, http.MethodPost, "/v1/rebalance", nil, &out)
+}

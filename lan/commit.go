@@ -98,6 +98,13 @@ func (s *Server) applyLocked() {
 	for name, at := range fx.Retry {
 		s.retryAt[name] = at
 	}
+	for _, h := range fx.Handoffs {
+		if h.Moved {
+			s.moveDoneLocked(h.Instance, h.FromID, h.FromName)
+		} else {
+			s.giveUpMoveLocked(h.Instance, h.Why)
+		}
+	}
 	for _, l := range fx.Logs {
 		s.log.Info(l.Msg, l.Args...)
 	}

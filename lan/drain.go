@@ -105,7 +105,7 @@ func (s *Server) knownMasterLocked(name string) bool {
 // draining master. The instance keeps running meanwhile; if no other master
 // can take it, its reason says so and it is tried again later.
 func (s *Server) handoffsLocked(now time.Time, due func(time.Time)) {
-	if len(s.core.Drained) == 0 {
+	if len(s.core.Drained) == 0 && len(s.core.Moving) == 0 {
 		return
 	}
 	var todo []*needs.Instance
@@ -128,9 +128,13 @@ func (s *Server) handoffsLocked(now time.Time, due func(time.Time)) {
 		}
 		var eligible []*session
 		for _, m := range s.masters {
-			if m.info.ID != in.MasterID && !s.core.Draining(m.info.Name) && (n.Machine == "" || m.info.Name == n.Machine) {
+			if m.info.ID != in.MasterID && !s.core.Draining(m.info.Name) && (n.Machine == "" || m.info.Name == n.Machine) &&
+				s.mayTakeLocked(in, m) {
 				eligible = append(eligible, m)
 			}
+		}
+		if len(eligible) == 0 && s.giveUpMoveLocked(in.Name, "no master that holds two fewer of its need is connected") {
+			continue
 		}
 		if len(eligible) == 0 {
 			why := fmt.Sprintf("master %s is draining; no other master can take it: none connected that is not draining", in.Master)

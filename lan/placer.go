@@ -172,6 +172,7 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 			s.offerLocked(in, now)
 		}
 	}
+	s.rebalanceLocked(now, due)
 	s.handoffsLocked(now, due)
 	if s.budget.rounds <= 0 {
 		s.kick() // this pass opened all it may: run another at once
@@ -371,6 +372,9 @@ func (s *Server) decideLocked(name string, r *round, l *loads) lifecycle.Event {
 			reasons = []string{"no master answered"}
 		}
 		why := strings.Join(reasons, "; ")
+		if r.handoff && s.giveUpMoveLocked(name, "no master took it: "+why) {
+			return nil
+		}
 		if r.handoff {
 			why = fmt.Sprintf("master %s is draining; no other master can take it: %s", in.Master, why)
 		}

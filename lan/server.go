@@ -69,6 +69,12 @@ type Config struct {
 	// links, event and log streams) included (default 1024). Further
 	// clients wait in the kernel's backlog until one closes.
 	MaxConns int
+	// AutoRebalance rebalances, by itself, every need whose instances have
+	// spread unevenly (one master holding two or more than another that
+	// may take them) for RebalanceAfter (default 1 minute); see
+	// rebalance.go.
+	AutoRebalance  bool
+	RebalanceAfter time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -108,6 +114,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = 1024
+	}
+	if c.RebalanceAfter <= 0 {
+		c.RebalanceAfter = time.Minute
 	}
 }
 
@@ -171,6 +180,7 @@ type Server struct {
 
 	appr   approvals   // approvals under way (lan/approve.go); its maps guarded by mu
 	budget offerBudget // offers the current placer pass may make (lan/placer.go); guarded by mu
+	reb    rebalancer  // rebalance requests and moves (lan/rebalance.go); its maps guarded by mu
 }
 
 // masterGone is a disconnected master whose instances stay placed until it
@@ -240,6 +250,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s.ln = newLimitListener(ln, cfg.MaxConns)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.appr = newApprovals()
+	s.reb = newRebalancer()
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
 	s.wg.Add(3)

@@ -43,6 +43,9 @@ type State struct {
 	Insts    map[string]*needs.Instance
 	Drained  map[string]time.Time // draining masters, by name → since
 	Retiring map[string]Retiring  // allocations a handoff replaced, by alloc
+	// Moving maps the instances to move off their master for a rebalance
+	// to the id of that master; the owner sets and clears it.
+	Moving map[string]string
 
 	earlyReady map[string]bool   // allocs whose child said ready before its started report
 	checking   map[string]bool   // allocs whose port check runs
@@ -52,7 +55,7 @@ type State struct {
 
 // New returns a state holding what was loaded from storage.
 func New(cfg Config, ns map[string]*needs.Need, is map[string]*needs.Instance, drained map[string]time.Time) *State {
-	st := &State{cfg: cfg, Needs: ns, Insts: is, Drained: drained, Retiring: map[string]Retiring{},
+	st := &State{cfg: cfg, Needs: ns, Insts: is, Drained: drained, Retiring: map[string]Retiring{}, Moving: map[string]string{},
 		earlyReady: map[string]bool{}, checking: map[string]bool{}, waiting: map[string]string{}, allocs: map[string]string{}}
 	if st.Needs == nil {
 		st.Needs = map[string]*needs.Need{}
@@ -105,9 +108,25 @@ func (st *State) Draining(name string) bool {
 }
 
 // WantsHandoff reports whether in should get a replacement on another
-// master: it runs on a draining master and has none yet.
+// master: it runs on a draining master, or is to move off its master for a
+// rebalance, and has none yet.
 func (st *State) WantsHandoff(in *needs.Instance) bool {
-	return in.State == needs.Running && !in.Removing && in.Handoff == nil && st.Draining(in.Master)
+	return in.State == needs.Running && !in.Removing && in.Handoff == nil && (st.Draining(in.Master) || st.moving(in))
+}
+
+// moving reports whether in is to move off the master it runs on.
+func (st *State) moving(in *needs.Instance) bool {
+	from, ok := st.Moving[in.Name]
+	return ok && from == in.MasterID
+}
+
+// HandoffEnd says that an instance's handoff ended: the replacement took
+// over (Moved) or was given up (Why).
+type HandoffEnd struct {
+	Instance         string
+	Moved            bool
+	FromID, FromName string
+	Why              string
 }
 
 // Frame is a message to one master. Err set means an error frame.
@@ -153,6 +172,8 @@ type Effects struct {
 	// ClearRetries drops every such wait (a master has capacity again).
 	Retry        map[string]time.Time
 	ClearRetries bool
+	// Handoffs lists the handoffs that ended.
+	Handoffs []HandoffEnd
 	// Wake asks for a placer pass soon.
 	Wake bool
 	// Due is, after a Tick, when the next tick is needed (zero: none).
@@ -175,13 +196,13 @@ func (fx *Effects) Reset() {
 	clear(fx.Emit)
 	clear(fx.Retry)
 	fx.Removed, fx.Frames, fx.Checks, fx.Uptime = fx.Removed[:0], fx.Frames[:0], fx.Checks[:0], fx.Uptime[:0]
-	fx.Logs, fx.Moves = fx.Logs[:0], fx.Moves[:0]
+	fx.Logs, fx.Moves, fx.Handoffs = fx.Logs[:0], fx.Moves[:0], fx.Handoffs[:0]
 	fx.ClearRetries, fx.Wake, fx.Due = false, false, time.Time{}
 }
 
 // Empty reports whether fx asks for nothing.
 func (fx *Effects) Empty() bool {
-	return len(fx.Records)+len(fx.Emit)+len(fx.Removed)+len(fx.Frames)+len(fx.Checks)+len(fx.Uptime)+len(fx.Retry)+len(fx.Logs) == 0 &&
+	return len(fx.Records)+len(fx.Emit)+len(fx.Removed)+len(fx.Frames)+len(fx.Checks)+len(fx.Uptime)+len(fx.Retry)+len(fx.Logs)+len(fx.Handoffs) == 0 &&
 		!fx.ClearRetries && !fx.Wake
 }
 

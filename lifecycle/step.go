@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -166,6 +167,9 @@ func (st *State) granted(fx *Effects, now time.Time, g Granted) {
 		}
 		in.Handoff = &needs.Handoff{Placement: p, Since: now.UTC()}
 		in.Reason = fmt.Sprintf("master %s is draining; replacement starting on master %s", in.Master, g.Master.Name)
+		if !st.Draining(in.Master) {
+			in.Reason = "rebalancing: replacement starting on master " + g.Master.Name
+		}
 		fx.put(in)
 	} else {
 		if in.State != needs.Pending {
@@ -647,6 +651,8 @@ func (st *State) dropHandoff(fx *Effects, now time.Time, in *needs.Instance, why
 // forgetHandoff is dropHandoff for a replacement that is gone already:
 // nothing is stopped.
 func (st *State) forgetHandoff(fx *Effects, now time.Time, in *needs.Instance, why string) {
+	fx.Handoffs = append(fx.Handoffs, HandoffEnd{Instance: in.Name, FromID: in.MasterID, FromName: in.Master,
+		Why: cmp.Or(why, "replacement cancelled")})
 	delete(st.earlyReady, in.Handoff.Alloc)
 	in.Handoff = nil
 	in.Reason = why
@@ -673,7 +679,12 @@ func (st *State) handoffApproved(fx *Effects, now time.Time, in *needs.Instance)
 	fx.put(in)
 	fx.send(in.MasterID, pipes.TypeApprove, &pipes.AllocRef{Alloc: in.Alloc})
 	st.Retiring[old.Alloc] = Retiring{MasterID: old.MasterID, Instance: in.Name}
-	st.stop(fx, old.MasterID, old.Alloc, fmt.Sprintf("master %s drains: replaced by %s on master %s", old.Master, in.Alloc, in.Master))
+	why := fmt.Sprintf("master %s drains: replaced by %s on master %s", old.Master, in.Alloc, in.Master)
+	if !st.Draining(old.Master) {
+		why = fmt.Sprintf("rebalanced: replaced by %s on master %s", in.Alloc, in.Master)
+	}
+	st.stop(fx, old.MasterID, old.Alloc, why)
+	fx.Handoffs = append(fx.Handoffs, HandoffEnd{Instance: in.Name, Moved: true, FromID: old.MasterID, FromName: old.Master})
 	fx.log("instance handed off", "instance", in.Name, "from", old.Master, "to", in.Master, "alloc", in.Alloc)
 	fx.Wake = true
 }

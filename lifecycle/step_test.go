@@ -333,6 +333,41 @@ func TestTransitions(t *testing.T) {
 			t.Errorf("the old allocation's exit: retiring %v records %v", mc.st.Retiring, fx.Records)
 		}
 	})
+	t.Run("rebalance move", func(t *testing.T) {
+		mc := newMachine(t, 2, 0)
+		mc.run("web.0", "a0", m1)
+		mc.run("web.1", "a1", m1)
+		if mc.st.WantsHandoff(mc.in("web.0")) {
+			t.Fatal("wants a handoff before any move was asked")
+		}
+		mc.st.Moving["web.1"] = m1.ID
+		if !mc.st.WantsHandoff(mc.in("web.1")) || mc.st.WantsHandoff(mc.in("web.0")) {
+			t.Fatal("the move is not the one wanted")
+		}
+		mc.step(Granted{Instance: "web.1", Alloc: "h1", Master: m2, Handoff: true})
+		if in := mc.in("web.1"); !strings.HasPrefix(in.Reason, "rebalancing") {
+			t.Errorf("reason %q", in.Reason)
+		}
+		mc.step(Started{Master: m2, Report: pipes.Started{Alloc: "h1", Instance: "web.1", PID: 9, Ports: map[needs.Protocol]int{needs.HTTP: 1}}})
+		fx := mc.step(Checked{Instance: "web.1", Alloc: "h1"})
+		wantFrames(t, fx, "id2 approve h1", "id1 stop a1")
+		if len(fx.Handoffs) != 1 || !fx.Handoffs[0].Moved || fx.Handoffs[0].FromID != m1.ID {
+			t.Errorf("handoff ends %+v", fx.Handoffs)
+		}
+		if st := fx.Frames[1].Body.(*pipes.Stop); !strings.HasPrefix(st.Reason, "rebalanced") {
+			t.Errorf("stop reason %q", st.Reason)
+		}
+		if mc.st.WantsHandoff(mc.in("web.1")) {
+			t.Error("still wants a handoff once moved off the master it was to leave")
+		}
+		// A move whose replacement dies ends, unmoved.
+		mc.st.Moving["web.0"] = m1.ID
+		mc.step(Granted{Instance: "web.0", Alloc: "h2", Master: m2, Handoff: true})
+		fx = mc.step(Exited{MasterID: m2.ID, Report: pipes.Exited{Alloc: "h2", Code: 1}})
+		if len(fx.Handoffs) != 1 || fx.Handoffs[0].Moved || mc.in("web.0").Alloc != "a0" {
+			t.Errorf("handoff ends %+v, web.0 %+v", fx.Handoffs, mc.in("web.0"))
+		}
+	})
 	t.Run("undrain cancels the replacement", func(t *testing.T) {
 		mc := newMachine(t, 1, 0)
 		mc.run("web.0", "a0", m1)

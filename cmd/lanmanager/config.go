@@ -29,6 +29,10 @@ type Config struct {
 	StartDeadline time.Duration
 	MasterTTL     time.Duration
 	StopGrace     time.Duration
+	// AutoRebalance rebalances a need whose instances have spread unevenly
+	// for RebalanceAfter.
+	AutoRebalance  bool
+	RebalanceAfter time.Duration
 
 	masterGrace time.Duration // --master-grace, the old name of --master-ttl
 }
@@ -41,7 +45,7 @@ func (c *Config) Validate() error {
 	for _, f := range []struct {
 		name string
 		d    time.Duration
-	}{{"--start-deadline", c.StartDeadline}, {"--master-ttl", c.MasterTTL}, {"--stop-grace", c.StopGrace}} {
+	}{{"--start-deadline", c.StartDeadline}, {"--master-ttl", c.MasterTTL}, {"--stop-grace", c.StopGrace}, {"--rebalance-after", c.RebalanceAfter}} {
 		if f.d < 0 || f.d > 24*time.Hour {
 			return fmt.Errorf("%s %s: must be between 0 and 24h", f.name, f.d)
 		}
@@ -50,6 +54,9 @@ func (c *Config) Validate() error {
 		if h == "" || strings.ContainsAny(h, "/:@ \t") && net.ParseIP(strings.Trim(h, "[]")) == nil {
 			return fmt.Errorf("--allowed-host %q: want a host name or IP address, without scheme or port", h)
 		}
+	}
+	if c.RebalanceAfter < time.Second {
+		return fmt.Errorf("--rebalance-after %s: must be at least 1s", c.RebalanceAfter)
 	}
 	if c.MasterTTL < minMasterTTL {
 		return fmt.Errorf("--master-ttl %s: must be at least %s (masters ping every fifth of it)", c.MasterTTL, minMasterTTL)
@@ -68,6 +75,9 @@ func (c *Config) resolve(cl *cli.Context) error {
 		}
 		c.MasterTTL = c.masterGrace
 	}
+	if cl.IsSet("rebalance-after") && !c.AutoRebalance {
+		return fmt.Errorf("--rebalance-after: only with --auto-rebalance")
+	}
 	return c.Validate()
 }
 
@@ -82,6 +92,8 @@ func (c *Config) flags() []cli.Flag {
 		&cli.DurationFlag{Name: "start-deadline", Value: 30 * time.Second, Usage: "how long a new child has for every declared port to answer", Destination: &c.StartDeadline},
 		&cli.DurationFlag{Name: "master-ttl", Value: 5 * time.Second, Usage: "a master not heard from for this long is lost and its instances are placed elsewhere; masters ping every fifth of it", Destination: &c.MasterTTL},
 		&cli.DurationFlag{Name: "master-grace", Value: 5 * time.Second, Hidden: true, Usage: "old name of --master-ttl", Destination: &c.masterGrace},
+		&cli.BoolFlag{Name: "auto-rebalance", Aliases: []string{"auto"}, Usage: "move instances by themselves, one at a time and start-before-stop, when a need's spread over the masters differs by more than one instance for --rebalance-after", Destination: &c.AutoRebalance},
+		&cli.DurationFlag{Name: "rebalance-after", Value: time.Minute, Usage: "with --auto-rebalance, how long a need's spread must stay uneven before its instances move (1s to 24h)", Destination: &c.RebalanceAfter},
 		&cli.DurationFlag{Name: "stop-grace", Value: 5 * time.Second, Usage: "time between SIGTERM and SIGKILL when stopping a child", Destination: &c.StopGrace},
 	}
 }
@@ -89,7 +101,8 @@ func (c *Config) flags() []cli.Flag {
 // lanConfig is the lan.Config for this configuration.
 func (c *Config) lanConfig(log *slog.Logger) lan.Config {
 	return lan.Config{Listen: c.Listen, DataDir: c.DataDir, Token: c.Token, AllowedHosts: c.AllowedHosts.Value(), Logger: log,
-		StartDeadline: c.StartDeadline, MasterTTL: c.MasterTTL, StopGrace: c.StopGrace}
+		StartDeadline: c.StartDeadline, MasterTTL: c.MasterTTL, StopGrace: c.StopGrace,
+		AutoRebalance: c.AutoRebalance, RebalanceAfter: c.RebalanceAfter}
 }
 
 func (c *Config) logger() *slog.Logger {

@@ -19,7 +19,7 @@ func needCommand() *cli.Command {
 		Name:  "need",
 		Usage: "declare and inspect needs",
 		Subcommands: []*cli.Command{
-			needAddCommand(), needLsCommand(), needShowCommand(), needScaleCommand(), needRestartCommand(), needRmCommand(),
+			needAddCommand(), needLsCommand(), needShowCommand(), needScaleCommand(), needRestartCommand(), needRebalanceCommand(), needRmCommand(),
 		},
 	}
 }
