@@ -127,11 +127,9 @@ func (st *State) retire(in *needs.Instance, why string, ch *Change, now time.Tim
 
 // NeedInstances returns the instances of a need by index.
 func (st *State) NeedInstances(name string) []*needs.Instance {
-	var out []*needs.Instance
-	for _, in := range st.Insts {
-		if in.Need == name {
-			out = append(out, in)
-		}
+	out := make([]*needs.Instance, 0, len(st.byNeed[name]))
+	for _, in := range st.byNeed[name] {
+		out = append(out, in)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
 	return out

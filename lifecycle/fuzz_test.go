@@ -197,6 +197,18 @@ func (w *world) check(ev Event, named map[string]bool) string {
 			}
 		}
 	}
+	indexed := 0
+	for _, m := range w.st.byNeed {
+		indexed += len(m)
+	}
+	for _, in := range w.st.Insts {
+		if w.st.byNeed[in.Need][in.Name] != in {
+			return fmt.Sprintf("%s missing from its need's index", in.Name)
+		}
+	}
+	if indexed != len(w.st.Insts) {
+		return fmt.Sprintf("the need index holds %d instances, there are %d", indexed, len(w.st.Insts))
+	}
 	for need, c := range running {
 		if n := w.st.Needs[need]; n == nil || c > n.Instances {
 			return fmt.Sprintf("%d instances of %s run", c, need)

@@ -51,12 +51,14 @@ type State struct {
 	checking   map[string]bool   // allocs whose port check runs
 	waiting    map[string]string // allocs without ports waiting out the minimum uptime → instance
 	allocs     map[string]string // alloc → instance: an index, checked on every use
+	byNeed     map[string]map[string]*needs.Instance
 }
 
 // New returns a state holding what was loaded from storage.
 func New(cfg Config, ns map[string]*needs.Need, is map[string]*needs.Instance, drained map[string]time.Time) *State {
 	st := &State{cfg: cfg, Needs: ns, Insts: is, Drained: drained, Retiring: map[string]Retiring{}, Moving: map[string]string{},
-		earlyReady: map[string]bool{}, checking: map[string]bool{}, waiting: map[string]string{}, allocs: map[string]string{}}
+		earlyReady: map[string]bool{}, checking: map[string]bool{}, waiting: map[string]string{}, allocs: map[string]string{},
+		byNeed: map[string]map[string]*needs.Instance{}}
 	if st.Needs == nil {
 		st.Needs = map[string]*needs.Need{}
 	}
@@ -68,8 +70,37 @@ func New(cfg Config, ns map[string]*needs.Need, is map[string]*needs.Instance, d
 	}
 	for _, in := range st.Insts {
 		st.index(in)
+		st.addToNeed(in)
 	}
 	return st
+}
+
+// add puts in into Insts and the indexes.
+func (st *State) add(in *needs.Instance) {
+	st.Insts[in.Name] = in
+	st.index(in)
+	st.addToNeed(in)
+}
+
+func (st *State) addToNeed(in *needs.Instance) {
+	m := st.byNeed[in.Need]
+	if m == nil {
+		m = map[string]*needs.Instance{}
+		st.byNeed[in.Need] = m
+	}
+	m[in.Name] = in
+}
+
+// forget removes in from Insts and the indexes (the alloc index cleans
+// itself on use).
+func (st *State) forget(in *needs.Instance) {
+	delete(st.Insts, in.Name)
+	if m := st.byNeed[in.Need]; m != nil {
+		delete(m, in.Name)
+		if len(m) == 0 {
+			delete(st.byNeed, in.Need)
+		}
+	}
 }
 
 // index records in's allocations in the alloc index.

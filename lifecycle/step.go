@@ -449,7 +449,7 @@ func (st *State) drop(fx *Effects, in *needs.Instance) {
 	if in.Handoff != nil {
 		st.stopHandoff(fx, in.Handoff, "instance removed")
 	}
-	delete(st.Insts, in.Name)
+	st.forget(in)
 	delete(st.earlyReady, in.Alloc)
 	fx.remove(in)
 }
@@ -700,7 +700,7 @@ func (st *State) commit(fx *Effects, ch *Change) {
 	}
 	for _, name := range ch.DeleteInstances {
 		if in, ok := st.Insts[name]; ok {
-			delete(st.Insts, name)
+			st.forget(in)
 			fx.Removed = append(fx.Removed, in.Clone())
 			delete(fx.Emit, name)
 		}
@@ -713,7 +713,7 @@ func (st *State) commit(fx *Effects, ch *Change) {
 		if old != nil && old.State != in.State {
 			fx.Moves = append(fx.Moves, Move{Instance: in.Name, From: old.State, To: in.State, On: "api"})
 		}
-		st.Insts[in.Name] = in
+		st.add(in)
 		st.index(in)
 		fx.emit(in)
 		if in.State == needs.Stopping && (old == nil || old.State != needs.Stopping) {
