@@ -43,6 +43,10 @@ type session struct {
 
 const sessionQueue = 4096
 
+// dispatchQueue bounds the frames read from a master and not yet
+// dispatched; a master that sends faster waits in its TCP buffer.
+const dispatchQueue = 1024
+
 // ref names the master for the core.
 func (m *session) ref() lifecycle.MasterRef {
 	return lifecycle.MasterRef{ID: m.info.ID, Name: m.info.Name, Address: m.info.Address}
@@ -174,10 +178,26 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); m.writer() }()
+	// The reader marks the master heard as each frame arrives and hands it
+	// to the dispatcher: a frame waiting for Server.mu never keeps the
+	// next one (a ping) unread, so liveness counts what arrived, not what
+	// was processed. Frames are dispatched in order, so a pong still says
+	// that everything sent before its ping was handled.
+	frames := make(chan *pipes.Msg, dispatchQueue)
+	go func() {
+		defer wg.Done()
+		for msg := range frames {
+			if err := s.dispatch(m, msg); err != nil {
+				m.log.Warn("bad message from master", "type", msg.Type, "err", err)
+				m.sendMsg(&pipes.Msg{V: pipes.Version, Type: pipes.TypeError, ID: msg.ID, Error: pipes.ErrorFrom(err)})
+			}
+		}
+	}()
 	stop := context.AfterFunc(s.ctx, m.close)
 	defer stop()
+read:
 	for {
 		msg, err := conn.Recv()
 		if err != nil {
@@ -191,11 +211,13 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		m.heard(s.now())
-		if err := s.dispatch(m, msg); err != nil {
-			m.log.Warn("bad message from master", "type", msg.Type, "err", err)
-			m.sendMsg(&pipes.Msg{V: pipes.Version, Type: pipes.TypeError, ID: msg.ID, Error: pipes.ErrorFrom(err)})
+		select {
+		case frames <- msg:
+		case <-m.done:
+			break read
 		}
 	}
+	close(frames)
 	m.close()
 	wg.Wait()
 	s.unregister(m)
