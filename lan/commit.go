@@ -138,6 +138,11 @@ func (s *Server) committer() {
 func (s *Server) flush() {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	s.flushHeld()
+}
+
+// flushHeld is flush with writeMu held.
+func (s *Server) flushHeld() {
 	b, gen := s.takeBatch()
 	if b.empty() {
 		return
@@ -232,16 +237,18 @@ func (g *commitGate) written(gen uint64) (bool, <-chan struct{}) {
 	return false, g.wait
 }
 
-// persist runs an API call that must be durable before it answers: plan
+// persist runs an API call that must be durable before it answers: the
+// pending batch is written first, without the lock; then, under it, plan
 // computes the change from the core; it is written in one transaction
-// with the pending batch (whose records are older), and applied to the
-// core only if the write succeeded; answer runs under the lock once it
-// is. A failed write changes nothing of the core; the batch is then
+// with what the events changed meanwhile (older than the change), and
+// applied to the core only if the write succeeded; answer runs under the
+// lock once it is. A failed write changes nothing of the core; the batch is then
 // written alone, as the committer would have. The fsync runs under Server.mu: API writes are rare, and the
 // batch taken under the lock can hold nothing newer than the change.
 func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func()) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	s.flushHeld() // the bulk of the pending batch, without the lock
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -23,7 +23,12 @@ type session struct {
 	info needs.Master
 	boot string // the master's boot nonce (pipes.Hello.Boot)
 	conn *pipes.Conn
-	out  chan outgoing
+	// The outgoing queue: a slice rather than a buffered channel, so that
+	// an idle link holds no buffer (1,000 links × 4,096 slots were most of
+	// the lanmanager's memory). ready wakes the writer.
+	qmu   sync.Mutex
+	q     []outgoing
+	ready chan struct{}
 	// gate and after order the frames: a frame waits until batch after-1
 	// is written (0: it waits for nothing). after is the batch of the
 	// last frame the core queued here plus one, so that frames queued
@@ -98,13 +103,34 @@ func (m *session) queue(o outgoing) {
 		o.after = o.gen + 1
 		m.after.Store(o.after)
 	}
-	select {
-	case m.out <- o:
-	case <-m.done:
-	default:
-		m.log.Warn("master too slow: outgoing queue full, disconnecting")
-		m.close()
+	m.qmu.Lock()
+	full := len(m.q) >= sessionQueue
+	if !full {
+		m.q = append(m.q, o)
 	}
+	m.qmu.Unlock()
+	if full {
+		select {
+		case <-m.done:
+		default:
+			m.log.Warn("master too slow: outgoing queue full, disconnecting")
+			m.close()
+		}
+		return
+	}
+	select {
+	case m.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the queued frames, leaving the queue empty.
+func (m *session) take() []outgoing {
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	q := m.q
+	m.q = nil
+	return q
 }
 
 func (m *session) close() {
@@ -119,7 +145,9 @@ func (m *session) writer() {
 		select {
 		case <-m.done:
 			return
-		case o := <-m.out:
+		case <-m.ready:
+		}
+		for _, o := range m.take() {
 			for o.after > 0 {
 				ok, wait := m.gate.written(o.after - 1)
 				if ok {
@@ -168,7 +196,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		info: needs.Master{ID: hello.ID, Name: hello.Name, Address: hello.Address, Since: now.UTC(),
 			Version: hello.Version, Ranges: hello.Ranges, Free: hello.Free},
 		boot: hello.Boot,
-		conn: conn, out: make(chan outgoing, sessionQueue), done: make(chan struct{}), gate: &s.committed,
+		conn: conn, ready: make(chan struct{}, 1), done: make(chan struct{}), gate: &s.committed,
 		log: s.log.With("master", hello.Name),
 	}
 	m.heard(now)

@@ -54,6 +54,8 @@ type offerBudget struct {
 	open   int // masters with offers left
 	// loads counts placements and this pass's offers, per master (spread).
 	loads *loads
+	// eligible caches eligibleLocked for the pass.
+	eligible map[string]eligibility
 }
 
 // budgetLocked sets the budget of a new pass from the rounds still open.
@@ -132,37 +134,26 @@ func (s *Server) placer() {
 
 // placeOnce runs one pass and returns how long until the next is needed.
 func (s *Server) placeOnce(now time.Time) time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return time.Hour
-	}
 	next := 250 * time.Millisecond
 	due := func(t time.Time) {
 		if d := t.Sub(now); d > 0 && d < next {
 			next = d
 		}
 	}
-	s.livenessLocked(now, due)
-	s.core.Step(&s.fx, now, lifecycle.Tick{})
-	if t := s.fx.Due; !t.IsZero() {
-		due(t)
+	// Two holds of the lock rather than one, so that the links and the
+	// API get it in between: first liveness, deadlines and the rounds
+	// that close, then the new offers.
+	l, ok := s.closeRounds(now, due)
+	if !ok {
+		return time.Hour
 	}
-	s.applyLocked()
-	var l *loads // counted once a round closes, then kept up to date
-	for name, r := range s.rounds {
-		if len(r.bids) == len(r.asked) || !now.Before(r.deadline) {
-			if l == nil {
-				l = s.loadsLocked()
-			}
-			if ev := s.decideLocked(name, r, l); ev != nil {
-				s.stepLocked(ev)
-			}
-		} else {
-			due(r.deadline)
-		}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return time.Hour
 	}
 	s.budgetLocked()
+	s.budget.loads = l // counted in the first hold, with its grants; nil: counted when needed
 	defer func() { s.budget = offerBudget{} }()
 	if s.offersLeftLocked() {
 		for _, in := range s.pendingLocked(now, due) {
@@ -177,7 +168,42 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 	if s.budget.rounds <= 0 {
 		s.kick() // this pass opened all it may: run another at once
 	}
-	return s.uptimeLocked(time.Now(), next)
+	return next
+}
+
+// closeRounds is the first hold of a placer pass: liveness, the core's
+// deadlines, the children whose minimum uptime is over, and the offer
+// rounds that close. It returns the loads it counted (nil if no round
+// closed), and false once the server is closed.
+func (s *Server) closeRounds(now time.Time, due func(time.Time)) (*loads, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, false
+	}
+	s.livenessLocked(now, due)
+	s.core.Step(&s.fx, now, lifecycle.Tick{})
+	if t := s.fx.Due; !t.IsZero() {
+		due(t)
+	}
+	s.applyLocked()
+	if d := s.uptimeLocked(time.Now(), time.Hour); d < time.Hour {
+		due(now.Add(d))
+	}
+	var l *loads // counted once a round closes, then kept up to date
+	for name, r := range s.rounds {
+		if len(r.bids) == len(r.asked) || !now.Before(r.deadline) {
+			if l == nil {
+				l = s.loadsLocked()
+			}
+			if ev := s.decideLocked(name, r, l); ev != nil {
+				s.stepLocked(ev)
+			}
+		} else {
+			due(r.deadline)
+		}
+	}
+	return l, true
 }
 
 // pendingLocked returns the pending instances of live needs that are due
@@ -185,8 +211,8 @@ func (s *Server) placeOnce(now time.Time) time.Duration {
 // told when the next retry is.
 func (s *Server) pendingLocked(now time.Time, due func(time.Time)) []*needs.Instance {
 	var out []*needs.Instance
-	for _, in := range s.core.Insts {
-		if in.State != needs.Pending || in.Removing {
+	for _, in := range s.core.InState(needs.Pending) {
+		if in.Removing {
 			continue
 		}
 		if _, ok := s.core.Needs[in.Need]; !ok {
@@ -213,18 +239,8 @@ func (s *Server) pendingLocked(now time.Time, due func(time.Time)) []*needs.Inst
 // offerLocked opens a round for in among the eligible masters.
 func (s *Server) offerLocked(in *needs.Instance, now time.Time) {
 	n := s.core.Needs[in.Need]
-	var eligible []*session
-	var draining []string
-	for _, m := range s.masters {
-		if n.Machine != "" && m.info.Name != n.Machine {
-			continue
-		}
-		if s.core.Draining(m.info.Name) {
-			draining = append(draining, m.info.Name)
-			continue
-		}
-		eligible = append(eligible, m)
-	}
+	e := s.eligibleLocked(n.Machine)
+	eligible, draining := e.masters, e.draining
 	if len(eligible) == 0 {
 		why := "no master connected"
 		switch {
@@ -238,6 +254,38 @@ func (s *Server) offerLocked(in *needs.Instance, now time.Time) {
 		return
 	}
 	s.openRoundLocked(in, n, eligible, false, now)
+}
+
+// eligibility is who may take new work of needs pinned to one machine (or
+// not pinned: ""), and who may not because they drain.
+type eligibility struct {
+	masters  []*session
+	draining []string
+}
+
+// eligibleLocked returns, once per pass for each machine pin, the
+// connected masters that take new work.
+func (s *Server) eligibleLocked(machine string) eligibility {
+	if e, ok := s.budget.eligible[machine]; ok {
+		return e
+	}
+	var e eligibility
+	for _, m := range s.masters {
+		if machine != "" && m.info.Name != machine {
+			continue
+		}
+		if s.core.Draining(m.info.Name) {
+			e.draining = append(e.draining, m.info.Name)
+			continue
+		}
+		e.masters = append(e.masters, m)
+	}
+	slices.SortFunc(e.masters, func(a, b *session) int { return strings.Compare(a.info.ID, b.info.ID) })
+	if s.budget.eligible == nil {
+		s.budget.eligible = map[string]eligibility{}
+	}
+	s.budget.eligible[machine] = e
+	return e
 }
 
 // openRoundLocked offers in to the eligible masters that the pass's budget
@@ -275,35 +323,49 @@ func (s *Server) openRoundLocked(in *needs.Instance, n *needs.Need, eligible []*
 // offers left in the pass: all of them up to offerFanout; beyond that, the
 // least loaded of a random sample (see offerFanout).
 func (s *Server) sampleLocked(in *needs.Instance, n *needs.Need, eligible []*session) []*session {
-	open := make([]*session, 0, min(len(eligible), 4*offerFanout))
-	for _, m := range eligible {
-		if s.budget.offers[m.info.ID] > 0 {
-			open = append(open, m)
+	hasOffers := func(m *session) bool { return s.budget.offers[m.info.ID] > 0 }
+	var cands []*session
+	if len(eligible) > 4*offerFanout {
+		// Draw at random; a master drawn twice, or without offers left,
+		// is drawn again, a bounded number of times.
+		seen := make(map[int]bool, 2*offerFanout)
+		for tries := 0; len(cands) < 2*offerFanout && tries < 8*offerFanout; tries++ {
+			i := rand.IntN(len(eligible))
+			if !seen[i] && hasOffers(eligible[i]) {
+				cands = append(cands, eligible[i])
+			}
+			seen[i] = true
 		}
 	}
-	if len(open) <= offerFanout {
-		return open
+	if len(cands) < offerFanout {
+		cands = cands[:0]
+		for _, m := range eligible {
+			if hasOffers(m) {
+				cands = append(cands, m)
+			}
+		}
+		if len(cands) <= offerFanout {
+			return cands
+		}
+		rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+		cands = cands[:min(len(cands), 2*offerFanout)]
 	}
 	if s.budget.loads == nil {
 		s.budget.loads = s.loadsLocked()
 	}
 	l := s.budget.loads
-	prefer, _ := placementPreference(in, n)
-	cands := make([]*session, 0, 2*offerFanout+1)
-	for _, i := range rand.Perm(len(open))[:min(len(open), 2*offerFanout)] {
-		cands = append(cands, open[i])
-	}
 	slices.SortFunc(cands, func(a, b *session) int {
-		ai, bi := a.info.ID, b.info.ID
-		if c := cmp.Compare(l.perNeed[in.Need][ai], l.perNeed[in.Need][bi]); c != 0 {
+		an, at := l.of(in.Need, a.info.ID)
+		bn, bt := l.of(in.Need, b.info.ID)
+		if c := cmp.Compare(an, bn); c != 0 {
 			return c
 		}
-		return cmp.Compare(l.total[ai], l.total[bi])
+		return cmp.Compare(at, bt)
 	})
-	asked := cands[:offerFanout]
-	if prefer != "" && !slices.ContainsFunc(asked, func(m *session) bool { return m.info.ID == prefer }) {
-		if i := slices.IndexFunc(open, func(m *session) bool { return m.info.ID == prefer }); i >= 0 {
-			asked[offerFanout-1] = open[i]
+	asked := cands[:min(len(cands), offerFanout)]
+	if prefer, _ := placementPreference(in, n); prefer != "" && !slices.ContainsFunc(asked, func(m *session) bool { return m.info.ID == prefer }) {
+		if i := slices.IndexFunc(eligible, func(m *session) bool { return m.info.ID == prefer }); i >= 0 && hasOffers(eligible[i]) {
+			asked[len(asked)-1] = eligible[i]
 		}
 	}
 	return asked
@@ -338,7 +400,6 @@ func (s *Server) decideLocked(name string, r *round, l *loads) lifecycle.Event {
 	if !ok {
 		return nil
 	}
-	perNeed, total := l.perNeed[in.Need], l.total
 	prefer, avoid := placementPreference(in, n)
 	var best *session
 	var reasons []string
@@ -355,7 +416,7 @@ func (s *Server) decideLocked(name string, r *round, l *loads) lifecycle.Event {
 			reasons = append(reasons, fmt.Sprintf("master %s: %s", m.info.Name, b.Reason))
 			continue
 		}
-		if best == nil || better(m, best, prefer, avoid, perNeed, total) {
+		if best == nil || better(m, best, prefer, avoid, in.Need, l) {
 			best = m
 		}
 	}
@@ -385,24 +446,22 @@ func (s *Server) decideLocked(name string, r *round, l *loads) lifecycle.Event {
 	return lifecycle.Granted{Instance: name, Alloc: newID(), Master: best.ref(), Handoff: r.handoff}
 }
 
-// loads counts placements (handoffs included) per master: of each need,
-// and in all.
+// loads counts placements (handoffs included) per master for one placer
+// pass: the core's counts, plus what the pass granted and offered.
 type loads struct {
-	perNeed map[string]map[string]int // need → master id → count
-	total   map[string]int            // master id → count
+	core    *lifecycle.State
+	perNeed map[string]map[string]int // need → master id → count added by the pass
+	total   map[string]int            // master id → count added by the pass
 }
 
 func (s *Server) loadsLocked() *loads {
-	l := &loads{perNeed: map[string]map[string]int{}, total: map[string]int{}}
-	for _, o := range s.core.Insts {
-		if o.State.Placed() {
-			l.add(o.Need, o.MasterID)
-		}
-		if h := o.Handoff; h != nil {
-			l.add(o.Need, h.MasterID)
-		}
-	}
-	return l
+	return &loads{core: s.core, perNeed: map[string]map[string]int{}, total: map[string]int{}}
+}
+
+// of returns master id's counts: of the need, and in all.
+func (l *loads) of(need, id string) (ofNeed, total int) {
+	n, t := l.core.Placements(need, id)
+	return n + l.perNeed[need][id], t + l.total[id]
 }
 
 // add counts one more placement of need on master.
@@ -435,7 +494,7 @@ func placementPreference(in *needs.Instance, n *needs.Need) (prefer, avoid strin
 // master (a local restart), not the avoided one (where the last attempts
 // failed), then fewer instances of this need (spread), then fewer instances
 // in all, then by name.
-func better(a, b *session, prefer, avoid string, perNeed, total map[string]int) bool {
+func better(a, b *session, prefer, avoid, need string, l *loads) bool {
 	ai, bi := a.info.ID, b.info.ID
 	if prefer != "" && (ai == prefer) != (bi == prefer) {
 		return ai == prefer
@@ -443,11 +502,13 @@ func better(a, b *session, prefer, avoid string, perNeed, total map[string]int) 
 	if avoid != "" && (ai == avoid) != (bi == avoid) {
 		return bi == avoid
 	}
-	if perNeed[ai] != perNeed[bi] {
-		return perNeed[ai] < perNeed[bi]
+	an, at := l.of(need, ai)
+	bn, bt := l.of(need, bi)
+	if an != bn {
+		return an < bn
 	}
-	if total[ai] != total[bi] {
-		return total[ai] < total[bi]
+	if at != bt {
+		return at < bt
 	}
 	if a.info.Name != b.info.Name {
 		return a.info.Name < b.info.Name

@@ -206,6 +206,44 @@ func (w *world) check(ev Event, named map[string]bool) string {
 			return fmt.Sprintf("%s missing from its need's index", in.Name)
 		}
 	}
+	filed := len(w.st.handing)
+	for _, m := range w.st.byState {
+		filed += len(m)
+	}
+	handing := 0
+	for _, in := range w.st.Insts {
+		if w.st.byState[in.State][in.Name] != in {
+			return fmt.Sprintf("%s (%s) not filed under its state", in.Name, in.State)
+		}
+		if in.Handoff != nil {
+			handing++
+			if w.st.handing[in.Name] != in {
+				return fmt.Sprintf("%s has a handoff and is not filed so", in.Name)
+			}
+		}
+	}
+	perNeed, total := map[string]map[string]int{}, map[string]int{}
+	for _, in := range w.st.Insts {
+		add := func(id string) {
+			if perNeed[in.Need] == nil {
+				perNeed[in.Need] = map[string]int{}
+			}
+			perNeed[in.Need][id]++
+			total[id]++
+		}
+		if in.State.Placed() {
+			add(in.MasterID)
+		}
+		if in.Handoff != nil {
+			add(in.Handoff.MasterID)
+		}
+	}
+	if fmt.Sprint(perNeed, total) != fmt.Sprint(w.st.perNeed, w.st.total) {
+		return fmt.Sprintf("placement counts %v %v, recounted %v %v", w.st.perNeed, w.st.total, perNeed, total)
+	}
+	if filed != len(w.st.Insts)+handing {
+		return fmt.Sprintf("the state index holds %d entries, want %d", filed, len(w.st.Insts)+handing)
+	}
 	if indexed != len(w.st.Insts) {
 		return fmt.Sprintf("the need index holds %d instances, there are %d", indexed, len(w.st.Insts))
 	}

@@ -52,13 +52,25 @@ type State struct {
 	waiting    map[string]string // allocs without ports waiting out the minimum uptime → instance
 	allocs     map[string]string // alloc → instance: an index, checked on every use
 	byNeed     map[string]map[string]*needs.Instance
+	byState    map[needs.State]map[string]*needs.Instance
+	handing    map[string]*needs.Instance // instances with a handoff
+	// perNeed and total count placements (handoffs included) per master
+	// id: of each need, and in all; counted what each instance adds.
+	perNeed map[string]map[string]int
+	total   map[string]int
+	counted map[string]counted
 }
+
+// counted is what an instance adds to the placement counts.
+type counted struct{ need, master, handoff string }
 
 // New returns a state holding what was loaded from storage.
 func New(cfg Config, ns map[string]*needs.Need, is map[string]*needs.Instance, drained map[string]time.Time) *State {
 	st := &State{cfg: cfg, Needs: ns, Insts: is, Drained: drained, Retiring: map[string]Retiring{}, Moving: map[string]string{},
 		earlyReady: map[string]bool{}, checking: map[string]bool{}, waiting: map[string]string{}, allocs: map[string]string{},
-		byNeed: map[string]map[string]*needs.Instance{}}
+		byNeed: map[string]map[string]*needs.Instance{}, byState: map[needs.State]map[string]*needs.Instance{},
+		handing: map[string]*needs.Instance{}, perNeed: map[string]map[string]int{}, total: map[string]int{},
+		counted: map[string]counted{}}
 	if st.Needs == nil {
 		st.Needs = map[string]*needs.Need{}
 	}
@@ -71,8 +83,94 @@ func New(cfg Config, ns map[string]*needs.Need, is map[string]*needs.Instance, d
 	for _, in := range st.Insts {
 		st.index(in)
 		st.addToNeed(in)
+		st.track(in)
 	}
 	return st
+}
+
+// InState returns the instances in state s, by name. The map is the
+// state's own: read it, do not keep it.
+func (st *State) InState(s needs.State) map[string]*needs.Instance { return st.byState[s] }
+
+// Handing returns the instances with a handoff, by name, like InState.
+func (st *State) Handing() map[string]*needs.Instance { return st.handing }
+
+// track files in under its state, and among those with a handoff if it
+// has one.
+func (st *State) track(in *needs.Instance) {
+	for s, m := range st.byState {
+		if s != in.State {
+			delete(m, in.Name)
+		}
+	}
+	m := st.byState[in.State]
+	if m == nil {
+		m = map[string]*needs.Instance{}
+		st.byState[in.State] = m
+	}
+	m[in.Name] = in
+	if in.Handoff != nil {
+		st.handing[in.Name] = in
+	} else {
+		delete(st.handing, in.Name)
+	}
+	c := counted{need: in.Need}
+	if in.State.Placed() {
+		c.master = in.MasterID
+	}
+	if in.Handoff != nil {
+		c.handoff = in.Handoff.MasterID
+	}
+	st.recount(in.Name, c)
+}
+
+// recount replaces what the instance of that name adds to the counts.
+func (st *State) recount(name string, c counted) {
+	old := st.counted[name]
+	if old == c {
+		return
+	}
+	st.countOne(old.need, old.master, -1)
+	st.countOne(old.need, old.handoff, -1)
+	st.countOne(c.need, c.master, 1)
+	st.countOne(c.need, c.handoff, 1)
+	if c.master == "" && c.handoff == "" {
+		delete(st.counted, name)
+	} else {
+		st.counted[name] = c
+	}
+}
+
+func (st *State) countOne(need, master string, d int) {
+	if master == "" {
+		return
+	}
+	m := st.perNeed[need]
+	if m == nil {
+		m = map[string]int{}
+		st.perNeed[need] = m
+	}
+	if m[master] += d; m[master] == 0 {
+		delete(m, master)
+		if len(m) == 0 {
+			delete(st.perNeed, need)
+		}
+	}
+	if st.total[master] += d; st.total[master] == 0 {
+		delete(st.total, master)
+	}
+}
+
+// Placements returns how many placements (handoffs included) master id
+// holds: of the need, and in all.
+func (st *State) Placements(need, id string) (ofNeed, total int) {
+	return st.perNeed[need][id], st.total[id]
+}
+
+// put files in again after a change and records it for persisting.
+func (st *State) put(fx *Effects, in *needs.Instance) {
+	st.track(in)
+	fx.put(in)
 }
 
 // add puts in into Insts and the indexes.
@@ -80,6 +178,7 @@ func (st *State) add(in *needs.Instance) {
 	st.Insts[in.Name] = in
 	st.index(in)
 	st.addToNeed(in)
+	st.track(in)
 }
 
 func (st *State) addToNeed(in *needs.Instance) {
@@ -95,6 +194,11 @@ func (st *State) addToNeed(in *needs.Instance) {
 // itself on use).
 func (st *State) forget(in *needs.Instance) {
 	delete(st.Insts, in.Name)
+	for _, m := range st.byState {
+		delete(m, in.Name)
+	}
+	delete(st.handing, in.Name)
+	st.recount(in.Name, counted{})
 	if m := st.byNeed[in.Need]; m != nil {
 		delete(m, in.Name)
 		if len(m) == 0 {
@@ -298,5 +402,5 @@ func (st *State) set(fx *Effects, in *needs.Instance, to needs.State, now time.T
 		}
 	}
 	in.State, in.Since = to, now.UTC()
-	fx.put(in)
+	st.put(fx, in)
 }

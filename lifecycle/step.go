@@ -144,7 +144,7 @@ func (st *State) Step(fx *Effects, now time.Time, ev Event) {
 func (st *State) setReason(fx *Effects, in *needs.Instance, why string) {
 	if in.Reason != why {
 		in.Reason = why
-		fx.put(in)
+		st.put(fx, in)
 	}
 }
 
@@ -170,7 +170,7 @@ func (st *State) granted(fx *Effects, now time.Time, g Granted) {
 		if !st.Draining(in.Master) {
 			in.Reason = "rebalancing: replacement starting on master " + g.Master.Name
 		}
-		fx.put(in)
+		st.put(fx, in)
 	} else {
 		if in.State != needs.Pending {
 			return
@@ -244,7 +244,7 @@ func (st *State) started(fx *Effects, now time.Time, m MasterRef, r *pipes.Start
 	if !handoff && in.State != needs.Starting {
 		st.set(fx, in, needs.Starting, now, on)
 	}
-	fx.put(in)
+	st.put(fx, in)
 	ready := r.Ready || st.earlyReady[r.Alloc]
 	delete(st.earlyReady, r.Alloc)
 	switch {
@@ -389,7 +389,7 @@ func (st *State) promote(fx *Effects, now time.Time, in *needs.Instance, why, on
 			fx.log("lifecycle: transition not in the table", "instance", in.Name, "from", from, "to", needs.Starting, "on", on)
 		}
 	}
-	fx.put(in)
+	st.put(fx, in)
 	return true
 }
 
@@ -580,7 +580,7 @@ func (st *State) tick(fx *Effects, now time.Time) {
 			fx.Due = t
 		}
 	}
-	for _, in := range st.Insts {
+	for _, in := range st.handing {
 		if h := in.Handoff; h != nil && h.PID == 0 {
 			if now.Sub(h.Since) >= st.cfg.StartDeadline {
 				st.dropHandoff(fx, now, in, fmt.Sprintf("replacement on master %s did not start within %s", h.Master, st.cfg.StartDeadline))
@@ -588,7 +588,9 @@ func (st *State) tick(fx *Effects, now time.Time) {
 				due(h.Since.Add(st.cfg.StartDeadline))
 			}
 		}
-		if in.State == needs.Starting && in.PID == 0 && !in.Removing {
+	}
+	for _, in := range st.byState[needs.Starting] {
+		if in.PID == 0 && !in.Removing {
 			// Granted, but its master never reported the child.
 			if now.Sub(in.Since) >= st.cfg.StartDeadline {
 				st.sendStop(fx, in, "not started in time")
@@ -596,14 +598,13 @@ func (st *State) tick(fx *Effects, now time.Time) {
 			} else {
 				due(in.Since.Add(st.cfg.StartDeadline))
 			}
-			continue
 		}
-		if in.State == needs.Backoff {
-			if !in.NextAttempt.After(now) {
-				st.set(fx, in, needs.Pending, now, "due")
-			} else {
-				due(in.NextAttempt)
-			}
+	}
+	for _, in := range st.byState[needs.Backoff] {
+		if !in.NextAttempt.After(now) {
+			st.set(fx, in, needs.Pending, now, "due")
+		} else {
+			due(in.NextAttempt)
 		}
 	}
 }
@@ -627,7 +628,7 @@ func (st *State) drained(fx *Effects, now time.Time, e Drained) {
 			st.dropHandoff(fx, now, in, "")
 		} else if in.State == needs.Running && in.Reason != "" {
 			in.Reason = ""
-			fx.put(in)
+			st.put(fx, in)
 		}
 	}
 }
@@ -659,7 +660,7 @@ func (st *State) forgetHandoff(fx *Effects, now time.Time, in *needs.Instance, w
 	if why != "" {
 		fx.retry(in.Name, now.Add(st.cfg.RetryAfter))
 	}
-	fx.put(in)
+	st.put(fx, in)
 	fx.Wake = true
 }
 
@@ -676,7 +677,7 @@ func (st *State) handoffApproved(fx *Effects, now time.Time, in *needs.Instance)
 	old := in.Placement
 	in.Promote(true, now.UTC())
 	in.Reason = ""
-	fx.put(in)
+	st.put(fx, in)
 	fx.send(in.MasterID, pipes.TypeApprove, &pipes.AllocRef{Alloc: in.Alloc})
 	st.Retiring[old.Alloc] = Retiring{MasterID: old.MasterID, Instance: in.Name}
 	why := fmt.Sprintf("master %s drains: replaced by %s on master %s", old.Master, in.Alloc, in.Master)
