@@ -121,36 +121,83 @@ func (s *Server) applyLocked() {
 }
 
 // committer writes batches as they come, until the server closes; Close
-// writes the last one.
+// writes the last one. After a failed write it waits, 100 ms doubling to
+// 5 s, before it tries again.
 func (s *Server) committer() {
+	var backoff time.Duration
 	for {
+		var retry <-chan time.Time
+		if backoff > 0 {
+			retry = time.After(backoff)
+		}
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.commits:
+			if backoff > 0 {
+				continue // the retry comes when the back-off is over
+			}
+		case <-retry:
 		}
-		s.flush()
+		if err := s.flush(); err != nil {
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+		} else {
+			backoff = 0
+		}
 	}
 }
 
 // flush writes the pending batch, publishes its events and releases the
 // frames queued with it.
-func (s *Server) flush() {
+func (s *Server) flush() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	s.flushHeld()
+	return s.flushHeld()
 }
 
-// flushHeld is flush with writeMu held.
-func (s *Server) flushHeld() {
+// flushHeld is flush with writeMu held. A batch whose write fails goes
+// back to the pending batch, its frames and events held until it is
+// written: a master is never told of a placement the disk does not hold.
+func (s *Server) flushHeld() error {
 	b, gen := s.takeBatch()
 	if b.empty() {
-		return
+		return nil
 	}
 	if err := s.store.Apply(b.change(nil)); err != nil {
-		s.log.Error("persist instances", "instances", len(b.records), "err", err)
+		s.writeFailed(b, err)
+		return err
 	}
 	s.done(b, gen)
+	return nil
+}
+
+// writeFailed logs a failed write of batch b and puts it back: its
+// records under the newer ones changed since, its events before theirs.
+// Its frames wait for the pending batch's number now, which is written
+// with it (commitGate releases every batch up to the one written).
+func (s *Server) writeFailed(b batch, err error) {
+	s.writeFailures.Add(1)
+	if ok, held := s.refusals.allow("persist", time.Now()); ok {
+		s.log.Error("persist instances; retrying", "instances", len(b.records), "err", err, "failed_since_last_line", held)
+	}
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	later := s.pending
+	if later.records == nil {
+		later.records = map[string]*needs.Instance{}
+	}
+	for name, in := range b.records {
+		if _, newer := later.records[name]; !newer {
+			later.records[name] = in
+		}
+	}
+	later.events = append(b.events, later.events...)
+	later.frames = true
+	s.pending = later
+	select { // the committer retries, after its back-off
+	case s.commits <- struct{}{}:
+	default:
+	}
 }
 
 // takeBatch takes the pending batch and its number, leaving an empty one.
@@ -248,7 +295,7 @@ func (g *commitGate) written(gen uint64) (bool, <-chan struct{}) {
 func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func()) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	s.flushHeld() // the bulk of the pending batch, without the lock
+	_ = s.flushHeld() // the bulk of the pending batch, without the lock; if it fails, it is written with the change or kept
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -263,9 +310,10 @@ func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func(
 		if !b.empty() {
 			// The batch alone, as the committer would have written it.
 			if err := s.store.Apply(b.change(nil)); err != nil {
-				s.log.Error("persist instances", "instances", len(b.records), "err", err)
+				s.writeFailed(b, err)
+			} else {
+				s.done(b, gen)
 			}
-			s.done(b, gen)
 		}
 		return err
 	}

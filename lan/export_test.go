@@ -1,7 +1,32 @@
 package lan
 
+import "path/filepath"
+
 // MaxChecks is maxChecks, for the tests of package lan_test.
 const MaxChecks = maxChecks
 
 // ConnPeak is the most connections the server has held open at once.
 func (s *Server) ConnPeak() int64 { return s.ln.(*limitListener).peak.Load() }
+
+// BreakStore makes every write to lan.db fail, as a failing disk would,
+// until RepairStore: it closes the bbolt file.
+func (s *Server) BreakStore() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.store.Close()
+}
+
+// RepairStore opens lan.db again after BreakStore.
+func (s *Server) RepairStore() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	st, err := OpenStore(filepath.Join(s.cfg.DataDir, "lan.db"))
+	if err != nil {
+		return err
+	}
+	s.store = st
+	return nil
+}
+
+// WriteFailures counts the batch writes that failed.
+func (s *Server) WriteFailures() int64 { return s.writeFailures.Load() }

@@ -451,7 +451,7 @@ func connectMasterWithAllocs(t *testing.T, srv *lan.Server, id, name string, all
 // TestStartedThenExitedNoRace: an exit that arrives while the new child's
 // ports are being checked must not race with the check.
 func TestStartedThenExitedNoRace(t *testing.T) {
-	srv, c := startServer(t, lan.Config{StartDeadline: 2 * time.Second})
+	srv, c := startServer(t, lan.Config{StartDeadline: 2 * time.Second, BidWindow: 5 * time.Second}) // the bid may come late under -race
 	events := subscribe(t, srv, c)
 	m := dialMaster(t, srv, "", id1, "m1")
 	addWeb(t, c, 1)

@@ -442,7 +442,6 @@ func (s *Server) decideLocked(name string, r *round, l *loads) lifecycle.Event {
 		return lifecycle.Unplaced{Instance: name, Why: why}
 	}
 	delete(s.retryAt, name)
-	l.add(in.Need, best.info.ID)
 	return lifecycle.Granted{Instance: name, Alloc: newID(), Master: best.ref(), Handoff: r.handoff}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"berth/lifecycle"
@@ -155,6 +156,8 @@ type Server struct {
 
 	// committed tells the masters' writers which batches are written.
 	committed commitGate
+	// writeFailures counts the batch writes that failed (and were kept).
+	writeFailures atomic.Int64
 
 	bmu     sync.Mutex // Protects following; taken after mu, never before.
 	pending batch      // applied effects waiting for the committer
@@ -299,7 +302,9 @@ func (s *Server) Close() error {
 	}
 	s.hub.closeAll()
 	s.wg.Wait()
-	s.flush() // what the last events changed
+	if err := s.flush(); err != nil { // what the last events changed
+		s.log.Error("persist instances at close: the last changes are lost", "err", err)
+	}
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
