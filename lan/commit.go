@@ -49,40 +49,11 @@ func (s *Server) applyLocked() {
 	if fx.Empty() {
 		return
 	}
-	s.bmu.Lock()
-	defer s.bmu.Unlock()
-	b := &s.pending
-	if b.records == nil {
-		b.records = map[string]*needs.Instance{}
-	}
-	now := time.Now()
 	for _, in := range fx.Removed {
 		delete(s.rounds, in.Name)
 		delete(s.retryAt, in.Name)
-		b.events = append(b.events, Event{Time: now, Kind: EventInstanceRemoved, Need: in.Need, Instance: in})
 	}
-	for name, put := range fx.Records {
-		in := s.core.Insts[name]
-		if !put || in == nil {
-			b.records[name] = nil
-			continue
-		}
-		c := in.Clone()
-		b.records[name] = c
-		b.events = append(b.events, Event{Time: now, Kind: EventInstance, Need: c.Need, Instance: c})
-	}
-	for name := range fx.Emit {
-		if in := s.core.Insts[name]; in != nil && !fx.Records[name] {
-			c := in.Clone()
-			b.events = append(b.events, Event{Time: now, Kind: EventInstance, Need: c.Need, Instance: c})
-		}
-	}
-	for _, f := range fx.Frames {
-		if m, ok := s.masters[f.MasterID]; ok {
-			m.queue(outgoing{frame: f, gen: s.gen})
-			b.frames = true
-		}
-	}
+	s.batchLocked(fx)
 	for _, c := range fx.Checks {
 		if s.closed {
 			continue
@@ -112,7 +83,61 @@ func (s *Server) applyLocked() {
 		s.kick()
 	}
 	fx.Reset()
-	if !b.empty() {
+}
+
+// batchLocked adds to the pending batch the records, events and frames of
+// fx, and wakes the committer.
+func (s *Server) batchLocked(fx *lifecycle.Effects) {
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	b := &s.pending
+	if b.records == nil {
+		b.records = map[string]*needs.Instance{}
+	}
+	now := time.Now()
+	for _, in := range fx.Removed {
+		b.events = append(b.events, Event{Time: now, Kind: EventInstanceRemoved, Need: in.Need, Instance: in})
+	}
+	for name, put := range fx.Records {
+		in := s.core.Insts[name]
+		if !put || in == nil {
+			b.records[name] = nil
+			continue
+		}
+		c := in.Clone()
+		b.records[name] = c
+		b.events = append(b.events, Event{Time: now, Kind: EventInstance, Need: c.Need, Instance: c})
+	}
+	for name := range fx.Emit {
+		if in := s.core.Insts[name]; in != nil && !fx.Records[name] {
+			c := in.Clone()
+			b.events = append(b.events, Event{Time: now, Kind: EventInstance, Need: c.Need, Instance: c})
+		}
+	}
+	for _, f := range fx.Frames {
+		if m, ok := s.masters[f.MasterID]; ok {
+			m.queue(outgoing{frame: f, gen: s.gen})
+			b.frames = true
+		}
+	}
+	s.wakeCommitterLocked()
+}
+
+// publishLocked publishes e after what the events before it changed is
+// written (and in the read API's view): events reach subscribers in the
+// order they happened, and a client that saw one reads a state at least
+// that new.
+func (s *Server) publishLocked(e Event) {
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	s.pending.events = append(s.pending.events, e)
+	s.wakeCommitterLocked()
+}
+
+// wakeCommitterLocked wakes the committer if the pending batch holds
+// anything; s.bmu held.
+func (s *Server) wakeCommitterLocked() {
+	if !s.pending.empty() {
 		select {
 		case s.commits <- struct{}{}:
 		default:
@@ -200,6 +225,17 @@ func (s *Server) writeFailed(b batch, err error) {
 	}
 }
 
+// pendingAfter is what a frame waits for to follow everything applied so
+// far: the pending batch's number plus one, or 0 if it is empty.
+func (s *Server) pendingAfter() uint64 {
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	if s.pending.empty() {
+		return 0
+	}
+	return s.gen + 1
+}
+
 // takeBatch takes the pending batch and its number, leaving an empty one.
 func (s *Server) takeBatch() (batch, uint64) {
 	s.bmu.Lock()
@@ -245,6 +281,7 @@ func (b *batch) change(extra *Change) *Change {
 
 // done publishes a written batch's events and lets its frames go.
 func (s *Server) done(b batch, gen uint64) {
+	s.view.written(b.records)
 	for _, e := range b.events {
 		s.hub.publish(e)
 	}
@@ -320,6 +357,7 @@ func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func(
 	if !b.empty() {
 		s.done(b, gen)
 	}
+	s.view.changed(ch)
 	s.stepLocked(lifecycle.Committed{Change: ch})
 	if answer != nil {
 		answer()

@@ -64,7 +64,7 @@ func (s *Server) setDrain(name string, on bool) (*needs.Master, error) {
 					}
 				}
 			}
-			s.hub.publish(Event{Time: time.Now(), Kind: kind, Master: s.masterEntryLocked(name)})
+			s.publishLocked(Event{Time: time.Now(), Kind: kind, Master: s.masterEntryLocked(name)})
 		}
 		e = s.masterEntryLocked(name)
 	})

@@ -30,3 +30,9 @@ func (s *Server) RepairStore() error {
 
 // WriteFailures counts the batch writes that failed.
 func (s *Server) WriteFailures() int64 { return s.writeFailures.Load() }
+
+// HoldLock takes Server.mu until release is called.
+func (s *Server) HoldLock() (release func()) {
+	s.mu.Lock()
+	return s.mu.Unlock
+}

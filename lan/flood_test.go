@@ -223,9 +223,11 @@ func TestPortChecksBounded(t *testing.T) {
 		children, peak, lan.MaxChecks, samples)
 	// The runtime closes a socket whose dial timed out a moment after the
 	// dial returns and frees its slot, and /proc/net/tcp is read while
-	// sockets come and go: a few of the previous wave may be counted with
-	// the next.
-	if slack := lan.MaxChecks / 8; peak > lan.MaxChecks+slack {
+	// sockets come and go: the previous wave may be counted with the next.
+	// Alone this test sees exactly 64; with the other packages' tests
+	// loading both cores under -race it saw 91 and 128 (two whole waves).
+	// Without the bound all 192 dial at once.
+	if slack := lan.MaxChecks; peak > lan.MaxChecks+slack {
 		t.Errorf("%d check sockets open at once, want at most %d (+%d)", peak, lan.MaxChecks, slack)
 	}
 	if peak == 0 {

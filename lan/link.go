@@ -314,7 +314,7 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	s.stepLocked(lifecycle.Reconnected{Master: m.ref(), Exits: h.Exits, Allocs: h.Allocs})
 	info := m.info
 	info.Connected, info.Draining, info.LastSeen = true, s.core.Draining(m.info.Name), m.seen().UTC()
-	s.hub.publish(Event{Time: time.Now(), Kind: EventMasterUp, Master: &info})
+	s.publishLocked(Event{Time: time.Now(), Kind: EventMasterUp, Master: &info})
 	m.log.Info("master connected", "id", h.ID, "address", h.Address, "allocs", len(h.Allocs), "exits", len(h.Exits))
 	s.kick()
 	return nil
@@ -391,7 +391,7 @@ func (s *Server) dropSessionLocked(m *session, why string) {
 	}
 	info := m.info
 	info.Draining, info.LastSeen = s.core.Draining(info.Name), seen.UTC()
-	s.hub.publish(Event{Time: time.Now(), Kind: EventMasterDown, Master: &info, Message: why})
+	s.publishLocked(Event{Time: time.Now(), Kind: EventMasterDown, Master: &info, Message: why})
 	m.log.Info("master disconnected", "why", why)
 	s.kick()
 }
@@ -400,7 +400,10 @@ func (s *Server) dropSessionLocked(m *session, why string) {
 func (s *Server) dispatch(m *session, msg *pipes.Msg) error {
 	switch msg.Type {
 	case pipes.TypePing:
-		m.sendMsg(&pipes.Msg{V: pipes.Version, Type: pipes.TypePong, ID: msg.ID})
+		// After everything the frames before it changed is written (and
+		// in the read API's view): a pong says that all came before it.
+		m.queue(outgoing{msg: &pipes.Msg{V: pipes.Version, Type: pipes.TypePong, ID: msg.ID},
+			after: max(m.after.Load(), s.pendingAfter())})
 		return nil
 	case pipes.TypePong, pipes.TypeStats:
 		return nil

@@ -69,7 +69,7 @@ func (s *Server) expireGoneLocked(now time.Time, due func(time.Time)) {
 		if g.heard {
 			info.LastSeen = g.since.UTC()
 		}
-		s.hub.publish(Event{Time: time.Now(), Kind: EventMasterLost, Master: info,
+		s.publishLocked(Event{Time: time.Now(), Kind: EventMasterLost, Master: info,
 			Message: fmt.Sprintf("%s; %d instance(s) placed again", why, moved)})
 		s.stepLocked(lifecycle.MasterLost{MasterID: id, Why: why})
 		s.kick()

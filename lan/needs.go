@@ -3,7 +3,6 @@ package lan
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -22,7 +21,7 @@ func (s *Server) AddNeed(n *needs.Need) (*needs.NeedStatus, error) {
 	err := s.persist(func(now time.Time) (*Change, error) {
 		return s.core.PlanAdd(n, now)
 	}, func() {
-		s.hub.publish(Event{Time: time.Now(), Kind: EventNeedAdded, Need: n.Name})
+		s.publishLocked(Event{Time: time.Now(), Kind: EventNeedAdded, Need: n.Name})
 		st = s.statusLocked(n, true)
 	})
 	if err != nil {
@@ -49,7 +48,7 @@ func (s *Server) ScaleNeed(name string, count int) (*needs.NeedStatus, error) {
 	err := s.persist(func(now time.Time) (*Change, error) {
 		return s.core.PlanScale(name, count, now)
 	}, func() {
-		s.hub.publish(Event{Time: time.Now(), Kind: EventNeedScaled, Need: name, Message: fmt.Sprintf("%d instances", count)})
+		s.publishLocked(Event{Time: time.Now(), Kind: EventNeedScaled, Need: name, Message: fmt.Sprintf("%d instances", count)})
 		st = s.statusLocked(s.core.Needs[name], true)
 	})
 	if err != nil {
@@ -68,7 +67,7 @@ func (s *Server) RemoveNeed(name string) (*needs.NeedStatus, error) {
 		}
 		return ch, err
 	}, func() {
-		s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRemoved, Need: name})
+		s.publishLocked(Event{Time: time.Now(), Kind: EventNeedRemoved, Need: name})
 	})
 	if err != nil {
 		return nil, persistError("removal of need "+strconv.Quote(name), err)
@@ -82,71 +81,18 @@ func (s *Server) needInstancesLocked(name string) []*needs.Instance {
 
 func (s *Server) statusLocked(n *needs.Need, withInstances bool) *needs.NeedStatus {
 	st := &needs.NeedStatus{Need: *n.Clone()}
-	reasons := map[string]bool{}
-	for _, in := range s.needInstancesLocked(n.Name) {
-		switch in.State {
-		case needs.Running:
-			st.Running++
-		case needs.Pending, needs.Backoff, needs.Starting:
-			if !in.Removing {
-				st.Pending++
-			}
-		}
-		if in.Reason != "" && !in.Removing { // a running instance has one while its master drains
-			reasons[in.Name+": "+in.Reason] = true
-		}
-		if withInstances {
-			st.InstanceList = append(st.InstanceList, in.Clone())
-		}
-	}
-	for r := range reasons {
-		st.Reasons = append(st.Reasons, r)
-	}
-	slices.Sort(st.Reasons)
+	st.Count(s.needInstancesLocked(n.Name), withInstances)
 	return st
 }
 
 // Needs lists every need with its live counts.
-func (s *Server) Needs() []*needs.NeedStatus {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*needs.NeedStatus, 0, len(s.core.Needs))
-	for _, n := range s.core.Needs {
-		out = append(out, s.statusLocked(n, false))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
+func (s *Server) Needs() []*needs.NeedStatus { return s.view.list() }
 
 // Need returns one need with its instances.
-func (s *Server) Need(name string) (*needs.NeedStatus, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, ok := s.core.Needs[name]
-	if !ok {
-		return nil, fmt.Errorf("need %q: %w", name, needs.ErrNotFound)
-	}
-	return s.statusLocked(n, true), nil
-}
+func (s *Server) Need(name string) (*needs.NeedStatus, error) { return s.view.need(name) }
 
 // Services lists every placed instance: what runs, where, on which ports.
-func (s *Server) Services() []*needs.Instance {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*needs.Instance
-	for _, in := range s.core.Insts {
-		if in.State.Placed() {
-			out = append(out, in.Clone())
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Need != out[j].Need {
-			return out[i].Need < out[j].Need
-		}
-		return out[i].Index < out[j].Index
-	})
-	return out
-}
+func (s *Server) Services() []*needs.Instance { return s.view.services() }
 
 // RestartNeed retries the need's backed-off instances now: they become
 // pending with their failure count reset (their restart count is kept).
@@ -164,7 +110,7 @@ func (s *Server) RestartNeed(name string) (*needs.NeedStatus, error) {
 			delete(s.retryAt, in.Name)
 		}
 		n := len(retried)
-		s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRestarted, Need: name,
+		s.publishLocked(Event{Time: time.Now(), Kind: EventNeedRestarted, Need: name,
 			Message: fmt.Sprintf("%d backed-off instance(s) retried", n)})
 		st = s.statusLocked(s.core.Needs[name], true)
 	})

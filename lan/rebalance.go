@@ -153,7 +153,7 @@ func (s *Server) requestRebalanceLocked(name, why string) *Rebalance {
 	if !s.reb.wanted[name] {
 		s.reb.wanted[name] = true
 		delete(s.reb.uneven, name)
-		s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRebalance, Need: name,
+		s.publishLocked(Event{Time: time.Now(), Kind: EventNeedRebalance, Need: name,
 			Message: fmt.Sprintf("%s: %d move(s) planned (%s)", why, len(rb.Moves), describeSpread(rb.Spread))})
 		s.log.Info("rebalancing need", "need", name, "moves", len(rb.Moves), "why", why)
 	}
@@ -341,7 +341,7 @@ func (s *Server) startMovesLocked(start []string, sp spreads) {
 		from, to, ok := nextMove(c)
 		if !ok {
 			delete(s.reb.wanted, need)
-			s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRebalanced, Need: need,
+			s.publishLocked(Event{Time: time.Now(), Kind: EventNeedRebalanced, Need: need,
 				Message: "even: " + describeSpread(namedSpread(c, sp.names))})
 			s.log.Info("need rebalanced", "need", need)
 			continue
@@ -374,7 +374,7 @@ func (s *Server) startMovesLocked(start []string, sp spreads) {
 		s.reb.moves[pick.Name] = mv
 		s.core.Moving[pick.Name] = mv.from
 		delete(s.retryAt, pick.Name)
-		s.hub.publish(Event{Time: time.Now(), Kind: EventMoveStarted, Need: need, Instance: pick.Clone(),
+		s.publishLocked(Event{Time: time.Now(), Kind: EventMoveStarted, Need: need, Instance: pick.Clone(),
 			Message: fmt.Sprintf("%s: moving off master %s (%s) to %s", pick.Name, mv.fromName,
 				describeSpread(namedSpread(sp.counts[need], sp.names)), strings.Join(targets[need], " or "))})
 		s.log.Info("rebalance move", "instance", pick.Name, "from", mv.fromName, "to", targets[need])
@@ -392,14 +392,14 @@ func (s *Server) endMoveLocked(name string, mv *move, how string, moved bool) {
 	if in := s.core.Insts[name]; in != nil {
 		e.Instance = in.Clone()
 	}
-	s.hub.publish(e)
+	s.publishLocked(e)
 	if moved {
 		s.log.Info("rebalance move done", "instance", name, "how", how)
 	} else {
 		s.log.Warn("rebalance move ended without moving", "instance", name, "why", how)
 		if s.reb.wanted[mv.need] {
 			delete(s.reb.wanted, mv.need)
-			s.hub.publish(Event{Time: time.Now(), Kind: EventNeedRebalanced, Need: mv.need,
+			s.publishLocked(Event{Time: time.Now(), Kind: EventNeedRebalanced, Need: mv.need,
 				Message: fmt.Sprintf("stopped: %s did not move: %s", name, how)})
 		}
 	}

@@ -154,6 +154,8 @@ type Server struct {
 	// calls that persist before they answer. Taken before mu.
 	writeMu sync.Mutex
 
+	// view is what the read API answers from (lan/view.go).
+	view *view
 	// committed tells the masters' writers which batches are written.
 	committed commitGate
 	// writeFailures counts the batch writes that failed (and were kept).
@@ -231,6 +233,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		wake:     make(chan struct{}, 1), commits: make(chan struct{}, 1),
 		core: lifecycle.New(lifecycle.Config{StopGrace: cfg.StopGrace, StartDeadline: cfg.StartDeadline, RetryAfter: noBidRetry},
 			ns, is, drained),
+		view:    newView(ns, is),
 		masters: map[string]*session{}, gone: map[string]masterGone{},
 		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, uptimeAt: map[string]time.Time{},
 	}

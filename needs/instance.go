@@ -3,6 +3,7 @@ package needs
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -172,4 +173,30 @@ type NeedStatus struct {
 	Pending      int         `json:"pending"`
 	Reasons      []string    `json:"reasons,omitempty"`
 	InstanceList []*Instance `json:"instance_list,omitempty"`
+}
+
+// Count sets st's counts and reasons from the need's instances (in index
+// order), and its instance list (copies) if withInstances.
+func (st *NeedStatus) Count(ins []*Instance, withInstances bool) {
+	reasons := map[string]bool{}
+	for _, in := range ins {
+		switch in.State {
+		case Running:
+			st.Running++
+		case Pending, Backoff, Starting:
+			if !in.Removing {
+				st.Pending++
+			}
+		}
+		if in.Reason != "" && !in.Removing { // a running instance has one while its master drains
+			reasons[in.Name+": "+in.Reason] = true
+		}
+		if withInstances {
+			st.InstanceList = append(st.InstanceList, in.Clone())
+		}
+	}
+	for r := range reasons {
+		st.Reasons = append(st.Reasons, r)
+	}
+	slices.Sort(st.Reasons)
 }
