@@ -1,0 +1,179 @@
+package mesh
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+)
+
+// attempts is how many backends a connection is offered to: a backend
+// that refuses is skipped and the next one tried, once.
+const attempts = 2
+
+// link is one proxied connection: the client's and the backend's sockets.
+type link struct {
+	client, upstream net.Conn
+	once             sync.Once
+}
+
+// close closes both sockets; the copies in flight return.
+func (l *link) close() {
+	l.once.Do(func() {
+		l.client.Close()
+		l.upstream.Close()
+	})
+}
+
+// handle forwards the client's connection c to a backend, and copies both
+// ways until both sides are done.
+func (p *Proxy) handle(c net.Conn) {
+	var ip netip.Addr
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ip = ta.AddrPort().Addr()
+	}
+	var tried []*backend
+	for range attempts {
+		b := p.pick(ip, tried)
+		if b == nil {
+			break
+		}
+		tried = append(tried, b)
+		b.conns.Add(1)
+		up, err := p.dial(b)
+		if err != nil {
+			b.conns.Add(-1)
+			continue
+		}
+		l := &link{client: c, upstream: up}
+		if !p.join(b, l) {
+			up.Close()
+			b.conns.Add(-1)
+			continue
+		}
+		p.copyBoth(l)
+		p.leave(b, l)
+		b.conns.Add(-1)
+		return
+	}
+	c.Close()
+}
+
+// pick returns the backend for a new connection from ip, not one of
+// skip, or nil when there is none. Ejected backends are left out unless
+// every backend is ejected: then they are all offered (a refusal costs a
+// dial; refusing every client costs more).
+func (p *Proxy) pick(ip netip.Addr, skip []*backend) *backend {
+	set := *p.set.Load()
+	now := p.cfg.Now()
+	cands := make([]Candidate, 0, len(set))
+	back := make([]*backend, 0, len(set))
+	var ejected []*backend
+	for _, b := range set {
+		if slices.Contains(skip, b) {
+			continue
+		}
+		ok, out := b.candidate(now)
+		if out {
+			ejected = append(ejected, b)
+		}
+		if ok {
+			back = append(back, b)
+		}
+	}
+	if len(back) == 0 {
+		back = ejected
+	}
+	for _, b := range back {
+		cands = append(cands, Candidate{ID: b.ID, Conns: b.conns.Load(), Stats: b.stats.Load()})
+	}
+	i := p.cfg.Strategy.Pick(cands, ip)
+	if i < 0 || i >= len(back) {
+		return nil
+	}
+	return back[i]
+}
+
+// dial connects to b, and ejects b when it cannot.
+func (p *Proxy) dial(b *backend) (net.Conn, error) {
+	d := net.Dialer{Timeout: p.cfg.DialTimeout}
+	up, err := d.DialContext(p.ctx, "tcp", b.Addr)
+	if err != nil {
+		if p.ctx.Err() != nil {
+			return nil, err
+		}
+		b.mu.Lock()
+		d := b.ej.refused(p.cfg.Now(), p.cfg.EjectBase, p.cfg.EjectMax)
+		b.mu.Unlock()
+		p.log.Warn("mesh: backend ejected", "backend", b.ID, "addr", b.Addr, "for", d, "err", err)
+		return nil, err
+	}
+	b.mu.Lock()
+	b.ej.succeeded()
+	b.mu.Unlock()
+	return up, nil
+}
+
+// join registers l with the proxy and with b, unless the proxy is closed
+// or b's grace is over.
+func (p *Proxy) join(b *backend, l *link) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.links[l] = struct{}{}
+	p.mu.Unlock()
+	if !b.join(l) {
+		p.mu.Lock()
+		delete(p.links, l)
+		p.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+func (p *Proxy) leave(b *backend, l *link) {
+	l.close()
+	b.leave(l)
+	p.mu.Lock()
+	delete(p.links, l)
+	p.mu.Unlock()
+}
+
+// closeWriter is the half-close of *net.TCPConn (and *net.UnixConn).
+type closeWriter interface{ CloseWrite() error }
+
+// copyBoth copies client to backend in this goroutine and backend to
+// client in another, passing each end of stream on as a half-close, until
+// both directions have ended; an error in either closes both sockets.
+// io.Copy between two *net.TCPConn uses splice(2) on Linux: the bytes
+// stay in the kernel.
+func (p *Proxy) copyBoth(l *link) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.copyHalf(l, l.client, l.upstream)
+	}()
+	p.copyHalf(l, l.upstream, l.client)
+	wg.Wait()
+	l.close()
+}
+
+func (p *Proxy) copyHalf(l *link, dst, src net.Conn) {
+	_, err := io.Copy(dst, src)
+	if err == nil {
+		cw, ok := dst.(closeWriter)
+		if ok {
+			err = cw.CloseWrite()
+		} else {
+			err = errors.New("no half-close")
+		}
+	}
+	if err != nil {
+		l.close()
+	}
+}

@@ -1,0 +1,44 @@
+// Package mesh proxies TCP connections to a set of backends: the building
+// block of a need's ingress and upstream listeners (issue 10). It knows
+// nothing of the lanmanager or the master; its owner tells it the running
+// set (Proxy.Update) and their heartbeat figures (Proxy.SetStats).
+//
+// # Strategies
+//
+// A Strategy picks one of the candidates (the running backends not
+// ejected) for each new connection; ParseBalance reads their names:
+//
+//   - round-robin: a counter modulo the number of candidates; exact
+//     rotation while the set is stable.
+//   - least-conn: the power of two choices: of two distinct candidates
+//     drawn at random, the one with fewer live connections through this
+//     proxy.
+//   - resource: the lowest score connections×10 + cpu%×2 + heapRatio×100
+//     (Weights, ParseWeights); stats older than three heartbeats are
+//     unknown and a candidate with unknown stats is scored by its
+//     connections alone. Ties rotate.
+//   - hash: consistent hashing of the client's IP address on a ring of
+//     DefaultVirtualNodes points per backend.
+//
+// # Passive health
+//
+// A backend whose dial fails is ejected for 1 s, doubling with each
+// failure after an ejection ends, up to 30 s; a dial that works resets it.
+// The client's connection is offered to one other backend, so it does not
+// see the failure. When every backend is ejected they are all offered
+// anyway.
+//
+// # Connections
+//
+// Each connection is copied both ways by two goroutines with io.Copy
+// (splice(2) between TCP sockets on Linux); the end of one direction is
+// passed on with CloseWrite, an error in either closes both. A backend
+// that Update removes gets no new connection at once; its open ones may go
+// on for Config.Grace and are then closed.
+//
+// # Caveats
+//
+// Connection counts are this proxy's only: two masters balancing the same
+// need each count their own. Close closes every connection at once, with
+// no grace.
+package mesh
