@@ -13,10 +13,18 @@
 //
 // # Placement
 //
-// The placer offers each pending instance to every connected master that
-// matches the need's pin and is not draining, waits up to BidWindow for
-// their bids, and grants the instance, under a fresh allocation id, to the
-// best bidder: after a failure, the need's restart policy first (while the
+// The life of every instance is the state machine of package lifecycle:
+// the lanmanager feeds it events (reports, grants, check results, ticks,
+// API changes) under Server.mu and applies its effects; the records they
+// change are written in batches by one committer goroutine, and the frames
+// that depend on them leave only once they are written (lan/commit.go).
+// Reads of needs and services answer from a view of what is written
+// (lan/view.go).
+//
+// The placer offers each pending instance to up to 8 of the connected
+// masters that match the need's pin and are not draining (the least loaded
+// of a random sample), waits up to BidWindow for their bids, and grants
+// the instance, under a fresh allocation id, to the best bidder: after a failure, the need's restart policy first (while the
 // instance's consecutive failures are within LocalAttempts it goes back to
 // the master where it failed; after that, that master is avoided), then the
 // fewest instances of the same need, then the fewest instances in all. A
@@ -80,6 +88,7 @@
 // replacement at once; if the replacement fails, it is dropped and tried
 // again later. Undrain cancels replacements that have not taken over.
 //
-// Lock order: Server.mu, then hub.mu (see LOCKS.md). A session's last-seen
-// time is an atomic value, written by its reader without any lock.
+// Lock order: Server.writeMu, Server.mu, Server.bmu, then hub.mu (see
+// LOCKS.md). A session's last-seen time is an atomic value, written by its
+// reader without any lock.
 package lan
