@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -23,6 +24,9 @@ const testTimeout = 20 * time.Second
 // its http:// base URL. Cleanup closes both.
 func newTestHub(t *testing.T, opts ipchub.Options) (*ipchub.Server, string) {
 	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	}
 	s := ipchub.NewServer(opts)
 	ts := httptest.NewServer(s)
 	t.Cleanup(func() {

@@ -68,6 +68,16 @@ func (p *peer) shut(r closeReason) (first bool) {
 	return first
 }
 
+// leaving reports whether p has been shut.
+func (p *peer) leaving() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // enqueue queues msg without blocking. It returns false when the peer is
 // leaving or its queue is full; a full queue shuts it as a slow consumer,
 // and full reports that this call did.

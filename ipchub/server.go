@@ -187,6 +187,7 @@ func (s *Server) Stats() Counters {
 }
 
 // Snapshot returns the groups and their peers, sorted by name and id.
+// Peers being disconnected are left out.
 func (s *Server) Snapshot() []Group {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -194,7 +195,13 @@ func (s *Server) Snapshot() []Group {
 	for name, g := range s.groups {
 		grp := Group{Name: name}
 		for _, p := range g {
+			if p.leaving() {
+				continue
+			}
 			grp.Peers = append(grp.Peers, Peer{ID: p.id, Remote: p.remote, Since: p.since})
+		}
+		if len(grp.Peers) == 0 {
+			continue
 		}
 		sort.Slice(grp.Peers, func(i, j int) bool { return grp.Peers[i].ID < grp.Peers[j].ID })
 		out = append(out, grp)
