@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,16 +35,17 @@ func TestSlowConsumer(t *testing.T) {
 		// Reader: every message of every other fast peer, in order,
 		// then its done marker.
 		pongs := make(chan struct{}, 1)
+		finished := new(atomic.Bool) // the writer sent done and its last ping
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			errs <- readAll(p, i, fast, pongs)
+			errs <- readAll(p, i, fast, pongs, finished)
 		}()
 		// Writer: broadcast until the hub has disconnected the slow
 		// peer, then done.
 		go func() {
 			defer wg.Done()
-			errs <- writeAll(p, i, pad, maxRounds, pongs, func() bool { return hub.Stats().SlowDisconnects > 0 })
+			errs <- writeAll(p, i, pad, maxRounds, pongs, finished, func() bool { return hub.Stats().SlowDisconnects > 0 })
 		}()
 	}
 	wg.Wait()
@@ -70,41 +72,52 @@ func TestSlowConsumer(t *testing.T) {
 }
 
 // writeAll broadcasts "m:FROM:SEQ:pad" frames until stop says so (or
-// maxRounds), then "done:FROM:N". It keeps its rate to its own reading: a
-// ping after each frame, and the next frame once the pong came (it comes
-// after whatever the hub queued to this peer before).
-func writeAll(p *client, from int, pad string, maxRounds int, pongs <-chan struct{}, stop func() bool) error {
+// maxRounds), then "done:FROM:N" and a last ping. It keeps its rate to its
+// own reading: a ping after each frame, and the next frame once the pong
+// came (it comes after whatever the hub queued to this peer before).
+func writeAll(p *client, from int, pad string, maxRounds int, pongs <-chan struct{}, finished *atomic.Bool, stop func() bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	n := 0
-	for ; n < maxRounds && !stop(); n++ {
-		msg := fmt.Sprintf("m:%d:%d:%s", from, n, pad)
-		if err := p.c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
-			return fmt.Errorf("%s: write: %w", p.id, err)
-		}
+	pingPong := func() error {
 		if err := p.c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
 			return fmt.Errorf("%s: write: %w", p.id, err)
 		}
 		select {
 		case <-pongs:
+			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("%s: no pong: %w", p.id, ctx.Err())
+		}
+	}
+	for ; n < maxRounds && !stop(); n++ {
+		msg := fmt.Sprintf("m:%d:%d:%s", from, n, pad)
+		if err := p.c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			return fmt.Errorf("%s: write: %w", p.id, err)
+		}
+		if err := pingPong(); err != nil {
+			return err
 		}
 	}
 	if n == maxRounds {
 		return fmt.Errorf("%s: the slow peer was not disconnected after %d rounds", p.id, n)
 	}
-	return p.c.Write(ctx, websocket.MessageText, fmt.Appendf(nil, "done:%d:%d", from, n))
+	if err := p.c.Write(ctx, websocket.MessageText, fmt.Appendf(nil, "done:%d:%d", from, n)); err != nil {
+		return fmt.Errorf("%s: write: %w", p.id, err)
+	}
+	finished.Store(true)
+	return pingPong()
 }
 
 // readAll reads until every other fast peer sent done, checking that their
-// messages come in order with none missing, and passes pongs on.
-func readAll(p *client, self, fast int, pongs chan<- struct{}) error {
+// messages come in order with none missing, and passes pongs on; it ends
+// once it also passed on the pong of its writer's last ping.
+func readAll(p *client, self, fast int, pongs chan<- struct{}, finished *atomic.Bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	next := make([]int, fast)
-	done := 0
-	for done < fast-1 {
+	done, last := 0, false
+	for done < fast-1 || !last {
 		_, b, err := p.c.Read(ctx)
 		if err != nil {
 			return fmt.Errorf("%s: read after %d done: %w", p.id, done, err)
@@ -112,6 +125,7 @@ func readAll(p *client, self, fast int, pongs chan<- struct{}) error {
 		f := strings.SplitN(string(b), ":", 4)
 		switch f[0] {
 		case "pong":
+			last = finished.Load()
 			pongs <- struct{}{}
 		case "m", "done":
 			from, _ := strconv.Atoi(f[1])
