@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 )
@@ -24,7 +25,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Unsupported IPC client version", http.StatusConflict)
 		return
 	}
-	if len(id) < 5 {
+	if utf8.RuneCountInString(id) < 5 {
 		http.Error(w, "Invalid IPC client id", http.StatusInternalServerError)
 		return
 	}
@@ -87,6 +88,9 @@ func (s *Server) readLoop(p *peer) {
 			p.shut(closeOversize(s.opts.MaxPayload))
 			return
 		}
+		if p.leaving() {
+			continue // replaced or shut: its frames go nowhere
+		}
 		s.mu.RLock()
 		s.routeLocked(p, parseFrame(b))
 		s.mu.RUnlock()
@@ -99,7 +103,7 @@ func (s *Server) peerLocked(group, id string) *peer { return s.groups[group][id]
 // handleSend serves POST /{group}/send?id=&t=: a message too large for the
 // socket. Each recipient gets get:MSGID and fetches it from /receive.
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
-	group, q := r.PathValue("group"), r.URL.Query()
+	q := r.URL.Query()
 	if !s.tokenOK(q.Get("t")) {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
@@ -109,41 +113,50 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Message too large", http.StatusRequestEntityTooLarge)
 		return
 	}
+	code, msg := s.storeLarge(r.PathValue("group"), q.Get("id"), body)
+	if code != http.StatusOK {
+		http.Error(w, msg, code)
+		return
+	}
+	io.WriteString(w, "ok")
+}
+
+// storeLarge stores body, POSTed by id of group, for its recipients and
+// sends them get:MSGID. It returns the HTTP status and, unless 200, the
+// error text.
+func (s *Server) storeLarge(group, id string, body []byte) (int, string) {
 	f := parseFrame(body)
+	if f.kind == kindPing {
+		f = frame{kind: kindBroadcast, payload: body} // "ping" over HTTP is a message
+	}
 	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	from := s.peerLocked(group, q.Get("id"))
+	from := s.peerLocked(group, id)
 	if from == nil {
-		http.Error(w, "Unauthorized", http.StatusUnauthorized)
-		return
-	}
-	if f.kind == kindPing {
-		f = frame{kind: kindBroadcast, payload: body} // "ping" over HTTP is a message
+		return http.StatusUnauthorized, "Unauthorized"
 	}
 	to := s.recipientsLocked(from, f)
 	if len(to) == 0 {
 		s.drops.Add(1)
-		io.WriteString(w, "ok")
-		return
+		return http.StatusOK, ""
 	}
 	s.large.purgeLocked(now)
 	if len(s.large.msgs) >= s.opts.MaxLarge || s.large.bytes+len(f.payload) > s.opts.MaxLargeBytes {
-		http.Error(w, "Too many large messages waiting", http.StatusServiceUnavailable)
-		return
+		return http.StatusServiceUnavailable, "Too many large messages waiting"
 	}
-	id := newMsgID()
+	msgID := newMsgID()
 	m := &largeMsg{group: group, data: f.payload, pending: map[string]bool{}, expires: now.Add(s.opts.LargeTTL)}
 	for _, p := range to {
 		m.pending[p.id] = true
 	}
-	s.large.msgs[id] = m
+	s.large.msgs[msgID] = m
 	s.large.bytes += len(m.data)
-	notice := []byte("get:" + id)
+	notice := []byte("get:" + msgID)
 	for _, p := range to {
 		s.sendLocked(p, notice)
 	}
-	io.WriteString(w, "ok")
+	return http.StatusOK, ""
 }
 
 // handleReceive serves GET /{group}/receive?id=&msg=&t=: one recipient

@@ -22,6 +22,7 @@ func TestConnectRejects(t *testing.T) {
 		{"no version", "abcde", "", "secret", 409, ""},
 		{"version 10", "abcde", "10.1", "secret", 409, ""},
 		{"short id", "abcd", "1.0.0", "secret", 500, "Invalid IPC client id"},
+		{"four runes in eight bytes", "éééé", "1.0.0", "secret", 500, "Invalid IPC client id"},
 		{"bad token", "abcde", "1.0.0", "wrong", 403, ""},
 		{"no token", "abcde", "1.0.0", "", 403, ""},
 		{"undefined token", "abcde", "1.0.0", "undefined", 403, ""},
@@ -33,6 +34,7 @@ func TestConnectRejects(t *testing.T) {
 		}
 	}
 	dial(t, base, "db", "abcde", "secret")
+	dial(t, base, "db", "ééééé", "secret")
 	// A hub without a token accepts any t, "undefined" included.
 	_, open := newTestHub(t, ipchub.Options{})
 	dial(t, open, "db", "undef", "undefined")

@@ -122,3 +122,16 @@ func TestLargeMessages(t *testing.T) {
 		t.Error("no messages counted")
 	}
 }
+
+func TestLargeBodyLimit(t *testing.T) {
+	_, base := newTestHub(t, ipchub.Options{MaxLargeBody: 1000})
+	dial(t, base, "db", "aaaaa", "")
+	b := dial(t, base, "db", "bbbbb", "")
+	if code, _ := post(t, sendURL(base, "db", "aaaaa", ""), strings.Repeat("x", 1001)); code != 413 {
+		t.Errorf("body over MaxLargeBody: %d, want 413", code)
+	}
+	if code, _ := post(t, sendURL(base, "db", "aaaaa", ""), strings.Repeat("x", 1000)); code != 200 {
+		t.Errorf("body of MaxLargeBody: %d, want 200", code)
+	}
+	msgID(t, b)
+}
