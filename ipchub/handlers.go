@@ -63,11 +63,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 	s.leaveLocked(p)
 	s.mu.Unlock()
 	p.shut(closeNormal)
-	select {
-	case <-p.writerDone:
-	case <-s.ctx.Done():
-		<-p.writerDone
-	}
+	<-p.writerDone // it ends at once when ctx is cancelled, or after the close handshake
 }
 
 // readLoop routes p's frames until its connection ends or it sends a frame
