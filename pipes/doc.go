@@ -70,14 +70,14 @@
 // Part 0 to Parts-1 (at most [MaxServicesParts]), each under the frame
 // limit, applied when the last has arrived. The first revision on a link
 // is Full and replaces the receiver's set; later ones are diffs against
-// Base: each need in Needs gets the instances listed for it, none if
-// none. A receiver whose set is not at Base answers an error and drops
-// the link, so that the next link starts from a full set. Each part is
-// validated alone: rev > 0; base 0 in a full set, 1 to rev-1 in a diff;
-// needs empty in a full set, valid and distinct names in a diff; every
-// instance an instance of its need (named in the part's needs, in a
-// diff), listed once, with a valid alloc, master name, a dialable address
-// (as for started) and ports in 1-65535.
+// Base: their instances are added or replace those of the same name, and
+// those in removed are dropped. A receiver whose set is not at Base
+// answers an error and drops the link, so that the next link starts from
+// a full set. Each part is validated alone: rev > 0; base 0 in a full
+// set, 1 to rev-1 in a diff; removed empty in a full set; every instance
+// an instance of its need, listed once (in instances or removed), with a
+// valid alloc, master name, a dialable address (as for started) and ports
+// in 1-65535.
 //
 // # Versioning
 //

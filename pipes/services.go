@@ -63,18 +63,17 @@ func validatePorts(ports map[needs.Protocol]int) error {
 //
 //   - Full: the instances of all parts are the whole running set, which
 //     replaces the receiver's. The first revision on every link is full.
-//   - otherwise a diff against revision Base: the running set of each need
-//     named in Needs (in any part) becomes the instances of that need in
-//     the parts, none if there are none. Needs not named are unchanged.
-//     Every instance's need is named in the Needs of its own part.
+//   - otherwise a diff against revision Base: the instances of all parts
+//     are added or replace those of the same name; those in Removed no
+//     longer run. Others are unchanged.
 type Services struct {
 	Rev       uint64    `json:"rev"`
 	Base      uint64    `json:"base,omitempty"`
 	Full      bool      `json:"full,omitempty"`
 	Part      int       `json:"part"`
 	Parts     int       `json:"parts"`
-	Needs     []string  `json:"needs,omitempty"`
 	Instances []Service `json:"instances,omitempty"`
+	Removed   []string  `json:"removed,omitempty"`
 }
 
 // MaxServicesParts bounds the parts of one revision.
@@ -88,8 +87,8 @@ func (s *Services) Validate() error {
 	switch {
 	case s.Full && s.Base != 0:
 		return &needs.FieldError{Field: "base", Msg: fmt.Sprintf("must be 0 in a full set, got %d", s.Base)}
-	case s.Full && len(s.Needs) > 0:
-		return &needs.FieldError{Field: "needs", Msg: "must be empty in a full set"}
+	case s.Full && len(s.Removed) > 0:
+		return &needs.FieldError{Field: "removed", Msg: "must be empty in a full set"}
 	case !s.Full && (s.Base == 0 || s.Base >= s.Rev):
 		return &needs.FieldError{Field: "base", Msg: fmt.Sprintf("a diff's base must be 1-%d (below rev), got %d", s.Rev-1, s.Base)}
 	}
@@ -99,17 +98,7 @@ func (s *Services) Validate() error {
 	if s.Part < 0 || s.Part >= s.Parts {
 		return &needs.FieldError{Field: "part", Msg: fmt.Sprintf("must be 0-%d, got %d", s.Parts-1, s.Part)}
 	}
-	named := make(map[string]bool, len(s.Needs))
-	for i, n := range s.Needs {
-		if err := needs.ValidateName(fmt.Sprintf("needs[%d]", i), n); err != nil {
-			return err
-		}
-		if named[n] {
-			return &needs.FieldError{Field: fmt.Sprintf("needs[%d]", i), Msg: fmt.Sprintf("%q named twice", n)}
-		}
-		named[n] = true
-	}
-	seen := make(map[string]bool, len(s.Instances))
+	seen := make(map[string]bool, len(s.Instances)+len(s.Removed))
 	for i := range s.Instances {
 		in := &s.Instances[i]
 		if err := in.Validate(); err != nil {
@@ -119,9 +108,15 @@ func (s *Services) Validate() error {
 			return &needs.FieldError{Field: fmt.Sprintf("instances[%d].instance", i), Msg: fmt.Sprintf("%q listed twice", in.Instance)}
 		}
 		seen[in.Instance] = true
-		if !s.Full && !named[in.Need] {
-			return &needs.FieldError{Field: fmt.Sprintf("instances[%d].need", i), Msg: fmt.Sprintf("%q is not named in needs", in.Need)}
+	}
+	for i, name := range s.Removed {
+		if _, _, err := needs.ParseInstanceName(name); err != nil {
+			return fmt.Errorf("removed[%d]: %w", i, err)
 		}
+		if seen[name] {
+			return &needs.FieldError{Field: fmt.Sprintf("removed[%d]", i), Msg: fmt.Sprintf("%q listed twice", name)}
+		}
+		seen[name] = true
 	}
 	return nil
 }

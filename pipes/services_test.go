@@ -21,17 +21,18 @@ func TestServicesValidate(t *testing.T) {
 	}{
 		{"full", pipes.Services{Rev: 1, Full: true, Parts: 1, Instances: []pipes.Service{web()}}, ""},
 		{"empty full", pipes.Services{Rev: 1, Full: true, Parts: 1}, ""},
-		{"diff", pipes.Services{Rev: 3, Base: 2, Parts: 1, Needs: []string{"web", "db"}, Instances: []pipes.Service{web()}}, ""},
+		{"diff", pipes.Services{Rev: 3, Base: 2, Parts: 1, Removed: []string{"web.1", "db.0"}, Instances: []pipes.Service{web()}}, ""},
 		{"host name", pipes.Services{Rev: 1, Full: true, Parts: 1, Instances: with(func(s *pipes.Service) { s.Address = "box-1.lan" })}, ""},
 		{"no rev", pipes.Services{Full: true, Parts: 1}, "rev: must be > 0"},
 		{"full with base", pipes.Services{Rev: 2, Base: 1, Full: true, Parts: 1}, "base: must be 0"},
-		{"full with needs", pipes.Services{Rev: 2, Full: true, Parts: 1, Needs: []string{"web"}}, "needs: must be empty"},
+		{"full with removed", pipes.Services{Rev: 2, Full: true, Parts: 1, Removed: []string{"web.0"}}, "removed: must be empty"},
 		{"diff without base", pipes.Services{Rev: 2, Parts: 1}, "base: a diff's base"},
 		{"diff base not below", pipes.Services{Rev: 2, Base: 2, Parts: 1}, "base: a diff's base"},
 		{"no parts", pipes.Services{Rev: 1, Full: true}, "parts: must be 1-"},
 		{"part out of range", pipes.Services{Rev: 1, Full: true, Part: 2, Parts: 2}, "part: must be 0-1"},
-		{"bad need name", pipes.Services{Rev: 2, Base: 1, Parts: 1, Needs: []string{"Bad Name"}}, "needs[0]"},
-		{"need twice", pipes.Services{Rev: 2, Base: 1, Parts: 1, Needs: []string{"web", "web"}}, "needs[1]: \"web\" named twice"},
+		{"bad removed name", pipes.Services{Rev: 2, Base: 1, Parts: 1, Removed: []string{"web"}}, "removed[0]: instance: \"web\" is not <need>.<index>"},
+		{"removed twice", pipes.Services{Rev: 2, Base: 1, Parts: 1, Removed: []string{"web.1", "web.1"}}, "removed[1]: \"web.1\" listed twice"},
+		{"removed and listed", pipes.Services{Rev: 2, Base: 1, Parts: 1, Removed: []string{"web.0"}, Instances: []pipes.Service{web()}}, "removed[0]: \"web.0\" listed twice"},
 		{"instance of another need", pipes.Services{Rev: 1, Full: true, Parts: 1, Instances: with(func(s *pipes.Service) { s.Instance = "db.0" })}, "instances[0]: instance: \"db.0\" is not an instance of need \"web\""},
 		{"bad alloc", pipes.Services{Rev: 1, Full: true, Parts: 1, Instances: with(func(s *pipes.Service) { s.Alloc = "x" })}, "instances[0]: alloc"},
 		{"bad master", pipes.Services{Rev: 1, Full: true, Parts: 1, Instances: with(func(s *pipes.Service) { s.Master = "" })}, "instances[0]: master"},
@@ -39,7 +40,6 @@ func TestServicesValidate(t *testing.T) {
 		{"unspecified address", pipes.Services{Rev: 1, Full: true, Parts: 1, Instances: with(func(s *pipes.Service) { s.Address = "0.0.0.0" })}, "instances[0]: address"},
 		{"port 0", pipes.Services{Rev: 1, Full: true, Parts: 1, Instances: with(func(s *pipes.Service) { s.Ports[needs.HTTP] = 0 })}, "instances[0]: ports.http: 0 is outside 1-65535"},
 		{"instance twice", pipes.Services{Rev: 1, Full: true, Parts: 1, Instances: []pipes.Service{web(), web()}}, "instances[1].instance: \"web.0\" listed twice"},
-		{"diff instance not named", pipes.Services{Rev: 2, Base: 1, Parts: 1, Needs: []string{"db"}, Instances: []pipes.Service{web()}}, "instances[0].need: \"web\" is not named in needs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := pipes.New(pipes.TypeServices, &tc.s)
