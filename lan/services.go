@@ -119,16 +119,24 @@ func (s *Server) pushServices() {
 func (s *Server) pushOnce() {
 	p := s.svc
 	dirty, all, joins := p.take()
+	for m := range p.members {
+		if m.gone() {
+			delete(p.members, m)
+		}
+	}
+	if len(p.members) == 0 && len(joins) == 0 {
+		// Nobody to tell: read nothing now, and everything when someone joins.
+		p.mu.Lock()
+		p.all = true
+		p.mu.Unlock()
+		return
+	}
 	base := p.rev
 	changed := p.update(s.view.running(dirty, all), all)
 	if len(changed) > 0 {
 		p.rev++
 		diff := s.prepare(p.diff(base, changed))
 		for m := range p.members {
-			if m.gone() {
-				delete(p.members, m)
-				continue
-			}
 			m.sendPrepared(diff)
 		}
 	}
