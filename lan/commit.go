@@ -3,6 +3,8 @@ package lan
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -282,6 +284,7 @@ func (b *batch) change(extra *Change) *Change {
 // done publishes a written batch's events and lets its frames go.
 func (s *Server) done(b batch, gen uint64) {
 	s.view.written(b.records)
+	s.svc.touch(slices.Collect(maps.Keys(b.records)), nil)
 	for _, e := range b.events {
 		s.hub.publish(e)
 	}
@@ -358,11 +361,21 @@ func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func(
 		s.done(b, gen)
 	}
 	s.view.changed(ch)
+	s.svc.touch(changedInstances(ch), ch.DeleteNeeds)
 	s.stepLocked(lifecycle.Committed{Change: ch})
 	if answer != nil {
 		answer()
 	}
 	return nil
+}
+
+// changedInstances names the instances a change writes or deletes.
+func changedInstances(ch *Change) []string {
+	names := slices.Clone(ch.DeleteInstances)
+	for _, in := range ch.PutInstances {
+		names = append(names, in.Name)
+	}
+	return names
 }
 
 // approve checks a child with ports from the lanmanager's own host: every

@@ -86,6 +86,7 @@ func (m *session) send(typ string, body any) {
 // the writer; it leaves once batch after-1 is written.
 type outgoing struct {
 	msg   *pipes.Msg
+	preps []*pipes.Prepared // frames encoded once for many links, sent in a row
 	frame lifecycle.Frame
 	after uint64
 	gen   uint64 // set by the core's frames: their batch
@@ -96,10 +97,28 @@ func (m *session) sendMsg(msg *pipes.Msg) {
 	m.queue(outgoing{msg: msg, after: m.after.Load()})
 }
 
-// queue adds o to the outgoing queue; a frame of the core (o.msg nil) waits
-// for its batch, and makes later frames wait for it too.
+// sendPrepared queues frames encoded once for many sessions, in a row,
+// behind every frame queued before them.
+func (m *session) sendPrepared(preps []*pipes.Prepared) {
+	if len(preps) > 0 {
+		m.queue(outgoing{preps: preps, after: m.after.Load()})
+	}
+}
+
+// gone reports whether the session is closed.
+func (m *session) gone() bool {
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// queue adds o to the outgoing queue; a frame of the core (o.msg and
+// o.preps nil) waits for its batch, and makes later frames wait for it too.
 func (m *session) queue(o outgoing) {
-	if o.msg == nil {
+	if o.msg == nil && o.preps == nil {
 		o.after = o.gen + 1
 		m.after.Store(o.after)
 	}
@@ -158,6 +177,15 @@ func (m *session) writer() {
 					return
 				case <-wait:
 				}
+			}
+			if o.preps != nil {
+				for _, p := range o.preps {
+					if err := m.conn.SendPrepared(p); err != nil {
+						m.close()
+						return
+					}
+				}
+				continue
 			}
 			msg := o.msg
 			if msg == nil {
@@ -312,6 +340,9 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	// The exits it could not send while the link was down, then what it
 	// runs against what the records place on it.
 	s.stepLocked(lifecycle.Reconnected{Master: m.ref(), Exits: h.Exits, Allocs: h.Allocs})
+	if h.Services {
+		s.svc.join(m) // its full set follows, from the services pusher
+	}
 	info := m.info
 	info.Connected, info.Draining, info.LastSeen = true, s.core.Draining(m.info.Name), m.seen().UTC()
 	s.publishLocked(Event{Time: time.Now(), Kind: EventMasterUp, Master: &info})

@@ -156,6 +156,8 @@ type Server struct {
 
 	// view is what the read API answers from (lan/view.go).
 	view *view
+	// svc pushes the running set to the masters that asked (lan/services.go).
+	svc *servicesPush
 	// committed tells the masters' writers which batches are written.
 	committed commitGate
 	// writeFailures counts the batch writes that failed (and were kept).
@@ -234,6 +236,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		core: lifecycle.New(lifecycle.Config{StopGrace: cfg.StopGrace, StartDeadline: cfg.StartDeadline, RetryAfter: noBidRetry},
 			ns, is, drained),
 		view:    newView(ns, is),
+		svc:     newServicesPush(),
 		masters: map[string]*session{}, gone: map[string]masterGone{},
 		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, uptimeAt: map[string]time.Time{},
 	}
@@ -264,6 +267,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		defer s.wg.Done()
 		s.committer()
 	}()
+	s.wg.Go(s.pushServices)
 	go func() {
 		defer s.wg.Done()
 		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

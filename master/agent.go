@@ -35,6 +35,12 @@ type Options struct {
 	// as systemd does for its services. The package never reads the
 	// environment itself.
 	Environ []string
+	// Services asks the lanmanager for the running set, which Agent.Mirror
+	// then holds; off, the mirror stays empty. Off by default until the
+	// mesh's proxies need it: every master that asks gets every change of
+	// the running set, which at 1,000 masters and 50,000 instances costs
+	// the lanmanager too much (docs/mesh.md, "The running set").
+	Services bool
 	// RuntimeCheck is how often the runtime directory is checked and
 	// repaired (runtime.go); 0 means DefaultRuntimeCheck.
 	RuntimeCheck time.Duration
@@ -66,6 +72,8 @@ type Agent struct {
 
 	// linkEvents gets a token whenever the link goes up or down.
 	linkEvents chan struct{}
+	// mirror is the running set as the lanmanager last pushed it (mirror.go).
+	mirror *Mirror
 
 	mu       sync.Mutex // Protects following.
 	children map[string]*child
@@ -99,7 +107,7 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a := &Agent{opts: opts, cfg: cfg, children: map[string]*child{}, linkEvents: make(chan struct{}, 1)}
+	a := &Agent{opts: opts, cfg: cfg, children: map[string]*child{}, linkEvents: make(chan struct{}, 1), mirror: NewMirror()}
 	var err error
 	a.linkURL, err = cfg.LinkURL()
 	if err != nil {
@@ -286,9 +294,13 @@ func (a *Agent) Children() []pipes.ChildInfo {
 	return out
 }
 
+// Mirror is the master's copy of the running set, kept while the link is
+// down.
+func (a *Agent) Mirror() *Mirror { return a.mirror }
+
 func (a *Agent) helloLocked() *pipes.Hello {
 	h := &pipes.Hello{ID: a.id, Boot: a.boot, Name: a.name, Address: a.addr, Version: a.opts.Version,
-		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent}
+		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent, Services: a.opts.Services}
 	for p, r := range a.office.Ranges() {
 		h.Ranges[p] = [2]int{r.Start, r.End()}
 		h.Free[p] = a.office.Free(p)

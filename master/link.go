@@ -213,6 +213,7 @@ func (a *Agent) linkOnce() error {
 	a.mu.Unlock()
 	lv := newLiveness()
 	welcomed := false
+	var services gather // this link's services revisions
 	var wg sync.WaitGroup
 	defer func() {
 		// Once the writer has stopped, what it did not write is no longer
@@ -253,6 +254,19 @@ func (a *Agent) linkOnce() error {
 				w = pipes.Welcome{}
 			}
 			lv.welcomed(w)
+			continue
+		}
+		if msg.Type == pipes.TypeServices {
+			if err := services.receive(a.mirror, msg); err != nil {
+				a.log.Warn("bad services from lanmanager", "err", err)
+				if errors.Is(err, errOutOfStep) {
+					// Said before the link goes (the queue is not
+					// flushed); the next link starts with a full set.
+					conn.SendError(msg.ID, err)
+					return err
+				}
+				ob.pushError(msg.ID, err)
+			}
 			continue
 		}
 		if err := a.handle(ob, msg); err != nil {

@@ -186,6 +186,33 @@ func (c *Conn) Send(m *Msg) error {
 	return err
 }
 
+// Prepared is a frame encoded once, to be sent on many connections
+// (the same set of services to every master). It is never changed.
+type Prepared struct {
+	Type  string
+	frame []byte
+}
+
+// Prepare encodes m for SendPrepared.
+func Prepare(m *Msg) (*Prepared, error) {
+	b, err := Encode(nil, m)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{Type: m.Type, frame: b}, nil
+}
+
+// Size is the frame's length in bytes, header included.
+func (p *Prepared) Size() int { return len(p.frame) }
+
+// SendPrepared writes a prepared frame.
+func (c *Conn) SendPrepared(p *Prepared) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.rwc.Write(p.frame)
+	return err
+}
+
 // SendBody builds and sends a message of type typ with body v and id.
 func (c *Conn) SendBody(typ string, id uint64, v any) error {
 	m, err := New(typ, v)

@@ -63,6 +63,22 @@
 //   - log.data chunks: at most [MaxLogChunk] bytes; logs tail: at most
 //     [MaxLogTail] lines.
 //
+// # Services
+//
+// The running set reaches a master in "services" frames ([Services]), if
+// its hello set services. One revision is [Services.Parts] frames in a row,
+// Part 0 to Parts-1 (at most [MaxServicesParts]), each under the frame
+// limit, applied when the last has arrived. The first revision on a link
+// is Full and replaces the receiver's set; later ones are diffs against
+// Base: their instances are added or replace those of the same name, and
+// those in removed are dropped. A receiver whose set is not at Base
+// answers an error and drops the link, so that the next link starts from
+// a full set. Each part is validated alone: rev > 0; base 0 in a full
+// set, 1 to rev-1 in a diff; removed empty in a full set; every instance
+// an instance of its need, listed once (in instances or removed), with a
+// valid alloc, master name, a dialable address (as for started) and ports
+// in 1-65535.
+//
 // # Versioning
 //
 // A peer that changes the meaning of a message bumps v. Adding optional body

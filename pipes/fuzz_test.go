@@ -23,6 +23,9 @@ func seedFrames(tb testing.TB) [][]byte {
 		mustNew(tb, pipes.TypeOffer, 0, pipes.Offer{Instance: "web.0", Round: 3, Need: need}),
 		mustNew(tb, pipes.TypeGrant, 0, pipes.Grant{Instance: "web.0", Alloc: "a1b2c3d4e5", Need: need}),
 		mustNew(tb, pipes.TypeStarted, 2, pipes.Started{Alloc: "a1b2c3d4e5", Instance: "web.0", PID: 7, Ports: map[needs.Protocol]int{needs.HTTP: 16000}, StartedAt: time.Unix(1700000000, 0).UTC()}),
+		mustNew(tb, pipes.TypeServices, 0, pipes.Services{Rev: 4, Full: true, Parts: 1, Instances: []pipes.Service{
+			{Need: "web", Instance: "web.0", Alloc: "a1b2c3d4e5", Master: "m1", Address: "10.0.0.1", Ports: map[needs.Protocol]int{needs.HTTP: 16000}}}}),
+		mustNew(tb, pipes.TypeServices, 0, pipes.Services{Rev: 5, Base: 4, Part: 1, Parts: 2, Removed: []string{"web.1", "db.0"}}),
 		mustNew(tb, pipes.TypeStats, 0, pipes.Stats{PID: 7, CPUPercent: 1.5, RSS: 1 << 20}),
 		mustNew(tb, pipes.TypeChildStop, 9, pipes.ChildStop{Reason: "<scale down>", GraceMS: 100}),
 		{V: 1, Type: pipes.TypePing, ID: 5},
@@ -140,6 +143,7 @@ var bodyTypes = map[string]func() any{
 	pipes.TypePS:         func() any { return new([]pipes.ChildInfo) },
 	pipes.TypeLogs:       func() any { return new(pipes.Logs) },
 	pipes.TypeLogData:    func() any { return new(pipes.LogData) },
+	pipes.TypeServices:   func() any { return new(pipes.Services) },
 }
 
 func FuzzUnmarshalBodies(f *testing.F) {
@@ -160,6 +164,7 @@ func FuzzUnmarshalBodies(f *testing.F) {
 	f.Add([]byte(`{"instance":"web.0","tail":10,"follow":true}`))
 	f.Add([]byte(`{"data":"aGVsbG8K","eof":true}`))
 	f.Add([]byte(`{"heartbeat_ms":1000,"ttl_ms":5000}`))
+	f.Add([]byte(`{"rev":9,"base":8,"part":0,"parts":1,"removed":["web.2"],"instances":[{"need":"web","instance":"web.3","alloc":"a1b2c3d4e5","master":"m2","address":"host-1.lan","ports":{"http":80}}]}`))
 	f.Add([]byte(`{"name":"web","command":["x"],"instances":1,"protocols":["http"],"restart":{"delay":"1s","factor":1.5,"local_attempts":2},"socket_activation":true}`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {

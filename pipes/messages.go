@@ -58,6 +58,9 @@ type Hello struct {
 	Allocs []Started                 `json:"allocs,omitempty"`
 	// Exits are exits the master could not report while the link was down.
 	Exits []Exited `json:"exits,omitempty"`
+	// Services asks for the running set: a full services frame after the
+	// welcome, then the changes (see Services).
+	Services bool `json:"services,omitempty"`
 }
 
 // Validate checks a hello.
@@ -193,15 +196,7 @@ func (s *Started) Validate() error {
 			return err
 		}
 	}
-	for p, port := range s.Ports {
-		if err := p.Validate(); err != nil {
-			return &needs.FieldError{Field: "ports", Msg: err.Error()}
-		}
-		if port < 1 || port > 65535 {
-			return &needs.FieldError{Field: "ports." + string(p), Msg: fmt.Sprintf("%d is outside 1-65535", port)}
-		}
-	}
-	return nil
+	return validatePorts(s.Ports)
 }
 
 // AllocRef names an allocation.

@@ -84,6 +84,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.cfg.Lose, "lose", 100, "masters cut off at once after placement (0: skip)")
 	fs.BoolVar(&o.cfg.CloseLinks, "close-links", false, "close the lost masters' links instead of going silent with the connection up")
 	fs.DurationVar(&o.cfg.BidCost, "bid-cost", 100*time.Microsecond, "time a simulated master takes to bid")
+	fs.BoolVar(&o.cfg.Services, "services", false, "masters ask for the running set (services frames)")
 	fs.IntVar(&o.cfg.PortPool, "port-pool", 64, "loopback listeners answering port checks")
 	fs.DurationVar(&o.cfg.APIInterval, "api-interval", 20*time.Millisecond, "pace of the API load (one call at a time)")
 	fs.IntVar(&o.cfg.APICalls, "api-calls", 100000, "most API calls of the load")

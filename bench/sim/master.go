@@ -47,6 +47,10 @@ type shared struct {
 	bidCost time.Duration
 	pid     atomic.Int64 // fake pids, counted up
 	offers  atomic.Int64
+	// services: the masters ask for the running set; svcFrames and
+	// svcBytes count the services frames (and their bodies) all received.
+	services            bool
+	svcFrames, svcBytes atomic.Int64
 	// failures records what went wrong on links that were not cut on purpose.
 	failures *failures
 }
@@ -87,7 +91,7 @@ func dialMaster(ctx context.Context, url, token string, i int, sim *shared) (*si
 	boot := make([]byte, 8)
 	rand.Read(boot)
 	err = conn.SendBody(pipes.TypeHello, 0, &pipes.Hello{ID: m.id, Name: m.name, Address: "127.0.0.1",
-		Version: "sim", Boot: hex.EncodeToString(boot)})
+		Version: "sim", Boot: hex.EncodeToString(boot), Services: sim.services})
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("master %s: send hello: %w", m.name, err)
@@ -162,6 +166,13 @@ func (m *simMaster) handle(msg *pipes.Msg) error {
 	case pipes.TypePing:
 		return m.send(pipes.TypePong, msg.ID, nil)
 	case pipes.TypePong:
+	case pipes.TypeServices:
+		var s pipes.Services
+		if err := msg.Decode(&s); err != nil {
+			return err
+		}
+		m.sim.svcFrames.Add(1)
+		m.sim.svcBytes.Add(int64(len(msg.Body)))
 	case pipes.TypeOffer:
 		var o pipes.Offer
 		if err := msg.Decode(&o); err != nil {

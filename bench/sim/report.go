@@ -20,7 +20,10 @@ type Report struct {
 	PlaceGrants          int   // grants received until every instance ran
 	Grants, Stops, Stray int   // grants and stops received in all, messages about unknown allocations
 	Offers               int64 // offers received by all masters
-	PortChecks           int64 // connections the port pool accepted
+	// ServicesFrames and ServicesBytes count the services frames all
+	// masters received, and their bodies' bytes.
+	ServicesFrames, ServicesBytes int64
+	PortChecks                    int64 // connections the port pool accepted
 
 	API           map[string]map[string]dist // phase → call → latency
 	APIErrors     []string
@@ -100,6 +103,7 @@ func (r *Report) Print(w io.Writer) {
 	for _, v := range r.Violations[:min(10, len(r.Violations))] {
 		fmt.Fprintf(w, "  %s\n", v)
 	}
+	fmt.Fprintf(w, "services: %d frames, %.1f MB to all masters\n", r.ServicesFrames, float64(r.ServicesBytes)/1e6)
 	fmt.Fprintf(w, "failures (links dropped, error frames, failed checks): %d\n", r.FailureCount)
 	for _, f := range r.Failures[:min(10, len(r.Failures))] {
 		fmt.Fprintf(w, "  %s\n", f)

@@ -32,6 +32,9 @@ type Config struct {
 	// BidCost is how long a simulated master takes to bid (a real one
 	// looks the command up and counts its free ports).
 	BidCost time.Duration
+	// Services: the masters ask for the running set (services frames), as
+	// a master with Options.Services does.
+	Services bool
 	// PortPool is how many loopback listeners answer the port checks.
 	PortPool int
 	// APIInterval paces the API load (one call at a time); APICalls bounds it.
@@ -126,7 +129,7 @@ func Run(ctx context.Context, cfg Config, tgt Target) (*Report, error) {
 	}
 	defer ports.Close()
 	r := &run{cfg: cfg, tgt: tgt, rep: &Report{Config: cfg, Target: tgt},
-		sim:    &shared{ledger: newLedger(), ports: ports, bidCost: cfg.BidCost, failures: &failures{}},
+		sim:    &shared{ledger: newLedger(), ports: ports, bidCost: cfg.BidCost, services: cfg.Services, failures: &failures{}},
 		client: &lan.Client{Addr: tgt.Addr, Token: tgt.Token, HTTP: &http.Client{Timeout: 5 * time.Minute}}}
 	r.needNames, r.insts = cfg.needNames()
 	defer r.closeMasters()
@@ -337,6 +340,7 @@ func (r *run) usage() snapshot {
 func (r *run) finish(ports *portPool) {
 	r.rep.Grants, r.rep.Stops, r.rep.Stray = r.sim.ledger.counts()
 	r.rep.Offers = r.sim.offers.Load()
+	r.rep.ServicesFrames, r.rep.ServicesBytes = r.sim.svcFrames.Load(), r.sim.svcBytes.Load()
 	r.rep.PortChecks = ports.accepts.Load()
 	r.rep.Violations, r.rep.ViolationCount = r.sim.ledger.violations()
 	r.rep.Failures, r.rep.FailureCount = r.sim.failures.get()
