@@ -155,7 +155,15 @@ func (p *adoptedProcess) watch() {
 	defer p.closeFile()
 	err := p.rc.Read(func(fd uintptr) bool { return pidfdExited(int(fd)) })
 	if err != nil {
-		return // released
+		if p.ctx.Err() != nil {
+			return // released
+		}
+		// The runtime's poller failed on the pidfd without a release:
+		// watch it here rather than never close done (CI once hung in
+		// Stop of an adopted child whose watch had returned).
+		if !p.pollExited() {
+			return // released meanwhile
+		}
 	}
 	p.track.kill()
 	if p.track.waitEmpty(p.ctx) != nil {
@@ -164,6 +172,30 @@ func (p *adoptedProcess) watch() {
 	p.track.cleanup()
 	p.exit = Exit{Code: -1, Err: ErrExitUnknown}
 	close(p.done)
+}
+
+// pollExited polls until the adopted process has exited (true) or it is
+// released (false): through its pidfd every 50 ms, or, if the pidfd can no
+// longer be used, through /proc (gone, or its pid now names another
+// process).
+func (p *adoptedProcess) pollExited() bool {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		exited := false
+		if err := p.rc.Control(func(fd uintptr) { exited = pidfdExited(int(fd)) }); err != nil {
+			st, err := readProc(p.pid)
+			exited = err != nil || st.start != p.startTime || gone(p.pid, st)
+		}
+		if exited {
+			return true
+		}
+		select {
+		case <-p.ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 // pidfdExited reports whether the process of pidfd has exited: a pidfd

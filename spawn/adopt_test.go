@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // adopt adopts the child c started, as a restarted master would, and
@@ -210,4 +213,56 @@ func TestAdoptRelease(t *testing.T) {
 	if got := b.Stop(context.Background(), time.Minute); !errors.Is(got.Err, ErrExitUnknown) {
 		t.Errorf("Stop = %+v", got)
 	}
+}
+
+// TestAdoptPollExited: the fallback watch used when the runtime's poller
+// fails on the pidfd sees the exit of the process by polling, and ends on
+// a release. The process is watched by pollExited alone here.
+func TestAdoptPollExited(t *testing.T) {
+	spec := helperSpec(t, "sleep-forever")
+	c := startChild(t, spec)
+	waitForLog(t, spec, "ready")
+	watched := func(pid int, start uint64) *adoptedProcess {
+		fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "pidfd")
+		t.Cleanup(func() { f.Close() })
+		rc, err := f.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &adoptedProcess{pid: pid, startTime: start, f: f, rc: rc}
+		p.ctx, p.cancel = context.WithCancel(context.Background())
+		return p
+	}
+	p := watched(c.PID(), c.StartTime())
+	got := make(chan bool, 1)
+	go func() { got <- p.pollExited() }()
+	syscall.Kill(c.PID(), syscall.SIGKILL)
+	select {
+	case exited := <-got:
+		if !exited {
+			t.Error("pollExited = false for a process that was killed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("pollExited did not see the exit within 10s")
+	}
+
+	spec2 := helperSpec(t, "sleep-forever")
+	c2 := startChild(t, spec2)
+	waitForLog(t, spec2, "ready")
+	p2 := watched(c2.PID(), c2.StartTime())
+	go func() { got <- p2.pollExited() }()
+	p2.cancel()
+	select {
+	case exited := <-got:
+		if exited {
+			t.Error("pollExited = true for a released, live process")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("pollExited did not end on a release within 10s")
+	}
+	syscall.Kill(c2.PID(), syscall.SIGKILL)
 }
