@@ -4,8 +4,8 @@
 //
 // [Block] looks for n consecutive ports that all bind on 127.0.0.1 now,
 // from a random start anywhere in 1024-65535 outside the kernel's ephemeral
-// range (where outgoing connections take their source ports) and outside
-// berth's own defaults (a real master on the machine leases from those at
+// range (where outgoing connections take their source ports), outside the
+// ports browsers refuse, and outside berth's own defaults (a real master on the machine leases from those at
 // any time). Another test of this repository, in this process or another
 // one run at the same time by `go test ./...`, never gets an overlapping
 // block while the first holds it: blocks are reserved with flock(2) on
@@ -36,9 +36,14 @@ import (
 const chunk = 16
 
 // avoid lists port spans never handed out: berth's default ranges (tcp
-// 15000, http 16000, ws 17000, 1000 ports each, master.DefaultConfig) and
-// the lanmanager's default port, 23552.
-var avoid = [][2]int{{15000, 17999}, {23552, 23552}}
+// 15000, http 16000, ws 17000, 1000 ports each, master.DefaultConfig), the
+// lanmanager's default port, 23552, and the ports above 1023 on the Fetch
+// standard's "bad port" list, which browsers refuse to connect to (a test
+// driving Chromium failed with "Failed to fetch" when it drew 10080).
+var avoid = [][2]int{{15000, 17999}, {23552, 23552},
+	{1719, 1720}, {1723, 1723}, {2049, 2049}, {3659, 3659}, {4045, 4045}, {4190, 4190},
+	{5060, 5061}, {6000, 6000}, {6566, 6566}, {6665, 6669}, {6679, 6679}, {6697, 6697},
+	{10080, 10080}}
 
 // Block returns the first of n consecutive ports that all bound on
 // 127.0.0.1 a moment ago and that no other test of this repository holds;

@@ -3,24 +3,44 @@ package freeports
 import (
 	"errors"
 	"net"
-	"reflect"
 	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 )
 
+// TestSearchSpans: the spans cover exactly the ports of 1024-65535 that are
+// neither ephemeral nor avoided; in particular no port a browser refuses.
 func TestSearchSpans(t *testing.T) {
-	got := searchSpans([2]int{32768, 60999})
-	want := [][2]int{{1024, 14999}, {18000, 23551}, {23553, 32767}, {61000, 65535}}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("searchSpans = %v, want %v", got, want)
-	}
-	// An ephemeral range over the defaults leaves what is on either side.
-	got = searchSpans([2]int{10000, 20000})
-	want = [][2]int{{1024, 9999}, {20001, 23551}, {23553, 65535}}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("searchSpans = %v, want %v", got, want)
+	for _, eph := range [][2]int{{32768, 60999}, {10000, 20000}} {
+		in := map[int]bool{}
+		for _, s := range searchSpans(eph) {
+			if s[0] > s[1] {
+				t.Fatalf("ephemeral %v: empty span %v", eph, s)
+			}
+			for p := s[0]; p <= s[1]; p++ {
+				in[p] = true
+			}
+		}
+		for p := 1024; p <= 65535; p++ {
+			want := p < eph[0] || p > eph[1]
+			for _, a := range avoid {
+				if p >= a[0] && p <= a[1] {
+					want = false
+				}
+			}
+			if in[p] != want {
+				t.Fatalf("ephemeral %v: port %d in the spans is %v, want %v", eph, p, in[p], want)
+			}
+		}
+		for _, bad := range []int{10080, 6667, 5060, 2049, 15000, 23552} {
+			if in[bad] {
+				t.Errorf("ephemeral %v: port %d can be handed out", eph, bad)
+			}
+		}
+		if !in[1024] || !in[65535] {
+			t.Errorf("ephemeral %v: the ends of the range are missing", eph)
+		}
 	}
 }
 
