@@ -1,7 +1,6 @@
 package ipchub
 
 import (
-	"crypto/subtle"
 	"io"
 	"net/http"
 	"strings"
@@ -9,12 +8,6 @@ import (
 
 	"github.com/coder/websocket"
 )
-
-// tokenOK reports whether t is the hub's token; a hub without one accepts
-// any t.
-func (s *Server) tokenOK(t string) bool {
-	return s.opts.Token == "" || subtle.ConstantTimeCompare([]byte(t), []byte(s.opts.Token)) == 1
-}
 
 // handleConnect serves GET /{group}/connect?id=&v=&t=: the WebSocket of
 // one peer, for its whole life.
@@ -29,7 +22,8 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Invalid IPC client id", http.StatusInternalServerError)
 		return
 	}
-	if !s.tokenOK(q.Get("t")) {
+	who, ok := s.admit(group, q.Get("t"))
+	if !ok {
 		http.Error(w, "Invalid token", http.StatusForbidden)
 		return
 	}
@@ -45,6 +39,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	c.SetReadLimit(int64(s.opts.MaxPayload) + 1)
 	p := newPeer(id, group, r.RemoteAddr, c, s.opts.QueueLen)
+	p.who = who
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -100,7 +95,7 @@ func (s *Server) peerLocked(group, id string) *peer { return s.groups[group][id]
 // socket. Each recipient gets get:MSGID and fetches it from /receive.
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if !s.tokenOK(q.Get("t")) {
+	if _, ok := s.admit(r.PathValue("group"), q.Get("t")); !ok {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
 	}
@@ -159,7 +154,7 @@ func (s *Server) storeLarge(group, id string, body []byte) (int, string) {
 // fetches a large message, once.
 func (s *Server) handleReceive(w http.ResponseWriter, r *http.Request) {
 	group, q := r.PathValue("group"), r.URL.Query()
-	if !s.tokenOK(q.Get("t")) {
+	if _, ok := s.admit(group, q.Get("t")); !ok {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
 	}

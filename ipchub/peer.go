@@ -40,6 +40,7 @@ func closeOversize(max int) closeReason {
 // queue, which only its writer goroutine drains; enqueue never blocks.
 type peer struct {
 	id, group, remote string
+	who               string // named by its child token, if any
 	since             time.Time
 	conn              *websocket.Conn
 	queue             chan []byte

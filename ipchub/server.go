@@ -28,8 +28,9 @@ const (
 // Options configures a Server. The zero value is usable: no token and the
 // defaults above.
 type Options struct {
-	// Token, when not empty, must be the t parameter of every request.
-	// When empty, any t is accepted (AceBase sends "undefined").
+	// Token, when not empty, must be the t parameter of every request, or
+	// a ChildToken made from it for the request's group. When empty, any
+	// t is accepted (AceBase sends "undefined").
 	Token string
 	// MaxPayload is the largest text frame a peer may send, announced in
 	// the welcome frame.
@@ -65,6 +66,8 @@ type Peer struct {
 	ID     string
 	Remote string
 	Since  time.Time
+	// Who is what the peer's child token names (see ChildToken), or "".
+	Who string
 }
 
 // Group is the peers of one group, sorted by id.
@@ -198,7 +201,7 @@ func (s *Server) Snapshot() []Group {
 			if p.leaving() {
 				continue
 			}
-			grp.Peers = append(grp.Peers, Peer{ID: p.id, Remote: p.remote, Since: p.since})
+			grp.Peers = append(grp.Peers, Peer{ID: p.id, Remote: p.remote, Since: p.since, Who: p.who})
 		}
 		if len(grp.Peers) == 0 {
 			continue
