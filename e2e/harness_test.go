@@ -221,6 +221,11 @@ func (l *lanEnv) tokenEnv() []string {
 // start runs `lanmanager serve` on l.addr with l.dir's data directory.
 func (l *lanEnv) start(t *testing.T, extra ...string) {
 	t.Helper()
+	// No test binds the hub's default port: one that wants a hub gives
+	// --ipc-listen with a port of its own.
+	if !slices.Contains(extra, "--ipc-listen") {
+		extra = append([]string{"--ipc-listen", "off"}, extra...)
+	}
 	l.serve = append([]string{bin.lanmanager, "serve", "--listen", l.addr, "--data", filepath.Join(l.dir, "data")}, extra...)
 	l.restart(t)
 }

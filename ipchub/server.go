@@ -54,11 +54,11 @@ type Options struct {
 
 // Counters are the hub's totals since NewServer.
 type Counters struct {
-	Messages        int64 // frames queued to a peer (pong and notices included)
-	Bytes           int64 // bytes of those frames
-	Drops           int64 // frames not delivered: unknown recipient, peer leaving or full queue, malformed to:
-	SlowDisconnects int64 // peers disconnected because they did not keep up
-	Oversize        int64 // peers disconnected for a frame over MaxPayload
+	Messages        int64 `json:"messages"`         // frames queued to a peer (pong and notices included)
+	Bytes           int64 `json:"bytes"`            // bytes of those frames
+	Drops           int64 `json:"drops"`            // frames not delivered: unknown recipient, peer leaving or full queue, malformed to:
+	SlowDisconnects int64 `json:"slow_disconnects"` // peers disconnected because they did not keep up
+	Oversize        int64 `json:"oversize"`         // peers disconnected for a frame over MaxPayload
 }
 
 // Peer describes one connected peer.

@@ -73,6 +73,7 @@ func (s *Server) Handler() http.Handler {
 		m, err := s.Undrain(r.PathValue("name"))
 		reply(w, http.StatusOK, m, err)
 	})
+	mux.HandleFunc("GET /v1/ipc", s.handleIPC)
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/link", s.handleLink)
 	mux.HandleFunc("GET /v1/instances/{name}/logs", s.handleLogs)
@@ -161,13 +162,16 @@ type NeedSpec struct {
 	// SocketActivation has the master bind the ports and pass them to the
 	// child (LISTEN_FDS); it needs at least one protocol.
 	SocketActivation bool `json:"socket_activation,omitempty"`
+	// IPCGroup is the IPC hub group of the children (default: the name).
+	IPCGroup string `json:"ipc_group,omitempty"`
 }
 
 // Need is the need the spec declares (instances default to 1); it is not
 // validated.
 func (spec *NeedSpec) Need() *needs.Need {
 	n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env,
-		Machine: spec.Machine, Restart: spec.Restart, SocketActivation: spec.SocketActivation}
+		Machine: spec.Machine, Restart: spec.Restart, SocketActivation: spec.SocketActivation,
+		IPCGroup: spec.IPCGroup}
 	if spec.Instances != nil {
 		n.Instances = *spec.Instances
 	}

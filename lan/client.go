@@ -208,3 +208,9 @@ func (c *Client) RebalanceAll(ctx context.Context) ([]*Rebalance, error) {
 	var out []*Rebalance
 	return out, c.do(ctx, http.MethodPost, "/v1/rebalance", nil, &out)
 }
+
+// IPC reports the lanmanager's IPC hub: its groups, peers and counters.
+func (c *Client) IPC(ctx context.Context) (*IPCStatus, error) {
+	var st IPCStatus
+	return &st, c.do(ctx, http.MethodGet, "/v1/ipc", nil, &st)
+}

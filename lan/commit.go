@@ -118,6 +118,9 @@ func (s *Server) batchLocked(fx *lifecycle.Effects) {
 	}
 	for _, f := range fx.Frames {
 		if m, ok := s.masters[f.MasterID]; ok {
+			if g, ok := f.Body.(*pipes.Grant); ok {
+				s.grantEnv(m, g)
+			}
 			m.queue(outgoing{frame: f, gen: s.gen})
 			b.frames = true
 		}

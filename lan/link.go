@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -22,7 +23,10 @@ import (
 type session struct {
 	info needs.Master
 	boot string // the master's boot nonce (pipes.Hello.Boot)
-	conn *pipes.Conn
+	// local is the IP address of ours the master connected to: where its
+	// children reach the IPC hub when it listens on every address.
+	local string
+	conn  *pipes.Conn
 	// The outgoing queue: a slice rather than a buffered channel, so that
 	// an idle link holds no buffer (1,000 links × 4,096 slots were most of
 	// the lanmanager's memory). ready wakes the writer.
@@ -202,6 +206,16 @@ func (m *session) writer() {
 	}
 }
 
+// localIP is the address of ours that r came in on, or "".
+func localIP(r *http.Request) string {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if host, _, err := net.SplitHostPort(a.String()); err == nil {
+			return host
+		}
+	}
+	return ""
+}
+
 // handleLink serves /v1/link, the WebSocket of a master.
 func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 	if !s.track() {
@@ -223,7 +237,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 	m := &session{
 		info: needs.Master{ID: hello.ID, Name: hello.Name, Address: hello.Address, Since: now.UTC(),
 			Version: hello.Version, Ranges: hello.Ranges, Free: hello.Free},
-		boot: hello.Boot,
+		boot: hello.Boot, local: localIP(r),
 		conn: conn, ready: make(chan struct{}, 1), done: make(chan struct{}), gate: &s.committed,
 		log: s.log.With("master", hello.Name),
 	}

@@ -76,6 +76,10 @@ type Config struct {
 	// rebalance.go.
 	AutoRebalance  bool
 	RebalanceAfter time.Duration
+	// IPC is the IPC hub to hand children (BERTH_IPC*, with a token of
+	// their own) and to report on GET /v1/ipc; nil for none. The caller
+	// opens and closes it (OpenIPC): it outlives the Server's other parts.
+	IPC *IPCHub
 }
 
 func (c *Config) setDefaults() {

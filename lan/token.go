@@ -24,7 +24,22 @@ const TokenFile = "token"
 // file that others may read or write is refused: whoever holds the token
 // can run any command on every master.
 func LoadOrCreateToken(dir string) (token, path string, created bool, err error) {
-	path = filepath.Join(dir, TokenFile)
+	return loadOrCreateSecret(dir, TokenFile)
+}
+
+// IPCTokenFile is the name of the IPC hub's token's file in a data
+// directory. It is never the API token: children get tokens made from it
+// (ipchub.ChildToken), and whoever holds it may join any group.
+const IPCTokenFile = "ipc-token"
+
+// LoadOrCreateIPCToken is LoadOrCreateToken for the IPC hub's token, in
+// dir/ipc-token.
+func LoadOrCreateIPCToken(dir string) (token, path string, created bool, err error) {
+	return loadOrCreateSecret(dir, IPCTokenFile)
+}
+
+func loadOrCreateSecret(dir, file string) (token, path string, created bool, err error) {
+	path = filepath.Join(dir, file)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", path, false, fmt.Errorf("token: %w", err)
 	}

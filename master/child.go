@@ -24,6 +24,7 @@ type child struct {
 	alloc    string
 	instance string
 	need     needs.Need
+	env      map[string]string // the grant's BERTH_ variables (pipes.Grant.Env)
 	ports    map[needs.Protocol]int
 	pipePath string
 	logPath  string
@@ -106,7 +107,7 @@ func (a *Agent) grant(g *pipes.Grant) {
 		}
 		return
 	}
-	c := &child{alloc: g.Alloc, instance: g.Instance, need: g.Need, done: make(chan struct{})}
+	c := &child{alloc: g.Alloc, instance: g.Instance, need: g.Need, env: g.Env, done: make(chan struct{})}
 	a.children[g.Alloc] = c
 	a.wg.Add(1)
 	a.mu.Unlock()
@@ -188,7 +189,8 @@ const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // childEnv is Options.Environ without berth's own variables,
 // then the need's env, then the child contract, with BERTH_MASTER (see
-// envMaster) after it.
+// envMaster) after it, then what the grant adds (the IPC hub's BERTH_IPC*)
+// unless it names a variable of the contract.
 func (a *Agent) childEnv(c *child) []string {
 	var env []string
 	base := a.opts.Environ
@@ -218,6 +220,21 @@ func (a *Agent) childEnv(c *child) []string {
 		if i == 0 {
 			env = append(env, "PORT="+port)
 		}
+	}
+	set := make(map[string]bool, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	keys = keys[:0]
+	for k := range c.env {
+		if !set[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+c.env[k])
 	}
 	return env
 }

@@ -29,6 +29,10 @@ type Need struct {
 	// SocketActivation asks the master to bind the ports itself and pass the
 	// listening sockets to the child (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES).
 	SocketActivation bool `json:"socket_activation,omitempty"`
+	// IPCGroup is the IPC hub group the need's children are given
+	// (BERTH_IPC_GROUP); empty means the need's name. Needs that name one
+	// group share it.
+	IPCGroup string `json:"ipc_group,omitempty"`
 	// Created is when the need was first declared.
 	Created time.Time `json:"created"`
 }
@@ -45,6 +49,7 @@ const (
 var (
 	labelRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	groupRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 )
 
 // ValidateName reports whether s is a valid need or master name (a DNS label).
@@ -116,7 +121,18 @@ func (n *Need) Validate() error {
 	if n.SocketActivation && len(n.Protocols) == 0 {
 		return &FieldError{Field: "socket_activation", Msg: "needs at least one protocol to bind"}
 	}
+	if n.IPCGroup != "" && !groupRE.MatchString(n.IPCGroup) {
+		return &FieldError{Field: "ipc_group", Msg: fmt.Sprintf("%q: want 1-64 of A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter or digit", n.IPCGroup)}
+	}
 	return nil
+}
+
+// Group is the IPC hub group of n's children: IPCGroup, else the name.
+func (n *Need) Group() string {
+	if n.IPCGroup != "" {
+		return n.IPCGroup
+	}
+	return n.Name
 }
 
 // ValidateInstances checks a desired instance count.

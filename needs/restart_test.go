@@ -316,3 +316,25 @@ func TestInstanceHandoffCloneAndPromote(t *testing.T) {
 		t.Errorf("Unplace = %+v", u)
 	}
 }
+
+// TestIPCGroup: a need's IPC group defaults to its name; a named one is
+// checked, and what is wrong with it is said.
+func TestIPCGroup(t *testing.T) {
+	n := needs.Need{Name: "web", Command: []string{"x"}}
+	if n.Group() != "web" {
+		t.Errorf("Group() = %q, want the name", n.Group())
+	}
+	for _, g := range []string{"shared", "My_DB.1", "a", strings.Repeat("g", 64)} {
+		n.IPCGroup = g
+		if err := n.Validate(); err != nil || n.Group() != g {
+			t.Errorf("ipc_group %q: %v, group %q", g, err, n.Group())
+		}
+	}
+	for _, g := range []string{"-x", "a/b", "a b", "ü", "a?t=1", strings.Repeat("g", 65), "."} {
+		n.IPCGroup = g
+		err := n.Validate()
+		if err == nil || !strings.Contains(err.Error(), "ipc_group") {
+			t.Errorf("ipc_group %q: %v, want an error naming ipc_group", g, err)
+		}
+	}
+}

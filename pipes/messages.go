@@ -3,6 +3,8 @@ package pipes
 import (
 	"fmt"
 	"net"
+	"regexp"
+	"strings"
 	"time"
 
 	"berth/needs"
@@ -153,7 +155,16 @@ type Grant struct {
 	Instance string     `json:"instance"`
 	Alloc    string     `json:"alloc"`
 	Need     needs.Need `json:"need"`
+	// Env is what the lanmanager adds to the child's environment, after
+	// the need's and the master's: BERTH_ variables only (the IPC hub's
+	// BERTH_IPC*).
+	Env map[string]string `json:"env,omitempty"`
 }
+
+// MaxGrantEnv bounds Grant.Env.
+const MaxGrantEnv = 32
+
+var grantEnvRE = regexp.MustCompile(`^BERTH_[A-Z0-9_]+$`)
 
 // Validate checks a grant.
 func (g *Grant) Validate() error {
@@ -162,6 +173,17 @@ func (g *Grant) Validate() error {
 	}
 	if err := ValidateAlloc(g.Alloc); err != nil {
 		return err
+	}
+	if len(g.Env) > MaxGrantEnv {
+		return &needs.FieldError{Field: "env", Msg: fmt.Sprintf("has %d entries, more than %d", len(g.Env), MaxGrantEnv)}
+	}
+	for k, v := range g.Env {
+		if !grantEnvRE.MatchString(k) {
+			return &needs.FieldError{Field: "env", Msg: fmt.Sprintf("%q: a grant may set only BERTH_ variables (A-Z, 0-9, _)", k)}
+		}
+		if len(v) > needs.MaxEnvLen || strings.ContainsRune(v, 0) {
+			return &needs.FieldError{Field: "env." + k, Msg: fmt.Sprintf("value is longer than %d bytes or contains a NUL byte", needs.MaxEnvLen)}
+		}
 	}
 	return g.Need.Validate()
 }

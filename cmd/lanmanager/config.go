@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -33,6 +36,11 @@ type Config struct {
 	// for RebalanceAfter.
 	AutoRebalance  bool
 	RebalanceAfter time.Duration
+	// IPCListen is the IPC hub's address: "" for port 9163 on the API's
+	// host, "off" for no hub. IPCToken is the hub's token ("": the one
+	// kept in the data directory).
+	IPCListen string
+	IPCToken  string
 
 	masterGrace time.Duration // --master-grace, the old name of --master-ttl
 }
@@ -53,6 +61,19 @@ func (c *Config) Validate() error {
 	for _, h := range c.AllowedHosts.Value() {
 		if h == "" || strings.ContainsAny(h, "/:@ \t") && net.ParseIP(strings.Trim(h, "[]")) == nil {
 			return fmt.Errorf("--allowed-host %q: want a host name or IP address, without scheme or port", h)
+		}
+	}
+	if c.IPCListen != "" && c.IPCListen != "off" {
+		if _, _, err := net.SplitHostPort(c.IPCListen); err != nil {
+			return fmt.Errorf("--ipc-listen %q: %v (or off)", c.IPCListen, err)
+		}
+	}
+	if c.IPCToken != "" {
+		if err := lan.ValidateIPCToken(c.IPCToken); err != nil {
+			return fmt.Errorf("--ipc-token: %v", err)
+		}
+		if c.IPCToken == c.Token {
+			return fmt.Errorf("--ipc-token: must not be the API token: children are given tokens made from it")
 		}
 	}
 	if c.RebalanceAfter < time.Second {
@@ -94,15 +115,56 @@ func (c *Config) flags() []cli.Flag {
 		&cli.DurationFlag{Name: "master-grace", Value: 5 * time.Second, Hidden: true, Usage: "old name of --master-ttl", Destination: &c.masterGrace},
 		&cli.BoolFlag{Name: "auto-rebalance", Aliases: []string{"auto"}, Usage: "move instances by themselves, one at a time and start-before-stop, when a need's spread over the masters differs by more than one instance for --rebalance-after", Destination: &c.AutoRebalance},
 		&cli.DurationFlag{Name: "rebalance-after", Value: time.Minute, Usage: "with --auto-rebalance, how long a need's spread must stay uneven before its instances move (1s to 24h)", Destination: &c.RebalanceAfter},
+		&cli.StringFlag{Name: "ipc-listen", Usage: "address of the IPC hub (acebase-ipc-server protocol), or off (default: port 9163 on the --listen host)", Destination: &c.IPCListen},
+		&cli.StringFlag{Name: "ipc-token", Usage: "token of the IPC hub; children get tokens made from it for their group (default: one generated on first start and kept in <data>/ipc-token)", Destination: &c.IPCToken},
 		&cli.DurationFlag{Name: "stop-grace", Value: 5 * time.Second, Usage: "time between SIGTERM and SIGKILL when stopping a child", Destination: &c.StopGrace},
 	}
 }
 
 // lanConfig is the lan.Config for this configuration.
-func (c *Config) lanConfig(log *slog.Logger) lan.Config {
-	return lan.Config{Listen: c.Listen, DataDir: c.DataDir, Token: c.Token, AllowedHosts: c.AllowedHosts.Value(), Logger: log,
+func (c *Config) lanConfig(log *slog.Logger, hub *lan.IPCHub) lan.Config {
+	return lan.Config{IPC: hub, Listen: c.Listen, DataDir: c.DataDir, Token: c.Token, AllowedHosts: c.AllowedHosts.Value(), Logger: log,
 		StartDeadline: c.StartDeadline, MasterTTL: c.MasterTTL, StopGrace: c.StopGrace,
 		AutoRebalance: c.AutoRebalance, RebalanceAfter: c.RebalanceAfter}
+}
+
+// openIPC opens the IPC hub of serve and dev, or returns nil with
+// --ipc-listen off. When the default port is taken it warns and runs
+// without a hub; a port given with --ipc-listen must be free. It returns
+// the path of the token file when the token is kept there.
+func (c *Config) openIPC(ctx context.Context, log *slog.Logger) (hub *lan.IPCHub, tokenPath string, err error) {
+	if c.IPCListen == "off" {
+		return nil, "", nil
+	}
+	listen := c.IPCListen
+	if listen == "" {
+		listen = lan.IPCListenFor(c.Listen)
+	}
+	token := c.IPCToken
+	if token == "" {
+		if token, tokenPath, _, err = lan.LoadOrCreateIPCToken(c.DataDir); err != nil {
+			return nil, "", fmt.Errorf("ipc token: %w", err)
+		}
+	}
+	hub, err = lan.OpenIPC(ctx, lan.IPCConfig{Listen: listen, Token: token, AllowedHosts: c.AllowedHosts.Value(), Logger: log})
+	if err != nil && c.IPCListen == "" && errors.Is(err, syscall.EADDRINUSE) {
+		log.Warn("no IPC hub: its default address is in use; give --ipc-listen ADDR, or --ipc-listen off", "addr", listen)
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", cli.Exit(fmt.Sprintf("--ipc-listen %s: %v", listen, err), 1)
+	}
+	return hub, tokenPath, nil
+}
+
+// ipcNotice is what serve and dev print about the hub.
+func ipcNotice(hub *lan.IPCHub, tokenPath string) string {
+	where := "its token is the --ipc-token given"
+	if tokenPath != "" {
+		where = "its token is in " + tokenPath
+	}
+	return fmt.Sprintf("IPC hub on ws://%s (acebase-ipc-server protocol); %s; children get BERTH_IPC, BERTH_IPC_GROUP and a token of their own",
+		hub.Addr(), where)
 }
 
 func (c *Config) logger() *slog.Logger {

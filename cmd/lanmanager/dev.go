@@ -41,7 +41,14 @@ func devCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := lan.Open(c.Context, cfg.lanConfig(log))
+			hub, ipcPath, err := cfg.openIPC(c.Context, log)
+			if err != nil {
+				return err
+			}
+			if hub != nil {
+				defer hub.Close()
+			}
+			srv, err := lan.Open(c.Context, cfg.lanConfig(log, hub))
 			if err != nil {
 				return err
 			}
@@ -72,6 +79,9 @@ func devCommand() *cli.Command {
 			fmt.Fprintf(w, "berth dev: lanmanager on http://%s, master %q, state in %s\n", srv.Addr(), name, dir)
 			if path != "" {
 				fmt.Fprintf(w, "berth dev: %s\n", tokenNotice(path, created))
+			}
+			if hub != nil {
+				fmt.Fprintf(w, "berth dev: %s\n", ipcNotice(hub, ipcPath))
 			}
 			addr := ""
 			if srv.Addr() != lan.DefaultListen {

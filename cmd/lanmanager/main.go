@@ -39,7 +39,7 @@ func newApp() *cli.App {
 		EnableBashCompletion:      true,
 		Suggest:                   true,
 		Commands: []*cli.Command{
-			serveCommand(), devCommand(), needCommand(), serviceCommand(), masterCommand(), logsCommand(), eventsCommand(),
+			serveCommand(), devCommand(), needCommand(), serviceCommand(), masterCommand(), ipcCommand(), logsCommand(), eventsCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // runApp prints and exits
 	}

@@ -40,6 +40,7 @@ func needAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "restart-factor", Usage: "growth of the delay per failure, 1 to 10 (default 2)"},
 			&cli.StringFlag{Name: "restart-reset-after", Usage: "uptime after which the failure count starts over (default 30s)"},
 			&cli.BoolFlag{Name: "socket-activation", Usage: "the master binds the ports and passes them to the child (LISTEN_FDS)"},
+			&cli.StringFlag{Name: "ipc-group", Usage: "IPC hub group of the children, BERTH_IPC_GROUP (default: the need's name); needs that name one group share it"},
 			jsonFlag(),
 		), waitFlags()...),
 		Action: func(c *cli.Context) error {
@@ -80,7 +81,8 @@ func needAddCommand() *cli.Command {
 				return err
 			}
 			st, err := cl.AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
-				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation")})
+				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation"),
+				IPCGroup: c.String("ipc-group")})
 			if err != nil {
 				return err
 			}
@@ -159,6 +161,9 @@ func needShowCommand() *cli.Command {
 				fmt.Fprintf(w, "machine:    %s\n", st.Machine)
 			}
 			fmt.Fprintf(w, "restart:    %s\n", describePolicy(st.Restart))
+			if st.IPCGroup != "" {
+				fmt.Fprintf(w, "ipc group:  %s\n", st.IPCGroup)
+			}
 			if st.SocketActivation {
 				fmt.Fprintf(w, "sockets:    activated (the master binds the ports and passes them as LISTEN_FDS)\n")
 			}

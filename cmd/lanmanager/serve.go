@@ -28,12 +28,23 @@ func serveCommand() *cli.Command {
 			if cfg.InsecureNoToken {
 				log.Warn("running without a token (--insecure-no-token): anyone who reaches this port, any local user included, can run commands on every master")
 			}
-			srv, err := lan.Open(c.Context, cfg.lanConfig(log))
+			hub, ipcPath, err := cfg.openIPC(c.Context, log)
 			if err != nil {
+				return err
+			}
+			srv, err := lan.Open(c.Context, cfg.lanConfig(log, hub))
+			if err != nil {
+				if hub != nil {
+					hub.Close()
+				}
 				return err
 			}
 			if path != "" {
 				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", tokenNotice(path, created))
+			}
+			if hub != nil {
+				defer hub.Close() // after the rest: its peers outlive the API
+				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", ipcNotice(hub, ipcPath))
 			}
 			if remove, err := lan.Announce(announceDir(cfg.AnnounceDir), srv.Addr(), cfg.DataDir); err != nil {
 				log.Warn("clients on this machine will not find the token by themselves", "err", err)
