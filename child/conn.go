@@ -284,5 +284,8 @@ func isFrameError(err error) bool {
 
 // jitter returns d ± 20%.
 func jitter(d time.Duration) time.Duration {
+	if d < 5 {
+		return d
+	}
 	return d - d/5 + rand.N(2*d/5)
 }

@@ -83,6 +83,34 @@
 // long as it execs the server (`exec hello`), which keeps the pid; a
 // server it forks instead has another pid and does not take them.
 //
+// # IPC
+//
+// [DialIPC] connects to the LAN's IPC hub (package ipchub; docs/ipc.md),
+// where the processes of a group exchange messages. The master gives a
+// child the hub's address and token, and its group:
+//
+//	BERTH_IPC         the hub, ws://host:port
+//	BERTH_IPC_HOST    the same host and port apart, for clients configured
+//	BERTH_IPC_PORT    by host and port (AceBase's storage.ipc)
+//	BERTH_IPC_TOKEN   the hub's token, empty when it has none
+//	BERTH_IPC_GROUP   the group; BERTH_NEED when unset
+//
+// [IPCFromEnv] reads them into [IPCOptions] (ErrNoIPC when the hub is not
+// there); the caller adds callbacks and dials:
+//
+//	opts, err := child.IPCFromEnv()
+//	opts.OnMessage = func(msg []byte) { ... }
+//	ipc, err := child.DialIPC(ctx, opts)
+//	ipc.Send(ctx, "peer-b", msg)  // or ipc.Broadcast(ctx, msg)
+//	ipc.Close()
+//
+// The client reconnects by itself (back-off from 100 ms to 5 s, ±20%),
+// pings a hub silent for 5 s and redials one that does not answer within
+// 10 s. Messages over the hub's maxPayload go by HTTP and arrive as any
+// other. The callbacks run one at a time, in the hub's order; a callback
+// that falls QueueLen events behind loses the newest ones, counted in
+// [IPC.Stats]. See [IPC] and docs/ipc.md, "Go client".
+//
 // # Reconnection
 //
 // When the pipe drops, typically because the master restarted, the Conn
@@ -97,7 +125,8 @@
 // # Caveats
 //
 // Every goroutine of a Conn (the reader, reconnects included, and each
-// heartbeat) belongs to it and ends in Close, which waits for them. The ctx
+// heartbeat) belongs to it and ends in Close, which waits for them; so do
+// an IPC client's (its reader, keepalive and callback goroutine). The ctx
 // given to Dial or Open bounds the dial only; the ctx given to StartHeartbeat
 // stops that heartbeat only.
 //

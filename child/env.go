@@ -18,6 +18,14 @@ const (
 	EnvPort     = "PORT"           // the child's main port
 	// The port of each protocol is in needs.Protocol.EnvName, for example
 	// BERTH_PORT_HTTP.
+
+	// The IPC hub of the LAN (see IPCFromEnv); set when the lanmanager
+	// serves one.
+	EnvIPC      = "BERTH_IPC"       // the hub's address, ws://host:port
+	EnvIPCHost  = "BERTH_IPC_HOST"  // its host alone, for clients configured by host and port (AceBase)
+	EnvIPCPort  = "BERTH_IPC_PORT"  // its port alone
+	EnvIPCToken = "BERTH_IPC_TOKEN" // the hub's token; empty when it has none
+	EnvIPCGroup = "BERTH_IPC_GROUP" // the group the need's processes share
 )
 
 // Env is what a berth master tells a child through its environment.
@@ -70,9 +78,18 @@ func portVar(name string) (int, error) {
 	if v == "" {
 		return 0, nil
 	}
+	n, err := parsePort(v)
+	if err != nil {
+		return 0, &needs.FieldError{Field: name, Msg: err.Error()}
+	}
+	return n, nil
+}
+
+// parsePort parses a port number, 1 to 65535.
+func parsePort(v string) (int, error) {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 65535 {
-		return 0, &needs.FieldError{Field: name, Msg: fmt.Sprintf("%q is not a port (1-65535)", v)}
+		return 0, fmt.Errorf("%q is not a port (1-65535)", v)
 	}
 	return n, nil
 }
