@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -196,4 +198,51 @@ func post(ctx context.Context, url string) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+// TestIPCDefaultPortBusy: on a busy machine, a lanmanager whose hub's
+// default port (9163 on the API's host) is taken says so and serves its
+// API without a hub; a port given with --ipc-listen that is taken is an
+// error naming the flag. The test holds 9163 itself, on a loopback
+// address of its own, so it takes no port another program may hold.
+func TestIPCDefaultPortBusy(t *testing.T) {
+	var host string
+	var held net.Listener
+	for i := 0; held == nil; i++ {
+		if i == 50 {
+			t.Fatal("no 127.0.0.x address with port 9163 to hold")
+		}
+		host = fmt.Sprintf("127.0.%d.%d", 1+rand.IntN(250), 1+rand.IntN(250))
+		held, _ = net.Listen("tcp", net.JoinHostPort(host, "9163"))
+	}
+	defer held.Close()
+	api := net.JoinHostPort(host, fmt.Sprint(freePort(t)))
+	l := &lanEnv{addr: api, dir: t.TempDir()}
+	l.serve = []string{bin.lanmanager, "serve", "--listen", api, "--data", filepath.Join(l.dir, "data"), "--allowed-host", host}
+	l.restart(t)
+	waitFor(t, 10*time.Second, "the lanmanager to say it runs without a hub", func() bool {
+		b, _ := os.ReadFile(l.proc.log)
+		return strings.Contains(string(b), "no IPC hub: its default address is in use") && strings.Contains(string(b), "lanmanager listening")
+	})
+	l.token = strings.TrimSpace(readFile(t, filepath.Join(l.dir, "data", "token")))
+	if out, err := l.cli(t, "ipc", "ls"); err == nil || !strings.Contains(out+err.Error(), "--ipc-listen off") {
+		t.Errorf("ipc ls without a hub: %v %s", err, out)
+	}
+	l.mustCLI(t, "need", "ls")
+
+	cmd := exec.Command(bin.lanmanager, "serve", "--listen", net.JoinHostPort(host, fmt.Sprint(freePort(t))), "--data", t.TempDir(),
+		"--ipc-listen", held.Addr().String())
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--ipc-listen "+held.Addr().String()) || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("serve with a taken --ipc-listen: %v\n%s", err, out)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

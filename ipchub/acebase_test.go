@@ -46,7 +46,7 @@ func TestAceBase(t *testing.T) {
 		skipAceBase(t, "npm not found: %v", err)
 	}
 	mods := t.TempDir()
-	install := exec.CommandContext(t.Context(), npm, "install", "--no-audit", "--no-fund", "--prefix", mods, "acebase", "ws")
+	install := exec.CommandContext(t.Context(), npm, "install", "--no-audit", "--no-fund", "--prefix", mods, "acebase@1.29.13", "ws@8.23.1") // as examples/acebase/package.json
 	if out, err := install.CombinedOutput(); err != nil {
 		skipAceBase(t, "npm install acebase ws (is the registry reachable?): %v\n%s", err, out)
 	}

@@ -76,3 +76,41 @@ func TestIPCOff(t *testing.T) {
 		t.Errorf("GET /v1/ipc without a hub: %d %s", code, body)
 	}
 }
+
+// TestIPCHubOutlivesServer: the hub's peers stay connected while the
+// lanmanager's other parts close and open again on the same data; the new
+// server reports them.
+func TestIPCHubOutlivesServer(t *testing.T) {
+	hub, err := lan.OpenIPC(t.Context(), lan.IPCConfig{Listen: "127.0.0.1:0", Token: "tok", Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	dir := t.TempDir()
+	first, _ := startServer(t, lan.Config{DataDir: dir, IPC: hub})
+	c, _, err := websocket.Dial(t.Context(), "ws://"+hub.Addr()+"/db/connect?id=stays&v=1.0.0&t=tok", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if _, b, err := c.Read(t.Context()); err != nil || !strings.HasPrefix(string(b), "welcome:") {
+		t.Fatalf("welcome: %q %v", b, err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Write(t.Context(), websocket.MessageText, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := c.Read(t.Context()); err != nil || string(b) != "pong" {
+		t.Fatalf("after the server closed: %q %v, want pong", b, err)
+	}
+	_, cl := startServer(t, lan.Config{DataDir: dir, IPC: hub})
+	st, err := cl.IPC(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Groups) != 1 || len(st.Groups[0].Peers) != 1 || st.Groups[0].Peers[0].ID != "stays" {
+		t.Errorf("the new server reports %+v, want the peer that stayed", st.Groups)
+	}
+}
