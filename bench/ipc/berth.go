@@ -27,10 +27,13 @@ type berthBus struct {
 	srv    *http.Server
 	addr   string // host:port
 	served chan error
-	groups int // groups used so far: each phase has its own
+	groups int          // groups used so far: each phase has its own
+	client *http.Client // for websocket.Dial; nil: the default
 }
 
-func startBerth() (*berthBus, error) {
+// startBerth serves a hub. With coalesce, its clients' writes are
+// coalesced (flushConn), as the NATS client's are.
+func startBerth(coalesce bool) (*berthBus, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -38,6 +41,9 @@ func startBerth() (*berthBus, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b := &berthBus{hub: ipchub.NewServer(ipchub.Options{Logger: log}), addr: ln.Addr().String(), served: make(chan error, 1)}
 	b.srv = &http.Server{Handler: b.hub, ReadHeaderTimeout: 10 * time.Second}
+	if coalesce {
+		b.client = coalescingClient()
+	}
 	go func() { b.served <- b.srv.Serve(ln) }()
 	return b, nil
 }
@@ -56,7 +62,7 @@ func (b *berthBus) open(ctx context.Context, sc *scenario, recv func(int, []byte
 	group := fmt.Sprintf("%s-%d", sc.name, b.groups)
 	cs := &berthConns{peers: make([]*wsPeer, sc.peers)}
 	for p := range sc.peers {
-		wp, err := dialPeer(ctx, b.addr, group, p)
+		wp, err := dialPeer(ctx, b.client, b.addr, group, p)
 		if err != nil {
 			cs.close()
 			return nil, err
@@ -83,12 +89,12 @@ type wsPeer struct {
 
 // dialPeer connects peer p to group and reads its welcome frame: once that
 // is read, the peer is a member of the group.
-func dialPeer(ctx context.Context, addr, group string, p int) (*wsPeer, error) {
+func dialPeer(ctx context.Context, client *http.Client, addr, group string, p int) (*wsPeer, error) {
 	q := url.Values{"id": {peerID(p)}, "v": {"1.0.0"}, "t": {"undefined"}}
 	u := "ws://" + addr + "/" + url.PathEscape(group) + "/connect?" + q.Encode()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(dctx, u, nil)
+	c, _, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: client})
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", u, err)
 	}

@@ -51,7 +51,7 @@ func quick(t *testing.T) options {
 	o := defaultOptions()
 	o.fanout, o.pairs = 4, 4
 	o.warmup, o.window, o.drain = 100*time.Millisecond, 300*time.Millisecond, 5*time.Second
-	o.rate = 2000
+	o.rate, o.load = 2000, 0.1
 	o.timeout = 2 * time.Minute
 	o.logf = t.Logf
 	return o
@@ -66,10 +66,10 @@ func TestBerth(t *testing.T) {
 	r := runQuick(t, o)
 	for _, sc := range r.scenarios {
 		br := r.res[sc]["berth"]
-		if br == nil || br.thr == nil || br.lat == nil {
+		if br == nil || br.thr == nil || br.lat[o.rate] == nil || br.lat[o.load*br.thr.rate] == nil {
 			t.Fatalf("%s: missing phases: %+v", sc.title, br)
 		}
-		for _, p := range []*phaseResult{br.thr, br.lat} {
+		for _, p := range []*phaseResult{br.thr, br.lat[o.rate], br.lat[o.load*br.thr.rate]} {
 			if p.delivered == 0 || p.lost() != 0 || p.order != 0 || p.lat.N == 0 {
 				t.Errorf("%s: %+v", sc.title, p)
 			}

@@ -10,6 +10,14 @@ import (
 	"time"
 )
 
+// Pacing of the open loop: a sender sleeps at least paceTick; a send more
+// than lateBy behind its schedule counts as late (the sender did not get
+// the CPU in time).
+const (
+	paceTick = 500 * time.Microsecond
+	lateBy   = 2 * time.Millisecond
+)
+
 // load says how the senders of a phase send.
 type load struct {
 	// rate, in deliveries per second over all receivers, paces the
@@ -144,9 +152,12 @@ func (ph *phase) sendLoop(ctx context.Context, cs conns, s int, l load, start in
 			return
 		}
 		if interval > 0 {
+			// A sleep costs a timer and two goroutine switches: a sender
+			// sleeps at least paceTick, then sends what fell due meanwhile
+			// back to back, so that the pacing costs both buses little.
 			if wait := int64(next) - now; wait > 0 {
-				time.Sleep(time.Duration(wait))
-			} else if -wait > int64(time.Millisecond) {
+				time.Sleep(time.Duration(max(wait, int64(paceTick))))
+			} else if -wait > int64(lateBy) {
 				ph.late.Add(1)
 				if -wait > int64(10*time.Millisecond) {
 					next = float64(now) // behind by more than 10 ms: do not burst to catch up

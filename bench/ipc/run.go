@@ -14,8 +14,9 @@ import (
 
 // busResult is one bus's two phases of one scenario.
 type busResult struct {
-	thr, lat *phaseResult
-	errs     []error
+	thr  *phaseResult
+	lat  map[float64]*phaseResult // by paced rate
+	errs []error
 }
 
 // report is what a run measured, for print.
@@ -26,8 +27,8 @@ type report struct {
 	scenarios            []*scenario
 	buses                []string
 	res                  map[*scenario]map[string]*busResult
-	paced                map[*scenario]float64 // deliveries/s of the latency phase
-	hub                  ipchub.Counters       // berth's counters at the end
+	paced                map[*scenario][]float64 // deliveries/s of the latency phases
+	hub                  ipchub.Counters         // berth's counters at the end
 	natsCPU, cpuProfiled bool
 }
 
@@ -36,7 +37,7 @@ func (r *report) get(sc *scenario, bus string) *busResult {
 		r.res[sc] = map[string]*busResult{}
 	}
 	if r.res[sc][bus] == nil {
-		r.res[sc][bus] = &busResult{}
+		r.res[sc][bus] = &busResult{lat: map[float64]*phaseResult{}}
 	}
 	return r.res[sc][bus]
 }
@@ -47,15 +48,19 @@ func run(ctx context.Context, o options) (*report, error) {
 		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}
 	r := &report{o: o, cpus: runtime.NumCPU(), procs: runtime.GOMAXPROCS(0), loadAvg: loadAvg(),
-		scenarios: []*scenario{fanout(o.fanout), pairs(o.pairs)},
-		res:       map[*scenario]map[string]*busResult{}, paced: map[*scenario]float64{}}
+		res: map[*scenario]map[string]*busResult{}, paced: map[*scenario][]float64{}}
+	for _, sc := range []*scenario{fanout(o.fanout), pairs(o.pairs)} {
+		if o.scenario == "" || o.scenario == sc.name {
+			r.scenarios = append(r.scenarios, sc)
+		}
+	}
 	c := newClock()
 	var buses []bus
 	cpu := map[bus]func() time.Duration{}
 	var hub *berthBus
 	if o.only != "nats" {
 		var err error
-		if hub, err = startBerth(); err != nil {
+		if hub, err = startBerth(o.client == "coalesce"); err != nil {
 			return nil, fmt.Errorf("start the hub: %w", err)
 		}
 		defer hub.close()
@@ -107,24 +112,24 @@ func run(ctx context.Context, o options) (*report, error) {
 		}
 		stop()
 	}
-	// 2. Latency, at the same paced rate on every bus.
+	// 2. Latency, at the same paced rates on every bus: -rate, then -load
+	// times the slower bus's throughput.
 	for _, sc := range r.scenarios {
-		rate := o.rate
-		if rate == 0 {
+		var rates []float64
+		if o.rate > 0 {
+			rates = append(rates, o.rate)
+		}
+		if slowest := r.slowest(sc); o.load > 0 && slowest > 0 {
+			rates = append(rates, o.load*slowest)
+		}
+		r.paced[sc] = rates
+		for _, rate := range rates {
 			for _, b := range buses {
-				if t := r.get(sc, b.name()).thr; t != nil && t.rate > 0 && (rate == 0 || o.load*t.rate < rate) {
-					rate = o.load * t.rate
+				l := l
+				l.rate = rate
+				if err := phase(b, sc, l, func(br *busResult, pr *phaseResult) { br.lat[rate] = pr }); err != nil {
+					return r, err
 				}
-			}
-		}
-		if rate == 0 {
-			continue // no bus delivered anything: nothing to pace at
-		}
-		r.paced[sc] = rate
-		for _, b := range buses {
-			if err := phase(b, sc, load{rate: rate, inflight: l.inflight, warmup: l.warmup, window: l.window, maxMsgs: l.maxMsgs, drain: l.drain},
-				func(br *busResult, pr *phaseResult) { br.lat = pr }); err != nil {
-				return r, err
 			}
 		}
 	}
@@ -138,6 +143,18 @@ func run(ctx context.Context, o options) (*report, error) {
 		}
 	}
 	return r, errors.Join(errs...)
+}
+
+// slowest is the lowest throughput of sc on the buses, 0 if none
+// delivered.
+func (r *report) slowest(sc *scenario) float64 {
+	var m float64
+	for _, b := range r.buses {
+		if t := r.get(sc, b).thr; t != nil && t.rate > 0 && (m == 0 || t.rate < m) {
+			m = t.rate
+		}
+	}
+	return m
 }
 
 // profile starts the CPU profile when on and -cpuprofile is set; stop ends
