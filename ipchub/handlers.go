@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/coder/websocket"
 )
 
 // tokenOK reports whether t is the hub's token; a hub without one accepts
@@ -38,13 +36,13 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
-	c, err := websocket.Accept(w, r, nil)
+	c, cork, err := accept(w, r)
 	if err != nil {
 		s.log.Debug("ipc accept", "group", group, "id", id, "err", err)
 		return
 	}
 	c.SetReadLimit(int64(s.opts.MaxPayload) + 1)
-	p := newPeer(id, group, r.RemoteAddr, c, s.opts.QueueLen)
+	p := newPeer(id, group, r.RemoteAddr, c, cork, s.opts.QueueLen)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
