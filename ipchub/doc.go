@@ -22,7 +22,8 @@
 // # Limits
 //
 // Every peer has a send queue of Options.QueueLen frames; a peer whose
-// queue is full, or that takes no frame for Options.WriteTimeout, is
+// queue is full, or that does not take a batch of frames (its writer sends
+// what is queued, up to 32 KiB, in one write) within Options.WriteTimeout, is
 // disconnected with status 1013 and a reason naming it a slow consumer,
 // and counted in Counters.SlowDisconnects. The others never wait for it.
 // A frame over MaxPayload closes the socket with status 1009. Large

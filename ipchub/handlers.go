@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/coder/websocket"
 )
 
 // handleConnect serves GET /{group}/connect?id=&v=&t=: the WebSocket of
@@ -32,13 +30,13 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
-	c, err := websocket.Accept(w, r, nil)
+	c, cork, err := accept(w, r)
 	if err != nil {
 		s.log.Debug("ipc accept", "group", group, "id", id, "err", err)
 		return
 	}
 	c.SetReadLimit(int64(s.opts.MaxPayload) + 1)
-	p := newPeer(id, group, r.RemoteAddr, c, s.opts.QueueLen)
+	p := newPeer(id, group, r.RemoteAddr, c, cork, s.opts.QueueLen)
 	p.who = who
 	s.mu.Lock()
 	if s.closed {
