@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -24,6 +26,35 @@ func TestIPCFlags(t *testing.T) {
 		_, errOut, code := runCode(t, tt.args...)
 		if code != 2 || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%v: exit %d, %q; want 2 naming %s", tt.args, code, errOut, tt.want)
+		}
+	}
+}
+
+// TestIPCTokenFileDamaged: a damaged or foreign ipc-token file stops serve
+// with an error naming the file, and is left as it was.
+func TestIPCTokenFileDamaged(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		content string
+		mode    os.FileMode
+		want    string
+	}{
+		{"empty", "", 0o600, "empty"},
+		{"readable by others", "abc\n", 0o644, "chmod 600"},
+		{"binary", "\x00\x01\x02", 0o600, "printable"},
+	} {
+		data := t.TempDir()
+		path := filepath.Join(data, "ipc-token")
+		if err := os.WriteFile(path, []byte(tt.content), tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, tt.mode)
+		_, errOut, code := runCode(t, "serve", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--data", data, "--announce-dir", t.TempDir())
+		if code == 0 || !strings.Contains(errOut, path) || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%s: exit %d, %q; want a failure naming %s and %q", tt.name, code, errOut, path, tt.want)
+		}
+		if b, _ := os.ReadFile(path); string(b) != tt.content {
+			t.Errorf("%s: the file now holds %q", tt.name, b)
 		}
 	}
 }
