@@ -44,6 +44,20 @@ func (s *Server) stepLocked(ev lifecycle.Event) {
 	s.applyLocked()
 }
 
+// publishStepLocked publishes e and steps ev so that e and what ev changes
+// go out in one batch, e first: a client that sees e then reads a state
+// with those changes. (Published apart, the committer could write e alone
+// first: a test that saw master.lost read the instance still on the lost
+// master.)
+func (s *Server) publishStepLocked(e Event, ev lifecycle.Event) {
+	s.lead = append(s.lead, e)
+	s.stepLocked(ev)
+	for _, e := range s.lead { // the step changed nothing
+		s.publishLocked(e)
+	}
+	s.lead = nil
+}
+
 // applyLocked hands on the effects collected in s.fx: what needs no
 // durability happens now, the rest joins the batch for the committer.
 func (s *Server) applyLocked() {
@@ -96,6 +110,8 @@ func (s *Server) batchLocked(fx *lifecycle.Effects) {
 	if b.records == nil {
 		b.records = map[string]*needs.Instance{}
 	}
+	b.events = append(b.events, s.lead...) // see publishStepLocked
+	s.lead = nil
 	now := time.Now()
 	for _, in := range fx.Removed {
 		b.events = append(b.events, Event{Time: now, Kind: EventInstanceRemoved, Need: in.Need, Instance: in})

@@ -69,9 +69,9 @@ func (s *Server) expireGoneLocked(now time.Time, due func(time.Time)) {
 		if g.heard {
 			info.LastSeen = g.since.UTC()
 		}
-		s.publishLocked(Event{Time: time.Now(), Kind: EventMasterLost, Master: info,
-			Message: fmt.Sprintf("%s; %d instance(s) placed again", why, moved)})
-		s.stepLocked(lifecycle.MasterLost{MasterID: id, Why: why})
+		s.publishStepLocked(Event{Time: time.Now(), Kind: EventMasterLost, Master: info,
+			Message: fmt.Sprintf("%s; %d instance(s) placed again", why, moved)},
+			lifecycle.MasterLost{MasterID: id, Why: why})
 		s.kick()
 	}
 }

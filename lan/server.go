@@ -177,6 +177,7 @@ type Server struct {
 	// applyLocked hands them on.
 	core    *lifecycle.State
 	fx      lifecycle.Effects
+	lead    []Event               // events to go first in the next batch (publishStepLocked)
 	masters map[string]*session   // connected masters by id
 	gone    map[string]masterGone // masters seen, now disconnected, by id
 	rounds  map[string]*round     // open offer rounds by instance

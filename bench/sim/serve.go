@@ -22,6 +22,7 @@ type serveConfig struct {
 	ttl                      time.Duration
 	maxConns                 int
 	cpuProfile, mutexProfile string
+	nice                     int
 }
 
 // serveMain runs the lanmanager role: `sim serve -data DIR ...`. It opens a
@@ -38,11 +39,19 @@ func serveMain(args []string) error {
 	fs.IntVar(&c.maxConns, "max-conns", 0, "connection cap (0: the lanmanager's default)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run here")
 	fs.StringVar(&c.mutexProfile, "mutexprofile", "", "write a mutex contention profile here")
+	fs.IntVar(&c.nice, "nice", 0, "scheduling priority of the lanmanager's threads (default: the simulator's)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if c.data == "" {
 		return errors.New("serve: -data is required")
+	}
+	niceSet := false
+	fs.Visit(func(f *flag.Flag) { niceSet = niceSet || f.Name == "nice" })
+	if niceSet {
+		if err := setNice(c.nice); err != nil {
+			return err
+		}
 	}
 	return serve(c)
 }
