@@ -33,6 +33,11 @@ type Need struct {
 	// (BERTH_IPC_GROUP); empty means the need's name. Needs that name one
 	// group share it.
 	IPCGroup string `json:"ipc_group,omitempty"`
+	// Ingress publishes protocols of the need on ports every master opens
+	// on its ingress address (see docs/mesh.md); Balance picks an instance
+	// for each new connection (default round-robin).
+	Ingress []Ingress `json:"ingress,omitempty"`
+	Balance string    `json:"balance,omitempty"`
 	// Created is when the need was first declared.
 	Created time.Time `json:"created"`
 }
@@ -121,6 +126,9 @@ func (n *Need) Validate() error {
 	if n.SocketActivation && len(n.Protocols) == 0 {
 		return &FieldError{Field: "socket_activation", Msg: "needs at least one protocol to bind"}
 	}
+	if err := n.validateMesh(); err != nil {
+		return err
+	}
 	if n.IPCGroup != "" && !groupRE.MatchString(n.IPCGroup) {
 		return &FieldError{Field: "ipc_group", Msg: fmt.Sprintf("%q: want 1-64 of A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter or digit", n.IPCGroup)}
 	}
@@ -151,6 +159,7 @@ func (n *Need) Clone() *Need {
 	c := *n
 	c.Command = slices.Clone(n.Command)
 	c.Protocols = slices.Clone(n.Protocols)
+	c.Ingress = slices.Clone(n.Ingress)
 	if n.Restart != nil {
 		r := *n.Restart
 		c.Restart = &r

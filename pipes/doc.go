@@ -79,6 +79,19 @@
 // valid alloc, master name, a dialable address (as for started) and ports
 // in 1-65535.
 //
+// # Mesh
+//
+// A master whose hello set services also gets, after the welcome and each
+// time the list changes, a "mesh" frame ([Mesh]): every need with
+// ingress, its ingress ports and balance. It opens those ports on its
+// ingress address and balances each connection over the need's running
+// set (the services frames). It reports every such port, whole, in an
+// "ingress" frame ([IngressReport]) each time one opens, fails or closes:
+// open, or the error that keeps it shut. Each is validated: need names
+// valid and listed once, ports 1-65535 of known protocols, known balances,
+// at most [MaxMeshNeeds] entries, errors at most [MaxIngressError] bytes
+// of UTF-8 and only on ports not open.
+//
 // # Versioning
 //
 // A peer that changes the meaning of a message bumps v. Adding optional body

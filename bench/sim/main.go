@@ -72,6 +72,7 @@ type options struct {
 	ttl, timeout             time.Duration
 	cpuProfile, mutexProfile string
 	keep, quiet              bool
+	mastersNice              int
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -96,6 +97,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.mutexProfile, "mutexprofile", "", "write the lanmanager's mutex contention profile here")
 	fs.BoolVar(&o.keep, "keep", false, "keep the lanmanager's data directory and log")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines on standard error")
+	fs.IntVar(&o.mastersNice, "masters-nice", 0, "scheduling priority (nice, 0-19) of the simulated side once the lanmanager runs: on a LAN the masters have cores of their own")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -136,6 +138,12 @@ func simMain(args []string) (ok bool, err error) {
 	lm, err := startLanmanager(ctx, dir, o)
 	if err != nil {
 		return false, err
+	}
+	if o.mastersNice != 0 {
+		if err := setNice(o.mastersNice); err != nil {
+			lm.stop()
+			return false, err
+		}
 	}
 	rep, err := Run(ctx, o.cfg, lm.target)
 	if cerr := lm.stop(); err == nil {

@@ -1,0 +1,106 @@
+package pipes
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"berth/needs"
+)
+
+// Message types of the mesh on the master ↔ lanmanager link.
+const (
+	// TypeMesh →M Mesh: the needs with ingress, whole, each time that list
+	// changes; sent only to masters whose hello set services.
+	TypeMesh = "mesh"
+	// TypeIngress →L IngressReport: the master's ingress ports, whole,
+	// each time one opens, fails or closes.
+	TypeIngress = "ingress"
+)
+
+// Limits of the mesh messages.
+const (
+	MaxMeshNeeds    = 4096 // needs in a Mesh, ports in an IngressReport
+	MaxIngressError = 1024 // bytes of IngressPort.Error
+)
+
+// MeshNeed is what a master needs to know of a need with ingress.
+type MeshNeed struct {
+	Name    string          `json:"name"`
+	Ingress []needs.Ingress `json:"ingress"`
+	Balance string          `json:"balance,omitempty"`
+}
+
+// Mesh lists every need with ingress.
+type Mesh struct {
+	Needs []MeshNeed `json:"needs"`
+}
+
+// Validate checks a mesh frame: valid names listed once, ingress ports
+// 1-65535 of known protocols, known balances.
+func (m *Mesh) Validate() error {
+	if len(m.Needs) > MaxMeshNeeds {
+		return &needs.FieldError{Field: "needs", Msg: fmt.Sprintf("%d needs, more than %d", len(m.Needs), MaxMeshNeeds)}
+	}
+	seen := map[string]bool{}
+	for i, n := range m.Needs {
+		if err := needs.ValidateName(fmt.Sprintf("needs[%d].name", i), n.Name); err != nil {
+			return err
+		}
+		if seen[n.Name] {
+			return &needs.FieldError{Field: fmt.Sprintf("needs[%d].name", i), Msg: fmt.Sprintf("%q is listed twice", n.Name)}
+		}
+		seen[n.Name] = true
+		// The need's own rules, with the protocols its ingress names.
+		probe := needs.Need{Name: n.Name, Command: []string{"x"}, Ingress: n.Ingress, Balance: n.Balance}
+		for _, in := range n.Ingress {
+			probe.Protocols = append(probe.Protocols, in.Protocol)
+		}
+		if len(n.Ingress) == 0 {
+			return &needs.FieldError{Field: fmt.Sprintf("needs[%d].ingress", i), Msg: "empty"}
+		}
+		if err := probe.Validate(); err != nil {
+			return &needs.FieldError{Field: fmt.Sprintf("needs[%d]", i), Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+// IngressPort is one ingress port of a master: open, or not and why.
+type IngressPort struct {
+	Need     string         `json:"need"`
+	Protocol needs.Protocol `json:"protocol"`
+	Port     int            `json:"port"`
+	Open     bool           `json:"open"`
+	Error    string         `json:"error,omitempty"`
+}
+
+// IngressReport is every ingress port a master should have open.
+type IngressReport struct {
+	Ports []IngressPort `json:"ports"`
+}
+
+// Validate checks an ingress report.
+func (r *IngressReport) Validate() error {
+	if len(r.Ports) > MaxMeshNeeds {
+		return &needs.FieldError{Field: "ports", Msg: fmt.Sprintf("%d ports, more than %d", len(r.Ports), MaxMeshNeeds)}
+	}
+	for i, p := range r.Ports {
+		field := fmt.Sprintf("ports[%d]", i)
+		if err := needs.ValidateName(field+".need", p.Need); err != nil {
+			return err
+		}
+		if err := p.Protocol.Validate(); err != nil {
+			return &needs.FieldError{Field: field + ".protocol", Msg: err.Error()}
+		}
+		if p.Port < 1 || p.Port > 65535 {
+			return &needs.FieldError{Field: field + ".port", Msg: fmt.Sprintf("%d is outside 1-65535", p.Port)}
+		}
+		if len(p.Error) > MaxIngressError || !utf8.ValidString(p.Error) {
+			return &needs.FieldError{Field: field + ".error", Msg: fmt.Sprintf("longer than %d bytes or not UTF-8", MaxIngressError)}
+		}
+		if p.Open && p.Error != "" {
+			return &needs.FieldError{Field: field + ".error", Msg: "set on an open port"}
+		}
+	}
+	return nil
+}
