@@ -164,6 +164,10 @@ type NeedSpec struct {
 	SocketActivation bool `json:"socket_activation,omitempty"`
 	// IPCGroup is the IPC hub group of the children (default: the name).
 	IPCGroup string `json:"ipc_group,omitempty"`
+	// Ingress and Balance publish the need through every master's ingress
+	// (docs/mesh.md).
+	Ingress []needs.Ingress `json:"ingress,omitempty"`
+	Balance string          `json:"balance,omitempty"`
 }
 
 // Need is the need the spec declares (instances default to 1); it is not
@@ -171,7 +175,7 @@ type NeedSpec struct {
 func (spec *NeedSpec) Need() *needs.Need {
 	n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env,
 		Machine: spec.Machine, Restart: spec.Restart, SocketActivation: spec.SocketActivation,
-		IPCGroup: spec.IPCGroup}
+		IPCGroup: spec.IPCGroup, Ingress: spec.Ingress, Balance: spec.Balance}
 	if spec.Instances != nil {
 		n.Instances = *spec.Instances
 	}

@@ -382,6 +382,7 @@ func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func(
 	s.view.changed(ch)
 	s.svc.touch(changedInstances(ch), ch.DeleteNeeds)
 	s.stepLocked(lifecycle.Committed{Change: ch})
+	s.meshChangedLocked(ch.PutNeeds, ch.DeleteNeeds)
 	if answer != nil {
 		answer()
 	}

@@ -31,6 +31,7 @@ const (
 	EventMasterLost      = "master.lost"         // not heard from for the TTL: its instances are placed again
 	EventMasterDrain     = "master.drain"        // the master takes no new work; its instances move
 	EventMasterUndrain   = "master.undrain"      // the master takes work again
+	EventMasterIngress   = "master.ingress"      // an ingress port of the master opened, or cannot open (Message says which)
 )
 
 // hub fans events out to subscribers. A subscriber that falls behind by more

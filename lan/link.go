@@ -26,7 +26,11 @@ type session struct {
 	// local is the IP address of ours the master connected to: where its
 	// children reach the IPC hub when it listens on every address.
 	local string
-	conn  *pipes.Conn
+	// services is set when the master asked for the running set (and the
+	// mesh frames); ingress is its last ingress report (Server.mu).
+	services bool
+	ingress  []needs.IngressPort
+	conn     *pipes.Conn
 	// The outgoing queue: a slice rather than a buffered channel, so that
 	// an idle link holds no buffer (1,000 links × 4,096 slots were most of
 	// the lanmanager's memory). ready wakes the writer.
@@ -355,6 +359,8 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	// runs against what the records place on it.
 	s.stepLocked(lifecycle.Reconnected{Master: m.ref(), Exits: h.Exits, Allocs: h.Allocs})
 	if h.Services {
+		m.services = true
+		m.send(pipes.TypeMesh, s.meshLocked())
 		s.svc.join(m) // its full set follows, from the services pusher
 	}
 	info := m.info
@@ -484,6 +490,12 @@ func (s *Server) dispatch(m *session, msg *pipes.Msg) error {
 		s.mu.Unlock()
 	case pipes.TypeLogData:
 		return s.logData(m, msg)
+	case pipes.TypeIngress:
+		var r pipes.IngressReport
+		if err := msg.Decode(&r); err != nil {
+			return err
+		}
+		s.ingressFrom(m, &r)
 	case pipes.TypeError:
 		if msg.Error != nil {
 			if s.logError(m, msg) {

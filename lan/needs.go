@@ -3,6 +3,7 @@ package lan
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -19,6 +20,9 @@ func (s *Server) AddNeed(n *needs.Need) (*needs.NeedStatus, error) {
 	n.Created = time.Now().UTC()
 	var st *needs.NeedStatus
 	err := s.persist(func(now time.Time) (*Change, error) {
+		if err := s.ingressConflictLocked(n); err != nil {
+			return nil, err
+		}
 		return s.core.PlanAdd(n, now)
 	}, func() {
 		s.publishLocked(Event{Time: time.Now(), Kind: EventNeedAdded, Need: n.Name})
@@ -192,6 +196,7 @@ func (s *Server) connectedEntryLocked(m *session, count map[string]int, used map
 	mm.Connected = true
 	mm.Draining = s.core.Draining(mm.Name)
 	mm.LastSeen = m.seen().UTC()
+	mm.Ingress = slices.Clone(m.ingress)
 	mm.Free = map[needs.Protocol]int{}
 	for p, r := range mm.Ranges {
 		mm.Free[p] = max(0, r[1]-r[0]+1-used[m.info.ID][p])

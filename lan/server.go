@@ -178,6 +178,7 @@ type Server struct {
 	core    *lifecycle.State
 	fx      lifecycle.Effects
 	lead    []Event               // events to go first in the next batch (publishStepLocked)
+	meshed  map[string]bool       // the needs of the last mesh frame
 	masters map[string]*session   // connected masters by id
 	gone    map[string]masterGone // masters seen, now disconnected, by id
 	rounds  map[string]*round     // open offer rounds by instance
@@ -242,8 +243,13 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 			ns, is, drained),
 		view:    newView(ns, is),
 		svc:     newServicesPush(),
-		masters: map[string]*session{}, gone: map[string]masterGone{},
+		masters: map[string]*session{}, gone: map[string]masterGone{}, meshed: map[string]bool{},
 		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, uptimeAt: map[string]time.Time{},
+	}
+	for _, n := range ns {
+		if n.Meshed() {
+			s.meshed[n.Name] = true
+		}
 	}
 	// Masters that held instances before a restart get the TTL, from now,
 	// to come back and re-announce them.

@@ -265,6 +265,10 @@ func (v *view) running(names map[string]bool, all bool) map[string][]pipes.Servi
 	defer v.mu.RUnlock()
 	out := make(map[string][]pipes.Service, len(names))
 	add := func(need string) {
+		if n := v.needs[need]; n == nil || !n.Meshed() {
+			out[need] = nil // only the mesh's needs go to the masters
+			return
+		}
 		var set []*needs.Instance
 		for _, in := range v.byNeed[need] {
 			if in.State == needs.Running && !in.Removing {

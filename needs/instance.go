@@ -163,6 +163,8 @@ type Master struct {
 	Draining bool `json:"draining,omitempty"`
 	// LastSeen is when the lanmanager last heard from the master.
 	LastSeen time.Time `json:"last_seen,omitzero"`
+	// Ingress is the master's ingress ports, as it last reported them.
+	Ingress []IngressPort `json:"ingress,omitempty"`
 }
 
 // NeedStatus is a need with the live count of its instances, as the API and

@@ -16,6 +16,15 @@ type Ingress struct {
 
 func (i Ingress) String() string { return fmt.Sprintf("%s=%d", i.Protocol, i.Port) }
 
+// IngressPort is one ingress port of a master: open, or not and why.
+type IngressPort struct {
+	Need     string   `json:"need"`
+	Protocol Protocol `json:"protocol"`
+	Port     int      `json:"port"`
+	Open     bool     `json:"open"`
+	Error    string   `json:"error,omitempty"`
+}
+
 // Balance strategies of ingress (the mesh package implements them).
 const (
 	BalanceRoundRobin = "round-robin"

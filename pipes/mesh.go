@@ -66,13 +66,7 @@ func (m *Mesh) Validate() error {
 }
 
 // IngressPort is one ingress port of a master: open, or not and why.
-type IngressPort struct {
-	Need     string         `json:"need"`
-	Protocol needs.Protocol `json:"protocol"`
-	Port     int            `json:"port"`
-	Open     bool           `json:"open"`
-	Error    string         `json:"error,omitempty"`
-}
+type IngressPort = needs.IngressPort
 
 // IngressReport is every ingress port a master should have open.
 type IngressReport struct {

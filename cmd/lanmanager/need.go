@@ -40,6 +40,8 @@ func needAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "restart-factor", Usage: "growth of the delay per failure, 1 to 10 (default 2)"},
 			&cli.StringFlag{Name: "restart-reset-after", Usage: "uptime after which the failure count starts over (default 30s)"},
 			&cli.BoolFlag{Name: "socket-activation", Usage: "the master binds the ports and passes them to the child (LISTEN_FDS)"},
+			&cli.StringSliceFlag{Name: "ingress", Usage: "PROTOCOL=PORT: every master opens PORT on its ingress address and balances each connection over the running instances (repeatable)"},
+			&cli.StringFlag{Name: "balance", Usage: "how ingress picks an instance: round-robin, least-conn, resource or hash (default round-robin)"},
 			&cli.StringFlag{Name: "ipc-group", Usage: "IPC hub group of the children, BERTH_IPC_GROUP (default: the need's name); needs that name one group share it"},
 			jsonFlag(),
 		), waitFlags()...),
@@ -68,6 +70,10 @@ func needAddCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit("--env: "+err.Error(), 2)
 			}
+			ingress, err := needs.ParseIngress(c.StringSlice("ingress"))
+			if err != nil {
+				return cli.Exit("--ingress: "+err.Error(), 2)
+			}
 			policy, err := restartPolicy(c)
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
@@ -82,7 +88,7 @@ func needAddCommand() *cli.Command {
 			}
 			st, err := cl.AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
 				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation"),
-				IPCGroup: c.String("ipc-group")})
+				IPCGroup: c.String("ipc-group"), Ingress: ingress, Balance: c.String("balance")})
 			if err != nil {
 				return err
 			}
