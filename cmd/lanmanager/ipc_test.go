@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +56,40 @@ func TestIPCTokenFileDamaged(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(path); string(b) != tt.content {
 			t.Errorf("%s: the file now holds %q", tt.name, b)
+		}
+	}
+}
+
+// TestNeedIngressCLI: need add --ingress/--balance declare a need's
+// ingress, need show prints it; bad values exit 2 naming the flag, and a
+// port another need has is refused naming that need.
+func TestNeedIngressCLI(t *testing.T) {
+	srv := startLan(t)
+	mustRun(t, srv, "need", "add", "web", "--instances", "0", "--protocols", "http", "--ingress", "http=8080", "--balance", "least-conn", "--", "x")
+	out := mustRun(t, srv, "need", "show", "web")
+	if !strings.Contains(out, "ingress:    http=8080 on every master (balance least-conn)") {
+		t.Errorf("need show:\n%s", out)
+	}
+	var st struct {
+		Ingress []struct{ Protocol string }
+		Balance string
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, srv, "need", "show", "web", "--json")), &st); err != nil || len(st.Ingress) != 1 || st.Balance != "least-conn" {
+		t.Errorf("need show --json: %+v %v", st, err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ingress", "http"}, "--ingress"},
+		{[]string{"--ingress", "http=x"}, "--ingress"},
+		{[]string{"--ingress", "ws=9000"}, "declares no ws port"},
+		{[]string{"--ingress", "http=9000", "--balance", "random"}, "want one of round-robin"},
+		{[]string{"--ingress", "http=8080"}, `already the ingress of need "web"`},
+	} {
+		args := append(append([]string{"need", "add", "other", "--instances", "0", "--protocols", "http"}, tt.args...), "--", "x")
+		if out, err := run(t, srv, args...); err == nil || !strings.Contains(out+err.Error(), tt.want) {
+			t.Errorf("%v: %v %s; want an error with %q", tt.args, err, out, tt.want)
 		}
 	}
 }

@@ -61,6 +61,11 @@ func masterLsCommand() *cli.Command {
 					orDash(m.Version), ago(m.LastSeen), shortID(m.ID)})
 			}
 			table(c.App.Writer, "NAME\tSTATE\tADDRESS\tINSTANCES\tFREE TCP/HTTP/WS\tVERSION\tLAST SEEN\tID", rows)
+			for _, m := range list {
+				for _, p := range m.Ingress {
+					fmt.Fprintf(c.App.Writer, "%s ingress %s %s:%d: %s\n", m.Name, p.Need, p.Protocol, p.Port, ingressState(p))
+				}
+			}
 			return nil
 		},
 	}
@@ -205,4 +210,15 @@ func masterUndrainCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// ingressState says whether an ingress port is open, or why not.
+func ingressState(p needs.IngressPort) string {
+	if p.Open {
+		return "open"
+	}
+	if p.Error != "" {
+		return "cannot open: " + p.Error
+	}
+	return "not open yet"
 }

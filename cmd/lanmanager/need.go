@@ -170,6 +170,22 @@ func needShowCommand() *cli.Command {
 			if st.IPCGroup != "" {
 				fmt.Fprintf(w, "ipc group:  %s\n", st.IPCGroup)
 			}
+			if len(st.Ingress) > 0 {
+				var ports []string
+				for _, in := range st.Ingress {
+					ports = append(ports, in.String())
+				}
+				fmt.Fprintf(w, "ingress:    %s on every master (balance %s)\n", strings.Join(ports, ", "), st.BalanceOrDefault())
+				if ms, err := cl.Masters(c.Context); err == nil {
+					for _, m := range ms {
+						for _, p := range m.Ingress {
+							if p.Need == st.Name {
+								fmt.Fprintf(w, "ingress:    %s:%d on %s: %s\n", p.Protocol, p.Port, m.Name, ingressState(p))
+							}
+						}
+					}
+				}
+			}
 			if st.SocketActivation {
 				fmt.Fprintf(w, "sockets:    activated (the master binds the ports and passes them as LISTEN_FDS)\n")
 			}
