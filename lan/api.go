@@ -168,6 +168,10 @@ type NeedSpec struct {
 	// (docs/mesh.md).
 	Ingress []needs.Ingress `json:"ingress,omitempty"`
 	Balance string          `json:"balance,omitempty"`
+	// Upstreams, Peers and PeersSignal: see needs.Need.
+	Upstreams   []needs.Upstream `json:"upstreams,omitempty"`
+	Peers       bool             `json:"peers,omitempty"`
+	PeersSignal string           `json:"peers_signal,omitempty"`
 }
 
 // Need is the need the spec declares (instances default to 1); it is not
@@ -175,7 +179,8 @@ type NeedSpec struct {
 func (spec *NeedSpec) Need() *needs.Need {
 	n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env,
 		Machine: spec.Machine, Restart: spec.Restart, SocketActivation: spec.SocketActivation,
-		IPCGroup: spec.IPCGroup, Ingress: spec.Ingress, Balance: spec.Balance}
+		IPCGroup: spec.IPCGroup, Ingress: spec.Ingress, Balance: spec.Balance,
+		Upstreams: spec.Upstreams, Peers: spec.Peers, PeersSignal: spec.PeersSignal}
 	if spec.Instances != nil {
 		n.Instances = *spec.Instances
 	}

@@ -380,7 +380,7 @@ func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func(
 		s.done(b, gen)
 	}
 	s.view.changed(ch)
-	s.svc.touch(changedInstances(ch), ch.DeleteNeeds)
+	s.svc.touch(changedInstances(ch), append(slices.Clone(ch.DeleteNeeds), upstreamTargets(ch.PutNeeds)...))
 	s.stepLocked(lifecycle.Committed{Change: ch})
 	s.meshChangedLocked(ch.PutNeeds, ch.DeleteNeeds)
 	if answer != nil {

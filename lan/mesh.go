@@ -134,3 +134,16 @@ type conflictError struct {
 
 func (e *conflictError) Error() string        { return e.msg }
 func (e *conflictError) Is(target error) bool { return target == e.kind }
+
+// upstreamTargets names the needs that the upstreams of ns lead to: a new
+// upstream puts its target's running set, left out until then, in the
+// set pushed to the masters.
+func upstreamTargets(ns []*needs.Need) []string {
+	var out []string
+	for _, n := range ns {
+		for _, u := range n.Upstreams {
+			out = append(out, u.Need)
+		}
+	}
+	return out
+}

@@ -91,52 +91,110 @@ func TestMeshFrames(t *testing.T) {
 	// Running instances of a need without ingress never reach the mirror:
 	// plain.0 runs first, then api.0, and the services frames up to
 	// api.0's (pushed in order) name no instance of plain.
-	var seen []string
-	next := func(typ string, v any) { // records every services frame it passes
-		t.Helper()
-		for {
-			msg := m.next(10 * time.Second)
-			if msg.Type == pipes.TypeServices {
-				var svc pipes.Services
-				if err := msg.Decode(&svc); err != nil {
-					t.Fatal(err)
-				}
-				for _, in := range svc.Instances {
-					seen = append(seen, in.Instance)
-				}
+	r := &recorder{t: t, m: m, c: c}
+	r.place("plain", needs.HTTP)
+	r.place("api", needs.TCP)
+	r.until("api.0")
+	if slices.ContainsFunc(r.seen, func(s string) bool { return strings.HasPrefix(s, "plain.") }) {
+		t.Errorf("services frames named %v: plain has no ingress", r.seen)
+	}
+}
+
+// recorder drives a fake master through placements and records the
+// instances of every services frame it passes.
+type recorder struct {
+	t    *testing.T
+	m    *fakeMaster
+	c    *lan.Client
+	seen []string
+}
+
+func (r *recorder) next(typ string, v any) {
+	r.t.Helper()
+	for {
+		msg := r.m.next(10 * time.Second)
+		if msg.Type == pipes.TypeServices {
+			var svc pipes.Services
+			if err := msg.Decode(&svc); err != nil {
+				r.t.Fatal(err)
 			}
-			if msg.Type == typ {
-				if v != nil {
-					if err := msg.Decode(v); err != nil {
-						t.Fatal(err)
-					}
-				}
-				return
+			for _, in := range svc.Instances {
+				r.seen = append(r.seen, in.Instance)
 			}
 		}
+		if msg.Type == typ {
+			if v != nil {
+				if err := msg.Decode(v); err != nil {
+					r.t.Fatal(err)
+				}
+			}
+			return
+		}
 	}
-	place := func(need string, proto needs.Protocol) {
-		t.Helper()
-		if _, err := c.Scale(t.Context(), need, 1); err != nil {
+}
+
+// place scales need to 1 and runs its instance on the fake master.
+func (r *recorder) place(need string, proto needs.Protocol) {
+	r.t.Helper()
+	if _, err := r.c.Scale(r.t.Context(), need, 1); err != nil {
+		r.t.Fatal(err)
+	}
+	var o pipes.Offer
+	r.next(pipes.TypeOffer, &o)
+	r.m.send(pipes.TypeBid, &pipes.Bid{Instance: o.Instance, Round: o.Round, OK: true})
+	var g pipes.Grant
+	r.next(pipes.TypeGrant, &g)
+	st := startedFor(g, listen(r.t))
+	if proto == "" {
+		st.Ports = nil
+		r.m.send(pipes.TypeStarted, st)
+		r.m.send(pipes.TypeReady, &pipes.AllocRef{Alloc: g.Alloc})
+	} else {
+		st.Ports = map[needs.Protocol]int{proto: st.Ports[needs.HTTP]}
+		r.m.send(pipes.TypeStarted, st)
+	}
+	r.next(pipes.TypeApprove, nil)
+}
+
+// until reads services frames until one names instance.
+func (r *recorder) until(instance string) {
+	r.t.Helper()
+	for !slices.Contains(r.seen, instance) {
+		r.next(pipes.TypeServices, nil)
+	}
+}
+
+// TestUpstreamAndPeersSets: the masters get the running set of a need
+// that another need has an upstream to, declared before or after it, and
+// of a need with peers; never of a need that is neither.
+func TestUpstreamAndPeersSets(t *testing.T) {
+	srv, c := startServer(t, lan.Config{BidWindow: 5 * time.Second})
+	m, _ := dialMeshMaster(t, srv, id1, "m1", [2]int{40000, 40009})
+	zero := 0
+	for _, spec := range []lan.NeedSpec{
+		{Name: "plain", Protocols: []needs.Protocol{needs.TCP}},
+		{Name: "db", Protocols: []needs.Protocol{needs.TCP}},
+		{Name: "pp"},
+	} {
+		spec.Command, spec.Instances = []string{"x"}, &zero
+		spec.Peers = spec.Name == "pp"
+		if _, err := c.AddNeed(t.Context(), spec); err != nil {
 			t.Fatal(err)
 		}
-		var o pipes.Offer
-		next(pipes.TypeOffer, &o)
-		m.send(pipes.TypeBid, &pipes.Bid{Instance: o.Instance, Round: o.Round, OK: true})
-		var g pipes.Grant
-		next(pipes.TypeGrant, &g)
-		st := startedFor(g, listen(t))
-		st.Ports = map[needs.Protocol]int{proto: st.Ports[needs.HTTP]}
-		m.send(pipes.TypeStarted, st)
-		next(pipes.TypeApprove, nil)
 	}
-	place("plain", needs.HTTP)
-	place("api", needs.TCP)
-	for !slices.Contains(seen, "api.0") {
-		next(pipes.TypeServices, nil)
+	r := &recorder{t: t, m: m, c: c}
+	r.place("db", needs.TCP)
+	r.place("plain", needs.TCP)
+	// db runs, unseen; an upstream to it puts it in the pushed set.
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "app", Command: []string{"x"}, Instances: &zero,
+		Upstreams: []needs.Upstream{{Name: "db", Need: "db", Protocol: needs.TCP}}}); err != nil {
+		t.Fatal(err)
 	}
-	if slices.ContainsFunc(seen, func(s string) bool { return strings.HasPrefix(s, "plain.") }) {
-		t.Errorf("services frames named %v: plain has no ingress", seen)
+	r.until("db.0")
+	r.place("pp", "")
+	r.until("pp.0")
+	if slices.ContainsFunc(r.seen, func(s string) bool { return strings.HasPrefix(s, "plain.") }) {
+		t.Errorf("services frames named %v: plain is no one's upstream and has no peers", r.seen)
 	}
 }
 

@@ -264,9 +264,17 @@ func (v *view) running(names map[string]bool, all bool) map[string][]pipes.Servi
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	out := make(map[string][]pipes.Service, len(names))
+	targets := map[string]bool{} // needs some need has an upstream to
+	for _, n := range v.needs {
+		for _, u := range n.Upstreams {
+			targets[u.Need] = true
+		}
+	}
 	add := func(need string) {
-		if n := v.needs[need]; n == nil || !n.Meshed() {
-			out[need] = nil // only the mesh's needs go to the masters
+		// Only the mesh's needs go to the masters: those with ingress or
+		// peers, and those some need has an upstream to.
+		if n := v.needs[need]; n == nil || !(n.Meshed() || n.Peers || targets[need]) {
+			out[need] = nil
 			return
 		}
 		var set []*needs.Instance

@@ -2,9 +2,12 @@ package needs
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 )
+
+var upstreamNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 
 // Ingress publishes one of a need's protocols on a port that every master
 // opens on its ingress address, balancing each new connection across the
@@ -24,6 +27,43 @@ type IngressPort struct {
 	Open     bool     `json:"open"`
 	Error    string   `json:"error,omitempty"`
 }
+
+// Upstream gives a need's children a loopback address, in
+// BERTH_UPSTREAM_<NAME>, whose connections are tunnelled to a running
+// instance of another need (kumori's channels, without a sidecar).
+type Upstream struct {
+	Name     string   `json:"name"`
+	Need     string   `json:"need"`
+	Protocol Protocol `json:"protocol"`
+}
+
+func (u Upstream) String() string { return fmt.Sprintf("%s=%s:%s", u.Name, u.Need, u.Protocol) }
+
+// EnvName is the variable that holds the upstream's address:
+// BERTH_UPSTREAM_ and the name upper-cased, '-' as '_'.
+func (u Upstream) EnvName() string {
+	return "BERTH_UPSTREAM_" + strings.ReplaceAll(strings.ToUpper(u.Name), "-", "_")
+}
+
+// ParseUpstreams parses "NAME=NEED:PROTOCOL" values of --upstream.
+func ParseUpstreams(vals []string) ([]Upstream, error) {
+	var out []Upstream
+	for _, v := range vals {
+		name, target, ok := strings.Cut(v, "=")
+		need, proto, ok2 := strings.Cut(target, ":")
+		if !ok || !ok2 {
+			return nil, &FieldError{Field: "upstream", Msg: fmt.Sprintf("%q is not NAME=NEED:PROTOCOL (e.g. db=postgres:tcp)", v)}
+		}
+		out = append(out, Upstream{Name: name, Need: need, Protocol: Protocol(proto)})
+	}
+	return out, nil
+}
+
+// Signals a need may name in PeersSignal.
+var peerSignals = []string{"HUP", "USR1", "USR2"}
+
+// MaxUpstreams bounds a need's upstreams.
+const MaxUpstreams = 64
 
 // Balance strategies of ingress (the mesh package implements them).
 const (
@@ -75,6 +115,39 @@ func (n *Need) validateMesh() error {
 			return &FieldError{Field: field, Msg: fmt.Sprintf("%s: port %d is listed twice", in, in.Port)}
 		}
 		seenProto[in.Protocol], seenPort[in.Port] = true, true
+	}
+	if len(n.Upstreams) > MaxUpstreams {
+		return &FieldError{Field: "upstreams", Msg: fmt.Sprintf("%d upstreams, more than %d", len(n.Upstreams), MaxUpstreams)}
+	}
+	seenUp := map[string]bool{}
+	for i, u := range n.Upstreams {
+		field := fmt.Sprintf("upstreams[%d]", i)
+		if !upstreamNameRE.MatchString(u.Name) {
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%s: name %q: want 1-32 of a-z, 0-9, '-' and '_', starting with a letter (it becomes %s)", u, u.Name, u.EnvName())}
+		}
+		env := u.EnvName()
+		if seenUp[env] {
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%s: %s is set by another upstream", u, env)}
+		}
+		seenUp[env] = true
+		if err := ValidateName(field+".need", u.Need); err != nil {
+			return err
+		}
+		if err := u.Protocol.Validate(); err != nil {
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%s: %v", u, err)}
+		}
+	}
+	if n.PeersSignal != "" {
+		if !n.Peers {
+			return &FieldError{Field: "peers_signal", Msg: "signals a change of peers: give --peers too"}
+		}
+		ok := false
+		for _, s := range peerSignals {
+			ok = ok || n.PeersSignal == s
+		}
+		if !ok {
+			return &FieldError{Field: "peers_signal", Msg: fmt.Sprintf("%q: want one of %s", n.PeersSignal, strings.Join(peerSignals, ", "))}
+		}
 	}
 	if n.Balance != "" {
 		ok := false

@@ -38,6 +38,12 @@ type Need struct {
 	// for each new connection (default round-robin).
 	Ingress []Ingress `json:"ingress,omitempty"`
 	Balance string    `json:"balance,omitempty"`
+	// Upstreams give the children loopback addresses tunnelled to other
+	// needs; Peers gives them BERTH_PEERS_FILE, the need's running set,
+	// and PeersSignal (HUP, USR1, USR2) signals them when it changes.
+	Upstreams   []Upstream `json:"upstreams,omitempty"`
+	Peers       bool       `json:"peers,omitempty"`
+	PeersSignal string     `json:"peers_signal,omitempty"`
 	// Created is when the need was first declared.
 	Created time.Time `json:"created"`
 }
@@ -160,6 +166,7 @@ func (n *Need) Clone() *Need {
 	c.Command = slices.Clone(n.Command)
 	c.Protocols = slices.Clone(n.Protocols)
 	c.Ingress = slices.Clone(n.Ingress)
+	c.Upstreams = slices.Clone(n.Upstreams)
 	if n.Restart != nil {
 		r := *n.Restart
 		c.Restart = &r

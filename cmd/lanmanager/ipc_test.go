@@ -93,3 +93,43 @@ func TestNeedIngressCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestNeedUpstreamCLI: need add --upstream/--peers/--peers-signal declare
+// them, need show prints them and says when an upstream leads nowhere yet;
+// bad values exit with an error naming the flag or field.
+func TestNeedUpstreamCLI(t *testing.T) {
+	srv := startLan(t)
+	mustRun(t, srv, "need", "add", "app", "--instances", "0", "--upstream", "db=postgres:tcp", "--upstream", "cache-1=redis:tcp",
+		"--peers", "--peers-signal", "HUP", "--", "x")
+	out := mustRun(t, srv, "need", "show", "app")
+	for _, want := range []string{
+		"upstream:   db → postgres:tcp, in BERTH_UPSTREAM_DB (no such need yet",
+		"upstream:   cache-1 → redis:tcp, in BERTH_UPSTREAM_CACHE_1 (no such need yet",
+		"peers:      BERTH_PEERS_FILE and change messages on the pipe, and SIGHUP on each change",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("need show lacks %q:\n%s", want, out)
+		}
+	}
+	mustRun(t, srv, "need", "add", "postgres", "--instances", "0", "--protocols", "tcp", "--", "x")
+	if out := mustRun(t, srv, "need", "show", "app"); !strings.Contains(out, "db → postgres:tcp, in BERTH_UPSTREAM_DB (no running instance") {
+		t.Errorf("need show once postgres exists:\n%s", out)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--upstream", "db"}, "NAME=NEED:PROTOCOL"},
+		{[]string{"--upstream", "DB=postgres:tcp"}, "name \"DB\""},
+		{[]string{"--upstream", "db=Post:tcp"}, "upstreams[0].need"},
+		{[]string{"--upstream", "db=postgres:udp"}, "udp"},
+		{[]string{"--upstream", "a-b=x:tcp", "--upstream", "a_b=y:tcp"}, "BERTH_UPSTREAM_A_B is set by another upstream"},
+		{[]string{"--peers-signal", "HUP"}, "give --peers too"},
+		{[]string{"--peers", "--peers-signal", "KILL"}, "want one of HUP, USR1, USR2"},
+	} {
+		args := append(append([]string{"need", "add", "other", "--instances", "0"}, tt.args...), "--", "x")
+		if out, err := run(t, srv, args...); err == nil || !strings.Contains(out+err.Error(), tt.want) {
+			t.Errorf("%v: %v %s; want an error with %q", tt.args, err, out, tt.want)
+		}
+	}
+}

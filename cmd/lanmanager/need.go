@@ -41,6 +41,9 @@ func needAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "restart-reset-after", Usage: "uptime after which the failure count starts over (default 30s)"},
 			&cli.BoolFlag{Name: "socket-activation", Usage: "the master binds the ports and passes them to the child (LISTEN_FDS)"},
 			&cli.StringSliceFlag{Name: "ingress", Usage: "PROTOCOL=PORT: every master opens PORT on its ingress address and balances each connection over the running instances (repeatable)"},
+			&cli.StringSliceFlag{Name: "upstream", Usage: "NAME=NEED:PROTOCOL: the child gets BERTH_UPSTREAM_<NAME>=127.0.0.1:PORT, tunnelled to a running instance of NEED (repeatable)"},
+			&cli.BoolFlag{Name: "peers", Usage: "the child gets BERTH_PEERS_FILE, its need's running instances, kept up to date, and change messages on its pipe"},
+			&cli.StringFlag{Name: "peers-signal", Usage: "with --peers, also send the child this signal on each change: HUP, USR1 or USR2"},
 			&cli.StringFlag{Name: "balance", Usage: "how ingress picks an instance: round-robin, least-conn, resource or hash (default round-robin)"},
 			&cli.StringFlag{Name: "ipc-group", Usage: "IPC hub group of the children, BERTH_IPC_GROUP (default: the need's name); needs that name one group share it"},
 			jsonFlag(),
@@ -74,6 +77,10 @@ func needAddCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit("--ingress: "+err.Error(), 2)
 			}
+			upstreams, err := needs.ParseUpstreams(c.StringSlice("upstream"))
+			if err != nil {
+				return cli.Exit("--upstream: "+err.Error(), 2)
+			}
 			policy, err := restartPolicy(c)
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
@@ -88,7 +95,8 @@ func needAddCommand() *cli.Command {
 			}
 			st, err := cl.AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
 				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation"),
-				IPCGroup: c.String("ipc-group"), Ingress: ingress, Balance: c.String("balance")})
+				IPCGroup: c.String("ipc-group"), Ingress: ingress, Balance: c.String("balance"),
+				Upstreams: upstreams, Peers: c.Bool("peers"), PeersSignal: c.String("peers-signal")})
 			if err != nil {
 				return err
 			}
@@ -169,6 +177,25 @@ func needShowCommand() *cli.Command {
 			fmt.Fprintf(w, "restart:    %s\n", describePolicy(st.Restart))
 			if st.IPCGroup != "" {
 				fmt.Fprintf(w, "ipc group:  %s\n", st.IPCGroup)
+			}
+			for _, u := range st.Upstreams {
+				note := ""
+				switch t, err := cl.Need(c.Context, u.Need); {
+				case errors.Is(err, needs.ErrNotFound):
+					note = " (no such need yet: its connections are accepted and closed)"
+				case err == nil && t.Running == 0:
+					note = " (no running instance: its connections are accepted and closed)"
+				case err == nil && !t.HasProtocol(u.Protocol):
+					note = fmt.Sprintf(" (%s declares no %s port: its connections are accepted and closed)", u.Need, u.Protocol)
+				}
+				fmt.Fprintf(w, "upstream:   %s → %s:%s, in %s%s\n", u.Name, u.Need, u.Protocol, u.EnvName(), note)
+			}
+			if st.Peers {
+				sig := ""
+				if st.PeersSignal != "" {
+					sig = ", and SIG" + st.PeersSignal + " on each change"
+				}
+				fmt.Fprintf(w, "peers:      BERTH_PEERS_FILE and change messages on the pipe%s\n", sig)
 			}
 			if len(st.Ingress) > 0 {
 				var ports []string
