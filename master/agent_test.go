@@ -21,7 +21,8 @@ import (
 )
 
 // TestMain lets the test binary double as a child: with AGENT_TEST_CHILD
-// set it serves its declared ports, says ready and waits for a stop. After
+// set it serves its declared ports (writing its instance name to each
+// connection and closing it), says ready and waits for a stop. After
 // the tests it fails if they left goroutines running.
 func TestMain(m *testing.M) {
 	if os.Getenv("AGENT_TEST_CHILD") != "" {
@@ -48,6 +49,8 @@ func runChild() int {
 				if err != nil {
 					return
 				}
+				// Say who answered, for the ingress tests (ingress_test.go).
+				c.Write([]byte(env.Instance + "\n"))
 				c.Close()
 			}
 		}()

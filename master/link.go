@@ -443,6 +443,14 @@ func (a *Agent) handle(ob *outbox, msg *pipes.Msg) error {
 			return nil
 		}
 		c.stop(a, s.Reason, grace)
+	case pipes.TypeMesh:
+		// The needs with ingress, whole: kept across links (a new link
+		// sends its own after the welcome) and reported on.
+		var m pipes.Mesh
+		if err := msg.Decode(&m); err != nil {
+			return err
+		}
+		a.ingress.setMesh(&m)
 	case pipes.TypeLogs:
 		var l pipes.Logs
 		if err := msg.Decode(&l); err != nil {
