@@ -3,6 +3,7 @@ package master_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -22,7 +23,7 @@ import (
 
 // TestMain lets the test binary double as a child: with AGENT_TEST_CHILD
 // set it serves its declared ports (writing its instance name to each
-// connection and closing it), says ready and waits for a stop. After
+// connection and holding it until the client closes), says ready and waits for a stop. After
 // the tests it fails if they left goroutines running.
 func TestMain(m *testing.M) {
 	if os.Getenv("AGENT_TEST_CHILD") != "" {
@@ -49,9 +50,13 @@ func runChild() int {
 				if err != nil {
 					return
 				}
-				// Say who answered, for the ingress tests (ingress_test.go).
-				c.Write([]byte(env.Instance + "\n"))
-				c.Close()
+				// Say who answered, for the ingress tests (ingress_test.go),
+				// and hold the connection until the client closes it.
+				go func() {
+					defer c.Close()
+					c.Write([]byte(env.Instance + "\n"))
+					io.Copy(io.Discard, c)
+				}()
 			}
 		}()
 	}

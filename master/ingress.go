@@ -48,7 +48,7 @@ type ingress struct {
 
 	mu     sync.Mutex  // Protects following.
 	mesh   *pipes.Mesh // the latest mesh frame; nil until the first
-	resend bool        // a new link's mesh frame came: report even if unchanged
+	resend bool        // a link's first mesh frame came: report even if unchanged
 }
 
 // served is a proxy whose Serve returned, and why.
@@ -90,12 +90,13 @@ func (in *ingress) close() {
 	in.wg.Wait()
 }
 
-// setMesh hands over a mesh frame received on the link. The ingress ports
-// are reported after it, changed or not, since a new link's lanmanager
-// knows nothing of them.
-func (in *ingress) setMesh(m *pipes.Mesh) {
+// setMesh hands over a mesh frame received on the link. After the first
+// of a link (first) the ingress ports are reported, changed or not, since
+// that lanmanager knows nothing of them yet; after the others, only if
+// they changed.
+func (in *ingress) setMesh(m *pipes.Mesh, first bool) {
 	in.mu.Lock()
-	in.mesh, in.resend = m, true
+	in.mesh, in.resend = m, in.resend || first
 	in.mu.Unlock()
 	select {
 	case in.wake <- struct{}{}:
@@ -253,12 +254,16 @@ func (in *ingress) listPorts(ports map[ingressKey]*ingressPort) []pipes.IngressP
 }
 
 // backends is a need's running instances that serve proto, as the proxy
-// dials them: the instance's master address and its port of proto.
+// dials them: the instance's master address and its port of proto. The
+// id is "instance/alloc": an instance restarted under a new allocation is
+// a new backend, free of the ejection its dead predecessor earned even if
+// it got the same port back (the ids are the same on every master, so the
+// hash strategy still agrees across masters).
 func backends(set []pipes.Service, proto needs.Protocol) []mesh.Backend {
 	out := make([]mesh.Backend, 0, len(set))
 	for _, s := range set {
 		if port := s.Ports[proto]; port > 0 && s.Address != "" {
-			out = append(out, mesh.Backend{ID: s.Instance, Addr: net.JoinHostPort(s.Address, strconv.Itoa(port))})
+			out = append(out, mesh.Backend{ID: s.Instance + "/" + s.Alloc, Addr: net.JoinHostPort(s.Address, strconv.Itoa(port))})
 		}
 	}
 	return out

@@ -2,6 +2,7 @@ package master_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	stdmaps "maps"
 	"net"
@@ -177,6 +178,16 @@ func TestIngressTwoMasters(t *testing.T) {
 	if err := syscall.Kill(victim.pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// Until its sockets are closed, the kernel still completes handshakes
+	// on its listener and then resets them: those are its own connections,
+	// lost with it. Its master reaps it once every thread has exited, and
+	// so every socket is closed (a zombie leader is not enough: its other
+	// threads may still hold the descriptor table). From then on its port
+	// refuses.
+	waitFor(t, 5*time.Second, "web.1's process reaped", func() bool {
+		return !slices.ContainsFunc(victim.a.Children(), func(k pipes.ChildInfo) bool { return k.Alloc == victim.alloc })
+	})
+	gone := time.Since(killed)
 	conns, dropped := 0, time.Duration(0)
 	for dropped == 0 || conns < 60 {
 		if time.Since(killed) > 20*time.Second {
@@ -192,10 +203,27 @@ func TestIngressTwoMasters(t *testing.T) {
 			dropped = time.Since(killed)
 		}
 	}
-	t.Logf("web.1 killed: out of both mirrors after %s; %d connections through the ingress, none lost", dropped, conns)
+	t.Logf("web.1 killed: process gone after %s, out of both mirrors after %s; %d connections through the ingress, none lost", gone, dropped, conns)
 	waitReady(t, c, "web", 3, agents...) // web.1 again, under a new allocation
 	for _, in := range ingresses {
 		wantEven(t, in, spread(t, in, 30), names("web", 3), 10)
+	}
+
+	// Connections held open through the ingress must outlive the
+	// lanmanager's absence and the relink: the proxies are updated, never
+	// restarted.
+	var held []net.Conn
+	for _, in := range ingresses {
+		conn, err := net.DialTimeout("tcp", in, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+			t.Fatalf("held connection through %s: %v", in, err)
+		}
+		held = append(held, conn)
 	}
 
 	// The lanmanager goes: the ingress keeps serving the last set.
@@ -216,6 +244,14 @@ func TestIngressTwoMasters(t *testing.T) {
 	waitReady(t, c, "web", 4, agents...)
 	for _, in := range ingresses {
 		wantEven(t, in, spread(t, in, 40), names("web", 4), 10)
+	}
+	for i, conn := range held {
+		// Still open: a read waits for its deadline rather than meeting
+		// the end of a connection closed with its proxy.
+		conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("connection held through %s across the relink: %v, want it still open", ingresses[i], err)
+		}
 	}
 	waitFor(t, 10*time.Second, "the new lanmanager to show both ingress ports open", func() bool {
 		p1, ok1 := ingressOf(t, c, "m1", "web", port)
