@@ -35,12 +35,6 @@ type Options struct {
 	// as systemd does for its services. The package never reads the
 	// environment itself.
 	Environ []string
-	// Services asks the lanmanager for the running set, which Agent.Mirror
-	// then holds; off, the mirror stays empty. Off by default until the
-	// mesh's proxies need it: every master that asks gets every change of
-	// the running set, which at 1,000 masters and 50,000 instances costs
-	// the lanmanager too much (docs/mesh.md, "The running set").
-	Services bool
 	// RuntimeCheck is how often the runtime directory is checked and
 	// repaired (runtime.go); 0 means DefaultRuntimeCheck.
 	RuntimeCheck time.Duration
@@ -74,6 +68,8 @@ type Agent struct {
 	linkEvents chan struct{}
 	// mirror is the running set as the lanmanager last pushed it (mirror.go).
 	mirror *Mirror
+	// ingress opens the mesh's ingress ports (ingress.go).
+	ingress *ingress
 
 	mu       sync.Mutex // Protects following.
 	children map[string]*child
@@ -162,6 +158,12 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	}
 	a.ctx, a.cancel = context.WithCancelCause(context.Background())
 	a.adoptChildren(ctx)
+	ingressAddr := cfg.IngressAddress
+	if ingressAddr == "" {
+		ingressAddr = a.addr
+	}
+	a.ingress = startIngress(ingressAddr, a.mirror, opts.StopGrace, a.log,
+		func(r *pipes.IngressReport) { a.send(pipes.TypeIngress, r) })
 	a.wg.Add(4)
 	go func() { defer a.wg.Done(); a.rotateLoop() }()
 	go func() { defer a.wg.Done(); a.serveControl(a.ctl) }()
@@ -258,6 +260,7 @@ func (a *Agent) shutdown() error {
 	// The link closes on the cancelled context (linkOnce); closing it here
 	// under a.mu could wait for the WebSocket close handshake.
 	a.wg.Wait()
+	a.ingress.close() // after the link: no mesh frame comes any more
 	err := a.office.Close()
 	if serr := a.state.close(); err == nil {
 		err = serr
@@ -300,7 +303,7 @@ func (a *Agent) Mirror() *Mirror { return a.mirror }
 
 func (a *Agent) helloLocked() *pipes.Hello {
 	h := &pipes.Hello{ID: a.id, Boot: a.boot, Name: a.name, Address: a.addr, Version: a.opts.Version,
-		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent, Services: a.opts.Services}
+		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent, Services: true}
 	for p, r := range a.office.Ranges() {
 		h.Ranges[p] = [2]int{r.Start, r.End()}
 		h.Free[p] = a.office.Free(p)

@@ -3,6 +3,7 @@ package master_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,7 +22,8 @@ import (
 )
 
 // TestMain lets the test binary double as a child: with AGENT_TEST_CHILD
-// set it serves its declared ports, says ready and waits for a stop. After
+// set it serves its declared ports (writing its instance name to each
+// connection and holding it until the client closes), says ready and waits for a stop. After
 // the tests it fails if they left goroutines running.
 func TestMain(m *testing.M) {
 	if os.Getenv("AGENT_TEST_CHILD") != "" {
@@ -48,7 +50,13 @@ func runChild() int {
 				if err != nil {
 					return
 				}
-				c.Close()
+				// Say who answered, for the ingress tests (ingress_test.go),
+				// and hold the connection until the client closes it.
+				go func() {
+					defer c.Close()
+					c.Write([]byte(env.Instance + "\n"))
+					io.Copy(io.Discard, c)
+				}()
 			}
 		}()
 	}

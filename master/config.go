@@ -36,6 +36,9 @@ type Config struct {
 	// AdvertiseAddress is the address children bind and others dial;
 	// default: the local address that routes to the lanmanager.
 	AdvertiseAddress string `json:"advertiseaddress,omitempty"`
+	// IngressAddress is the IP the master opens the mesh's ingress ports
+	// on (docs/mesh.md); default: the advertise address.
+	IngressAddress string `json:"ingressaddress,omitempty"`
 	// Token is the lanmanager's bearer token, if it has one.
 	Token string `json:"token,omitempty"`
 	// LanManagerPortCorrection is added to the lanmanager's port (allex).
@@ -261,6 +264,11 @@ func (c Config) Validate() error {
 	}
 	if c.AdvertiseAddress != "" {
 		if err := pipes.ValidateAddress("advertiseaddress", c.AdvertiseAddress); err != nil {
+			return err
+		}
+	}
+	if c.IngressAddress != "" {
+		if err := pipes.ValidateAddress("ingressaddress", c.IngressAddress); err != nil {
 			return err
 		}
 	}

@@ -37,6 +37,7 @@ func TestParseConfigOK(t *testing.T) {
 		"runtimedirectory": "/var/lib/berth",
 		"name": "m-1",
 		"advertiseaddress": "10.0.0.5",
+		"ingressaddress": "10.0.0.6",
 		"token": "s3cret"
 	}`
 	cfg, err := master.ParseConfig([]byte(in))
@@ -50,6 +51,7 @@ func TestParseConfigOK(t *testing.T) {
 		RuntimeDirectory:  "/var/lib/berth",
 		Name:              "m-1",
 		AdvertiseAddress:  "10.0.0.5",
+		IngressAddress:    "10.0.0.6",
 		Token:             "s3cret",
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -138,6 +140,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "advertise with port", in: `{"advertiseaddress":"127.0.0.1:80"}`, wantField: "advertiseaddress"},
 		{name: "advertise unspecified", in: `{"advertiseaddress":"0.0.0.0"}`, wantField: "advertiseaddress", wantIn: []string{"0.0.0.0"}},
 		{name: "advertise multicast", in: `{"advertiseaddress":"224.0.0.1"}`, wantField: "advertiseaddress"},
+		{name: "ingress not IP", in: `{"ingressaddress":"host.lan"}`, wantField: "ingressaddress", wantIn: []string{"ingressaddress", "host.lan"}},
+		{name: "ingress with port", in: `{"ingressaddress":"127.0.0.1:8080"}`, wantField: "ingressaddress"},
+		{name: "ingress unspecified", in: `{"ingressaddress":"0.0.0.0"}`, wantField: "ingressaddress", wantIn: []string{"0.0.0.0"}},
 		{name: "lanmanager bad scheme", in: `{"lanmanageraddress":"ftp://x"}`, wantField: "lanmanageraddress", wantIn: []string{"ftp"}},
 		{name: "lanmanager empty", in: `{"lanmanageraddress":""}`, wantField: "lanmanageraddress"},
 		{name: "runtime dir empty", in: `{"runtimedirectory":""}`, wantField: "runtimedirectory"},

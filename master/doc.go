@@ -110,6 +110,19 @@
 // link, a directory of another user or one with another mode than 0700 is
 // refused.
 //
+// # Ingress
+//
+// Every master asks for the running set in its hello; the lanmanager
+// sends it the needs with ingress (a "mesh" frame after the welcome and
+// whenever that list changes) and their running instances, which the
+// [Mirror] holds. For each need × ingress port the master runs a
+// mesh.Proxy on ingressaddress:PORT (ingress.go), fed the need's running
+// instances at every change of the mirror, and reports its ports in an
+// "ingress" frame. A port that cannot be opened is retried after 1 s,
+// doubling up to 30 s. While the link is down the proxies serve the last
+// known set; a new link updates them without restarting them
+// (docs/mesh.md, "Ingress on the masters").
+//
 // # Caveats
 //
 // While the link is down children keep running; messages that could not be

@@ -214,6 +214,7 @@ func (a *Agent) linkOnce() error {
 	lv := newLiveness()
 	welcomed := false
 	var services gather // this link's services revisions
+	meshed := false     // a mesh frame came on this link
 	var wg sync.WaitGroup
 	defer func() {
 		// Once the writer has stopped, what it did not write is no longer
@@ -267,6 +268,20 @@ func (a *Agent) linkOnce() error {
 				}
 				ob.pushError(msg.ID, err)
 			}
+			continue
+		}
+		if msg.Type == pipes.TypeMesh {
+			// The needs with ingress, whole: kept across links (each sends
+			// its own after the welcome). The first of a link is answered
+			// with the ingress report, whatever changed.
+			var m pipes.Mesh
+			if err := msg.Decode(&m); err != nil {
+				a.log.Warn("bad mesh from lanmanager", "err", err)
+				ob.pushError(msg.ID, err)
+				continue
+			}
+			a.ingress.setMesh(&m, !meshed)
+			meshed = true
 			continue
 		}
 		if err := a.handle(ob, msg); err != nil {

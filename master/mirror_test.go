@@ -10,24 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/freeports"
 	"berth/lan"
 	"berth/master"
 	"berth/needs"
 	"berth/pipes"
 )
-
-// openMirroring opens a master on cfg that asks for the running set;
-// Cleanup closes it.
-func openMirroring(t *testing.T, cfg master.Config) *master.Agent {
-	t.Helper()
-	a, err := master.Open(t.Context(), master.Options{Config: cfg, Logger: testLogger(t), StopGrace: 2 * time.Second,
-		Environ: os.Environ(), Services: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	return a
-}
 
 // openLanAt starts an in-process lanmanager on addr with its data in dir.
 func openLanAt(t *testing.T, addr, dir string) *lan.Server {
@@ -96,16 +84,18 @@ func TestMirrorFollowsRunningSet(t *testing.T) {
 	srv := openLanAt(t, "127.0.0.1:0", dir)
 	addr := srv.Addr()
 	c := &lan.Client{Addr: addr}
-	a1 := openMirroring(t, testConfig(t, addr))
+	a1 := openAgent(t, testConfig(t, addr))
 	cfg2 := testConfig(t, addr)
 	cfg2.Name = "m2"
-	a2 := openMirroring(t, cfg2)
+	cfg2.IngressAddress = "127.0.0.2" // so that both can open the ingress port
+	a2 := openAgent(t, cfg2)
 	waitFor(t, 10*time.Second, "both masters to link", func() bool { return a1.Linked() && a2.Linked() })
 
 	exe, _ := os.Executable()
 	n := 2
+	// Masters mirror only the needs with ingress.
 	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "svc", Command: []string{exe}, Instances: &n,
-		Protocols: []needs.Protocol{needs.HTTP}}); err != nil {
+		Protocols: []needs.Protocol{needs.HTTP}, Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: freeports.Port(t)}}}); err != nil {
 		t.Fatal(err)
 	}
 	waitMirror(t, c, "svc", 2, a1, a2)
@@ -180,7 +170,7 @@ func TestMirrorFollowsRunningSet(t *testing.T) {
 // set replaces the mirror.
 func TestMirrorRefusesBadServices(t *testing.T) {
 	f := newFakeLan(t)
-	a := openMirroring(t, testConfig(t, f.addr))
+	a := openAgent(t, testConfig(t, f.addr))
 	l := f.next(t, 10*time.Second)
 	if !l.hello.Services {
 		t.Fatal("hello does not ask for services")

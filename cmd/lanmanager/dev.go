@@ -62,6 +62,7 @@ func devCommand() *cli.Command {
 			mcfg.RuntimeDirectory = filepath.Join(dir, "master")
 			mcfg.Name = name
 			mcfg.AdvertiseAddress = "127.0.0.1"
+			mcfg.IngressAddress = "127.0.0.1" // the mesh's ingress ports, on this machine only
 			mcfg.Token = cfg.Token
 			agent, err := master.Open(c.Context, master.Options{Config: mcfg, Logger: log, StopGrace: cfg.StopGrace, Version: version.String(),
 				Environ: os.Environ()})
