@@ -43,6 +43,14 @@ func (s *Server) meshChangedLocked(put []*needs.Need, deleted []string) {
 		return
 	}
 	mesh := s.meshLocked()
+	// A need is written again at every change of its instances' counts:
+	// send the list only when it differs from the one last sent.
+	if slices.EqualFunc(mesh.Needs, s.meshSent, func(a, b pipes.MeshNeed) bool {
+		return a.Name == b.Name && a.Balance == b.Balance && slices.Equal(a.Ingress, b.Ingress)
+	}) {
+		return
+	}
+	s.meshSent = mesh.Needs
 	s.meshed = map[string]bool{}
 	for _, n := range mesh.Needs {
 		s.meshed[n.Name] = true

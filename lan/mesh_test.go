@@ -98,6 +98,10 @@ func TestMeshFrames(t *testing.T) {
 	if slices.ContainsFunc(r.seen, func(s string) bool { return strings.HasPrefix(s, "plain.") }) {
 		t.Errorf("services frames named %v: plain has no ingress", r.seen)
 	}
+	// Scaling api wrote it again, but the list did not change.
+	if r.mesh != 0 {
+		t.Errorf("%d mesh frames while api was scaled and placed; the list did not change", r.mesh)
+	}
 }
 
 // recorder drives a fake master through placements and records the
@@ -107,12 +111,16 @@ type recorder struct {
 	m    *fakeMaster
 	c    *lan.Client
 	seen []string
+	mesh int // mesh frames passed
 }
 
 func (r *recorder) next(typ string, v any) {
 	r.t.Helper()
 	for {
 		msg := r.m.next(10 * time.Second)
+		if msg.Type == pipes.TypeMesh {
+			r.mesh++
+		}
 		if msg.Type == pipes.TypeServices {
 			var svc pipes.Services
 			if err := msg.Decode(&svc); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"berth/lifecycle"
+	"berth/pipes"
 )
 
 // Config configures a Server.
@@ -175,14 +176,16 @@ type Server struct {
 	// core holds the needs, instances and drains, and applies every event
 	// that changes them (package lifecycle); fx collects its effects until
 	// applyLocked hands them on.
-	core    *lifecycle.State
-	fx      lifecycle.Effects
-	lead    []Event               // events to go first in the next batch (publishStepLocked)
-	meshed  map[string]bool       // the needs of the last mesh frame
-	masters map[string]*session   // connected masters by id
-	gone    map[string]masterGone // masters seen, now disconnected, by id
-	rounds  map[string]*round     // open offer rounds by instance
-	retryAt map[string]time.Time  // instance → earliest next offer after a round without bids
+	core   *lifecycle.State
+	fx     lifecycle.Effects
+	lead   []Event         // events to go first in the next batch (publishStepLocked)
+	meshed map[string]bool // the needs of the last mesh frame
+	// meshSent is the list of the last mesh frame sent on a change.
+	meshSent []pipes.MeshNeed
+	masters  map[string]*session   // connected masters by id
+	gone     map[string]masterGone // masters seen, now disconnected, by id
+	rounds   map[string]*round     // open offer rounds by instance
+	retryAt  map[string]time.Time  // instance → earliest next offer after a round without bids
 	// uptimeAt holds the allocations without ports that wait out MinUptime,
 	// and when (time.Now, not Config.Clock) they are due.
 	uptimeAt map[string]time.Time
@@ -251,6 +254,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 			s.meshed[n.Name] = true
 		}
 	}
+	s.meshSent = s.meshLocked().Needs
 	// Masters that held instances before a restart get the TTL, from now,
 	// to come back and re-announce them.
 	now := s.now()

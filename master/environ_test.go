@@ -129,10 +129,13 @@ func TestChildGetsIPC(t *testing.T) {
 		t.Fatalf("the child's token in its group: %v", err)
 	}
 	defer ws.CloseNow()
-	st, err := c.IPC(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The dial returns once the upgrade is answered; the hub registers the
+	// peer just after.
+	var st *lan.IPCStatus
+	waitFor(t, 10*time.Second, "the hub to list the child's peer", func() bool {
+		st, err = c.IPC(t.Context())
+		return err == nil && len(st.Groups) > 0
+	})
 	if len(st.Groups) != 1 || st.Groups[0].Name != "shared" || len(st.Groups[0].Peers) != 1 ||
 		st.Groups[0].Peers[0].Need != "ipcenv" || st.Groups[0].Peers[0].Instance != "ipcenv.0" || st.Groups[0].Peers[0].ID != "child-peer" {
 		t.Errorf("GET /v1/ipc = %+v, want group shared with child-peer of ipcenv.0", st)
