@@ -1,0 +1,422 @@
+// Command mesh measures berth's ingress against HAProxy and against a
+// backend reached directly, in one run on this machine (issue 10): the
+// same wrk load, first over keep-alive connections, then with one request
+// per connection. It starts a real lanmanager and master (the binaries in
+// -bin), a need of 2 instances of examples/hello published with --ingress,
+// and HAProxy in mode tcp, round-robin over the same 2 instances. For each
+// target it prints requests/s, p50 and p99 latency (wrk --latency), the
+// proxy's CPU per request (user + system time of the proxy's process from
+// /proc, over the run: the master's for berth, haproxy's for HAProxy), and
+// the ratios berth/HAProxy and berth/direct. Every port is picked at run
+// time; everything listens on 127.0.0.1. bench/mesh.sh builds the binaries
+// and installs haproxy and wrk when missing.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	bin      string
+	duration time.Duration
+	conns    int
+	threads  int
+	keep     bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "", "directory holding lanmanager, master and hello (bench/mesh.sh builds them)")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run")
+	flag.IntVar(&o.conns, "conns", 32, "wrk connections")
+	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs)")
+	flag.Parse()
+	if o.bin == "" || flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: mesh -bin DIR [-duration 10s] [-conns 32] [-threads 2]")
+		os.Exit(2)
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/mesh:", err)
+		os.Exit(1)
+	}
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// freeBlock finds n consecutive ports that bind now, outside the
+// kernel's ephemeral range, from a random-ish start.
+func freeBlock(n int) (int, error) {
+	for start := 20000 + (os.Getpid()*37)%10000; start < 32000; start += n {
+		ok := true
+		for p := start; p < start+n && ok; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return start, nil
+		}
+	}
+	return 0, errors.New("no free block of ports in 20000-32000")
+}
+
+type daemon struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+}
+
+func start(dir, name string, args ...string) (*daemon, error) {
+	log := filepath.Join(dir, name+".log")
+	f, err := os.Create(log)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	f.Close()
+	return &daemon{name: name, cmd: cmd, log: log}, nil
+}
+
+func (d *daemon) stop() {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cpu is the user + system time of a process so far.
+func cpu(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// waitFor polls cond every 50 ms until it holds or d passes.
+func waitFor(d time.Duration, what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(d)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("timed out waiting for %s (%v)", what, last)
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	requests int64
+	errors   int64
+	cpuPer   time.Duration // proxy CPU per request; 0 for direct
+}
+
+var (
+	reqRE  = regexp.MustCompile(`(\d+) requests in`)
+	rpsRE  = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	latRE  = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$`)
+	errRE  = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	non2RE = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+func parseDur(v, unit string) time.Duration {
+	f, _ := strconv.ParseFloat(v, 64)
+	switch unit {
+	case "us":
+		return time.Duration(f * float64(time.Microsecond))
+	case "ms":
+		return time.Duration(f * float64(time.Millisecond))
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+// parseWrk reads requests, requests/s, the 50% and 99% latencies and the
+// errors (socket errors and non-2xx/3xx answers) from wrk --latency.
+func parseWrk(s string) (result, error) {
+	var r result
+	if m := reqRE.FindStringSubmatch(s); m != nil {
+		r.requests, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m := rpsRE.FindStringSubmatch(s); m != nil {
+		r.rps, _ = strconv.ParseFloat(m[1], 64)
+	}
+	for _, m := range latRE.FindAllStringSubmatch(s, -1) {
+		if m[1] == "50" {
+			r.p50 = parseDur(m[2], m[3])
+		} else {
+			r.p99 = parseDur(m[2], m[3])
+		}
+	}
+	if m := errRE.FindStringSubmatch(s); m != nil {
+		for _, v := range m[1:] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			r.errors += n
+		}
+	}
+	if m := non2RE.FindStringSubmatch(s); m != nil {
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		r.errors += n
+	}
+	if r.requests == 0 || r.rps == 0 || r.p50 == 0 || r.p99 == 0 {
+		return r, errors.New("no requests, rate or latencies in its output")
+	}
+	return r, nil
+}
+
+// load runs wrk against url; close makes every request a new connection.
+func load(o options, url string, close bool, proxyPID int) (result, error) {
+	args := []string{"-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.conns), "-d", o.duration.String(), "--latency"}
+	if close {
+		args = append(args, "-H", "Connection: close")
+	}
+	args = append(args, url)
+	var before time.Duration
+	if proxyPID > 0 {
+		before, _ = cpu(proxyPID)
+	}
+	out, err := exec.Command("wrk", args...).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk %s: %v\n%s", url, err, out)
+	}
+	r, err := parseWrk(string(out))
+	if err != nil {
+		return r, fmt.Errorf("wrk %s: %v:\n%s", url, err, out)
+	}
+	if proxyPID > 0 {
+		after, err := cpu(proxyPID)
+		if err != nil {
+			return r, err
+		}
+		r.cpuPer = (after - before) / time.Duration(r.requests)
+	}
+	return r, nil
+}
+
+func run(o options) error {
+	for _, tool := range []string{"wrk", "haproxy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found (bench/mesh.sh installs it): %v", tool, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "berth-bench-mesh-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(os.Stderr, "bench/mesh: logs in", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	var daemons []*daemon
+	defer func() {
+		for i := len(daemons) - 1; i >= 0; i-- {
+			daemons[i].stop()
+		}
+	}()
+	lanPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	lanAddr := fmt.Sprintf("127.0.0.1:%d", lanPort)
+	token := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	lm, err := start(dir, "lanmanager", filepath.Join(o.bin, "lanmanager"), "serve", "--listen", lanAddr,
+		"--data", filepath.Join(dir, "lan"), "--token", token, "--ipc-listen", "off")
+	if err != nil {
+		return err
+	}
+	daemons = append(daemons, lm)
+	base, err := freeBlock(30)
+	if err != nil {
+		return err
+	}
+	cfg := map[string]any{"lanmanageraddress": lanAddr, "name": "m1", "advertiseaddress": "127.0.0.1",
+		"ingressaddress": "127.0.0.1", "token": token, "runtimedirectory": filepath.Join(dir, "rt"),
+		"portrangestart": map[string]int{"tcp": base, "http": base + 10, "ws": base + 20}, "portrangesize": 10}
+	b, _ := json.Marshal(cfg)
+	conf := filepath.Join(dir, "masterconfig.json")
+	if err := os.WriteFile(conf, b, 0o600); err != nil {
+		return err
+	}
+	ms, err := start(dir, "master", filepath.Join(o.bin, "master"), "run", "--config", conf)
+	if err != nil {
+		return err
+	}
+	daemons = append(daemons, ms)
+	cli := func(args ...string) ([]byte, error) {
+		cmd := exec.Command(filepath.Join(o.bin, "lanmanager"), args...)
+		cmd.Env = append(os.Environ(), "BERTH_ADDR="+lanAddr, "BERTH_TOKEN="+token)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return out, fmt.Errorf("lanmanager %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out, nil
+	}
+	ingress, err := freePort()
+	if err != nil {
+		return err
+	}
+	if err := waitFor(20*time.Second, "the master to connect", func() (bool, error) {
+		out, err := cli("master", "ls")
+		return err == nil && strings.Contains(string(out), "connected"), err
+	}); err != nil {
+		return err
+	}
+	if _, err := cli("need", "add", "hello", "--instances", "2", "--protocols", "http", "--ingress", fmt.Sprintf("http=%d", ingress),
+		"--", filepath.Join(o.bin, "hello")); err != nil {
+		return err
+	}
+	var backends []string
+	if err := waitFor(60*time.Second, "2 instances running and the ingress open", func() (bool, error) {
+		out, err := cli("service", "ls", "--json")
+		if err != nil {
+			return false, err
+		}
+		var svcs []struct {
+			State   string
+			Address string
+			Ports   map[string]int
+		}
+		if err := json.Unmarshal(out, &svcs); err != nil {
+			return false, err
+		}
+		backends = backends[:0]
+		for _, s := range svcs {
+			if s.State == "running" {
+				backends = append(backends, fmt.Sprintf("%s:%d", s.Address, s.Ports["http"]))
+			}
+		}
+		if len(backends) != 2 {
+			return false, fmt.Errorf("%d running", len(backends))
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", ingress))
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, nil
+	}); err != nil {
+		return err
+	}
+	hport, err := freePort()
+	if err != nil {
+		return err
+	}
+	hcfg := fmt.Sprintf(`global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend be
+backend be
+    balance roundrobin
+    server b0 %s
+    server b1 %s
+`, hport, backends[0], backends[1])
+	hconf := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(hconf, []byte(hcfg), 0o600); err != nil {
+		return err
+	}
+	hp, err := start(dir, "haproxy", "haproxy", "-db", "-f", hconf)
+	if err != nil {
+		return err
+	}
+	daemons = append(daemons, hp)
+	if err := waitFor(10*time.Second, "haproxy to listen", func() (bool, error) {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", hport))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil, err
+	}); err != nil {
+		return err
+	}
+
+	targets := []struct {
+		name string
+		url  string
+		pid  int
+	}{
+		{"direct (one backend)", "http://" + backends[0] + "/", 0},
+		{"HAProxy mode tcp", fmt.Sprintf("http://127.0.0.1:%d/", hport), hp.cmd.Process.Pid},
+		{"berth ingress", fmt.Sprintf("http://127.0.0.1:%d/", ingress), ms.cmd.Process.Pid},
+	}
+	fmt.Printf("bench/mesh: wrk -t%d -c%d -d%s, 2 instances of examples/hello; %d cores shared by wrk, the proxies and the backends\n\n",
+		o.threads, o.conns, o.duration, runtime.NumCPU())
+	for _, mode := range []struct {
+		name  string
+		close bool
+	}{{"keep-alive", false}, {"one request per connection", true}} {
+		fmt.Printf("%s:\n", mode.name)
+		fmt.Printf("  %-22s %12s %10s %10s %16s %8s\n", "target", "requests/s", "p50", "p99", "proxy CPU/req", "errors")
+		res := map[string]result{}
+		for _, tg := range targets {
+			r, err := load(o, tg.url, mode.close, tg.pid)
+			if err != nil {
+				return err
+			}
+			res[tg.name] = r
+			per := "-"
+			if tg.pid > 0 {
+				per = r.cpuPer.Round(100 * time.Nanosecond).String()
+			}
+			fmt.Printf("  %-22s %12.0f %10s %10s %16s %8d\n", tg.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), per, r.errors)
+		}
+		d, h, b := res[targets[0].name], res[targets[1].name], res[targets[2].name]
+		fmt.Printf("  berth/HAProxy: throughput %.2f×, CPU per request %.2f×; berth/direct: throughput %.2f×, added p50 %s\n\n",
+			b.rps/h.rps, float64(b.cpuPer)/float64(h.cpuPer), b.rps/d.rps, (b.p50 - d.p50).Round(10*time.Microsecond))
+	}
+	return nil
+}

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// TestParseWrk reads outputs of wrk 4.1 (Debian's) as it printed them.
+func TestParseWrk(t *testing.T) {
+	for _, tt := range []struct {
+		file     string
+		requests int64
+		rps      float64
+		p50, p99 time.Duration
+		errors   int64
+	}{
+		{"testdata/wrk-ok.txt", 177, 176.83, 24070 * time.Microsecond, 32290 * time.Microsecond, 0},
+		{"testdata/wrk-non2xx.txt", 1667, 1666.32, 1050 * time.Microsecond, 7350 * time.Microsecond, 1667},
+	} {
+		b, err := os.ReadFile(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := parseWrk(string(b))
+		if err != nil || r.requests != tt.requests || r.rps != tt.rps || r.p50 != tt.p50 || r.p99 != tt.p99 || r.errors != tt.errors {
+			t.Errorf("%s: %+v %v, want requests %d, %.2f/s, p50 %s, p99 %s, errors %d", tt.file, r, err, tt.requests, tt.rps, tt.p50, tt.p99, tt.errors)
+		}
+	}
+	if _, err := parseWrk("unable to connect to 127.0.0.1:1 Connection refused"); err == nil {
+		t.Error("parseWrk of a failed run: no error")
+	}
+}
