@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth/internal/freeports"
+	"berth/needs"
+)
+
+// ingressGet makes one request through an ingress on a new connection and
+// returns the answer ("hello from web.N").
+func ingressGet(ctx context.Context, addr string) (string, error) {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("%s: %s", addr, resp.Status)
+	}
+	return strings.TrimSpace(string(b)), err
+}
+
+// TestIngressE2E is issue 10's ingress with the real binaries: a need of 3
+// instances published with --ingress over two masters, reached through
+// either master's ingress address; round-robin spreads exactly; killing an
+// instance loses no new connection; with the lanmanager stopped the
+// ingress goes on serving, and it follows a scale-up once it is back.
+func TestIngressE2E(t *testing.T) {
+	l := startLan(t, "tok")
+	port := freePort(t)
+	var ingress []string
+	for i, name := range []string{"m1", "m2"} {
+		ip := fmt.Sprintf("127.0.0.%d", 2+i) // loopback is all of 127/8: both masters open the same port
+		base := freeports.Block(t, 15)
+		startMasterWith(t, l, name, base, base+5, 5, masterOpts{extra: map[string]any{"ingressaddress": ip}})
+		ingress = append(ingress, fmt.Sprintf("%s:%d", ip, port))
+	}
+	l.mustCLI(t, "need", "add", "web", "--instances", "3", "--protocols", "http", "--ingress", fmt.Sprintf("http=%d", port), "--", bin.hello)
+	waitFor(t, 60*time.Second, "3 running", func() bool { return len(l.running(t, "web")) == 3 })
+	waitUntil(t, 30*time.Second, "both masters to report the ingress open", func() (bool, string) {
+		out := l.mustCLI(t, "master", "ls")
+		return strings.Count(out, fmt.Sprintf("ingress web http:%d: open", port)) == 2, out
+	})
+	spread := func(addr string, n int) map[string]int {
+		t.Helper()
+		got := map[string]int{}
+		for range n {
+			body, err := ingressGet(t.Context(), addr)
+			if err != nil {
+				t.Fatalf("through %s: %v", addr, err)
+			}
+			got[strings.TrimPrefix(body, "hello from ")]++
+		}
+		return got
+	}
+	for _, addr := range ingress {
+		// The mirror may still be filling: wait until all 3 answer, then
+		// count a whole number of rounds.
+		waitUntil(t, 20*time.Second, "all 3 instances behind "+addr, func() (bool, string) {
+			got := spread(addr, 6)
+			return len(got) == 3, fmt.Sprint(got)
+		})
+		if got := spread(addr, 30); len(got) != 3 || got["web.0"] != 10 || got["web.1"] != 10 || got["web.2"] != 10 {
+			t.Errorf("30 connections through %s went %v, want 10 to each", addr, got)
+		}
+	}
+
+	// Kill one instance: every new connection still succeeds.
+	victim := l.running(t, "web")["web.1"]
+	syscall.Kill(victim.PID, syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for n := 0; time.Now().Before(deadline); n++ {
+		for _, addr := range ingress {
+			if _, err := ingressGet(t.Context(), addr); err != nil {
+				t.Fatalf("connection %d through %s after the kill: %v", n, addr, err)
+			}
+		}
+	}
+	waitFor(t, 60*time.Second, "3 running again", func() bool { return len(l.running(t, "web")) == 3 })
+
+	// The lanmanager stops: the ingress serves the last set it knew.
+	if err := l.proc.stop(t, 10*time.Second); err != nil {
+		t.Logf("lanmanager stop: %v", err)
+	}
+	for _, addr := range ingress {
+		waitUntil(t, 20*time.Second, "all 3 instances behind "+addr+" with the lanmanager stopped", func() (bool, string) {
+			got := spread(addr, 6)
+			return len(got) == 3, fmt.Sprint(got)
+		})
+	}
+	// Back, and scaled to 4: the new instance gets connections.
+	l.restart(t)
+	waitFor(t, 30*time.Second, "both masters back", func() bool { return l.connected(t, "m1") && l.connected(t, "m2") })
+	l.mustCLI(t, "need", "scale", "web", "4")
+	waitFor(t, 60*time.Second, "4 running", func() bool { return len(l.running(t, "web")) == 4 })
+	for _, addr := range ingress {
+		waitUntil(t, 20*time.Second, "web.3 behind "+addr, func() (bool, string) {
+			got := spread(addr, 8)
+			return got["web.3"] > 0, fmt.Sprint(got)
+		})
+	}
+	for _, in := range l.need(t, "web").InstanceList {
+		if in.State != needs.Running {
+			t.Errorf("%s %s at the end", in.Name, in.State)
+		}
+	}
+}
