@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -118,4 +120,107 @@ func TestIngressE2E(t *testing.T) {
 			t.Errorf("%s %s at the end", in.Name, in.State)
 		}
 	}
+}
+
+// heldConn makes one request through an ingress over a connection it
+// keeps open, and returns the connection and the instance that answered.
+func heldConn(t *testing.T, addr string, local string) (net.Conn, string) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	c, err := d.DialContext(t.Context(), "tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: ingress\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("through %s: %v", addr, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Time{})
+	return c, strings.TrimPrefix(strings.TrimSpace(string(b)), "hello from ")
+}
+
+// TestIngressStrategies: least-conn keeps new connections off an instance
+// that holds long ones (round-robin would send it a third), and hash sends
+// each client address to one instance every time, with the real binaries.
+func TestIngressStrategies(t *testing.T) {
+	l := startLan(t, "tok")
+	base := freeports.Block(t, 30)
+	startMasterWith(t, l, "m1", base, base+10, 10, masterOpts{})
+	lc, hs := freePort(t), freePort(t)
+	l.mustCLI(t, "need", "add", "lc", "--instances", "1", "--protocols", "http", "--ingress", fmt.Sprintf("http=%d", lc), "--balance", "least-conn", "--", bin.hello)
+	l.mustCLI(t, "need", "add", "hs", "--instances", "3", "--protocols", "http", "--ingress", fmt.Sprintf("http=%d", hs), "--balance", "hash", "--", bin.hello)
+	waitFor(t, 60*time.Second, "lc.0 and hs's 3 running", func() bool {
+		return len(l.running(t, "lc")) == 1 && len(l.running(t, "hs")) == 3
+	})
+	lcAddr, hsAddr := fmt.Sprintf("127.0.0.1:%d", lc), fmt.Sprintf("127.0.0.1:%d", hs)
+	waitUntil(t, 20*time.Second, "the ingress of lc", func() (bool, string) {
+		_, err := ingressGet(t.Context(), lcAddr)
+		return err == nil, fmt.Sprint(err)
+	})
+
+	// least-conn: 5 long connections on lc.0, then 2 more instances.
+	for range 5 {
+		if _, who := heldConn(t, lcAddr, ""); who != "lc.0" {
+			t.Fatalf("a long connection went to %q, want lc.0 (the only instance)", who)
+		}
+	}
+	l.mustCLI(t, "need", "scale", "lc", "3")
+	waitFor(t, 60*time.Second, "lc's 3 running", func() bool { return len(l.running(t, "lc")) == 3 })
+	waitUntil(t, 20*time.Second, "lc.1 and lc.2 behind the ingress", func() (bool, string) {
+		got := map[string]int{}
+		for range 6 {
+			body, err := ingressGet(t.Context(), lcAddr)
+			if err != nil {
+				return false, err.Error()
+			}
+			got[body]++
+		}
+		return got["hello from lc.1"] > 0 && got["hello from lc.2"] > 0, fmt.Sprint(got)
+	})
+	got := map[string]int{}
+	for range 30 {
+		body, err := ingressGet(t.Context(), lcAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[strings.TrimPrefix(body, "hello from ")]++
+	}
+	if got["lc.0"] != 0 || got["lc.1"] == 0 || got["lc.2"] == 0 {
+		t.Errorf("30 short connections with lc.0 holding 5 went %v; least-conn should leave lc.0 alone", got)
+	}
+
+	// hash: each client address sticks to one instance.
+	waitUntil(t, 20*time.Second, "the ingress of hs", func() (bool, string) {
+		_, err := ingressGet(t.Context(), hsAddr)
+		return err == nil, fmt.Sprint(err)
+	})
+	used := map[string]bool{}
+	for i := range 6 {
+		client := fmt.Sprintf("127.0.%d.%d", 10+i, 1+i)
+		first := ""
+		for range 5 {
+			c, who := heldConn(t, hsAddr, client)
+			c.Close()
+			if first == "" {
+				first = who
+			} else if who != first {
+				t.Errorf("client %s went to %s, then to %s; hash should keep it on one", client, first, who)
+			}
+		}
+		used[first] = true
+	}
+	t.Logf("6 client addresses used %d of hs's 3 instances", len(used))
 }
