@@ -173,6 +173,9 @@ func (m *simMaster) handle(msg *pipes.Msg) error {
 		}
 		m.sim.svcFrames.Add(1)
 		m.sim.svcBytes.Add(int64(len(msg.Body)))
+	case pipes.TypeMesh: // the needs with ingress: the simulated masters open none
+		var mm pipes.Mesh
+		return msg.Decode(&mm)
 	case pipes.TypeOffer:
 		var o pipes.Offer
 		if err := msg.Decode(&o); err != nil {
