@@ -226,6 +226,9 @@ func (l *lanEnv) start(t *testing.T, extra ...string) {
 	if !slices.Contains(extra, "--ipc-listen") {
 		extra = append([]string{"--ipc-listen", "off"}, extra...)
 	}
+	if !slices.Contains(extra, "--gateway-listen") {
+		extra = append([]string{"--gateway-listen", "off"}, extra...)
+	}
 	l.serve = append([]string{bin.lanmanager, "serve", "--listen", l.addr, "--data", filepath.Join(l.dir, "data")}, extra...)
 	l.restart(t)
 }

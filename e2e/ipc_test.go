@@ -218,7 +218,7 @@ func TestIPCDefaultPortBusy(t *testing.T) {
 	defer held.Close()
 	api := net.JoinHostPort(host, fmt.Sprint(freePort(t)))
 	l := &lanEnv{addr: api, dir: t.TempDir()}
-	l.serve = []string{bin.lanmanager, "serve", "--listen", api, "--data", filepath.Join(l.dir, "data"), "--allowed-host", host}
+	l.serve = []string{bin.lanmanager, "serve", "--listen", api, "--data", filepath.Join(l.dir, "data"), "--allowed-host", host, "--gateway-listen", "off"}
 	l.restart(t)
 	waitFor(t, 10*time.Second, "the lanmanager to say it runs without a hub", func() bool {
 		b, _ := os.ReadFile(l.proc.log)
@@ -231,7 +231,7 @@ func TestIPCDefaultPortBusy(t *testing.T) {
 	l.mustCLI(t, "need", "ls")
 
 	cmd := exec.Command(bin.lanmanager, "serve", "--listen", net.JoinHostPort(host, fmt.Sprint(freePort(t))), "--data", t.TempDir(),
-		"--ipc-listen", held.Addr().String())
+		"--ipc-listen", held.Addr().String(), "--gateway-listen", "off")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--ipc-listen "+held.Addr().String()) || !strings.Contains(string(out), "address already in use") {
 		t.Errorf("serve with a taken --ipc-listen: %v\n%s", err, out)

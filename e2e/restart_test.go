@@ -22,7 +22,7 @@ func TestLanmanagerRestart(t *testing.T) {
 	l.proc.cmd.Process.Signal(syscall.SIGKILL)
 	<-l.proc.done
 	l.proc = startProc(t, l.dir, "lanmanager-2", []string{"BERTH_TOKEN=" + l.token},
-		bin.lanmanager, "serve", "--listen", l.addr, "--data", filepath.Join(l.dir, "data"), "--ipc-listen", "off")
+		bin.lanmanager, "serve", "--listen", l.addr, "--data", filepath.Join(l.dir, "data"), "--ipc-listen", "off", "--gateway-listen", "off")
 	waitFor(t, 20*time.Second, "the master to reconnect and both to run", func() bool {
 		out, err := l.cli(t, "master", "ls")
 		return err == nil && strings.Contains(out, "connected") && !strings.Contains(out, "disconnected") &&

@@ -188,7 +188,7 @@ func TestBackoff(t *testing.T) {
 func TestDev(t *testing.T) {
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := startProc(t, dir, "dev", nil, bin.lanmanager, "dev", "--listen", addr, "--ipc-listen", "127.0.0.1:0")
+	p := startProc(t, dir, "dev", nil, bin.lanmanager, "dev", "--listen", addr, "--ipc-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0")
 	lan := &lanEnv{addr: addr}
 	waitFor(t, 15*time.Second, "dev master to connect", func() bool {
 		out, err := lan.cli(t, "master", "ls")

@@ -172,6 +172,8 @@ type NeedSpec struct {
 	Upstreams   []needs.Upstream `json:"upstreams,omitempty"`
 	Peers       bool             `json:"peers,omitempty"`
 	PeersSignal string           `json:"peers_signal,omitempty"`
+	// Gateway publishes the need on the WebSocket gateway.
+	Gateway bool `json:"gateway,omitempty"`
 }
 
 // Need is the need the spec declares (instances default to 1); it is not
@@ -180,7 +182,7 @@ func (spec *NeedSpec) Need() *needs.Need {
 	n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env,
 		Machine: spec.Machine, Restart: spec.Restart, SocketActivation: spec.SocketActivation,
 		IPCGroup: spec.IPCGroup, Ingress: spec.Ingress, Balance: spec.Balance,
-		Upstreams: spec.Upstreams, Peers: spec.Peers, PeersSignal: spec.PeersSignal}
+		Upstreams: spec.Upstreams, Peers: spec.Peers, PeersSignal: spec.PeersSignal, Gateway: spec.Gateway}
 	if spec.Instances != nil {
 		n.Instances = *spec.Instances
 	}

@@ -166,10 +166,12 @@ func (h *IPCHub) childEnv(n *needs.Need, instance, masterSide string) map[string
 
 // grantEnv adds the hub's variables to a grant for master m.
 func (s *Server) grantEnv(m *session, g *pipes.Grant) {
-	if s.cfg.IPC == nil {
-		return
+	if s.cfg.IPC != nil {
+		g.Env = s.cfg.IPC.childEnv(&g.Need, g.Instance, m.local)
 	}
-	g.Env = s.cfg.IPC.childEnv(&g.Need, g.Instance, m.local)
+	if s.cfg.Gateway != nil {
+		g.Env = s.cfg.Gateway.childEnv(&g.Need, g.Env)
+	}
 }
 
 // IPCPeer is one peer of GET /v1/ipc.

@@ -81,6 +81,10 @@ type Config struct {
 	// their own) and to report on GET /v1/ipc; nil for none. The caller
 	// opens and closes it (OpenIPC): it outlives the Server's other parts.
 	IPC *IPCHub
+	// Gateway is the WebSocket gateway to attach to this server (it reads
+	// the needs and instances from it) and whose token the instances of
+	// gateway needs get; nil for none. The caller opens and closes it.
+	Gateway *Gateway
 }
 
 func (c *Config) setDefaults() {
@@ -293,6 +297,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		defer s.wg.Done()
 		s.placer()
 	}()
+	if cfg.Gateway != nil {
+		cfg.Gateway.Attach(s)
+	}
 	s.log.Info("lanmanager listening", "addr", ln.Addr().String(), "data", cfg.DataDir, "needs", len(ns), "instances", len(is),
 		"draining", len(drained), "master_ttl", cfg.MasterTTL)
 	return s, nil

@@ -137,6 +137,9 @@ func (n *Need) validateMesh() error {
 			return &FieldError{Field: field, Msg: fmt.Sprintf("%s: %v", u, err)}
 		}
 	}
+	if n.Gateway && !n.HasProtocol(HTTP) {
+		return &FieldError{Field: "gateway", Msg: "the gateway sends its requests to an http port: give --protocols http"}
+	}
 	if n.PeersSignal != "" {
 		if !n.Peers {
 			return &FieldError{Field: "peers_signal", Msg: "signals a change of peers: give --peers too"}

@@ -41,9 +41,12 @@ type Need struct {
 	// Upstreams give the children loopback addresses tunnelled to other
 	// needs; Peers gives them BERTH_PEERS_FILE, the need's running set,
 	// and PeersSignal (HUP, USR1, USR2) signals them when it changes.
-	Upstreams   []Upstream `json:"upstreams,omitempty"`
-	Peers       bool       `json:"peers,omitempty"`
-	PeersSignal string     `json:"peers_signal,omitempty"`
+	Upstreams []Upstream `json:"upstreams,omitempty"`
+	// Gateway publishes the need on the WebSocket gateway at /{name}; its
+	// http port answers the gateway's requests (docs/gateway.md).
+	Gateway     bool   `json:"gateway,omitempty"`
+	Peers       bool   `json:"peers,omitempty"`
+	PeersSignal string `json:"peers_signal,omitempty"`
 	// Created is when the need was first declared.
 	Created time.Time `json:"created"`
 }

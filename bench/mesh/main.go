@@ -269,7 +269,7 @@ func run(o options) error {
 	lanAddr := fmt.Sprintf("127.0.0.1:%d", lanPort)
 	token := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	lm, err := start(dir, "lanmanager", filepath.Join(o.bin, "lanmanager"), "serve", "--listen", lanAddr,
-		"--data", filepath.Join(dir, "lan"), "--token", token, "--ipc-listen", "off")
+		"--data", filepath.Join(dir, "lan"), "--token", token, "--ipc-listen", "off", "--gateway-listen", "off")
 	if err != nil {
 		return err
 	}

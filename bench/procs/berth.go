@@ -38,7 +38,7 @@ func viaBerth(ctx context.Context, o options, tmp string) (time.Duration, map[st
 		return 0, nil, nil, err
 	}
 	lm, err := startDaemon(o, tmp, "lanmanager", env, filepath.Join(o.bin, "lanmanager"), "serve",
-		"--listen", addr, "--data", filepath.Join(tmp, "lan"), "--ipc-listen", "off")
+		"--listen", addr, "--data", filepath.Join(tmp, "lan"), "--ipc-listen", "off", "--gateway-listen", "off")
 	if err != nil {
 		return 0, nil, nil, err
 	}

@@ -127,7 +127,7 @@ func startDev(ctx context.Context, lanmanager string) (string, func(), error) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(lanmanager, "dev", "--listen", addr, "--ipc-listen", "off")
+	cmd := exec.Command(lanmanager, "dev", "--listen", addr, "--ipc-listen", "off", "--gateway-listen", "off")
 	log, err := os.CreateTemp("", "berth-bench-dev-*.log")
 	if err != nil {
 		return "", nil, err

@@ -390,7 +390,7 @@ func TestDevHints(t *testing.T) {
 	wd, _ := os.Getwd()
 	before, _ := os.ReadDir(wd)
 	go func() {
-		done <- runApp(ctx, []string{"lanmanager", "dev", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--announce-dir", t.TempDir()}, io.Discard, &errOut)
+		done <- runApp(ctx, []string{"lanmanager", "dev", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--announce-dir", t.TempDir()}, io.Discard, &errOut)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(errOut.String(), "master ps --config") {

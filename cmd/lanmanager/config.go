@@ -41,6 +41,10 @@ type Config struct {
 	// kept in the data directory).
 	IPCListen string
 	IPCToken  string
+	// GatewayListen and GatewayToken are the same for the WebSocket
+	// gateway (default port 8000, token in <data>/gateway-token).
+	GatewayListen string
+	GatewayToken  string
 
 	masterGrace time.Duration // --master-grace, the old name of --master-ttl
 }
@@ -74,6 +78,19 @@ func (c *Config) Validate() error {
 		}
 		if c.IPCToken == c.Token {
 			return fmt.Errorf("--ipc-token: must not be the API token: children are given tokens made from it")
+		}
+	}
+	if c.GatewayListen != "" && c.GatewayListen != "off" {
+		if _, _, err := net.SplitHostPort(c.GatewayListen); err != nil {
+			return fmt.Errorf("--gateway-listen %q: %v (or off)", c.GatewayListen, err)
+		}
+	}
+	if c.GatewayToken != "" {
+		if err := lan.ValidateIPCToken(c.GatewayToken); err != nil {
+			return fmt.Errorf("--gateway-token: %v", err)
+		}
+		if c.GatewayToken == c.Token {
+			return fmt.Errorf("--gateway-token: must not be the API token: every instance of a gateway need gets it")
 		}
 	}
 	if c.RebalanceAfter < time.Second {
@@ -117,13 +134,15 @@ func (c *Config) flags() []cli.Flag {
 		&cli.DurationFlag{Name: "rebalance-after", Value: time.Minute, Usage: "with --auto-rebalance, how long a need's spread must stay uneven before its instances move (1s to 24h)", Destination: &c.RebalanceAfter},
 		&cli.StringFlag{Name: "ipc-listen", Usage: "address of the IPC hub (acebase-ipc-server protocol), or off (default: port 9163 on the --listen host)", Destination: &c.IPCListen},
 		&cli.StringFlag{Name: "ipc-token", Usage: "token of the IPC hub; children get tokens made from it for their group (default: one generated on first start and kept in <data>/ipc-token)", Destination: &c.IPCToken},
+		&cli.StringFlag{Name: "gateway-listen", Usage: "address of the WebSocket gateway (clients connect at ws://ADDR/NEED), or off (default: port 8000 on the --listen host)", Destination: &c.GatewayListen},
+		&cli.StringFlag{Name: "gateway-token", Usage: "token of the gateway's management paths, given to the instances of gateway needs as BERTH_GATEWAY_TOKEN (default: one generated on first start and kept in <data>/gateway-token)", Destination: &c.GatewayToken},
 		&cli.DurationFlag{Name: "stop-grace", Value: 5 * time.Second, Usage: "time between SIGTERM and SIGKILL when stopping a child", Destination: &c.StopGrace},
 	}
 }
 
 // lanConfig is the lan.Config for this configuration.
-func (c *Config) lanConfig(log *slog.Logger, hub *lan.IPCHub) lan.Config {
-	return lan.Config{IPC: hub, Listen: c.Listen, DataDir: c.DataDir, Token: c.Token, AllowedHosts: c.AllowedHosts.Value(), Logger: log,
+func (c *Config) lanConfig(log *slog.Logger, hub *lan.IPCHub, gw *lan.Gateway) lan.Config {
+	return lan.Config{IPC: hub, Gateway: gw, Listen: c.Listen, DataDir: c.DataDir, Token: c.Token, AllowedHosts: c.AllowedHosts.Value(), Logger: log,
 		StartDeadline: c.StartDeadline, MasterTTL: c.MasterTTL, StopGrace: c.StopGrace,
 		AutoRebalance: c.AutoRebalance, RebalanceAfter: c.RebalanceAfter}
 }
@@ -186,4 +205,41 @@ func isLoopback(listen string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// openGateway opens the WebSocket gateway of serve and dev, as openIPC
+// does the hub: nil with --gateway-listen off, a warning and none when the
+// default port is taken.
+func (c *Config) openGateway(ctx context.Context, log *slog.Logger) (gw *lan.Gateway, tokenPath string, err error) {
+	if c.GatewayListen == "off" {
+		return nil, "", nil
+	}
+	listen := c.GatewayListen
+	if listen == "" {
+		listen = lan.GatewayListenFor(c.Listen)
+	}
+	token := c.GatewayToken
+	if token == "" {
+		if token, tokenPath, _, err = lan.LoadOrCreateGatewayToken(c.DataDir); err != nil {
+			return nil, "", fmt.Errorf("gateway token: %w", err)
+		}
+	}
+	gw, err = lan.OpenGateway(ctx, lan.GatewayConfig{Listen: listen, Token: token, Logger: log})
+	if err != nil && c.GatewayListen == "" && errors.Is(err, syscall.EADDRINUSE) {
+		log.Warn("no gateway: its default address is in use; give --gateway-listen ADDR, or --gateway-listen off", "addr", listen)
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", cli.Exit(fmt.Sprintf("--gateway-listen %s: %v", listen, err), 1)
+	}
+	return gw, tokenPath, nil
+}
+
+// gatewayNotice is what serve and dev print about the gateway.
+func gatewayNotice(gw *lan.Gateway, tokenPath string) string {
+	where := "its token is the --gateway-token given"
+	if tokenPath != "" {
+		where = "its token is in " + tokenPath
+	}
+	return fmt.Sprintf("gateway on ws://%s/NEED for needs added with --gateway; %s; their instances get it as BERTH_GATEWAY_TOKEN", gw.Addr(), where)
 }

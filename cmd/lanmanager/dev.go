@@ -48,7 +48,14 @@ func devCommand() *cli.Command {
 			if hub != nil {
 				defer hub.Close()
 			}
-			srv, err := lan.Open(c.Context, cfg.lanConfig(log, hub))
+			gw, gwPath, err := cfg.openGateway(c.Context, log)
+			if err != nil {
+				return err
+			}
+			if gw != nil {
+				defer gw.Close()
+			}
+			srv, err := lan.Open(c.Context, cfg.lanConfig(log, hub, gw))
 			if err != nil {
 				return err
 			}
@@ -83,6 +90,9 @@ func devCommand() *cli.Command {
 			}
 			if hub != nil {
 				fmt.Fprintf(w, "berth dev: %s\n", ipcNotice(hub, ipcPath))
+			}
+			if gw != nil {
+				fmt.Fprintf(w, "berth dev: %s\n", gatewayNotice(gw, gwPath))
 			}
 			addr := ""
 			if srv.Addr() != lan.DefaultListen {

@@ -20,6 +20,9 @@ func TestIPCFlags(t *testing.T) {
 		{[]string{"serve", "--ipc-token", "a b"}, "--ipc-token"},
 		{[]string{"serve", "--ipc-token", "x?t=1"}, "--ipc-token"},
 		{[]string{"serve", "--token", "same", "--ipc-token", "same"}, "must not be the API token"},
+		{[]string{"serve", "--gateway-listen", "nonsense"}, "--gateway-listen"},
+		{[]string{"dev", "--gateway-token", "a b"}, "--gateway-token"},
+		{[]string{"serve", "--token", "same", "--gateway-token", "same"}, "must not be the API token"},
 		{[]string{"ipc", "serve", "--listen", "nonsense"}, "--listen"},
 		{[]string{"ipc", "serve", "--token", "a&b"}, "--token"},
 		{[]string{"ipc", "serve", "extra"}, "extra"},
@@ -50,7 +53,7 @@ func TestIPCTokenFileDamaged(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.Chmod(path, tt.mode)
-		_, errOut, code := runCode(t, "serve", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--data", data, "--announce-dir", t.TempDir())
+		_, errOut, code := runCode(t, "serve", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--gateway-listen", "off", "--data", data, "--announce-dir", t.TempDir())
 		if code == 0 || !strings.Contains(errOut, path) || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%s: exit %d, %q; want a failure naming %s and %q", tt.name, code, errOut, path, tt.want)
 		}

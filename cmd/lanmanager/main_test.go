@@ -337,7 +337,7 @@ func TestMasterTTLFlags(t *testing.T) {
 			}
 		case err != nil:
 			t.Errorf("%v: %v", tt.args, err)
-		case cfg.MasterTTL != tt.want || cfg.lanConfig(nil, nil).MasterTTL != tt.want:
+		case cfg.MasterTTL != tt.want || cfg.lanConfig(nil, nil, nil).MasterTTL != tt.want:
 			t.Errorf("%v: TTL %v, want %v", tt.args, cfg.MasterTTL, tt.want)
 		}
 	}

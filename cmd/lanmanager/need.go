@@ -44,6 +44,7 @@ func needAddCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "upstream", Usage: "NAME=NEED:PROTOCOL: the child gets BERTH_UPSTREAM_<NAME>=127.0.0.1:PORT, tunnelled to a running instance of NEED (repeatable)"},
 			&cli.BoolFlag{Name: "peers", Usage: "the child gets BERTH_PEERS_FILE, its need's running instances, kept up to date, and change messages on its pipe"},
 			&cli.StringFlag{Name: "peers-signal", Usage: "with --peers, also send the child this signal on each change: HUP, USR1 or USR2"},
+			&cli.BoolFlag{Name: "gateway", Usage: "publish the need on the WebSocket gateway at ws://GATEWAY/NAME (needs an http port)"},
 			&cli.StringFlag{Name: "balance", Usage: "how ingress picks an instance: round-robin, least-conn, resource or hash (default round-robin)"},
 			&cli.StringFlag{Name: "ipc-group", Usage: "IPC hub group of the children, BERTH_IPC_GROUP (default: the need's name); needs that name one group share it"},
 			jsonFlag(),
@@ -96,7 +97,7 @@ func needAddCommand() *cli.Command {
 			st, err := cl.AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
 				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation"),
 				IPCGroup: c.String("ipc-group"), Ingress: ingress, Balance: c.String("balance"),
-				Upstreams: upstreams, Peers: c.Bool("peers"), PeersSignal: c.String("peers-signal")})
+				Upstreams: upstreams, Peers: c.Bool("peers"), PeersSignal: c.String("peers-signal"), Gateway: c.Bool("gateway")})
 			if err != nil {
 				return err
 			}
@@ -177,6 +178,9 @@ func needShowCommand() *cli.Command {
 			fmt.Fprintf(w, "restart:    %s\n", describePolicy(st.Restart))
 			if st.IPCGroup != "" {
 				fmt.Fprintf(w, "ipc group:  %s\n", st.IPCGroup)
+			}
+			if st.Gateway {
+				fmt.Fprintf(w, "gateway:    ws://GATEWAY/%s; instances get BERTH_GATEWAY_TOKEN\n", st.Name)
 			}
 			for _, u := range st.Upstreams {
 				note := ""

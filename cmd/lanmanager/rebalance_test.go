@@ -124,7 +124,7 @@ func TestAutoRebalanceFlags(t *testing.T) {
 		case err != nil:
 			t.Errorf("%v: %v", tt.args, err)
 		default:
-			lc := cfg.lanConfig(nil, nil)
+			lc := cfg.lanConfig(nil, nil, nil)
 			if lc.AutoRebalance != tt.auto || lc.RebalanceAfter != tt.after {
 				t.Errorf("%v: lan.Config auto %v after %v, want %v %v", tt.args, lc.AutoRebalance, lc.RebalanceAfter, tt.auto, tt.after)
 			}

@@ -32,10 +32,20 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := lan.Open(c.Context, cfg.lanConfig(log, hub))
+			gw, gwPath, err := cfg.openGateway(c.Context, log)
 			if err != nil {
 				if hub != nil {
 					hub.Close()
+				}
+				return err
+			}
+			srv, err := lan.Open(c.Context, cfg.lanConfig(log, hub, gw))
+			if err != nil {
+				if hub != nil {
+					hub.Close()
+				}
+				if gw != nil {
+					gw.Close()
 				}
 				return err
 			}
@@ -45,6 +55,10 @@ func serveCommand() *cli.Command {
 			if hub != nil {
 				defer hub.Close() // after the rest: its peers outlive the API
 				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", ipcNotice(hub, ipcPath))
+			}
+			if gw != nil {
+				defer gw.Close()
+				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", gatewayNotice(gw, gwPath))
 			}
 			if remove, err := lan.Announce(announceDir(cfg.AnnounceDir), srv.Addr(), cfg.DataDir); err != nil {
 				log.Warn("clients on this machine will not find the token by themselves", "err", err)

@@ -23,7 +23,7 @@ func serveInBackground(t *testing.T, announce string, args ...string) (addr stri
 	app := newApp()
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
 	go func() {
-		done <- app.RunContext(ctx, append([]string{"lanmanager", "serve", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--announce-dir", announce}, args...))
+		done <- app.RunContext(ctx, append([]string{"lanmanager", "serve", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--announce-dir", announce}, args...))
 	}()
 	stopped := false
 	stop = func() error {
@@ -131,7 +131,7 @@ func TestServeTokenFlags(t *testing.T) {
 		{[]string{"--allowed-host", "http://evil.example/"}, "--allowed-host"},
 		{[]string{"--allowed-host", "host:80"}, "--allowed-host"},
 	} {
-		_, err := run(t, nil, append([]string{"serve", "--listen", "127.0.0.1:0", "--ipc-listen", "off", "--data", t.TempDir(), "--announce-dir", t.TempDir()}, tt.args...)...)
+		_, err := run(t, nil, append([]string{"serve", "--listen", "127.0.0.1:0", "--ipc-listen", "off", "--gateway-listen", "off", "--data", t.TempDir(), "--announce-dir", t.TempDir()}, tt.args...)...)
 		if exitCodeOf(err) != 2 || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("serve %v: %v (exit %d), want exit 2 saying %q", tt.args, err, exitCodeOf(err), tt.want)
 		}

@@ -27,7 +27,7 @@ var allowed = map[string]struct {
 	"berth/pipes":      {[]string{"berth/needs"}, "leaves do not know each other"},
 	"berth/child":      {[]string{"berth/needs", "berth/pipes"}, "the child SDK speaks the wire only"},
 	"berth/lifecycle":  {[]string{"berth/needs", "berth/pipes"}, "the state machine knows the vocabulary and the frames it asks to send"},
-	"berth/lan":        {[]string{"berth/boltfile", "berth/ipchub", "berth/lifecycle", "berth/needs", "berth/pipes"}, "the lanmanager runs no children and leases no ports"},
+	"berth/lan":        {[]string{"berth/boltfile", "berth/gateway", "berth/ipchub", "berth/lifecycle", "berth/needs", "berth/pipes"}, "the lanmanager runs no children and leases no ports"},
 	"berth/ipchub":     {nil, "the IPC hub speaks a foreign protocol (acebase-ipc-server) and needs none of our vocabulary"},
 	"berth/gateway":    {nil, "the gateway is told how to pick an instance; it knows neither the lanmanager nor the master"},
 	"berth/mesh":       {[]string{"berth/needs"}, "the proxy is told its backends; it knows neither the lanmanager nor the master"},

@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// gwReply is a gateway frame, decoded.
+type gwReply struct {
+	StatusCode int               `json:"statusCode"`
+	Headers    map[string]string `json:"headers"`
+	Body       json.RawMessage   `json:"body"`
+}
+
+func gwDial(t *testing.T, addr, need string) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/"+need, nil)
+	return c, err
+}
+
+func gwAsk(t *testing.T, c *websocket.Conn, msg string) (gwReply, error) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		return gwReply{}, err
+	}
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		return gwReply{}, err
+	}
+	var r gwReply
+	return r, json.Unmarshal(b, &r)
+}
+
+// TestGatewayE2E is issue 12's gateway with the real binaries: a need
+// published with --gateway, reached by a Go client (coder/websocket) and
+// by a Node ws client; the instances get the gateway token and a service
+// pushes with it; after a restart of the lanmanager, clients reconnect.
+func TestGatewayE2E(t *testing.T) {
+	gwAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	l := startLan(t, "tok", "--gateway-listen", gwAddr)
+	startMaster(t, l, "m1", 5)
+	dir := t.TempDir()
+	l.mustCLI(t, "need", "add", "web", "--instances", "2", "--protocols", "http", "--gateway", "--",
+		"sh", "-c", `echo "$BERTH_GATEWAY_TOKEN" > `+dir+`/token.$BERTH_INSTANCE; exec `+bin.hello)
+	waitFor(t, 60*time.Second, "2 running", func() bool { return len(l.running(t, "web")) == 2 })
+	token := strings.TrimSpace(readFile(t, filepath.Join(l.dir, "data", "gateway-token")))
+	for _, in := range []string{"web.0", "web.1"} {
+		if got := strings.TrimSpace(readFile(t, filepath.Join(dir, "token."+in))); got != token || len(token) != 64 {
+			t.Errorf("%s got BERTH_GATEWAY_TOKEN %q, want the gateway's token", in, got)
+		}
+	}
+
+	c, err := gwDial(t, gwAddr, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	seen := map[string]bool{}
+	for i := range 4 {
+		r, err := gwAsk(t, c, fmt.Sprintf(`{"name":"anything","headers":{"message-id":"m%d"}}`, i))
+		var body string
+		json.Unmarshal(r.Body, &body)
+		if err != nil || r.StatusCode != 200 || r.Headers["message-id"] != fmt.Sprintf("m%d", i) || !strings.HasPrefix(body, "hello from web.") {
+			t.Fatalf("message %d: %+v %v", i, r, err)
+		}
+		seen[strings.TrimSpace(body)] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("4 messages were answered by %v, want both instances", seen)
+	}
+	if _, err := gwDial(t, gwAddr, "nope"); err == nil {
+		t.Error("a need not published: the socket opened")
+	}
+
+	// A service pushes with the token to the postback URL.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+gwAddr+"/@connections", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []struct{ ID, Need string }
+	json.NewDecoder(resp.Body).Decode(&conns)
+	resp.Body.Close()
+	if len(conns) != 1 || conns[0].Need != "web" {
+		t.Fatalf("connections %+v", conns)
+	}
+	req, _ = http.NewRequest(http.MethodPost, "http://"+gwAddr+"/@connections/"+conns[0].ID, strings.NewReader(`{"news":1}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("push: %v %v", resp, err)
+	}
+	if _, b, err := c.Read(t.Context()); err != nil || string(b) != `{"news":1}` {
+		t.Errorf("pushed frame %q %v", b, err)
+	}
+
+	// A Node client with the ws package.
+	if node, modules := wsModules(t); node != "" {
+		script := filepath.Join(t.TempDir(), "client.js")
+		os.WriteFile(script, []byte(`const WebSocket = require('ws');
+const ws = new WebSocket(process.argv[2]);
+ws.on('open', () => ws.send(JSON.stringify({name: 'hi', headers: {'message-id': 'node-1'}})));
+ws.on('message', (data) => { console.log(data.toString()); ws.close(); });
+ws.on('error', (e) => { console.error(e.message); process.exit(1); });
+`), 0o600)
+		cmd := exec.CommandContext(t.Context(), node, script, "ws://"+gwAddr+"/web")
+		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+		out, err := cmd.CombinedOutput()
+		var r gwReply
+		if err != nil || json.Unmarshal(out, &r) != nil || r.StatusCode != 200 || r.Headers["message-id"] != "node-1" {
+			t.Errorf("the Node ws client got %s (%v)", out, err)
+		}
+	}
+
+	// The lanmanager restarts: the socket ends, and a client that dials
+	// again is answered once it is back.
+	l.kill9()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	_, _, err = c.Read(ctx)
+	cancel()
+	if err == nil {
+		t.Error("the socket outlived the lanmanager")
+	}
+	restarted := time.Now()
+	l.restart(t)
+	waitUntil(t, 30*time.Second, "a client to reconnect and be answered", func() (bool, string) {
+		c2, err := gwDial(t, gwAddr, "web")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer c2.CloseNow()
+		r, err := gwAsk(t, c2, `{"name":"again","headers":{"message-id":"r1"}}`)
+		return err == nil && r.StatusCode == 200, fmt.Sprintf("%+v %v", r, err)
+	})
+	t.Logf("a client was answered again %s after the lanmanager restarted", time.Since(restarted).Round(10*time.Millisecond))
+}
+
+// wsModules installs the ws npm package (the version of
+// examples/acebase/package.json) and returns node and its node_modules;
+// "" when Node or the registry is missing, unless BERTH_E2E_ACEBASE=require.
+func wsModules(t *testing.T) (node, modules string) {
+	t.Helper()
+	fail := func(format string, args ...any) (string, string) {
+		if os.Getenv(requireAceBase) == "require" {
+			t.Fatalf(format, args...)
+		}
+		t.Logf("skipping the Node client: "+format, args...)
+		return "", ""
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return fail("node: %v", err)
+	}
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return fail("npm: %v", err)
+	}
+	var pkg struct{ Dependencies map[string]string }
+	b, _ := os.ReadFile("../examples/acebase/package.json")
+	json.Unmarshal(b, &pkg)
+	dir := t.TempDir()
+	out, err := exec.CommandContext(t.Context(), npm, "install", "--no-audit", "--no-fund", "--prefix", dir, "ws@"+pkg.Dependencies["ws"]).CombinedOutput()
+	if err != nil {
+		return fail("npm install ws: %v\n%s", err, out)
+	}
+	return node, filepath.Join(dir, "node_modules")
+}
+
