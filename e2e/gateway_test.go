@@ -177,4 +177,3 @@ func wsModules(t *testing.T) (node, modules string) {
 	}
 	return node, filepath.Join(dir, "node_modules")
 }
-
