@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"berth/pipes"
@@ -34,11 +35,15 @@ type Conn struct {
 
 	stop    chan pipes.ChildStop // buffered 1; receives the first stop request
 	stopped bool                 // a stop request was delivered; used by the reader only
+	events  chan Event           // buffered eventQueue; lifecycle events (mesh.go)
+	dropped atomic.Uint64        // events dropped from a full queue
 
 	mu     sync.Mutex  // Protects following.
 	pc     *pipes.Conn // the live connection; nil while reconnecting
 	ready  bool        // Ready was called; said again after reconnecting
 	closed bool
+	// meshState is the state of the last mesh.ready or mesh.change.
+	meshState *pipes.MeshState
 }
 
 // Open dials the pipe named by BERTH_PIPE (see Dial). It returns ErrNoPipe
@@ -59,7 +64,7 @@ func Dial(ctx context.Context, path string) (*Conn, error) {
 	if path == "" {
 		return nil, ErrNoPipe
 	}
-	c := &Conn{path: path, pid: os.Getpid(), stop: make(chan pipes.ChildStop, 1)}
+	c := &Conn{path: path, pid: os.Getpid(), stop: make(chan pipes.ChildStop, 1), events: make(chan Event, eventQueue)}
 	pc, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -223,6 +228,9 @@ func (c *Conn) handle(pc *pipes.Conn, m *pipes.Msg) {
 	case pipes.TypePong, pipes.TypeError:
 		// Answers to nothing this side asks.
 	default:
+		if c.handleMesh(pc, m) {
+			return
+		}
 		pc.SendError(m.ID, fmt.Errorf("%w: message type %q", pipes.ErrUnsupported, m.Type))
 	}
 }

@@ -23,8 +23,9 @@
 // first, child.ready once [Conn.Ready] is called, and stats
 // ([pipes.Stats]) on each heartbeat. The master sends child.stop
 // ([pipes.ChildStop]), which [Conn.Stop] delivers, and ping, which the Conn
-// answers with a pong of the same id. A message type the Conn does not know
-// is answered with an "unsupported" error.
+// answers with a pong of the same id; and to a child whose need has
+// upstreams or peers, the lifecycle messages below. A message type the Conn
+// does not know is answered with an "unsupported" error.
 //
 // # Environment
 //
@@ -45,6 +46,8 @@
 //	BERTH_PORT_HTTP
 //	BERTH_PORT_WS
 //	PORT              the child's main port
+//	BERTH_UPSTREAM_<NAME>  127.0.0.1:PORT, for each upstream of the need
+//	BERTH_PEERS_FILE  the peers file, if the need has peers
 //
 // Outside berth none is set: FromEnv returns a zero [Env] and [Open] returns
 // [ErrNoPipe].
@@ -110,6 +113,32 @@
 // other. The callbacks run one at a time, in the hub's order; a callback
 // that falls QueueLen events behind loses the newest ones, counted in
 // [IPC.Stats]. See [IPC] and docs/ipc.md, "Go client".
+//
+// # Upstreams, peers and lifecycle events
+//
+// A need declared with `--upstream db=postgres:tcp` gives its children
+// BERTH_UPSTREAM_DB=127.0.0.1:PORT, a listener of the master whose
+// connections go to a running instance of postgres ([Env.Upstream]("db")
+// reads it; a legacy program takes it as `${BERTH_UPSTREAM_DB}` in its
+// command). With `--peers` the child gets BERTH_PEERS_FILE, the need's
+// running instances as JSON, replaced atomically when they change
+// ([ReadPeers]; [Env.PeersFile]). On the pipe the master sends the event set
+// of @kumori/tcp-proxy, which [Conn.Events] delivers in order:
+//
+//	for ev := range conn.Events() {
+//		switch ev.Type {
+//		case child.EventReady, child.EventChange: // ev.State: upstreams and their targets, peers
+//		case child.EventError:                    // ev.Error: e.g. an upstream whose need has no running instance
+//		case child.EventClose:                    // ev.Reason: the master is stopping the child
+//		}
+//	}
+//
+// Ready comes after each connection of the pipe (a reconnection included),
+// change when the peers or an upstream's targets change, both with the
+// whole state, which [Conn.MeshState] also returns. The queue holds 64
+// events; a child that falls behind loses the oldest (counted by
+// [Conn.DroppedEvents]), never the newest, so the latest state is never
+// lost. Like [Conn.Stop], the channel is never closed.
 //
 // # Reconnection
 //

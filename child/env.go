@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 
 	"berth/needs"
 )
@@ -16,6 +17,12 @@ const (
 	EnvHost     = "BERTH_HOST"     // the host to listen on
 	EnvPipe     = "BERTH_PIPE"     // path of the master's Unix socket for this child
 	EnvPort     = "PORT"           // the child's main port
+	// EnvPeersFile is the path of the peers file of a need declared with
+	// --peers (see ReadPeers).
+	EnvPeersFile = "BERTH_PEERS_FILE"
+	// EnvUpstreamPrefix starts the variable of each upstream,
+	// BERTH_UPSTREAM_<NAME> = 127.0.0.1:PORT (see needs.Upstream.EnvName).
+	EnvUpstreamPrefix = "BERTH_UPSTREAM_"
 	// The port of each protocol is in needs.Protocol.EnvName, for example
 	// BERTH_PORT_HTTP.
 
@@ -40,6 +47,12 @@ type Env struct {
 	Ports map[needs.Protocol]int
 	// Port is PORT, 0 when unset.
 	Port int
+	// PeersFile is BERTH_PEERS_FILE; empty unless the need has peers.
+	PeersFile string
+	// Upstreams maps each upstream's variable, without the
+	// BERTH_UPSTREAM_ prefix (the name upper-cased, '-' as '_'), to its
+	// loopback address; nil when there is none.
+	Upstreams map[string]string
 }
 
 // FromEnv reads the child's environment. Outside berth none of the variables
@@ -51,6 +64,17 @@ func FromEnv() (Env, error) {
 		Instance: os.Getenv(EnvInstance),
 		Host:     os.Getenv(EnvHost),
 		Pipe:     os.Getenv(EnvPipe),
+
+		PeersFile: os.Getenv(EnvPeersFile),
+	}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, ok := strings.CutPrefix(k, EnvUpstreamPrefix); ok && name != "" && v != "" {
+			if e.Upstreams == nil {
+				e.Upstreams = map[string]string{}
+			}
+			e.Upstreams[name] = v
+		}
 	}
 	for _, p := range needs.Protocols {
 		port, err := portVar(p.EnvName())
@@ -102,4 +126,10 @@ func (e Env) Addr(p needs.Protocol) string {
 		return ""
 	}
 	return net.JoinHostPort(e.Host, strconv.Itoa(port))
+}
+
+// Upstream returns the address of the upstream named name (as declared,
+// e.g. "db" or "cache-1"), or "" when the child has none by that name.
+func (e Env) Upstream(name string) string {
+	return e.Upstreams[strings.ReplaceAll(strings.ToUpper(name), "-", "_")]
 }

@@ -13,14 +13,20 @@ import (
 
 var envVars = []string{
 	child.EnvNeed, child.EnvInstance, child.EnvHost, child.EnvPipe, child.EnvPort,
-	needs.TCP.EnvName(), needs.HTTP.EnvName(), needs.WS.EnvName(),
+	needs.TCP.EnvName(), needs.HTTP.EnvName(), needs.WS.EnvName(), child.EnvPeersFile,
 }
 
 // clearEnv unsets every variable berth sets, as outside berth, and restores
 // them at the end of the test.
 func clearEnv(t *testing.T) {
 	t.Helper()
-	for _, k := range envVars {
+	vars := envVars
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, child.EnvUpstreamPrefix) {
+			vars = append(vars, k)
+		}
+	}
+	for _, k := range vars {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
@@ -49,6 +55,12 @@ func TestFromEnv(t *testing.T) {
 			name: "one protocol, empty variables are unset",
 			env:  map[string]string{"BERTH_INSTANCE": "api.0", "BERTH_PORT_HTTP": "65535", "BERTH_PORT_TCP": ""},
 			want: child.Env{Instance: "api.0", Ports: map[needs.Protocol]int{needs.HTTP: 65535}},
+		},
+		{
+			name: "upstreams and peers",
+			env: map[string]string{"BERTH_UPSTREAM_DB": "127.0.0.1:41000", "BERTH_UPSTREAM_CACHE_1": "127.0.0.1:41001",
+				"BERTH_UPSTREAM_": "x", "BERTH_UPSTREAM_EMPTY": "", "BERTH_PEERS_FILE": "/rt/peers/web.0.json"},
+			want: child.Env{PeersFile: "/rt/peers/web.0.json", Upstreams: map[string]string{"DB": "127.0.0.1:41000", "CACHE_1": "127.0.0.1:41001"}},
 		},
 		{name: "port not a number", env: map[string]string{"BERTH_PORT_HTTP": "x"}, wantErr: "BERTH_PORT_HTTP"},
 		{name: "port 0", env: map[string]string{"BERTH_PORT_TCP": "0"}, wantErr: "BERTH_PORT_TCP"},
@@ -98,5 +110,14 @@ func TestEnvAddr(t *testing.T) {
 	}
 	if got := (child.Env{}).Addr(needs.HTTP); got != "" {
 		t.Errorf("zero Env Addr = %q", got)
+	}
+}
+
+func TestEnvUpstream(t *testing.T) {
+	e := child.Env{Upstreams: map[string]string{"DB": "127.0.0.1:41000", "CACHE_1": "127.0.0.1:41001"}}
+	for name, want := range map[string]string{"db": "127.0.0.1:41000", "cache-1": "127.0.0.1:41001", "cache_1": "127.0.0.1:41001", "queue": ""} {
+		if got := e.Upstream(name); got != want {
+			t.Errorf("Upstream(%q) = %q, want %q", name, got, want)
+		}
 	}
 }

@@ -128,12 +128,21 @@ func (a *Agent) adopt(r *record, proc *spawn.Child) {
 		}
 		c.pipe = pipe // c is not shared yet
 	}
+	if hasMesh(&r.Need) {
+		// Its environment names its upstream ports and peers file: listen
+		// on the same ports again (one that cannot is logged, shown by
+		// `master ps`, sent to the child as mesh.error and retried).
+		c.mesh, _ = a.openChildMesh(c, r.Upstreams, r.PeersFile, true)
+	}
 	a.mu.Lock()
 	a.children[r.Alloc] = c
 	a.mu.Unlock()
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.servePipe(c, pipe) }()
 	go func() { defer a.wg.Done(); a.wait(c) }()
+	if c.mesh != nil {
+		c.mesh.start()
+	}
 	a.log.Info("adopted child", "instance", r.Instance, "pid", r.PID, "ports", r.Ports, "ready", r.Ready, "tracking", proc.Tracking())
 }
 

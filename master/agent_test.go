@@ -33,6 +33,14 @@ func TestMain(m *testing.M) {
 }
 
 func runChild() int {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "legacy-client": // upstream_test.go
+			return runLegacyClient(os.Args[2:])
+		case "mesh-child":
+			return runMeshChild()
+		}
+	}
 	env, err := child.FromEnv()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

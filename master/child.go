@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -32,6 +33,9 @@ type child struct {
 	proc     *spawn.Child
 	adopted  bool          // taken over from a previous run of the master (spawn.Adopt)
 	done     chan struct{} // closed once the child is gone and cleaned up
+	// mesh is the child's upstreams and peers (upstream.go); nil when its
+	// need has neither. Set before the process runs, never changed.
+	mesh *childMesh
 
 	mu sync.Mutex // Protects following.
 	// pipe is the child's control socket; nil for an adopted child whose
@@ -41,6 +45,7 @@ type child struct {
 	pipe       *pipes.Listener
 	pipeClosed bool
 	conn       *pipes.Conn
+	connGen    uint64 // counts the pipe's connections: a new one gets mesh.ready
 	ready      bool
 	approved   bool
 	stopping   bool
@@ -70,6 +75,9 @@ func (c *child) info() pipes.ChildInfo {
 	if c.proc != nil {
 		ci.PID = c.proc.PID()
 		ci.Tracking = c.proc.Tracking()
+	}
+	if c.mesh != nil {
+		ci.Upstreams, ci.PeersFile = c.mesh.info(), c.mesh.peers
 	}
 	return ci
 }
@@ -119,6 +127,15 @@ func (a *Agent) grant(g *pipes.Grant) {
 func (a *Agent) startChild(c *child) {
 	if err := a.spawnChild(c); err != nil {
 		a.log.Warn("start child", "instance", c.instance, "err", err)
+		c.mu.Lock()
+		m := c.mesh
+		c.mu.Unlock()
+		if m != nil {
+			m.close()
+			if m.peers != "" {
+				os.Remove(m.peers)
+			}
+		}
 		a.office.Release(c.alloc)
 		a.state.delete(c.alloc)
 		c.closePipe()
@@ -148,6 +165,16 @@ func (a *Agent) spawnChild(c *child) error {
 	if err != nil {
 		return err
 	}
+	var mesh *childMesh
+	if hasMesh(&c.need) {
+		// Its upstream listeners and peers file exist before the child.
+		if mesh, err = a.openChildMesh(c, nil, "", false); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.mesh = mesh
+		c.mu.Unlock()
+	}
 	env := a.childEnv(c)
 	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath,
 		Tracking: a.track.child(c.alloc)}
@@ -156,8 +183,12 @@ func (a *Agent) spawnChild(c *child) error {
 	// spawn and the full record, the next run finds the child in its
 	// cgroup or by its BERTH_ALLOC (spawn.FindLeader) instead of not
 	// knowing it.
-	if err := a.state.put(&record{Alloc: c.alloc, Instance: c.instance, Need: c.need, Ports: ports,
-		Pipe: c.pipePath, Log: c.logPath, Cgroup: spec.Tracking.Cgroup}); err != nil {
+	rec := &record{Alloc: c.alloc, Instance: c.instance, Need: c.need, Ports: ports,
+		Pipe: c.pipePath, Log: c.logPath, Cgroup: spec.Tracking.Cgroup}
+	if mesh != nil {
+		rec.Upstreams, rec.PeersFile = mesh.ports(), mesh.peers
+	}
+	if err := a.state.put(rec); err != nil {
 		return fmt.Errorf("master %s: persist child record: %w", a.name, err)
 	}
 	proc, err := spawn.Start(a.ctx, a.opts.Driver, spec)
@@ -168,14 +199,17 @@ func (a *Agent) spawnChild(c *child) error {
 	c.proc, c.started = proc, time.Now().UTC()
 	pending := c.pending
 	c.mu.Unlock()
-	rec := &record{Alloc: c.alloc, Instance: c.instance, Need: c.need, PID: proc.PID(), StartTime: proc.StartTime(),
-		Ports: ports, Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Cgroup: spec.Tracking.Cgroup}
+	rec.PID, rec.StartTime, rec.StartedAt = proc.PID(), proc.StartTime(), c.started
 	if err := a.state.put(rec); err != nil {
 		a.log.Error("persist child record", "instance", c.instance, "err", err)
 	}
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.servePipe(c, pipe) }()
 	go func() { defer a.wg.Done(); a.wait(c) }()
+	if mesh != nil {
+		mesh.started = true // before run starts: run reads it
+		mesh.start()
+	}
 	a.log.Info("child started", "instance", c.instance, "pid", proc.PID(), "ports", ports, "tracking", proc.Tracking())
 	if pending != nil {
 		c.stop(a, pending.why, pending.grace)
@@ -220,6 +254,9 @@ func (a *Agent) childEnv(c *child) []string {
 		if i == 0 {
 			env = append(env, "PORT="+port)
 		}
+	}
+	if c.mesh != nil {
+		env = append(env, c.mesh.env()...)
 	}
 	set := make(map[string]bool, len(env))
 	for _, kv := range env {
@@ -296,8 +333,11 @@ func (c *child) stop(a *Agent, why string, grace time.Duration) {
 	}
 	first := !c.stopping
 	c.stopping, c.requested = true, true
-	conn, proc := c.conn, c.proc
+	conn, proc, mesh := c.conn, c.proc, c.mesh
 	c.mu.Unlock()
+	if first && mesh != nil {
+		mesh.setClosing(why)
+	}
 	if first {
 		a.log.Info("stopping child", "instance", c.instance, "pid", proc.PID(), "reason", why)
 	}
@@ -346,10 +386,15 @@ func (a *Agent) servePipe(c *child, pipe *pipes.Listener) {
 			c.conn.Close()
 		}
 		c.conn = conn
+		c.connGen++
+		mesh := c.mesh
 		c.mu.Unlock()
 		if a.ctx.Err() != nil { // accepted as the AfterFunc ran
 			conn.Close()
 			return
+		}
+		if mesh != nil {
+			mesh.poke() // mesh.ready on this connection
 		}
 		a.readPipe(c, conn)
 	}
@@ -406,6 +451,9 @@ func (a *Agent) readPipe(c *child, conn *pipes.Conn) {
 		case pipes.TypePing:
 			conn.Send(&pipes.Msg{V: pipes.Version, Type: pipes.TypePong, ID: msg.ID})
 		case pipes.TypePong:
+		case pipes.TypeError:
+			// A child SDK that does not know the mesh.* messages answers
+			// them "unsupported"; nothing to do.
 		default:
 			conn.SendError(msg.ID, fmt.Errorf("%w: message type %q", pipes.ErrUnsupported, msg.Type))
 		}

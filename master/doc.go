@@ -97,11 +97,13 @@
 //	master.id          stable id of this master (the lanmanager knows it by this, never by IP)
 //	master.db          bbolt: meta/schema = "1" (raw bytes; another version is refused),
 //	                   bucket "children", alloc id → JSON {alloc, instance, need, pid,
-//	                   start_time, ports, pipe, log, started_at, ready, cgroup}
+//	                   start_time, ports, pipe, log, started_at, ready, cgroup,
+//	                   upstreams (name → port), peers_file}
 //	ports.db           bbolt: the port office's leases
 //	logs/<inst>.log    each child's stdout and stderr
 //	sock/master.sock   control socket (`master ps`), mode 0600
 //	sock/<alloc>.sock  each child's control socket (BERTH_PIPE), mode 0600
+//	peers/<alloc>.json each child's peers file (BERTH_PEERS_FILE), mode 0600, if its need has peers
 //
 // The sock directory is 0700. When its paths would pass the kernel's
 // 108-byte limit it moves to a directory with a random name made under the
@@ -122,6 +124,18 @@
 // doubling up to 30 s. While the link is down the proxies serve the last
 // known set; a new link updates them without restarting them
 // (docs/mesh.md, "Ingress on the masters").
+//
+// # Upstreams and peers
+//
+// For a child whose need has upstreams, the master opens a loopback
+// listener per upstream before the spawn (127.0.0.1, a port the kernel
+// picks) and passes it as BERTH_UPSTREAM_<NAME>; each is a mesh.Proxy over
+// the upstream need's running instances in the [Mirror], which accepts and
+// closes connections while there is none. With peers, it writes the peers
+// file and signals the child if asked. It sends the child mesh.ready,
+// mesh.change, mesh.error and mesh.close on its pipe (upstream.go;
+// docs/mesh.md, "Upstreams and peers"). The ports are recorded, and an
+// adopted child gets its listeners back on the same ports.
 //
 // # Caveats
 //

@@ -39,6 +39,11 @@ type record struct {
 	// (before the spawn); "" for a child tracked by its process group and
 	// BERTH_ALLOC.
 	Cgroup string `json:"cgroup,omitempty"`
+	// Upstreams are the ports of the child's upstream listeners, by
+	// upstream name: its environment names them, so a restarted master
+	// listens on them again. PeersFile is its BERTH_PEERS_FILE.
+	Upstreams map[string]int `json:"upstreams,omitempty"`
+	PeersFile string         `json:"peers_file,omitempty"`
 }
 
 var bucketChildren = []byte("children")

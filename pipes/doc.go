@@ -92,6 +92,34 @@
 // at most [MaxMeshNeeds] entries, errors at most [MaxIngressError] bytes
 // of UTF-8 and only on ports not open.
 //
+// # Child lifecycle messages
+//
+// On a child's control socket, a master whose child's need has upstreams
+// or peers (docs/mesh.md) sends it the event set of @kumori/tcp-proxy
+// (childmesh.go):
+//
+//   - "mesh.ready" ([MeshState]) right after each connection of the pipe
+//     (a reconnection included): the upstream listeners are open; their
+//     addresses and targets, and the peers.
+//   - "mesh.change" ([MeshState]) whenever the peers or an upstream's
+//     targets change: the whole new state, never a diff.
+//   - "mesh.error" ([MeshError]): something does not work, e.g. an
+//     upstream whose need has no running instance (its listener accepts
+//     and closes connections meanwhile), or a listener that could not be
+//     opened again after a master restart. Sent when the error appears,
+//     and again after each ready.
+//   - "mesh.close" ([MeshClose]): the master is stopping the child; no
+//     change follows, and the listeners close when the child exits.
+//
+// A state's peers are null when the need has no peers. A peer (and an
+// upstream target) is {instance, master, address, ports}, as in the peers
+// file. Validation: upstream names 1-32 bytes of [a-z0-9_-], need names
+// valid, known protocols, addresses 127.0.0.1:PORT-like (an IP that can
+// be dialled and a port 1-65535), at most [MaxPeers] entries per list and
+// [needs.MaxUpstreams] upstreams, texts at most [MaxMeshErrorLen] bytes
+// of UTF-8, a non-empty error message. A child that does not know these
+// types answers them with "unsupported" errors, which the master ignores.
+//
 // # Versioning
 //
 // A peer that changes the meaning of a message bumps v. Adding optional body

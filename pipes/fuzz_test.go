@@ -31,6 +31,13 @@ func seedFrames(tb testing.TB) [][]byte {
 			{Need: "db", Protocol: needs.TCP, Port: 5432, Error: "listen tcp 10.0.0.1:5432: bind: address already in use"}}}),
 		mustNew(tb, pipes.TypeStats, 0, pipes.Stats{PID: 7, CPUPercent: 1.5, RSS: 1 << 20}),
 		mustNew(tb, pipes.TypeChildStop, 9, pipes.ChildStop{Reason: "<scale down>", GraceMS: 100}),
+		mustNew(tb, pipes.TypeMeshReady, 0, pipes.MeshState{Upstreams: []pipes.UpstreamState{{Name: "db", Need: "postgres", Protocol: needs.TCP,
+			Address: "127.0.0.1:41234", Targets: []pipes.Peer{{Instance: "postgres.0", Master: "m2", Address: "10.0.0.2", Ports: map[needs.Protocol]int{needs.TCP: 15000}}}}},
+			Peers: []pipes.Peer{{Instance: "web.0", Master: "m1", Address: "10.0.0.1", Ports: map[needs.Protocol]int{needs.HTTP: 16000}}}}),
+		mustNew(tb, pipes.TypeMeshChange, 0, pipes.MeshState{Upstreams: []pipes.UpstreamState{{Name: "db", Need: "postgres", Protocol: needs.TCP,
+			Address: "127.0.0.1:41234", Targets: []pipes.Peer{}, Error: "need postgres has no running instance"}}}),
+		mustNew(tb, pipes.TypeMeshError, 0, pipes.MeshError{Upstream: "db", Need: "postgres", Message: "no running instance"}),
+		mustNew(tb, pipes.TypeMeshClose, 0, pipes.MeshClose{Reason: "scaled down"}),
 		{V: 1, Type: pipes.TypePing, ID: 5},
 		{V: 1, Type: pipes.TypeError, ID: 2, Error: &pipes.Error{Code: pipes.CodeStale, Message: "stale allocation"}},
 	}
@@ -149,6 +156,10 @@ var bodyTypes = map[string]func() any{
 	pipes.TypeServices:   func() any { return new(pipes.Services) },
 	pipes.TypeMesh:       func() any { return new(pipes.Mesh) },
 	pipes.TypeIngress:    func() any { return new(pipes.IngressReport) },
+	pipes.TypeMeshReady:  func() any { return new(pipes.MeshState) },
+	pipes.TypeMeshChange: func() any { return new(pipes.MeshState) },
+	pipes.TypeMeshError:  func() any { return new(pipes.MeshError) },
+	pipes.TypeMeshClose:  func() any { return new(pipes.MeshClose) },
 }
 
 func FuzzUnmarshalBodies(f *testing.F) {
@@ -169,6 +180,8 @@ func FuzzUnmarshalBodies(f *testing.F) {
 	f.Add([]byte(`{"instance":"web.0","tail":10,"follow":true}`))
 	f.Add([]byte(`{"data":"aGVsbG8K","eof":true}`))
 	f.Add([]byte(`{"heartbeat_ms":1000,"ttl_ms":5000}`))
+	f.Add([]byte(`{"upstreams":[{"name":"db","need":"pg","protocol":"tcp","address":"127.0.0.1:9","targets":[{"instance":"pg.0","master":"m1","address":"h","ports":{"tcp":5}}]}],"peers":null}`))
+	f.Add([]byte(`[{"instance":"web.0","master":"m1","address":"10.0.0.1","ports":{"http":80}}]`))
 	f.Add([]byte(`{"rev":9,"base":8,"part":0,"parts":1,"removed":["web.2"],"instances":[{"need":"web","instance":"web.3","alloc":"a1b2c3d4e5","master":"m2","address":"host-1.lan","ports":{"http":80}}]}`))
 	f.Add([]byte(`{"name":"web","command":["x"],"instances":1,"protocols":["http"],"restart":{"delay":"1s","factor":1.5,"local_attempts":2},"socket_activation":true}`))
 

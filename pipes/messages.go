@@ -397,6 +397,11 @@ type ChildInfo struct {
 	// Tracking says how the master tracks the child's processes:
 	// "cgroup <dir>" or "process group <pgid>".
 	Tracking string `json:"tracking,omitempty"`
+	// Upstreams are the child's upstream listeners (their targets left
+	// out), with the error of one that is not open or leads nowhere.
+	Upstreams []UpstreamState `json:"upstreams,omitempty"`
+	// PeersFile is the child's BERTH_PEERS_FILE, if its need has peers.
+	PeersFile string `json:"peers_file,omitempty"`
 }
 
 // ValidateAddress checks an address others are to dial: an IP address that

@@ -51,6 +51,15 @@ func TestMsgDecodeValidates(t *testing.T) {
 		{"welcome heartbeat not below ttl", pipes.TypeWelcome, `{"heartbeat_ms":5000,"ttl_ms":5000}`, new(pipes.Welcome), "ttl_ms"},
 		{"logs negative tail", pipes.TypeLogs, `{"instance":"web.0","tail":-1}`, new(pipes.Logs), "tail"},
 		{"logs bad instance", pipes.TypeLogs, `{"instance":"../etc/passwd"}`, new(pipes.Logs), "instance"},
+		{"mesh state ok", pipes.TypeMeshReady, `{"upstreams":[{"name":"db","need":"pg","protocol":"tcp","address":"127.0.0.1:4000","targets":[]}],"peers":[{"instance":"web.0","master":"m1","address":"10.0.0.1","ports":{"http":80}}]}`, new(pipes.MeshState), ""},
+		{"mesh state bad upstream name", pipes.TypeMeshChange, `{"upstreams":[{"name":"DB","need":"pg","protocol":"tcp"}]}`, new(pipes.MeshState), "name"},
+		{"mesh state bad address", pipes.TypeMeshChange, `{"upstreams":[{"name":"db","need":"pg","protocol":"tcp","address":"127.0.0.1:0"}]}`, new(pipes.MeshState), "address"},
+		{"mesh state bad target", pipes.TypeMeshChange, `{"upstreams":[{"name":"db","need":"pg","protocol":"tcp","targets":[{"instance":"web.0","master":"m1","address":"0.0.0.0"}]}]}`, new(pipes.MeshState), "address"},
+		{"mesh state peer of no instance", pipes.TypeMeshChange, `{"peers":[{"instance":"web","master":"m1","address":"h"}]}`, new(pipes.MeshState), "instance"},
+		{"mesh state peer bad port", pipes.TypeMeshChange, `{"peers":[{"instance":"web.1","master":"m1","address":"h","ports":{"http":0}}]}`, new(pipes.MeshState), "ports.http"},
+		{"mesh error empty", pipes.TypeMeshError, `{"upstream":"db"}`, new(pipes.MeshError), "message"},
+		{"mesh error ok", pipes.TypeMeshError, `{"upstream":"db","need":"pg","message":"no running instance"}`, new(pipes.MeshError), ""},
+		{"mesh close reason too long", pipes.TypeMeshClose, `{"reason":"` + strings.Repeat("x", pipes.MaxMeshErrorLen+1) + `"}`, new(pipes.MeshClose), "reason"},
 		{"log data ok", pipes.TypeLogData, `{"data":"aGk=","eof":true}`, new(pipes.LogData), ""},
 	}
 	for _, tt := range tests {

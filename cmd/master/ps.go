@@ -60,7 +60,36 @@ func printPS(w io.Writer, list []pipes.ChildInfo, now time.Time) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
 			strconv.FormatBool(ch.Ready), strconv.FormatBool(ch.Adopted), now.Sub(ch.StartedAt).Round(time.Second), ch.Log, tracking)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printUpstreams(w, list)
+}
+
+// printUpstreams lists the children's upstream listeners under the table,
+// one line each, with the error of one that is not open or leads nowhere.
+func printUpstreams(w io.Writer, list []pipes.ChildInfo) error {
+	first := true
+	for _, ch := range list {
+		for _, u := range ch.Upstreams {
+			if first {
+				fmt.Fprintln(w)
+				first = false
+			}
+			addr := u.Address
+			if addr == "" {
+				addr = "not open"
+			}
+			line := fmt.Sprintf("%s upstream %s (%s:%s): %s", ch.Instance, u.Name, u.Need, u.Protocol, addr)
+			if u.Error != "" {
+				line += ": " + u.Error
+			}
+			if _, err := fmt.Fprintln(w, line); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func ps(ctx context.Context, runtimeDir string) ([]pipes.ChildInfo, error) {

@@ -41,3 +41,24 @@ func TestPrintPS(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintPSUpstreams: a child's upstreams are listed under the table,
+// with the error of one the master could not open again.
+func TestPrintPSUpstreams(t *testing.T) {
+	list := []pipes.ChildInfo{{Instance: "app.0", State: "running", PID: 7, Upstreams: []pipes.UpstreamState{
+		{Name: "db", Need: "postgres", Protocol: needs.TCP, Address: "127.0.0.1:41000"},
+		{Name: "cache", Need: "redis", Protocol: needs.TCP, Error: "cannot listen: listen tcp 127.0.0.1:41001: bind: address already in use"},
+	}}}
+	var b bytes.Buffer
+	if err := printPS(&b, list, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"\napp.0 upstream db (postgres:tcp): 127.0.0.1:41000\n",
+		"\napp.0 upstream cache (redis:tcp): not open: cannot listen: listen tcp 127.0.0.1:41001: bind: address already in use\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("ps output:\n%s\nwant %q", b.String(), want)
+		}
+	}
+}
