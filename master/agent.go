@@ -163,7 +163,7 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 		ingressAddr = a.addr
 	}
 	a.ingress = startIngress(ingressAddr, a.mirror, opts.StopGrace, a.log,
-		func(r *pipes.IngressReport) { a.send(pipes.TypeIngress, r) })
+		func(r *pipes.IngressReport) { a.send(pipes.TypeIngress, r) }, a.childStats)
 	a.wg.Add(4)
 	go func() { defer a.wg.Done(); a.rotateLoop() }()
 	go func() { defer a.wg.Done(); a.serveControl(a.ctl) }()

@@ -68,6 +68,13 @@ func runChild() int {
 			}
 		}()
 	}
+	if os.Getenv("AGENT_TEST_BURN") == env.Instance { // a busy instance, for TestIngressResource
+		go func() {
+			for x := 0; ; x++ {
+				_ = x * x
+			}
+		}()
+	}
 	c, err := child.Open(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

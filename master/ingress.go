@@ -39,6 +39,9 @@ type ingress struct {
 	grace  time.Duration // the master's stop grace: removed backends' connections get it
 	log    *slog.Logger
 	report func(*pipes.IngressReport) // queues a report on the current link, if any
+	// stats returns the latest heartbeat of a child of this master, by
+	// allocation, or nil: the resource strategy's figures.
+	stats func(alloc string) *pipes.Stats
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -76,8 +79,9 @@ type ingressPort struct {
 
 // startIngress starts the reconciler; it opens nothing until a mesh frame
 // arrives.
-func startIngress(addr string, mirror *Mirror, grace time.Duration, log *slog.Logger, report func(*pipes.IngressReport)) *ingress {
-	in := &ingress{addr: addr, mirror: mirror, grace: grace, log: log, report: report,
+func startIngress(addr string, mirror *Mirror, grace time.Duration, log *slog.Logger, report func(*pipes.IngressReport),
+	stats func(alloc string) *pipes.Stats) *ingress {
+	in := &ingress{addr: addr, mirror: mirror, grace: grace, log: log, report: report, stats: stats,
 		wake: make(chan struct{}, 1), failed: make(chan served)}
 	in.ctx, in.cancel = context.WithCancelCause(context.Background())
 	in.wg.Go(in.run)
@@ -116,6 +120,8 @@ func (in *ingress) run() {
 	var last []pipes.IngressPort // the last report sent
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	feed := time.NewTicker(statsEvery)
+	defer feed.Stop()
 	for {
 		changed := in.mirror.Changed() // taken before the set is read
 		in.mu.Lock()
@@ -124,6 +130,7 @@ func (in *ingress) run() {
 		in.mu.Unlock()
 		if m != nil {
 			in.reconcile(ports, m)
+			in.feedStats(ports)
 			now := in.listPorts(ports)
 			if resend || !slices.Equal(now, last) {
 				in.report(&pipes.IngressReport{Ports: now})
@@ -137,6 +144,9 @@ func (in *ingress) run() {
 		case <-in.wake:
 		case <-changed:
 		case <-retry.C:
+		case <-feed.C:
+			in.feedStats(ports)
+			continue
 		case s := <-in.failed:
 			if ip := ports[s.key]; ip != nil && ip.p == s.p {
 				s.p.Close()
@@ -267,4 +277,32 @@ func backends(set []pipes.Service, proto needs.Protocol) []mesh.Backend {
 		}
 	}
 	return out
+}
+
+// statsEvery is how often the proxies of resource-balanced needs get the
+// latest heartbeats of this master's children.
+const statsEvery = time.Second
+
+// feedStats hands the resource strategy the heartbeats of the backends
+// that are children of this master. The others' are unknown here (masters
+// do not share heartbeats), and the strategy scores them by connections.
+func (in *ingress) feedStats(ports map[ingressKey]*ingressPort) {
+	if in.stats == nil {
+		return
+	}
+	var sets map[string][]pipes.Service
+	for k, ip := range ports {
+		if ip.p == nil || mesh.Balance(ip.balance) != mesh.Resource {
+			continue
+		}
+		if sets == nil {
+			_, sets = in.mirror.Snapshot()
+		}
+		for _, s := range sets[k.need] {
+			if st := in.stats(s.Alloc); st != nil {
+				ip.p.SetStats(s.Instance+"/"+s.Alloc, mesh.Stats{CPUPercent: st.CPUPercent, HeapUsed: st.HeapUsed,
+					HeapTotal: st.HeapTotal, At: st.SampledAt})
+			}
+		}
+	}
 }

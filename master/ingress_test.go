@@ -327,3 +327,45 @@ func TestIngressPortTaken(t *testing.T) {
 		return true
 	})
 }
+
+// TestIngressResource: with --balance resource, new connections go to the
+// instance whose heartbeats report less CPU: hot.0 burns a core, hot.1
+// idles, and hot.1 gets (nearly) every connection, where round-robin would
+// split them.
+func TestIngressResource(t *testing.T) {
+	srv, c := newLan(t)
+	a := openIngressMaster(t, srv.Addr(), "m1", "127.0.0.4")
+	waitFor(t, 10*time.Second, "the master to link", a.Linked)
+	port := freeports.Port(t)
+	exe, _ := os.Executable()
+	n := 2
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "hot", Command: []string{exe}, Instances: &n,
+		Protocols: []needs.Protocol{needs.HTTP}, Env: map[string]string{"AGENT_TEST_BURN": "hot.0"},
+		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: port}}, Balance: "resource"}); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, "hot", 2, a)
+	cpu := func(instance string) float64 {
+		for _, k := range a.Children() {
+			if k.Instance == instance && k.Stats != nil {
+				return k.Stats.CPUPercent
+			}
+		}
+		return -1
+	}
+	waitFor(t, 20*time.Second, "hot.0's heartbeats to show it busy and hot.1's idle", func() bool {
+		return cpu("hot.0") > 30 && cpu("hot.1") >= 0 && cpu("hot.1") < cpu("hot.0")/2
+	})
+	addr := net.JoinHostPort("127.0.0.4", strconv.Itoa(port))
+	// The proxy gets the figures within a second (statsEvery): wait until
+	// hot.1 answers four times in a row, then count.
+	waitFor(t, 20*time.Second, "the proxy to prefer hot.1", func() bool {
+		got := spread(t, addr, 4)
+		return got["hot.1"] == 4
+	})
+	got := spread(t, addr, 20)
+	t.Logf("20 connections: %v (hot.0 at %.0f%% CPU, hot.1 at %.0f%%)", got, cpu("hot.0"), cpu("hot.1"))
+	if got["hot.0"] > 4 {
+		t.Errorf("20 connections went %v: the busy hot.0 got more than 4", got)
+	}
+}

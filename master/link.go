@@ -476,6 +476,17 @@ func (a *Agent) handle(ob *outbox, msg *pipes.Msg) error {
 	return nil
 }
 
+// childStats is the latest heartbeat of the child alloc, or nil.
+func (a *Agent) childStats(alloc string) *pipes.Stats {
+	c := a.child(alloc)
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
 func (a *Agent) child(alloc string) *child {
 	a.mu.Lock()
 	defer a.mu.Unlock()
