@@ -100,7 +100,7 @@ func (p *Proxy) pick(ip netip.Addr, skip []*backend) *backend {
 
 // dial connects to b, and ejects b when it cannot.
 func (p *Proxy) dial(b *backend) (net.Conn, error) {
-	d := net.Dialer{Timeout: p.cfg.DialTimeout}
+	d := net.Dialer{Timeout: p.cfg.DialTimeout, KeepAliveConfig: backendKeepAlive}
 	up, err := d.DialContext(p.ctx, "tcp", b.Addr)
 	if err != nil {
 		if p.ctx.Err() != nil {
