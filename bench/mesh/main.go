@@ -288,7 +288,9 @@ func run(o options) error {
 	if err := os.WriteFile(conf, b, 0o600); err != nil {
 		return err
 	}
-	margs := []string{filepath.Join(o.bin, "master"), "run", "--config", conf}
+	// --stop-children: at SIGTERM the master stops the instances too (by
+	// default it leaves them running for its next start to adopt).
+	margs := []string{filepath.Join(o.bin, "master"), "run", "--config", conf, "--stop-children"}
 	if o.profile != "" {
 		abs, err := filepath.Abs(o.profile)
 		if err != nil {
