@@ -204,7 +204,7 @@ func (in *ingress) open(k ingressKey, ip *ingressPort) {
 		in.shut(k, ip, err)
 		return
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(in.addr, strconv.Itoa(k.port)))
+	ln, err := mesh.Listen(net.JoinHostPort(in.addr, strconv.Itoa(k.port)))
 	if err != nil {
 		in.shut(k, ip, err)
 		return

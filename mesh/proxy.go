@@ -88,10 +88,10 @@ func New(cfg Config) *Proxy {
 	return p
 }
 
-// Listen opens a TCP listener on addr and serves it until Close; it
+// Listen opens a TCP listener on addr (the package's Listen) and serves it until Close; it
 // returns the listener's address.
 func (p *Proxy) Listen(addr string) (net.Addr, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}

@@ -36,6 +36,7 @@ type options struct {
 	conns    int
 	threads  int
 	keep     bool
+	profile  string // the master's CPU profile, over its whole run
 }
 
 func main() {
@@ -45,9 +46,10 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 32, "wrk connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs)")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write the master's CPU profile (its whole run; the berth legs are nearly all of it) to this file")
 	flag.Parse()
 	if o.bin == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: mesh -bin DIR [-duration 10s] [-conns 32] [-threads 2]")
+		fmt.Fprintln(os.Stderr, "usage: mesh -bin DIR [-duration 10s] [-conns 32] [-threads 2] [-keep] [-cpuprofile FILE]")
 		os.Exit(2)
 	}
 	if err := run(o); err != nil {
@@ -286,7 +288,17 @@ func run(o options) error {
 	if err := os.WriteFile(conf, b, 0o600); err != nil {
 		return err
 	}
-	ms, err := start(dir, "master", filepath.Join(o.bin, "master"), "run", "--config", conf)
+	// --stop-children: at SIGTERM the master stops the instances too (by
+	// default it leaves them running for its next start to adopt).
+	margs := []string{filepath.Join(o.bin, "master"), "run", "--config", conf, "--stop-children"}
+	if o.profile != "" {
+		abs, err := filepath.Abs(o.profile)
+		if err != nil {
+			return err
+		}
+		margs = append(margs, "--cpuprofile", abs)
+	}
+	ms, err := start(dir, "master", margs...)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 
 	"github.com/urfave/cli/v2"
 
@@ -29,6 +30,8 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "token-file", EnvVars: []string{"BERTH_TOKEN_FILE"}, Usage: "read the lanmanager's token from this file"},
 			&cli.StringFlag{Name: "announce-dir", EnvVars: []string{"BERTH_ANNOUNCE_DIR"}, Hidden: true,
 				Usage: "where lanmanagers of this machine say where their tokens are"},
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true,
+				Usage: "write a CPU profile of the whole run to this file at exit (bench/mesh -cpuprofile)"},
 		},
 		Action: func(c *cli.Context) error {
 			path := c.String("config")
@@ -42,6 +45,13 @@ func runCommand() *cli.Command {
 			}
 			if err := resolveToken(c, &cfg); err != nil {
 				return err
+			}
+			if path := c.String("cpuprofile"); path != "" {
+				stop, err := startCPUProfile(path)
+				if err != nil {
+					return cli.Exit("--cpuprofile: "+err.Error(), 2)
+				}
+				defer stop()
 			}
 			lvl := slog.LevelInfo
 			if c.Bool("verbose") {
@@ -61,6 +71,22 @@ func runCommand() *cli.Command {
 			return agent.Leave()
 		},
 	}
+}
+
+// startCPUProfile profiles the process into path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // resolveToken settles the master's token: --token or BERTH_TOKEN, else
