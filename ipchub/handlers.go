@@ -1,6 +1,7 @@
 package ipchub
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -61,17 +62,24 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 
 // readLoop routes p's frames until its connection ends or it sends a frame
 // over MaxPayload.
+//
+// Reads take no cancellable context (the library would arm one per frame):
+// the writer cuts the connection when the hub closes, which ends the read.
+// Each frame is read into one buffer of the peer's and copied out once, at
+// its size.
 func (s *Server) readLoop(p *peer) {
 	limit := int64(s.opts.MaxPayload)
+	buf := make([]byte, 0, 512)
 	for {
-		_, rd, err := p.conn.Reader(s.ctx)
+		_, rd, err := p.conn.Reader(context.Background())
 		if err != nil {
 			return
 		}
-		b, err := io.ReadAll(io.LimitReader(rd, limit+1))
+		buf, err = readAllInto(buf[:0], io.LimitReader(rd, limit+1))
 		if err != nil {
 			return
 		}
+		b := append([]byte(nil), buf...)
 		if int64(len(b)) > limit {
 			s.oversize.Add(1)
 			p.shut(closeOversize(s.opts.MaxPayload))
@@ -171,4 +179,21 @@ func (s *Server) handleReceive(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.Write(data)
+}
+
+// readAllInto appends everything r yields to buf, growing it as needed.
+func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
