@@ -168,6 +168,8 @@ type NeedSpec struct {
 	// (docs/mesh.md).
 	Ingress []needs.Ingress `json:"ingress,omitempty"`
 	Balance string          `json:"balance,omitempty"`
+	// BalanceWeights weigh the resource score (with Balance resource).
+	BalanceWeights string `json:"balance_weights,omitempty"`
 	// Upstreams, Peers and PeersSignal: see needs.Need.
 	Upstreams   []needs.Upstream `json:"upstreams,omitempty"`
 	Peers       bool             `json:"peers,omitempty"`
@@ -181,7 +183,7 @@ type NeedSpec struct {
 func (spec *NeedSpec) Need() *needs.Need {
 	n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env,
 		Machine: spec.Machine, Restart: spec.Restart, SocketActivation: spec.SocketActivation,
-		IPCGroup: spec.IPCGroup, Ingress: spec.Ingress, Balance: spec.Balance,
+		IPCGroup: spec.IPCGroup, Ingress: spec.Ingress, Balance: spec.Balance, BalanceWeights: spec.BalanceWeights,
 		Upstreams: spec.Upstreams, Peers: spec.Peers, PeersSignal: spec.PeersSignal, Gateway: spec.Gateway}
 	if spec.Instances != nil {
 		n.Instances = *spec.Instances

@@ -23,7 +23,7 @@ func (s *Server) meshLocked() *pipes.Mesh {
 	m := &pipes.Mesh{Needs: []pipes.MeshNeed{}}
 	for _, name := range slices.Sorted(maps.Keys(s.core.Needs)) {
 		if n := s.core.Needs[name]; n.Meshed() {
-			m.Needs = append(m.Needs, pipes.MeshNeed{Name: n.Name, Ingress: slices.Clone(n.Ingress), Balance: n.Balance})
+			m.Needs = append(m.Needs, pipes.MeshNeed{Name: n.Name, Ingress: slices.Clone(n.Ingress), Balance: n.Balance, Weights: n.BalanceWeights})
 		}
 	}
 	return m
@@ -46,7 +46,7 @@ func (s *Server) meshChangedLocked(put []*needs.Need, deleted []string) {
 	// A need is written again at every change of its instances' counts:
 	// send the list only when it differs from the one last sent.
 	if slices.EqualFunc(mesh.Needs, s.meshSent, func(a, b pipes.MeshNeed) bool {
-		return a.Name == b.Name && a.Balance == b.Balance && slices.Equal(a.Ingress, b.Ingress)
+		return a.Name == b.Name && a.Balance == b.Balance && a.Weights == b.Weights && slices.Equal(a.Ingress, b.Ingress)
 	}) {
 		return
 	}

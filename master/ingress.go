@@ -71,6 +71,7 @@ type ingressKey struct {
 // ingressPort is run's state of one ingress port.
 type ingressPort struct {
 	balance string
+	weights string      // the resource score's, as the mesh frame gave them
 	p       *mesh.Proxy // nil while shut
 	err     string      // why it is shut
 	backoff time.Duration
@@ -160,14 +161,15 @@ func (in *ingress) run() {
 // reconcile makes ports match the mesh list: a proxy per ingress port,
 // open or waiting for its retry, each fed the need's running set.
 func (in *ingress) reconcile(ports map[ingressKey]*ingressPort, m *pipes.Mesh) {
-	want := map[ingressKey]string{} // → balance
+	type strategy struct{ balance, weights string }
+	want := map[ingressKey]strategy{}
 	for _, n := range m.Needs {
 		for _, g := range n.Ingress {
-			want[ingressKey{n.Name, g.Protocol, g.Port}] = n.Balance
+			want[ingressKey{n.Name, g.Protocol, g.Port}] = strategy{n.Balance, n.Weights}
 		}
 	}
 	for k, ip := range ports {
-		if b, ok := want[k]; ok && b == ip.balance {
+		if b, ok := want[k]; ok && b == (strategy{ip.balance, ip.weights}) {
 			continue
 		}
 		// Gone from the list, or balanced otherwise: a proxy's strategy is
@@ -180,10 +182,10 @@ func (in *ingress) reconcile(ports map[ingressKey]*ingressPort, m *pipes.Mesh) {
 	}
 	_, sets := in.mirror.Snapshot()
 	now := time.Now()
-	for k, balance := range want {
+	for k, st := range want {
 		ip := ports[k]
 		if ip == nil {
-			ip = &ingressPort{balance: balance}
+			ip = &ingressPort{balance: st.balance, weights: st.weights}
 			ports[k] = ip
 		}
 		if ip.p == nil && !now.Before(ip.retryAt) {
@@ -199,7 +201,12 @@ func (in *ingress) reconcile(ports map[ingressKey]*ingressPort, m *pipes.Mesh) {
 
 // open tries to open ip's port and serve it.
 func (in *ingress) open(k ingressKey, ip *ingressPort) {
-	strategy, err := mesh.NewStrategy(mesh.Balance(ip.balance), mesh.StrategyOptions{})
+	w, err := mesh.ParseWeights(ip.weights)
+	if err != nil {
+		in.shut(k, ip, err)
+		return
+	}
+	strategy, err := mesh.NewStrategy(mesh.Balance(ip.balance), mesh.StrategyOptions{Weights: w})
 	if err != nil { // the link validated it; a newer lanmanager's balance?
 		in.shut(k, ip, err)
 		return

@@ -368,4 +368,20 @@ func TestIngressResource(t *testing.T) {
 	if got["hot.0"] > 4 {
 		t.Errorf("20 connections went %v: the busy hot.0 got more than 4", got)
 	}
+
+	// With --balance-weights cpu=0,heap=0 the CPU does not count: the busy
+	// cold.0 gets its share (ties go round).
+	port2 := freeports.Port(t)
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "cold", Command: []string{exe}, Instances: &n,
+		Protocols: []needs.Protocol{needs.HTTP}, Env: map[string]string{"AGENT_TEST_BURN": "cold.0"},
+		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: port2}}, Balance: "resource", BalanceWeights: "cpu=0,heap=0"}); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, "cold", 2, a)
+	waitFor(t, 20*time.Second, "cold.0's heartbeats to show it busy", func() bool { return cpu("cold.0") > 30 })
+	addr2 := net.JoinHostPort("127.0.0.4", strconv.Itoa(port2))
+	waitFor(t, 20*time.Second, "the cold ingress to answer", func() bool { _, err := hit(addr2); return err == nil })
+	if got := spread(t, addr2, 20); got["cold.0"] < 5 {
+		t.Errorf("with cpu=0,heap=0 20 connections went %v: the CPU should not count", got)
+	}
 }

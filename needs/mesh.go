@@ -152,6 +152,14 @@ func (n *Need) validateMesh() error {
 			return &FieldError{Field: "peers_signal", Msg: fmt.Sprintf("%q: want one of %s", n.PeersSignal, strings.Join(peerSignals, ", "))}
 		}
 	}
+	if n.BalanceWeights != "" {
+		if n.Balance != BalanceResource {
+			return &FieldError{Field: "balance_weights", Msg: "weigh the resource score: only with --balance resource"}
+		}
+		if err := validateWeights(n.BalanceWeights); err != nil {
+			return &FieldError{Field: "balance_weights", Msg: err.Error()}
+		}
+	}
 	if n.Balance != "" {
 		ok := false
 		for _, b := range Balances {
@@ -187,4 +195,29 @@ func (n *Need) BalanceOrDefault() string {
 		return BalanceRoundRobin
 	}
 	return n.Balance
+}
+
+// validateWeights checks "conns=10,cpu=2,heap=100": each key once, each
+// weight a number from 0 to 1e6 (the mesh package reads them).
+func validateWeights(s string) error {
+	if len(s) > 256 {
+		return fmt.Errorf("%d bytes, more than 256", len(s))
+	}
+	seen := map[string]bool{}
+	for item := range strings.SplitSeq(s, ",") {
+		key, val, ok := strings.Cut(strings.TrimSpace(item), "=")
+		key = strings.TrimSpace(key)
+		if !ok || (key != "conns" && key != "cpu" && key != "heap") {
+			return fmt.Errorf("%q: want conns=N, cpu=N or heap=N", item)
+		}
+		if seen[key] {
+			return fmt.Errorf("%q: %s given twice", item, key)
+		}
+		seen[key] = true
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil || !(f >= 0 && f <= 1e6) {
+			return fmt.Errorf("%q: want a number from 0 to 1e6", item)
+		}
+	}
+	return nil
 }

@@ -57,3 +57,24 @@ func TestParseIngress(t *testing.T) {
 		}
 	}
 }
+
+func TestBalanceWeights(t *testing.T) {
+	n := needs.Need{Name: "web", Command: []string{"x"}, Protocols: []needs.Protocol{needs.HTTP},
+		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: 8080}}, Balance: needs.BalanceResource}
+	for _, ok := range []string{"conns=1", "cpu=0,heap=0", "conns=10, cpu=2, heap=100", "heap=1e6"} {
+		n.BalanceWeights = ok
+		if err := n.Validate(); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"cpu", "cpu=x", "cpu=-1", "cpu=2e6", "cpu=NaN", "disk=1", "cpu=1,cpu=2", ","} {
+		n.BalanceWeights = bad
+		if err := n.Validate(); err == nil || !strings.Contains(err.Error(), "balance_weights") {
+			t.Errorf("%q: %v, want an error naming balance_weights", bad, err)
+		}
+	}
+	n.Balance, n.BalanceWeights = needs.BalanceLeastConn, "cpu=1"
+	if err := n.Validate(); err == nil || !strings.Contains(err.Error(), "only with --balance resource") {
+		t.Errorf("weights with least-conn: %v", err)
+	}
+}

@@ -38,6 +38,10 @@ type Need struct {
 	// for each new connection (default round-robin).
 	Ingress []Ingress `json:"ingress,omitempty"`
 	Balance string    `json:"balance,omitempty"`
+	// BalanceWeights are the resource score's weights,
+	// "conns=10,cpu=2,heap=100" (any of them; the others keep those
+	// defaults); only with Balance resource.
+	BalanceWeights string `json:"balance_weights,omitempty"`
 	// Upstreams give the children loopback addresses tunnelled to other
 	// needs; Peers gives them BERTH_PEERS_FILE, the need's running set,
 	// and PeersSignal (HUP, USR1, USR2) signals them when it changes.

@@ -28,6 +28,7 @@ type MeshNeed struct {
 	Name    string          `json:"name"`
 	Ingress []needs.Ingress `json:"ingress"`
 	Balance string          `json:"balance,omitempty"`
+	Weights string          `json:"weights,omitempty"` // the resource score's (needs.Need.BalanceWeights)
 }
 
 // Mesh lists every need with ingress.
@@ -51,7 +52,7 @@ func (m *Mesh) Validate() error {
 		}
 		seen[n.Name] = true
 		// The need's own rules, with the protocols its ingress names.
-		probe := needs.Need{Name: n.Name, Command: []string{"x"}, Ingress: n.Ingress, Balance: n.Balance}
+		probe := needs.Need{Name: n.Name, Command: []string{"x"}, Ingress: n.Ingress, Balance: n.Balance, BalanceWeights: n.Weights}
 		for _, in := range n.Ingress {
 			probe.Protocols = append(probe.Protocols, in.Protocol)
 		}

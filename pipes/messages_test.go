@@ -39,6 +39,7 @@ func TestMsgDecodeValidates(t *testing.T) {
 		{"mesh port 0", pipes.TypeMesh, `{"needs":[{"name":"web","ingress":[{"protocol":"http","port":0}]}]}`, new(pipes.Mesh), "needs[0]"},
 		{"mesh need twice", pipes.TypeMesh, `{"needs":[{"name":"web","ingress":[{"protocol":"http","port":1}]},{"name":"web","ingress":[{"protocol":"http","port":2}]}]}`, new(pipes.Mesh), "needs[1].name"},
 		{"mesh bad balance", pipes.TypeMesh, `{"needs":[{"name":"web","ingress":[{"protocol":"http","port":1}],"balance":"random"}]}`, new(pipes.Mesh), "balance"},
+		{"mesh bad weights", pipes.TypeMesh, `{"needs":[{"name":"web","ingress":[{"protocol":"http","port":1}],"balance":"resource","weights":"cpu=x"}]}`, new(pipes.Mesh), "balance_weights"},
 		{"mesh no ingress", pipes.TypeMesh, `{"needs":[{"name":"web","ingress":[]}]}`, new(pipes.Mesh), "needs[0].ingress"},
 		{"ingress ok", pipes.TypeIngress, `{"ports":[{"need":"web","protocol":"http","port":8080,"open":true}]}`, new(pipes.IngressReport), ""},
 		{"ingress error on open", pipes.TypeIngress, `{"ports":[{"need":"web","protocol":"http","port":8080,"open":true,"error":"x"}]}`, new(pipes.IngressReport), "ports[0].error"},

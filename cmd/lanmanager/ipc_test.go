@@ -73,6 +73,10 @@ func TestNeedIngressCLI(t *testing.T) {
 	if !strings.Contains(out, "ingress:    http=8080 on every master (balance least-conn)") {
 		t.Errorf("need show:\n%s", out)
 	}
+	mustRun(t, srv, "need", "add", "res", "--instances", "0", "--protocols", "http", "--ingress", "http=8081", "--balance", "resource", "--balance-weights", "cpu=5", "--", "x")
+	if out := mustRun(t, srv, "need", "show", "res"); !strings.Contains(out, "(balance resource, weights cpu=5)") {
+		t.Errorf("need show res:\n%s", out)
+	}
 	var st struct {
 		Ingress []struct{ Protocol string }
 		Balance string
@@ -88,6 +92,8 @@ func TestNeedIngressCLI(t *testing.T) {
 		{[]string{"--ingress", "http=x"}, "--ingress"},
 		{[]string{"--ingress", "ws=9000"}, "declares no ws port"},
 		{[]string{"--ingress", "http=9000", "--balance", "random"}, "want one of round-robin"},
+		{[]string{"--ingress", "http=9000", "--balance", "resource", "--balance-weights", "disk=1"}, "balance_weights"},
+		{[]string{"--ingress", "http=9000", "--balance-weights", "cpu=1"}, "only with --balance resource"},
 		{[]string{"--ingress", "http=8080"}, `already the ingress of need "web"`},
 	} {
 		args := append(append([]string{"need", "add", "other", "--instances", "0", "--protocols", "http"}, tt.args...), "--", "x")

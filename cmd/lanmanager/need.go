@@ -46,6 +46,7 @@ func needAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "peers-signal", Usage: "with --peers, also send the child this signal on each change: HUP, USR1 or USR2"},
 			&cli.BoolFlag{Name: "gateway", Usage: "publish the need on the WebSocket gateway at ws://GATEWAY/NAME (needs an http port)"},
 			&cli.StringFlag{Name: "balance", Usage: "how ingress picks an instance: round-robin, least-conn, resource or hash (default round-robin)"},
+			&cli.StringFlag{Name: "balance-weights", Usage: "with --balance resource, the score's weights: conns=10,cpu=2,heap=100 (the defaults; give any of them)"},
 			&cli.StringFlag{Name: "ipc-group", Usage: "IPC hub group of the children, BERTH_IPC_GROUP (default: the need's name); needs that name one group share it"},
 			jsonFlag(),
 		), waitFlags()...),
@@ -96,7 +97,7 @@ func needAddCommand() *cli.Command {
 			}
 			st, err := cl.AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
 				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation"),
-				IPCGroup: c.String("ipc-group"), Ingress: ingress, Balance: c.String("balance"),
+				IPCGroup: c.String("ipc-group"), Ingress: ingress, Balance: c.String("balance"), BalanceWeights: c.String("balance-weights"),
 				Upstreams: upstreams, Peers: c.Bool("peers"), PeersSignal: c.String("peers-signal"), Gateway: c.Bool("gateway")})
 			if err != nil {
 				return err
@@ -206,7 +207,11 @@ func needShowCommand() *cli.Command {
 				for _, in := range st.Ingress {
 					ports = append(ports, in.String())
 				}
-				fmt.Fprintf(w, "ingress:    %s on every master (balance %s)\n", strings.Join(ports, ", "), st.BalanceOrDefault())
+				weights := ""
+				if st.BalanceWeights != "" {
+					weights = ", weights " + st.BalanceWeights
+				}
+				fmt.Fprintf(w, "ingress:    %s on every master (balance %s%s)\n", strings.Join(ports, ", "), st.BalanceOrDefault(), weights)
 				if ms, err := cl.Masters(c.Context); err == nil {
 					for _, m := range ms {
 						for _, p := range m.Ingress {
