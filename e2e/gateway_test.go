@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -176,4 +177,55 @@ func wsModules(t *testing.T) (node, modules string) {
 		return fail("npm install ws: %v\n%s", err, out)
 	}
 	return node, filepath.Join(dir, "node_modules")
+}
+
+// TestGatewayExample runs docs/gateway.md's worked example
+// (examples/gateway) behind the gateway: on_connect refuses a client that
+// does not say who it is (1008 with the status and the service's words),
+// a message is echoed by an instance, and /later answers 202 at once and
+// pushes the result a second later through the postback URL, with the
+// token the instance got.
+func TestGatewayExample(t *testing.T) {
+	gwAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	l := startLan(t, "tok", "--gateway-listen", gwAddr)
+	startMaster(t, l, "m1", 5)
+	l.mustCLI(t, "need", "add", "chat", "--instances", "2", "--protocols", "http", "--gateway", "--", bin.gateway)
+	waitFor(t, 60*time.Second, "2 running", func() bool { return len(l.running(t, "chat")) == 2 })
+
+	anon, err := gwDial(t, gwAddr, "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = anon.Read(t.Context())
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "Policy Violation: 403 say who you are: an X-Name header" {
+		t.Errorf("a client without X-Name: %v, want 1008 with the service's refusal", err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+gwAddr+"/chat", &websocket.DialOptions{HTTPHeader: http.Header{"X-Name": {"ada"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	r, err := gwAsk(t, c, `{"name":"echo","payload":{"text":"hi"},"headers":{"message-id":"e1"}}`)
+	var echo struct {
+		Instance string
+		Echo     map[string]string
+	}
+	if err != nil || r.StatusCode != 200 || r.Headers["message-id"] != "e1" || json.Unmarshal(r.Body, &echo) != nil ||
+		echo.Echo["text"] != "hi" || !strings.HasPrefix(echo.Instance, "chat.") {
+		t.Fatalf("echo: %+v %v", r, err)
+	}
+	if r, err = gwAsk(t, c, `{"name":"later","headers":{"message-id":"l1"}}`); err != nil || r.StatusCode != http.StatusAccepted || r.Headers["message-id"] != "l1" {
+		t.Fatalf("later: %+v %v, want 202 with l1", r, err)
+	}
+	ctx2, cancel2 := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel2()
+	_, b, err := c.Read(ctx2)
+	var pushed map[string]string
+	if err != nil || json.Unmarshal(b, &pushed) != nil || pushed["done"] != "l1" || !strings.HasPrefix(pushed["instance"], "chat.") {
+		t.Errorf("the push after the 202: %s %v", b, err)
+	}
 }

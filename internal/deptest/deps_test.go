@@ -34,6 +34,7 @@ var allowed = map[string]struct {
 	"berth/master": {[]string{"berth/boltfile", "berth/mesh", "berth/needs", "berth/pipes", "berth/portoffice", "berth/spawn"},
 		"masters speak to the lanmanager only over the wire; they run the mesh proxies"},
 	"berth/examples/hello":      {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
+	"berth/examples/gateway":    {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
 	"berth/cmd/internal/cliapp": {[]string{"berth/lan", "berth/needs", "berth/pipes", "berth/version"}, "what the two commands share"},
 	"berth/cmd/lanmanager":      {[]string{anything}, "commands sit on top"},
 	"berth/cmd/master":          {[]string{anything}, "commands sit on top"},
