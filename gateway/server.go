@@ -74,12 +74,13 @@ type ConnInfo struct {
 
 // Server is a gateway; see the package doc.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	mux    *http.ServeMux
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	opts      Options
+	ownClient bool // opts.Client is the gateway's own: Close closes its idle connections
+	log       *slog.Logger
+	mux       *http.ServeMux
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 
 	mu      sync.Mutex // Protects following.
 	closed  bool
@@ -121,11 +122,12 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.MaxReply <= 0 {
 		opts.MaxReply = DefaultMaxReply
 	}
-	if opts.Client == nil {
+	own := opts.Client == nil
+	if own {
 		opts.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 60 * time.Second,
 			ResponseHeaderTimeout: opts.RequestTimeout}}
 	}
-	s := &Server{opts: opts, log: opts.Logger, conns: map[string]*conn{}, perNeed: map[string]int{}, gone: map[string]bool{}}
+	s := &Server{opts: opts, ownClient: own, log: opts.Logger, conns: map[string]*conn{}, perNeed: map[string]int{}, gone: map[string]bool{}}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -158,6 +160,9 @@ func (s *Server) Close() error {
 	wg.Wait()
 	s.cancel()
 	s.wg.Wait()
+	if s.ownClient {
+		s.opts.Client.CloseIdleConnections()
+	}
 	return nil
 }
 

@@ -21,9 +21,13 @@ import (
 // meshLocked is the mesh frame: every need with ingress, by name.
 func (s *Server) meshLocked() *pipes.Mesh {
 	m := &pipes.Mesh{Needs: []pipes.MeshNeed{}}
+	if s.cfg.Gateway != nil {
+		m.GatewayToken = s.cfg.Gateway.token
+	}
 	for _, name := range slices.Sorted(maps.Keys(s.core.Needs)) {
 		if n := s.core.Needs[name]; n.Meshed() {
-			m.Needs = append(m.Needs, pipes.MeshNeed{Name: n.Name, Ingress: slices.Clone(n.Ingress), Balance: n.Balance, Weights: n.BalanceWeights})
+			m.Needs = append(m.Needs, pipes.MeshNeed{Name: n.Name, Ingress: slices.Clone(n.Ingress), Balance: n.Balance, Weights: n.BalanceWeights,
+				Gateway: n.Gateway})
 		}
 	}
 	return m
@@ -46,7 +50,7 @@ func (s *Server) meshChangedLocked(put []*needs.Need, deleted []string) {
 	// A need is written again at every change of its instances' counts:
 	// send the list only when it differs from the one last sent.
 	if slices.EqualFunc(mesh.Needs, s.meshSent, func(a, b pipes.MeshNeed) bool {
-		return a.Name == b.Name && a.Balance == b.Balance && a.Weights == b.Weights && slices.Equal(a.Ingress, b.Ingress)
+		return a.Name == b.Name && a.Balance == b.Balance && a.Weights == b.Weights && a.Gateway == b.Gateway && slices.Equal(a.Ingress, b.Ingress)
 	}) {
 		return
 	}

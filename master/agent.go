@@ -70,6 +70,7 @@ type Agent struct {
 	mirror *Mirror
 	// ingress opens the mesh's ingress ports (ingress.go).
 	ingress *ingress
+	gateway *masterGateway // nil without a gatewayaddress
 
 	mu       sync.Mutex // Protects following.
 	children map[string]*child
@@ -161,6 +162,9 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	ingressAddr := cfg.IngressAddress
 	if ingressAddr == "" {
 		ingressAddr = a.addr
+	}
+	if cfg.GatewayAddress != "" {
+		a.gateway = newMasterGateway(cfg.GatewayAddress, a.mirror, a.log)
 	}
 	a.ingress = startIngress(ingressAddr, a.mirror, opts.StopGrace, a.log,
 		func(r *pipes.IngressReport) { a.send(pipes.TypeIngress, r) }, a.childStats)
@@ -261,6 +265,9 @@ func (a *Agent) shutdown() error {
 	// under a.mu could wait for the WebSocket close handshake.
 	a.wg.Wait()
 	a.ingress.close() // after the link: no mesh frame comes any more
+	if a.gateway != nil {
+		a.gateway.close()
+	}
 	err := a.office.Close()
 	if serr := a.state.close(); err == nil {
 		err = serr

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -51,6 +52,12 @@ func runChild() int {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 3
+		}
+		if os.Getenv("AGENT_TEST_HTTP") != "" { // an HTTP service, for the gateway tests
+			go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprintf(w, "%s %s", env.Instance, r.URL.Path)
+			}))
+			continue
 		}
 		go func() {
 			for {

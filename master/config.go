@@ -39,6 +39,9 @@ type Config struct {
 	// IngressAddress is the IP the master opens the mesh's ingress ports
 	// on (docs/mesh.md); default: the advertise address.
 	IngressAddress string `json:"ingressaddress,omitempty"`
+	// GatewayAddress, host:port, has the master serve the WebSocket
+	// gateway there too (docs/gateway.md); default: off.
+	GatewayAddress string `json:"gatewayaddress,omitempty"`
 	// Token is the lanmanager's bearer token, if it has one.
 	Token string `json:"token,omitempty"`
 	// LanManagerPortCorrection is added to the lanmanager's port (allex).
@@ -270,6 +273,18 @@ func (c Config) Validate() error {
 	if c.IngressAddress != "" {
 		if err := pipes.ValidateAddress("ingressaddress", c.IngressAddress); err != nil {
 			return err
+		}
+	}
+	if c.GatewayAddress != "" {
+		host, port, err := net.SplitHostPort(c.GatewayAddress)
+		if err != nil {
+			return &needs.FieldError{Field: "gatewayaddress", Msg: fmt.Sprintf("%q: want host:port (%v)", c.GatewayAddress, err)}
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return &needs.FieldError{Field: "gatewayaddress", Msg: fmt.Sprintf("%q: the port must be 1-65535", c.GatewayAddress)}
+		}
+		if net.ParseIP(host) == nil {
+			return &needs.FieldError{Field: "gatewayaddress", Msg: fmt.Sprintf("%q: the host must be an IP address", c.GatewayAddress)}
 		}
 	}
 	if c.LogMaxBytes != 0 && c.LogMaxBytes < MinLogMaxBytes {

@@ -281,6 +281,9 @@ func (a *Agent) linkOnce() error {
 				continue
 			}
 			a.ingress.setMesh(&m, !meshed)
+			if a.gateway != nil {
+				a.gateway.setMesh(&m)
+			}
 			meshed = true
 			continue
 		}

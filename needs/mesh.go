@@ -185,9 +185,10 @@ func (n *Need) HasProtocol(p Protocol) bool {
 	return false
 }
 
-// Meshed reports whether the masters need the need's running set: it has
-// ingress.
-func (n *Need) Meshed() bool { return len(n.Ingress) > 0 }
+// Meshed reports whether the masters need the need's definition and
+// running set: it has ingress, or is on the gateway (which masters may
+// serve too).
+func (n *Need) Meshed() bool { return len(n.Ingress) > 0 || n.Gateway }
 
 // BalanceOrDefault is the need's strategy, round-robin by default.
 func (n *Need) BalanceOrDefault() string {

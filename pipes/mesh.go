@@ -29,16 +29,25 @@ type MeshNeed struct {
 	Ingress []needs.Ingress `json:"ingress"`
 	Balance string          `json:"balance,omitempty"`
 	Weights string          `json:"weights,omitempty"` // the resource score's (needs.Need.BalanceWeights)
+	// Gateway: the need is published on the WebSocket gateway; masters
+	// with a gatewayaddress serve it too.
+	Gateway bool `json:"gateway,omitempty"`
 }
 
-// Mesh lists every need with ingress.
+// Mesh lists every need with ingress or on the gateway.
 type Mesh struct {
 	Needs []MeshNeed `json:"needs"`
+	// GatewayToken guards the management paths of the masters' gateways,
+	// as the lanmanager's (empty when it runs none).
+	GatewayToken string `json:"gateway_token,omitempty"`
 }
 
 // Validate checks a mesh frame: valid names listed once, ingress ports
 // 1-65535 of known protocols, known balances.
 func (m *Mesh) Validate() error {
+	if len(m.GatewayToken) > 256 {
+		return &needs.FieldError{Field: "gateway_token", Msg: "longer than 256 bytes"}
+	}
 	if len(m.Needs) > MaxMeshNeeds {
 		return &needs.FieldError{Field: "needs", Msg: fmt.Sprintf("%d needs, more than %d", len(m.Needs), MaxMeshNeeds)}
 	}
@@ -52,12 +61,16 @@ func (m *Mesh) Validate() error {
 		}
 		seen[n.Name] = true
 		// The need's own rules, with the protocols its ingress names.
-		probe := needs.Need{Name: n.Name, Command: []string{"x"}, Ingress: n.Ingress, Balance: n.Balance, BalanceWeights: n.Weights}
+		probe := needs.Need{Name: n.Name, Command: []string{"x"}, Ingress: n.Ingress, Balance: n.Balance, BalanceWeights: n.Weights,
+			Gateway: n.Gateway}
 		for _, in := range n.Ingress {
 			probe.Protocols = append(probe.Protocols, in.Protocol)
 		}
-		if len(n.Ingress) == 0 {
-			return &needs.FieldError{Field: fmt.Sprintf("needs[%d].ingress", i), Msg: "empty"}
+		if n.Gateway && !probe.HasProtocol(needs.HTTP) {
+			probe.Protocols = append(probe.Protocols, needs.HTTP)
+		}
+		if len(n.Ingress) == 0 && !n.Gateway {
+			return &needs.FieldError{Field: fmt.Sprintf("needs[%d].ingress", i), Msg: "empty, and not on the gateway"}
 		}
 		if err := probe.Validate(); err != nil {
 			return &needs.FieldError{Field: fmt.Sprintf("needs[%d]", i), Msg: err.Error()}
