@@ -83,7 +83,9 @@
 //
 // A master whose hello set services also gets, after the welcome and each
 // time the list changes, a "mesh" frame ([Mesh]): every need with
-// ingress, its ingress ports and balance. It opens those ports on its
+// ingress or on the WebSocket gateway, its ingress ports, balance and
+// weights, whether it is on the gateway, and the gateway's token (so that
+// a master with a gatewayaddress serves it too). It opens those ports on its
 // ingress address and balances each connection over the need's running
 // set (the services frames). It reports every such port, whole, in an
 // "ingress" frame ([IngressReport]) each time one opens, fails or closes:
