@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -133,14 +134,21 @@ func (g *Gateway) pick(need string) (string, error) {
 	}
 	v := s.view
 	v.mu.RLock()
-	var addrs []string
+	var running []*needs.Instance
 	for _, in := range v.byNeed[need] {
 		if in.State == needs.Running && !in.Removing && in.Ports[needs.HTTP] > 0 {
-			addrs = append(addrs, net.JoinHostPort(in.Address, strconv.Itoa(in.Ports[needs.HTTP])))
+			running = append(running, in)
 		}
 	}
 	total := len(v.byNeed[need])
 	v.mu.RUnlock()
+	// In index order: the map's order changes at every read, and the turn
+	// must go round the same list.
+	slices.SortFunc(running, func(a, b *needs.Instance) int { return a.Index - b.Index })
+	addrs := make([]string, len(running))
+	for i, in := range running {
+		addrs[i] = net.JoinHostPort(in.Address, strconv.Itoa(in.Ports[needs.HTTP]))
+	}
 	if len(addrs) == 0 {
 		return "", fmt.Errorf("%d of its %d instance(s) running", 0, total)
 	}
