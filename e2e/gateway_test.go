@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +228,135 @@ func TestGatewayExample(t *testing.T) {
 	var pushed map[string]string
 	if err != nil || json.Unmarshal(b, &pushed) != nil || pushed["done"] != "l1" || !strings.HasPrefix(pushed["instance"], "chat.") {
 		t.Errorf("the push after the 202: %s %v", b, err)
+	}
+}
+
+// lanRSS is the lanmanager process's resident set, in bytes.
+func lanRSS(t *testing.T, l *lanEnv) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", l.proc.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			var kb int64
+			fmt.Sscan(f[1], &kb)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestGatewayConformance is the rest of issue 12's table with the real
+// binaries: a frame that is not JSON, a stream to a client that stops
+// reading (the instance is held back and the lanmanager's memory stays
+// put), a push to a connection that has gone (410), a message over the
+// size limit (1009), and an instance killed mid-request (500 with the
+// message-id).
+func TestGatewayConformance(t *testing.T) {
+	gwAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	l := startLan(t, "tok", "--gateway-listen", gwAddr)
+	startMaster(t, l, "m1", 5)
+	state := filepath.Join(t.TempDir(), "stream")
+	l.mustCLI(t, "need", "add", "svc", "--protocols", "http", "--gateway", "--env", "GWSERVICE_STATE="+state, "--", bin.gwservice)
+	waitFor(t, 60*time.Second, "svc running", func() bool { return len(l.running(t, "svc")) == 1 })
+	token := strings.TrimSpace(readFile(t, filepath.Join(l.dir, "data", "gateway-token")))
+	c, err := gwDial(t, gwAddr, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+
+	// Not JSON: to /, the text as the body.
+	r, err := gwAsk(t, c, "plain words")
+	var body string
+	json.Unmarshal(r.Body, &body)
+	if err != nil || r.StatusCode != 200 || body != "/  plain words" {
+		t.Errorf("a frame that is not JSON: %+v %q %v", r, body, err)
+	}
+
+	// A stream to a client that reads one frame and then nothing.
+	rssBefore := lanRSS(t, l)
+	slow, err := gwDial(t, gwAddr, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	slow.Write(ctx, websocket.MessageText, []byte(`{"name":"stream","headers":{"message-id":"s1"}}`))
+	_, first, err := slow.Read(ctx)
+	cancel()
+	if err != nil || !strings.Contains(string(first), `"x-stream":"chunk"`) {
+		t.Fatalf("first stream frame %.200s %v", first, err)
+	}
+	var written int64
+	waitUntil(t, 30*time.Second, "the service to be held back", func() (bool, string) {
+		b, _ := os.ReadFile(state)
+		fmt.Sscan(string(b), &written)
+		return strings.HasSuffix(string(b), "blocked"), string(b)
+	})
+	grew := lanRSS(t, l) - rssBefore
+	t.Logf("the service was held back after %d KiB of 64 MiB; the lanmanager's RSS grew %d KiB", written>>10, grew>>10)
+	if written > 32<<20 || grew > 32<<20 {
+		t.Errorf("held back after %d MiB, lanmanager RSS +%d MiB: the gateway should buffer little", written>>20, grew>>20)
+	}
+	slow.CloseNow()
+
+	// A connection that has gone: 410.
+	gone, err := gwDial(t, gwAddr, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func() []string {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+gwAddr+"/@connections", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var conns []struct{ ID string }
+		json.NewDecoder(resp.Body).Decode(&conns)
+		var ids []string
+		for _, c := range conns {
+			ids = append(ids, c.ID)
+		}
+		return ids
+	}
+	before := list()
+	gone.Close(websocket.StatusNormalClosure, "bye")
+	var goneID string
+	waitUntil(t, 10*time.Second, "the closed connection to leave the list", func() (bool, string) {
+		now := list()
+		for _, id := range before {
+			if !slices.Contains(now, id) {
+				goneID = id
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(now)
+	})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+gwAddr+"/@connections/"+goneID, strings.NewReader("late"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusGone {
+		t.Errorf("a push to a gone connection: %v %v, want 410", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// Over the size limit (64 KiB): 1009.
+	big, err := gwDial(t, gwAddr, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Write(t.Context(), websocket.MessageText, []byte(`{"name":"echo","payload":"`+strings.Repeat("z", 70<<10)+`"}`))
+	if _, _, err := big.Read(t.Context()); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Errorf("a message over 64 KiB: %v, want 1009", err)
+	}
+
+	// The instance dies mid-request: 500 with the message-id.
+	r, err = gwAsk(t, c, `{"name":"die","headers":{"message-id":"d1"}}`)
+	if err != nil || r.StatusCode != 500 || r.Headers["message-id"] != "d1" {
+		t.Errorf("the instance died mid-request: %+v %v, want 500 with d1", r, err)
 	}
 }

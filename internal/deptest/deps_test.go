@@ -40,6 +40,7 @@ var allowed = map[string]struct {
 	"berth/cmd/master":          {[]string{anything}, "commands sit on top"},
 	benches:                     {[]string{anything}, "benchmarks drive the whole system"},
 	"berth/e2e":                 {nil, "the end-to-end tests run the binaries; only their test files import"},
+	"berth/e2e/gwservice":       {[]string{"berth/child", "berth/needs", "berth/pipes"}, "a child of the end-to-end tests links only the SDK"},
 	"berth/internal/deptest":    {nil, "test only"},
 	"berth/internal/freeports":  {nil, "test only"},
 	"berth/internal/leakcheck":  {nil, "test only"},
