@@ -108,7 +108,9 @@ func (g *Gateway) Close() error {
 		g.gw.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		g.http.Shutdown(ctx)
+		if g.http.Shutdown(ctx) != nil {
+			g.http.Close() // connections still open after the grace
+		}
 		g.wg.Wait()
 	})
 	return nil

@@ -137,7 +137,9 @@ func (h *IPCHub) Close() error {
 		h.hub.Close() // peers first: Shutdown does not wait for hijacked connections
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		h.http.Shutdown(ctx)
+		if h.http.Shutdown(ctx) != nil {
+			h.http.Close() // connections still open after the grace
+		}
 		h.wg.Wait()
 	})
 	return nil

@@ -326,6 +326,13 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// A client kept a connection open without a request, or a request
+		// did not finish: it has had its time; closing it is not a
+		// failure of the shutdown.
+		s.log.Warn("shutdown: closing connections still open after 5s")
+		err = s.http.Close()
+	}
 	for _, m := range sessions {
 		m.close()
 	}

@@ -3,12 +3,15 @@ package lan_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"berth/boltfile"
 	"berth/lan"
@@ -98,5 +101,35 @@ func TestOpenStoreWhole(t *testing.T) {
 	ns, _, err := st.Load()
 	if err != nil || len(ns) != 300 {
 		t.Fatalf("Load: %d needs, %v; want 300", len(ns), err)
+	}
+}
+
+// TestCloseWithSilentConnection: a client that opened a TCP connection to
+// the API and never sent a request (a dial cancelled after connect leaves
+// exactly that in an HTTP client's pool) does not make Close fail; Close
+// waits its grace, closes the connection and keeps what was written.
+func TestCloseWithSilentConnection(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, c := startServer(t, lan.Config{DataDir: dir})
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "kept", Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := srv.Close(); err != nil {
+		t.Fatalf("Close with a silent connection open: %v", err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("the silent connection after Close: read %v, want EOF", err)
+	}
+	srv2, c2 := startServer(t, lan.Config{DataDir: dir})
+	defer srv2.Close()
+	if _, err := c2.Need(t.Context(), "kept"); err != nil {
+		t.Errorf("the need written before Close: %v", err)
 	}
 }

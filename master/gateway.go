@@ -100,7 +100,9 @@ func (g *masterGateway) stopLocked() {
 	}
 	g.gw.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	g.srv.Shutdown(ctx)
+	if g.srv.Shutdown(ctx) != nil {
+		g.srv.Close() // connections still open after the grace
+	}
 	cancel()
 	<-g.served
 	g.gw, g.srv, g.token = nil, nil, ""

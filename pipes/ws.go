@@ -10,6 +10,16 @@ import (
 	"berth/needs"
 )
 
+// wsClient dials WebSockets without a connection pool. With a pooled
+// transport (http.DefaultClient's), a dial whose handshake is cancelled
+// after TCP connected leaves that connection idle in the pool: it never
+// sends a request, and the server's graceful shutdown waits for it.
+var wsClient = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableKeepAlives = true
+	return &http.Client{Transport: t}
+}()
+
 // DialWS opens a framed connection to a WebSocket URL (ws:// or wss://),
 // sending token, if any, as a bearer token. The connection lives until Close,
 // independent of ctx, which bounds the handshake only.
@@ -18,7 +28,7 @@ func DialWS(ctx context.Context, url, token string) (*Conn, error) {
 	if token != "" {
 		h.Set("Authorization", "Bearer "+token)
 	}
-	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h, HTTPClient: wsClient})
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
 			return nil, fmt.Errorf("dial %s: %w: token missing or wrong", url, needs.ErrUnauthorized)
