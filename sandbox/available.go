@@ -54,7 +54,9 @@ func (s *Sandbox) Available(ctx context.Context) (ok bool, reason string) {
 	if err != nil {
 		return false, "no `true` program in PATH for the trial sandbox"
 	}
-	spec, err := s.Wrap(spawn.Spec{Command: []string{trueCmd}, Dir: "/"}, Options{})
+	// A mark, as a master gives, so that the trial has --new-session too.
+	trial := spawn.Spec{Command: []string{trueCmd}, Dir: "/", Tracking: spawn.Tracking{Marks: []string{"BERTH_SANDBOX_TRIAL=1"}}}
+	spec, err := s.Wrap(trial, Options{})
 	if err != nil {
 		return false, err.Error()
 	}

@@ -44,7 +44,8 @@ const (
 // element or a NUL byte, must not be "/" or under /proc or /dev (the
 // sandbox mounts those itself), and may appear in one option only. Paths
 // are cleaned ("/srv/data/" is "/srv/data"). [Options.Check] checks that
-// they exist on this machine. Errors are *OptionError naming the option.
+// they exist on this machine; where a path is a symbolic link, the sandbox
+// binds what it leads to. Errors are *OptionError naming the option.
 func ParseOptions(opts []string) (Options, error) {
 	var o Options
 	seen := map[string]string{} // clean path => option that named it
@@ -121,6 +122,31 @@ func (o Options) Check() error {
 		}
 	}
 	return nil
+}
+
+// resolve checks the options (Check) and returns them with every path's
+// symbolic links resolved: bwrap cannot bind onto a path that is a link in
+// the read-only root, so the file a link leads to is bound at its own
+// path, where the link, visible in the root, leads the child.
+func (o Options) resolve() (Options, error) {
+	if err := o.Check(); err != nil {
+		return Options{}, err
+	}
+	var out Options
+	for _, l := range []struct {
+		key string
+		in  []string
+		out *[]string
+	}{{optBind, o.Bind, &out.Bind}, {optROBind, o.ROBind, &out.ROBind}, {optTmpfs, o.Tmpfs, &out.Tmpfs}} {
+		for _, p := range l.in {
+			real, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				return Options{}, &OptionError{Option: l.key + "=" + p, Err: err}
+			}
+			*l.out = append(*l.out, real)
+		}
+	}
+	return out, nil
 }
 
 // Strings returns the options as "key=value" strings, the form

@@ -98,6 +98,13 @@ func TestMountOrder(t *testing.T) {
 	if got != want {
 		t.Errorf("mounts\n got %s\nwant %s", got, want)
 	}
+	// A link to a path already visible adds nothing.
+	if err := os.Symlink(r+"/run/sock", r+"/lnk"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.reach(r + "/lnk"); err != nil || len(ms.args()) != len(strings.Fields(want)) {
+		t.Errorf("reach a link to a bound path: %v; mounts %q", err, ms.args())
+	}
 	if err := ms.reach("/dev/shm"); err == nil || !strings.Contains(err.Error(), "/dev/shm: under /dev or /proc") {
 		t.Errorf("reach /dev/shm: %v", err)
 	}

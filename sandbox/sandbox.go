@@ -88,7 +88,8 @@ func (s *Sandbox) Wrap(spec spawn.Spec, opts Options) (spawn.Spec, error) {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir, path)
 	}
-	if err := opts.Check(); err != nil {
+	opts, err = opts.resolve()
+	if err != nil {
 		return spawn.Spec{}, err
 	}
 	ms := newMounts(opts)
@@ -201,21 +202,24 @@ func (ms mounts) covering(path string) mount {
 // reach makes path visible in the sandbox, read-only, if a tmpfs (or /dev
 // or /proc) would hide it: the child's working directory, its command,
 // the directory of its control socket.
+//
+// A path with symbolic links is judged, and bound, as the file they lead
+// to: the links themselves are followed in the read-only root.
 func (ms *mounts) reach(path string) error {
-	path = filepath.Clean(path)
-	if !ms.covering(path).hides() {
-		return nil
-	}
-	if within(path, "/dev") || within(path, "/proc") {
-		return fmt.Errorf("%s: under /dev or /proc, which the sandbox mounts itself", path)
-	}
-	if _, err := os.Stat(path); err != nil {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
 		if pe, ok := errors.AsType[*fs.PathError](err); ok {
 			err = pe.Err
 		}
 		return fmt.Errorf("make %s visible in the sandbox: %w", path, err)
 	}
-	*ms = append(*ms, mount{"--ro-bind", path})
+	if !ms.covering(real).hides() {
+		return nil
+	}
+	if within(real, "/dev") || within(real, "/proc") {
+		return fmt.Errorf("%s: under /dev or /proc, which the sandbox mounts itself", path)
+	}
+	*ms = append(*ms, mount{"--ro-bind", real})
 	return nil
 }
 

@@ -371,3 +371,33 @@ func TestUnprivileged(t *testing.T) {
 		t.Fatalf("as nobody: %v; output:\n%s\nwant uid 65534, 2 processes, a read-only /etc and a failure", err, out)
 	}
 }
+
+// TestBindThroughSymlink: a bind= path that is a symbolic link (a data
+// directory linked elsewhere) binds what it leads to, and the child
+// writes through the link. bwrap alone refuses such a bind ("Can't bind
+// mount ...: No such file or directory").
+func TestBindThroughSymlink(t *testing.T) {
+	requireSandbox(t)
+	real := t.TempDir() // under the host's /tmp: hidden unless bound
+	links, err := os.MkdirTemp("/var/tmp", "berth-sandbox-") // visible in the read-only root
+	if err != nil {
+		t.Skipf("no writable /var/tmp for the link: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(links) })
+	link := filepath.Join(links, "data")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := ParseOptions([]string{"bind=" + link})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := helperSpec(t, "write", filepath.Join(link, "f"))
+	c := startChild(t, spec, opts)
+	if ex, log := waitExit(t, c, spec.LogPath); ex.Code != 0 {
+		t.Fatalf("write through the link: %v; log:\n%s", ex, log)
+	}
+	if b, err := os.ReadFile(filepath.Join(real, "f")); err != nil || string(b) != "from the sandbox\n" {
+		t.Errorf("the file behind the link: %q, %v", b, err)
+	}
+}
