@@ -378,7 +378,7 @@ func TestUnprivileged(t *testing.T) {
 // mount ...: No such file or directory").
 func TestBindThroughSymlink(t *testing.T) {
 	requireSandbox(t)
-	real := t.TempDir() // under the host's /tmp: hidden unless bound
+	real := t.TempDir()                                      // under the host's /tmp: hidden unless bound
 	links, err := os.MkdirTemp("/var/tmp", "berth-sandbox-") // visible in the read-only root
 	if err != nil {
 		t.Skipf("no writable /var/tmp for the link: %v", err)
