@@ -115,6 +115,8 @@ func runHelper(mode string, args []string) {
 		os.Exit(0)
 	case "berth-child": // a child of a real master (master_test.go)
 		os.Exit(runBerthChild())
+	case "tiocsti", "spawn-tiocsti": // tty_test.go
+		os.Exit(runTTYHelper(mode))
 	default:
 		fmt.Println("unknown helper", mode)
 		os.Exit(2)
