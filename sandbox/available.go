@@ -13,9 +13,9 @@ import (
 	"berth/spawn"
 )
 
-// MinVersion is the oldest bwrap the sandbox is known to work with
+// minVersion is the oldest bwrap the sandbox is known to work with
 // (Debian 11's is 0.4.1, Debian 12's 0.8.0).
-var MinVersion = [3]int{0, 4, 0}
+var minVersion = [3]int{0, 4, 0}
 
 // trialTimeout bounds the trial sandbox Available starts.
 const trialTimeout = 10 * time.Second
@@ -30,7 +30,7 @@ func Available() (ok bool, reason string) {
 
 // Available is the driver's fingerprint: whether this machine can run
 // sandboxed children, and if not, why. It finds bwrap and env, checks
-// bwrap's version (MinVersion or later), then starts one trial sandbox
+// bwrap's version (0.4.0 or later), then starts one trial sandbox
 // running `true` exactly as Wrap would (the same namespaces and mounts):
 // where user namespaces are off for an unprivileged user, or a seccomp
 // filter refuses them, that trial fails and its stderr is the reason.
@@ -47,8 +47,8 @@ func (s *Sandbox) Available(ctx context.Context) (ok bool, reason string) {
 	if err != nil {
 		return false, fmt.Sprintf("%s --version: %v", bwrap, err)
 	}
-	if older(v, MinVersion) {
-		return false, fmt.Sprintf("%s is bubblewrap %d.%d.%d, older than %d.%d.%d", bwrap, v[0], v[1], v[2], MinVersion[0], MinVersion[1], MinVersion[2])
+	if older(v, minVersion) {
+		return false, fmt.Sprintf("%s is bubblewrap %d.%d.%d, older than %d.%d.%d", bwrap, v[0], v[1], v[2], minVersion[0], minVersion[1], minVersion[2])
 	}
 	trueCmd, err := exec.LookPath("true")
 	if err != nil {

@@ -68,7 +68,7 @@ func TestParseVersion(t *testing.T) {
 			t.Errorf("parseVersion(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	if !older([3]int{0, 3, 9}, MinVersion) || older([3]int{0, 4, 0}, MinVersion) || older([3]int{1, 0, 0}, MinVersion) {
+	if !older([3]int{0, 3, 9}, minVersion) || older([3]int{0, 4, 0}, minVersion) || older([3]int{1, 0, 0}, minVersion) {
 		t.Error("older is wrong")
 	}
 }

@@ -88,6 +88,10 @@ func (s *Sandbox) Wrap(spec spawn.Spec, opts Options) (spawn.Spec, error) {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir, path)
 	}
+	if strings.Contains(path, "=") {
+		// env would take it for a variable to set.
+		return spawn.Spec{}, fmt.Errorf("command %s: a path with '=' cannot run in the sandbox", path)
+	}
 	opts, err = opts.resolve()
 	if err != nil {
 		return spawn.Spec{}, err
@@ -143,6 +147,9 @@ func (s *Sandbox) programs() (bwrap, env string, err error) {
 	}
 	if env, err = find(s.Env, "env"); err != nil {
 		return "", "", ErrNoEnv
+	}
+	if strings.Contains(bwrap, "=") {
+		return "", "", fmt.Errorf("bwrap at %s: a path with '=' cannot be run through env", bwrap)
 	}
 	return bwrap, env, nil
 }

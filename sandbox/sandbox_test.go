@@ -321,9 +321,9 @@ func TestChildContract(t *testing.T) {
 	}
 }
 
-// TestStartErrors: a command that does not exist, a bind that does not
-// exist: a *spawn.StartError naming the need's command, before anything
-// runs.
+// TestStartErrors: a command that does not exist, one whose path env
+// would take for a variable, a bind that does not exist: a
+// *spawn.StartError naming the need's command, before anything runs.
 func TestStartErrors(t *testing.T) {
 	requireSandbox(t)
 	spec := helperSpec(t, "env")
@@ -331,6 +331,15 @@ func TestStartErrors(t *testing.T) {
 	_, err := spawn.Start(t.Context(), Driver{}, spec)
 	if se, ok := errorsAs[*spawn.StartError](err); !ok || se.Command != "berth-no-such-command" || !errorsIs(err, exec.ErrNotFound) {
 		t.Errorf("missing command: %v", err)
+	}
+	spec = helperSpec(t, "env")
+	eq := filepath.Join(spec.Dir, "a=b")
+	if err := os.WriteFile(eq, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec.Command = []string{eq}
+	if _, err = spawn.Start(t.Context(), Driver{}, spec); err == nil || !strings.Contains(err.Error(), "a path with '=' cannot run in the sandbox") {
+		t.Errorf("a command path with '=': %v", err)
 	}
 	spec = helperSpec(t, "env")
 	_, err = spawn.Start(t.Context(), Driver{Options: Options{Bind: []string{"/berth-no-such-dir"}}}, spec)
