@@ -36,36 +36,41 @@
 //
 // The spec is rewritten as
 //
-//	env --ignore-signal=HUP,INT,QUIT,USR1,USR2,ALRM,TERM bwrap --unshare-pid --cap-drop ALL \
+//	env --ignore-signal=HUP,INT,QUIT,USR1,USR2,ALRM,TERM bwrap --unshare-pid --cap-drop ALL [--new-session] \
 //	    [mounts] --chdir DIR -- env --default-signal=HUP,...,TERM -u PWD COMMAND-PATH ARGS...
 //
 // so the process spawn starts, tracks and adopts (the group leader, whose
-// pid the master records) is bwrap outside the sandbox, and the command
-// is in the same process group and cgroup: signals to the child's group
-// or cgroup reach the command. bwrap itself does not forward signals and
-// would die of SIGTERM first, leaving spawn to SIGKILL the command before
-// it could shut down: so bwrap, and its init inside, ignore those signals
-// (dispositions set to ignore survive exec), and the inner env gives the
+// pid the master records) is bwrap outside the sandbox. bwrap does not
+// forward signals and would die of SIGTERM first, leaving spawn to SIGKILL
+// the command before it could shut down: so bwrap, and its init inside,
+// ignore those signals (dispositions set to ignore survive exec), the
+// signals reach the command directly (below), and the inner env gives the
 // command the default action back. bwrap exits when the command does,
 // with its exit code, or 128+N when it was killed by signal N (spawn then
 // reports "exit code 143" for a child that died of SIGTERM, not "signal
-// SIGTERM"). When bwrap exits, spawn kills what is left of the child, and
-// the pid namespace dies with its init.
+// SIGTERM"). When bwrap exits, spawn kills what is left of the child: the
+// sandbox's init, which waits for every process of the namespace, and with
+// it the namespace.
+//
+// How spawn reaches the command depends on Spec.Tracking. With a cgroup
+// or marks (a master always gives BERTH_ALLOC), bwrap gets --new-session:
+// its init and the command are in a session and process group of their
+// own, with no controlling terminal, so a sandboxed child cannot push
+// input into the terminal of a master started from a shell (TIOCSTI); the
+// cgroup, or the marks every process of the sandbox carries in its
+// environment, find and signal them. With neither, there is no other way
+// to find the command than bwrap's process group, so it stays there and
+// keeps the master's terminal, if any.
 //
 // bwrap is not given --die-with-parent: the child must outlive its master
 // (a restarted master re-adopts it), and the flag would kill it with the
-// process that started it. Nor --new-session: the command stays in the
-// process group spawn tracks.
+// process that started it.
 //
 // # Caveats
 //
 // The command's argv[0] is the full path of the file found for it, and
 // stdin is /dev/null as for every child. Signals the master itself
 // ignored are, for the listed signals, back at their default in the
-// command. A child that tries to make the sandbox a session of its own
-// (setsid) leaves the process group as any child can; a cgroup or the
-// BERTH_ALLOC mark still tracks it. Without --new-session the child keeps
-// the master's controlling terminal, if the master has one (started from a
-// shell rather than as a service): where the kernel still allows TIOCSTI
-// (dev.tty.legacy_tiocsti=1) it could push input into that terminal.
+// command. A path that is a symbolic link is bound as the file it leads
+// to; a link that itself lies under /tmp or a tmpfs= path is hidden.
 package sandbox

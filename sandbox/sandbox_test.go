@@ -410,3 +410,43 @@ func TestBindThroughSymlink(t *testing.T) {
 		t.Errorf("the file behind the link: %q, %v", b, err)
 	}
 }
+
+// TestNothingLeftBehind: a command that leaves a process running in the
+// background and exits: once Done is closed, nothing carrying the child's
+// mark runs (the background process had a session of the command's, not
+// bwrap's process group, and died with the sandbox's pid namespace or by
+// its mark).
+func TestNothingLeftBehind(t *testing.T) {
+	requireSandbox(t)
+	spec := helperSpec(t, "")
+	mark := spec.Tracking.Marks[0]
+	spec.Command = []string{"/bin/sh", "-c", "sleep 1000 & echo started; exit 0"}
+	c := startChild(t, spec, Options{})
+	ex, log := waitExit(t, c, spec.LogPath)
+	if ex.Code != 0 || !strings.Contains(log, "started") {
+		t.Fatalf("%v; log:\n%s", ex, log)
+	}
+	if left := marked(mark); len(left) > 0 {
+		t.Fatalf("processes with %s still running after Done: %v", mark, left)
+	}
+}
+
+// marked lists the pids of live processes whose environment has mark.
+func marked(mark string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !slices.Contains(strings.Split(string(env), "\x00"), mark) {
+			continue
+		}
+		if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && !strings.Contains(string(st), ") Z ") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
