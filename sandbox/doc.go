@@ -17,16 +17,16 @@
 //
 // # Isolation
 //
-// The child sees the host's root read-only (every mount below it too,
-// /sys and its cgroups included), a private /tmp (an empty tmpfs), its own
-// /dev (null, zero, random, tty, a private /dev/shm, ...) and its own
-// /proc, in its own pid namespace: it is pid 2 there (bwrap's init is pid
-// 1) and sees no other process. It may write only to its bind= paths,
-// /tmp and /dev/shm. It runs without capabilities (bwrap's --cap-drop
-// ALL): a root child could otherwise remount the root read-write, and did
-// in a test before the flag was added. Everything else is the host's: the
-// network (so its ports and berth's checks work), users and ids, the IPC
-// namespace, the hostname, every Unix socket reachable by path.
+// The child sees the host's root read-only (every mount below it too, /sys
+// and its cgroups included), a private /tmp (an empty tmpfs), its own /dev
+// (null, zero, random, tty, a private /dev/shm, ...) and its own /proc, in
+// its own pid namespace: it is pid 2 there (bwrap's init is pid 1) and sees
+// no other process. It may write only to its bind= and tmpfs= paths, /tmp
+// and /dev/shm. It runs without capabilities (bwrap's --cap-drop ALL): a
+// root child could otherwise remount the root read-write, and did in a test
+// before the flag was added. Everything else is the host's: the network (so
+// its ports and berth's checks work), users and ids, the IPC namespace, the
+// hostname, every Unix socket reachable by path.
 //
 // Paths the child needs and a tmpfs would hide (its working directory,
 // its command, the directories of BERTH_PIPE and BERTH_PEERS_FILE, when
