@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,6 +42,9 @@ func fakeBwrap(t *testing.T, version, stderr string) string {
 // and a trial sandbox that fails (as where user namespaces are off), each
 // with its reason.
 func TestAvailableReasons(t *testing.T) {
+	if _, err := exec.LookPath("env"); err != nil {
+		t.Skip("no env (coreutils) in PATH: the trial would fail on that first")
+	}
 	const userns = "bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces."
 	for _, tt := range []struct {
 		version, stderr, want string
