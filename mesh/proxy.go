@@ -55,6 +55,8 @@ type Proxy struct {
 	listeners map[net.Listener]struct{}
 	links     map[*link]struct{}
 	draining  map[*backend]struct{}
+	pumping   bool  // registered with the pump's loops (Linux)
+	pumpErr   error // why the loops could not start
 }
 
 // New returns a proxy with no backends and no listener; it starts
@@ -298,5 +300,8 @@ func (p *Proxy) Close() error {
 		l.close()
 	}
 	p.wg.Wait()
+	if p.pumping {
+		releasePumps()
+	}
 	return errors.Join(errs...)
 }
