@@ -3,7 +3,9 @@ package mesh
 import (
 	"errors"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -39,6 +41,14 @@ const pumpTurn = 16
 
 var pendingPool = sync.Pool{New: func() any { return new([pumpScratch]byte) }}
 
+// pumpLoops is how many loops run: BERTH_MESH_LOOPS (experiments), else 1.
+func pumpLoops() int {
+	if n, err := strconv.Atoi(os.Getenv("BERTH_MESH_LOOPS")); err == nil && n > 0 {
+		return min(n, runtime.GOMAXPROCS(0))
+	}
+	return 1
+}
+
 // pumps is the package's set of loops, started when the first proxy
 // hands a connection over and stopped when the last proxy that used them
 // is closed.
@@ -54,7 +64,7 @@ func acquirePumps() error {
 	pumps.mu.Lock()
 	defer pumps.mu.Unlock()
 	if pumps.users == 0 {
-		n := min(runtime.GOMAXPROCS(0), 4)
+		n := pumpLoops()
 		for range n {
 			pm, err := newPump()
 			if err != nil {
@@ -118,6 +128,7 @@ type pumpEnd struct {
 	fd                 int
 	l                  *plink
 	readable, writable bool
+	hup                bool // the peer's end of stream (or an error) has been seen
 }
 
 // pumpDir is one direction of a pumped connection.
@@ -224,6 +235,9 @@ func (pm *pump) run() {
 			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				e.readable = true
 			}
+			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				e.hup = true
+			}
 			if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				e.writable = true
 			}
@@ -275,6 +289,11 @@ func (pm *pump) register(l *plink) {
 		}
 		pm.ends[e.fd] = e
 	}
+	// The client's request is often there already: try both sockets now
+	// rather than after the events of the next epoll_wait (a read that
+	// finds nothing costs less than a turn of the loop).
+	l.ends[0].readable, l.ends[1].readable = true, true
+	pm.mark(l)
 }
 
 func (pm *pump) mark(l *plink) {
@@ -375,10 +394,12 @@ func (pm *pump) flow(d *pumpDir) (more bool, err error) {
 			d.dst.writable = false
 			return false, nil
 		}
-		if n < len(pm.scratch) {
+		if n < len(pm.scratch) && !d.src.hup {
 			// A short read emptied the receive queue: whatever arrives
-			// later is a new edge. (An end of stream that came with the
-			// data is one too: its arrival woke the epoll again.)
+			// later is a new edge. Not so for an end of stream that
+			// arrived with the data, before the events were read: its
+			// edge was the data's, so a socket whose events said RDHUP is
+			// read until it says end of stream.
 			d.src.readable = false
 			return false, nil
 		}
