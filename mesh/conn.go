@@ -118,16 +118,26 @@ func (p *Proxy) dial(b *backend) (net.Conn, error) {
 		if p.ctx.Err() != nil {
 			return nil, err
 		}
-		b.mu.Lock()
-		d := b.ej.refused(p.cfg.Now(), p.cfg.EjectBase, p.cfg.EjectMax)
-		b.mu.Unlock()
-		p.log.Warn("mesh: backend ejected", "backend", b.ID, "addr", b.Addr, "for", d, "err", err)
+		p.refused(b, err)
 		return nil, err
 	}
+	p.reached(b)
+	return up, nil
+}
+
+// refused ejects b after a failed dial.
+func (p *Proxy) refused(b *backend, err error) {
+	b.mu.Lock()
+	d := b.ej.refused(p.cfg.Now(), p.cfg.EjectBase, p.cfg.EjectMax)
+	b.mu.Unlock()
+	p.log.Warn("mesh: backend ejected", "backend", b.ID, "addr", b.Addr, "for", d, "err", err)
+}
+
+// reached resets b's ejection after a dial that worked.
+func (p *Proxy) reached(b *backend) {
 	b.mu.Lock()
 	b.ej.succeeded()
 	b.mu.Unlock()
-	return up, nil
 }
 
 // join registers l with the proxy and with b, unless the proxy is closed

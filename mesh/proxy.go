@@ -122,6 +122,9 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		p.mu.Unlock()
 		ln.Close()
 	}()
+	if p.serveLoop(ln) {
+		return ErrClosed
+	}
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
