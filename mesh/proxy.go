@@ -40,8 +40,10 @@ type Config struct {
 // Proxy forwards each connection it accepts to one of a set of backends.
 // All its methods may be called concurrently.
 //
-// Every goroutine it starts (accept loops, two per connection, one per
-// draining backend) ends by Close, which returns once they have.
+// Every goroutine it starts (accept loops, two per connection where the
+// event loop is not used, one per draining backend) ends by Close, which
+// returns once they have. The event loops are the package's: the first
+// proxy to use them starts them, and the Close of the last stops them.
 type Proxy struct {
 	cfg    Config
 	log    *slog.Logger

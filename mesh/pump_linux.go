@@ -813,10 +813,16 @@ func (pm *pump) dialDone(pl *plink) {
 	pm.connected(pl)
 }
 
-// connected joins pl to its backend's connections and starts copying.
+// connected joins pl to its backend's connections and starts copying. A
+// backend removed while the dial went on, whose grace is over, takes no
+// connection: the next one is tried, as after a refusal.
 func (pm *pump) connected(pl *plink) {
-	if !pl.b.join(pl.l) { // the backend's grace is over
-		pm.end(pl)
+	if !pl.b.join(pl.l) {
+		pm.closeEnd(&pl.ends[1])
+		pl.ends[1] = pumpEnd{fd: -1, l: pl}
+		pl.b.conns.Add(-1)
+		pl.b = nil
+		pm.dial(pl)
 		return
 	}
 	pl.joined = true
