@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -84,6 +85,18 @@ func TestIngressE2E(t *testing.T) {
 	// Kill one instance: every new connection still succeeds.
 	victim := l.running(t, "web")["web.1"]
 	syscall.Kill(victim.PID, syscall.SIGKILL)
+	// kill(2) returns before the process has died: until its sockets are
+	// closed, a connection can still be accepted by its kernel and reset
+	// a moment later, which is the loss of an open connection. New ones
+	// are those made once its port refuses.
+	victimAddr := net.JoinHostPort(victim.Address, fmt.Sprint(victim.Ports[needs.HTTP]))
+	waitFor(t, 10*time.Second, "the killed instance's port to refuse", func() bool {
+		c, err := net.DialTimeout("tcp", victimAddr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	})
 	deadline := time.Now().Add(5 * time.Second)
 	for n := 0; time.Now().Before(deadline); n++ {
 		for _, addr := range ingress {

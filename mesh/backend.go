@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,7 @@ type BackendStatus struct {
 // until its last connection ends or its grace period does.
 type backend struct {
 	Backend
+	ap    netip.AddrPort        // Addr parsed, when it is an IP address and a port
 	conns atomic.Int64          // connections picked for it and not yet ended
 	stats atomic.Pointer[Stats] // latest SetStats; never modified once stored
 
@@ -36,7 +38,8 @@ type backend struct {
 }
 
 func newBackend(b Backend) *backend {
-	return &backend{Backend: b, open: map[*link]struct{}{}, drained: make(chan struct{})}
+	ap, _ := netip.ParseAddrPort(b.Addr) // a host name stays zero: dialled by name
+	return &backend{Backend: b, ap: ap, open: map[*link]struct{}{}, drained: make(chan struct{})}
 }
 
 // candidate reports whether b may take a new connection at now, and

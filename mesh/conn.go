@@ -17,16 +17,30 @@ const attempts = 2
 // link is one proxied connection: the client's and the backend's sockets.
 type link struct {
 	client, upstream net.Conn
-	once             sync.Once
 	halves           atomic.Int32 // directions that reached their end of stream
+
+	mu     sync.Mutex
+	closed bool
+	stop   func() // set once the pump owns the sockets: asks it to close them
 }
 
-// close closes both sockets; the copies in flight return.
+// close closes both sockets, or has the pump close them; the copies in
+// flight return. Idempotent.
 func (l *link) close() {
-	l.once.Do(func() {
-		l.client.Close()
-		l.upstream.Close()
-	})
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	stop := l.stop
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
+		return
+	}
+	l.client.Close()
+	l.upstream.Close()
 }
 
 // handle forwards the client's connection c to a backend, and copies both
@@ -55,9 +69,7 @@ func (p *Proxy) handle(c net.Conn) {
 			b.conns.Add(-1)
 			continue
 		}
-		p.copyBoth(l)
-		p.leave(b, l)
-		b.conns.Add(-1)
+		p.forward(b, l)
 		return
 	}
 	c.Close()
@@ -106,16 +118,26 @@ func (p *Proxy) dial(b *backend) (net.Conn, error) {
 		if p.ctx.Err() != nil {
 			return nil, err
 		}
-		b.mu.Lock()
-		d := b.ej.refused(p.cfg.Now(), p.cfg.EjectBase, p.cfg.EjectMax)
-		b.mu.Unlock()
-		p.log.Warn("mesh: backend ejected", "backend", b.ID, "addr", b.Addr, "for", d, "err", err)
+		p.refused(b, err)
 		return nil, err
 	}
+	p.reached(b)
+	return up, nil
+}
+
+// refused ejects b after a failed dial.
+func (p *Proxy) refused(b *backend, err error) {
+	b.mu.Lock()
+	d := b.ej.refused(p.cfg.Now(), p.cfg.EjectBase, p.cfg.EjectMax)
+	b.mu.Unlock()
+	p.log.Warn("mesh: backend ejected", "backend", b.ID, "addr", b.Addr, "for", d, "err", err)
+}
+
+// reached resets b's ejection after a dial that worked.
+func (p *Proxy) reached(b *backend) {
 	b.mu.Lock()
 	b.ej.succeeded()
 	b.mu.Unlock()
-	return up, nil
 }
 
 // join registers l with the proxy and with b, unless the proxy is closed
@@ -161,6 +183,14 @@ var (
 	smallPool = sync.Pool{New: func() any { return new([smallBuf]byte) }}
 	largePool = sync.Pool{New: func() any { return new([largeBuf]byte) }}
 )
+
+// copyAndLeave copies both ways in this goroutine and another, then
+// takes l out of the proxy's and b's books.
+func (p *Proxy) copyAndLeave(b *backend, l *link) {
+	p.copyBoth(l)
+	p.leave(b, l)
+	b.conns.Add(-1)
+}
 
 // copyBoth copies client to backend in this goroutine and backend to
 // client in another, passing each end of stream on as a half-close, until

@@ -30,12 +30,18 @@
 //
 // # Connections
 //
-// Each connection is copied both ways by two goroutines, with read(2) and
-// write(2) through pooled buffers (4 KiB, 32 KiB during bulk transfers;
-// splice(2) cost more CPU for small exchanges); the end of one direction
-// is passed on with CloseWrite, an error in either closes both. A backend
-// that Update removes gets no new connection at once; its open ones may go
-// on for Config.Grace and are then closed.
+// On Linux an event loop copies the bytes (pump_linux.go): one goroutine
+// over an edge-triggered epoll set accepts, dials without blocking, and
+// reads and writes the non-blocking sockets through one 64 KiB buffer,
+// keeping a pending buffer only for a destination that does not take all
+// it was given (and reading no more from that source until it does). A
+// listener that is not TCP, or a backend whose address is a host name,
+// goes through the net package and is handed to the loop once connected.
+// Elsewhere, and where the loop cannot start, each connection is copied
+// both ways by two goroutines through pooled buffers. Either way the end
+// of one direction is passed on as a half-close, and an error in either
+// closes both. A backend that Update removes gets no new connection at
+// once; its open ones may go on for Config.Grace and are then closed.
 //
 // # Caveats
 //

@@ -40,8 +40,10 @@ type Config struct {
 // Proxy forwards each connection it accepts to one of a set of backends.
 // All its methods may be called concurrently.
 //
-// Every goroutine it starts (accept loops, two per connection, one per
-// draining backend) ends by Close, which returns once they have.
+// Every goroutine it starts (accept loops, two per connection where the
+// event loop is not used, one per draining backend) ends by Close, which
+// returns once they have. The event loops are the package's: the first
+// proxy to use them starts them, and the Close of the last stops them.
 type Proxy struct {
 	cfg    Config
 	log    *slog.Logger
@@ -55,6 +57,8 @@ type Proxy struct {
 	listeners map[net.Listener]struct{}
 	links     map[*link]struct{}
 	draining  map[*backend]struct{}
+	pumping   bool  // registered with the pump's loops (Linux)
+	pumpErr   error // why the loops could not start
 }
 
 // New returns a proxy with no backends and no listener; it starts
@@ -120,6 +124,9 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		p.mu.Unlock()
 		ln.Close()
 	}()
+	if p.serveLoop(ln) {
+		return ErrClosed
+	}
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -298,5 +305,8 @@ func (p *Proxy) Close() error {
 		l.close()
 	}
 	p.wg.Wait()
+	if p.pumping {
+		releasePumps()
+	}
 	return errors.Join(errs...)
 }

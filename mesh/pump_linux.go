@@ -1,0 +1,899 @@
+package mesh
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The pump serves the proxy's listeners and connections on Linux: event
+// loops, each an epoll instance in edge-triggered mode run by one
+// goroutine, as HAProxy does, instead of a goroutine per connection and
+// direction parked in Go's poller. The profile of bench/mesh showed those
+// goroutines costing more than the copy itself: each request and answer
+// took the scheduler, a futex wake-up and a read(2) that found nothing in
+// each direction, and each new connection two goroutines, a dial through
+// the net package and its bookkeeping.
+//
+// In a loop, one epoll_wait(2) serves every socket that is ready, accept4(2)
+// and a non-blocking connect(2) open the connections, and a read shorter
+// than the buffer ends a direction's turn without the read that finds
+// nothing (any later arrival is a new edge). A listener that is not a
+// *net.TCPListener, and a backend whose address is a host name, go through
+// the net package and are handed over once connected.
+
+// pumpScratch is the buffer of a loop's reads. A direction whose
+// destination does not take all it read keeps the rest in a pending
+// buffer of the same size and reads no more until it is written
+// (back-pressure: at most one pending buffer per direction).
+const pumpScratch = 64 << 10
+
+// pumpTurn is how many full reads a direction, or accepts a listener, may
+// make before the loop serves the others; the rest waits for the next
+// turn.
+const pumpTurn = 16
+
+var pendingPool = sync.Pool{New: func() any { return new([pumpScratch]byte) }}
+
+// pumpLoops is how many loops run: BERTH_MESH_LOOPS (for experiments),
+// else 1. On the 2-core machine of bench/mesh, one loop beside the load
+// generator and the backends spent the least CPU per request.
+func pumpLoops() int {
+	if n, err := strconv.Atoi(os.Getenv("BERTH_MESH_LOOPS")); err == nil && n > 0 {
+		return min(n, runtime.GOMAXPROCS(0))
+	}
+	return 1
+}
+
+// pumps is the package's set of loops, started when the first proxy uses
+// them and stopped when the last proxy that used them is closed.
+var pumps struct {
+	mu    sync.Mutex
+	users int
+	loops []*pump
+	next  int
+}
+
+// acquirePumps registers a user of the loops, starting them if needed.
+func acquirePumps() error {
+	pumps.mu.Lock()
+	defer pumps.mu.Unlock()
+	if pumps.users == 0 {
+		for range pumpLoops() {
+			pm, err := newPump()
+			if err != nil {
+				for _, pm := range pumps.loops {
+					pm.stop()
+				}
+				pumps.loops = nil
+				return err
+			}
+			pumps.loops = append(pumps.loops, pm)
+		}
+	}
+	pumps.users++
+	return nil
+}
+
+// releasePumps ends a user's registration; the last one stops the loops,
+// which by then hold no connection nor listener of any proxy.
+func releasePumps() {
+	pumps.mu.Lock()
+	defer pumps.mu.Unlock()
+	pumps.users--
+	if pumps.users > 0 {
+		return
+	}
+	for _, pm := range pumps.loops {
+		pm.stop()
+	}
+	pumps.loops = nil
+}
+
+// pickPump returns a loop, in turn.
+func pickPump() *pump {
+	pumps.mu.Lock()
+	defer pumps.mu.Unlock()
+	pm := pumps.loops[pumps.next%len(pumps.loops)]
+	pumps.next++
+	return pm
+}
+
+// pump is one event loop.
+type pump struct {
+	epfd, evfd int
+	done       chan struct{} // closed when run returns
+
+	mu    sync.Mutex // guards the fields below
+	posts []func()   // run on the loop, in order
+	quit  bool
+	woken bool // evfd has been written since the loop last read it
+
+	// The loop's own, touched on the loop only.
+	ends       map[int]*pumpEnd
+	acceptors  map[int]*pumpAcceptor
+	links      int
+	dirty      []*plink
+	again      []*pumpAcceptor // listeners whose turn ended with more to accept
+	connecting map[*plink]struct{}
+	scratch    [pumpScratch]byte
+}
+
+// pumpAcceptor is a listener the loop accepts on.
+type pumpAcceptor struct {
+	fd      int
+	p       *Proxy
+	retry   time.Time     // after a full file table: accept again from then
+	backoff time.Duration // of the last full file table
+	removed chan struct{} // closed once the loop has closed fd
+}
+
+// pumpEnd is one socket of a pumped connection.
+type pumpEnd struct {
+	fd                 int // -1: none (the backend's, between dials)
+	l                  *plink
+	readable, writable bool
+	hup                bool // the peer's end of stream (or an error) has been seen
+}
+
+// pumpDir is one direction of a pumped connection.
+type pumpDir struct {
+	src, dst *pumpEnd
+	pending  []byte             // read and not yet written
+	buf      *[pumpScratch]byte // holds pending
+	eof      bool               // src reached its end of stream
+	done     bool               // eof passed on (dst shut for writing), or the link ended
+}
+
+// plink is a connection the pump owns.
+type plink struct {
+	ends   [2]pumpEnd // the client's, the backend's
+	dirs   [2]pumpDir // client to backend, backend to client
+	closed bool       // both sockets closed
+	queued bool       // in the loop's dirty list
+
+	// Set by the loop's own connections (accepted by an acceptor).
+	p          *Proxy
+	l          *link
+	ip         netip.Addr // the client's
+	b          *backend   // the backend dialled or connected
+	joined     bool       // in b's open connections
+	tried      []*backend
+	connecting bool
+	deadline   time.Time // of the dial in progress
+
+	finish func() // called once, on the loop, after both sockets are closed
+}
+
+func newPump() (*pump, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	pm := &pump{epfd: epfd, evfd: evfd, done: make(chan struct{}), ends: map[int]*pumpEnd{},
+		acceptors: map[int]*pumpAcceptor{}, connecting: map[*plink]struct{}{}}
+	go pm.run()
+	return pm, nil
+}
+
+// post runs f on the loop.
+func (pm *pump) post(f func()) {
+	pm.mu.Lock()
+	pm.posts = append(pm.posts, f)
+	if !pm.woken {
+		pm.woken = true
+		one := [8]byte{1}
+		unix.Write(pm.evfd, one[:])
+	}
+	pm.mu.Unlock()
+}
+
+// close asks the loop to close l's sockets (nothing once closed).
+func (pm *pump) close(l *plink) { pm.post(func() { pm.end(l) }) }
+
+// stop ends the loop once it holds no connection nor listener, and waits
+// for it.
+func (pm *pump) stop() {
+	pm.mu.Lock()
+	pm.quit = true
+	pm.mu.Unlock()
+	pm.post(func() {})
+	<-pm.done
+}
+
+func (pm *pump) run() {
+	defer close(pm.done)
+	defer unix.Close(pm.evfd)
+	defer unix.Close(pm.epfd)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		timeout := pm.timeout()
+		n, err := unix.EpollWait(pm.epfd, events, timeout)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			panic("mesh: epoll_wait: " + err.Error()) // EBADF, EFAULT, EINVAL: a bug of this file
+		}
+		posted := false
+		var ready []*pumpAcceptor
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd == pm.evfd {
+				posted = true
+				continue
+			}
+			if a := pm.acceptors[fd]; a != nil {
+				ready = append(ready, a)
+				continue
+			}
+			e := pm.ends[fd]
+			if e == nil {
+				continue
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				e.readable = true
+			}
+			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				e.hup = true
+			}
+			if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				e.writable = true
+			}
+			pm.mark(e.l)
+		}
+		if posted && pm.runPosts() {
+			return
+		}
+		pm.expire()
+		ready = append(ready, pm.again...)
+		pm.again = nil
+		for _, a := range ready {
+			if pm.acceptors[a.fd] == a {
+				pm.accept(a)
+			}
+		}
+		dirty := pm.dirty
+		pm.dirty = nil
+		for _, l := range dirty {
+			l.queued = false
+			if !l.closed {
+				pm.serve(l)
+			}
+		}
+	}
+}
+
+// timeout is epoll_wait's: 0 when work is left over from the last turn,
+// else until the first dial deadline or accept retry, else forever.
+func (pm *pump) timeout() int {
+	if len(pm.dirty) > 0 || len(pm.again) > 0 {
+		return 0
+	}
+	var first time.Time
+	for l := range pm.connecting {
+		if first.IsZero() || l.deadline.Before(first) {
+			first = l.deadline
+		}
+	}
+	for _, a := range pm.acceptors {
+		if !a.retry.IsZero() && (first.IsZero() || a.retry.Before(first)) {
+			first = a.retry
+		}
+	}
+	if first.IsZero() {
+		return -1
+	}
+	return max(int(time.Until(first).Milliseconds())+1, 0)
+}
+
+// runPosts runs what was posted, and reports whether the loop is to end.
+func (pm *pump) runPosts() bool {
+	var b [8]byte
+	pm.mu.Lock()
+	unix.Read(pm.evfd, b[:])
+	pm.woken = false
+	posts, quit := pm.posts, pm.quit
+	pm.posts = nil
+	pm.mu.Unlock()
+	for _, f := range posts {
+		f()
+	}
+	return quit && pm.links == 0 && len(pm.acceptors) == 0
+}
+
+// expire fails the dials past their deadline and retries the listeners
+// whose file table was full.
+func (pm *pump) expire() {
+	now := time.Now()
+	for l := range pm.connecting {
+		if !now.Before(l.deadline) {
+			pm.dialFailed(l, unix.ETIMEDOUT)
+		}
+	}
+	for _, a := range pm.acceptors {
+		if !a.retry.IsZero() && !now.Before(a.retry) {
+			a.retry = time.Time{}
+			pm.again = append(pm.again, a)
+		}
+	}
+}
+
+// watch adds fd to the epoll set for e. A socket that is ready already
+// gets its first event at once (epoll polls it on ADD).
+func (pm *pump) watch(e *pumpEnd) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(e.fd)}
+	if err := unix.EpollCtl(pm.epfd, unix.EPOLL_CTL_ADD, e.fd, &ev); err != nil {
+		return err
+	}
+	pm.ends[e.fd] = e
+	return nil
+}
+
+// register takes over a connection whose both sockets are open (handed
+// over by forward).
+func (pm *pump) register(l *plink) {
+	pm.links++
+	for i := range l.ends {
+		if err := pm.watch(&l.ends[i]); err != nil {
+			pm.end(l)
+			return
+		}
+	}
+	// The client's request is often there already: try both sockets now
+	// rather than after the events of the next epoll_wait.
+	l.ends[0].readable, l.ends[1].readable = true, true
+	pm.mark(l)
+}
+
+func (pm *pump) mark(l *plink) {
+	if !l.queued {
+		l.queued = true
+		pm.dirty = append(pm.dirty, l)
+	}
+}
+
+// serve moves what it can in both directions of l; a link still dialling
+// waits for the dial's end.
+func (pm *pump) serve(l *plink) {
+	if l.connecting {
+		if e := &l.ends[1]; e.writable || e.hup {
+			pm.dialDone(l)
+		}
+		return
+	}
+	for i := range l.dirs {
+		d := &l.dirs[i]
+		if d.done {
+			continue
+		}
+		more, err := pm.flow(d)
+		if err != nil {
+			pm.end(l)
+			return
+		}
+		if more {
+			pm.mark(l)
+		}
+		if d.eof && len(d.pending) == 0 {
+			// End of stream passed on: a half-close, unless the other
+			// direction has ended too; then both sockets close, and
+			// close(2) sends the FIN itself.
+			d.done = true
+			if l.dirs[1-i].done {
+				pm.end(l)
+				return
+			}
+			if err := unix.Shutdown(d.dst.fd, unix.SHUT_WR); err != nil {
+				pm.end(l)
+				return
+			}
+		}
+	}
+}
+
+// flow copies d's source to its destination until the source has no
+// more for now, the destination takes no more, or the turn is over
+// (more). A nil error with d.eof set means the source's end of stream.
+func (pm *pump) flow(d *pumpDir) (more bool, err error) {
+	for turn := 0; ; turn++ {
+		if len(d.pending) > 0 {
+			if !d.dst.writable {
+				return false, nil
+			}
+			n, err := write(d.dst.fd, d.pending)
+			if err == unix.EAGAIN {
+				d.dst.writable = false
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			d.pending = d.pending[n:]
+			if len(d.pending) > 0 {
+				d.dst.writable = false // the send buffer is full: wait for its edge
+				return false, nil
+			}
+			pendingPool.Put(d.buf)
+			d.buf, d.pending = nil, nil
+		}
+		if d.eof || !d.src.readable {
+			return false, nil
+		}
+		if turn == pumpTurn {
+			return true, nil
+		}
+		n, err := read(d.src.fd, pm.scratch[:])
+		if err == unix.EAGAIN {
+			d.src.readable = false
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if n == 0 {
+			d.eof = true
+			return false, nil
+		}
+		w := 0
+		if d.dst.writable {
+			w, err = write(d.dst.fd, pm.scratch[:n])
+			if err == unix.EAGAIN {
+				w, err = 0, nil
+			}
+			if err != nil {
+				return false, err
+			}
+		}
+		if w < n {
+			d.buf = pendingPool.Get().(*[pumpScratch]byte)
+			d.pending = d.buf[:copy(d.buf[:], pm.scratch[w:n])]
+			d.dst.writable = false
+			return false, nil
+		}
+		if n < len(pm.scratch) && !d.src.hup {
+			// A short read emptied the receive queue: whatever arrives
+			// later is a new edge. Not so for an end of stream that
+			// arrived with the data, before the events were read: its
+			// edge was the data's, so a socket whose events said RDHUP is
+			// read until it says end of stream.
+			d.src.readable = false
+			return false, nil
+		}
+	}
+}
+
+// closeEnd closes e's socket, if open.
+func (pm *pump) closeEnd(e *pumpEnd) {
+	if e.fd < 0 {
+		return
+	}
+	if pm.ends[e.fd] == e {
+		delete(pm.ends, e.fd)
+	}
+	unix.Close(e.fd) // which takes it out of the epoll set
+	e.fd = -1
+}
+
+// end closes l's sockets, if not yet, and reports the connection over.
+func (pm *pump) end(l *plink) {
+	if l.closed {
+		return
+	}
+	l.closed = true
+	delete(pm.connecting, l)
+	for i := range l.ends {
+		pm.closeEnd(&l.ends[i])
+	}
+	for i := range l.dirs {
+		if d := &l.dirs[i]; d.buf != nil {
+			pendingPool.Put(d.buf)
+			d.buf, d.pending = nil, nil
+		}
+	}
+	pm.links--
+	l.finish()
+}
+
+// read and write are read(2) and write(2) without the scheduler's
+// bookkeeping of a blocking system call: the sockets are non-blocking.
+func read(fd int, p []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+func write(fd int, p []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// dupFD duplicates c's socket: close-on-exec, and non-blocking like the
+// original, whose open file it shares.
+func dupFD(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	return fd, derr
+}
+
+// takeFD duplicates c's socket and closes c.
+func takeFD(c net.Conn) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	fd, err := dupFD(sc)
+	if err != nil {
+		return -1, err
+	}
+	c.Close()
+	return fd, nil
+}
+
+// usePumps registers p as a user of the loops, once; false when p is
+// closed or the loops cannot start.
+func (p *Proxy) usePumps() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.pumpErr != nil {
+		return false
+	}
+	if !p.pumping {
+		if err := acquirePumps(); err != nil {
+			p.pumpErr = err
+			p.log.Warn("mesh: event loops unavailable; serving with goroutines", "err", err)
+			return false
+		}
+		p.pumping = true
+	}
+	return true
+}
+
+// serveLoop accepts on ln in a loop of the pump until the proxy is
+// closed; ok is false when it cannot (ln is not a TCP listener, or the
+// loops cannot start), and the caller serves ln itself.
+func (p *Proxy) serveLoop(ln net.Listener) (ok bool) {
+	tl, isTCP := ln.(*net.TCPListener)
+	if !isTCP || !p.usePumps() {
+		return false
+	}
+	fd, err := dupFD(tl)
+	if err != nil {
+		return false
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		unix.Close(fd)
+		return true
+	}
+	p.wg.Add(1) // the acceptor's: the connections it accepts are counted while it is
+	p.mu.Unlock()
+	ln.Close() // the loop's duplicate keeps the socket listening
+	pm := pickPump()
+	a := &pumpAcceptor{fd: fd, p: p, removed: make(chan struct{})}
+	pm.post(func() {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
+		if err := unix.EpollCtl(pm.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			p.log.Error("mesh: cannot watch the listener", "err", err)
+		}
+		pm.acceptors[fd] = a
+		pm.again = append(pm.again, a) // connections queued before the ADD
+	})
+	<-p.ctx.Done()
+	pm.post(func() {
+		delete(pm.acceptors, fd)
+		unix.Close(fd)
+		close(a.removed)
+		p.wg.Done()
+	})
+	<-a.removed
+	return true
+}
+
+// accept takes the connections waiting on a's listener, a turn's worth.
+func (pm *pump) accept(a *pumpAcceptor) {
+	for range pumpTurn {
+		nfd, sa, err := unix.Accept4(a.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch {
+		case err == unix.EAGAIN:
+			a.backoff = 0
+			return
+		case err == unix.EINTR || err == unix.ECONNABORTED:
+			continue
+		case err != nil:
+			// EMFILE and the like: accept again later, as net/http
+			// does, so that a full file table is not a hot loop.
+			a.backoff = min(max(2*a.backoff, 5*time.Millisecond), time.Second)
+			a.retry = time.Now().Add(a.backoff)
+			a.p.log.Warn("mesh: accept", "err", err, "retry_in", a.backoff)
+			return
+		}
+		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		pm.open(a.p, nfd, sockaddrIP(sa))
+	}
+	pm.again = append(pm.again, a)
+}
+
+func sockaddrIP(sa unix.Sockaddr) netip.Addr {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrFrom4(sa.Addr)
+	case *unix.SockaddrInet6:
+		return netip.AddrFrom16(sa.Addr).Unmap()
+	}
+	return netip.Addr{}
+}
+
+// open starts a connection from a client accepted on the loop: it is
+// registered with the proxy, watched, and dialled to a backend.
+func (pm *pump) open(p *Proxy, cfd int, ip netip.Addr) {
+	l := &link{}
+	pl := &plink{p: p, l: l, ip: ip}
+	pl.ends[0] = pumpEnd{fd: cfd, l: pl, writable: true}
+	pl.ends[1] = pumpEnd{fd: -1, l: pl}
+	pl.dirs[0] = pumpDir{src: &pl.ends[0], dst: &pl.ends[1]}
+	pl.dirs[1] = pumpDir{src: &pl.ends[1], dst: &pl.ends[0]}
+	l.stop = func() { pm.close(pl) } // before the proxy's Close can see l
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		unix.Close(cfd)
+		return
+	}
+	p.links[l] = struct{}{}
+	p.wg.Add(1) // the acceptor's count is held: above zero
+	p.mu.Unlock()
+	pm.links++
+	pl.finish = func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		if pl.b != nil {
+			if pl.joined {
+				pl.b.leave(l)
+			}
+			pl.b.conns.Add(-1)
+		}
+		p.mu.Lock()
+		delete(p.links, l)
+		p.mu.Unlock()
+		p.wg.Done()
+	}
+	if err := pm.watch(&pl.ends[0]); err != nil {
+		pm.end(pl)
+		return
+	}
+	pl.ends[0].readable = true // its request may be there already
+	pm.dial(pl)
+}
+
+// dial connects pl to the next backend the strategy picks, or ends it
+// when there is none left to try.
+func (pm *pump) dial(pl *plink) {
+	for len(pl.tried) < attempts {
+		b := pl.p.pick(pl.ip, pl.tried)
+		if b == nil {
+			break
+		}
+		pl.tried = append(pl.tried, b)
+		b.conns.Add(1)
+		pl.b = b
+		if !b.ap.IsValid() {
+			pm.dialByName(pl, b)
+			return
+		}
+		fd, err := connect(b.ap)
+		if err != nil {
+			b.conns.Add(-1)
+			pl.b = nil
+			pl.p.refused(b, err)
+			continue
+		}
+		pl.ends[1] = pumpEnd{fd: fd, l: pl}
+		if err := pm.watch(&pl.ends[1]); err != nil {
+			break
+		}
+		pl.connecting = true
+		pl.deadline = time.Now().Add(pl.p.cfg.DialTimeout)
+		pm.connecting[pl] = struct{}{}
+		return
+	}
+	pm.end(pl)
+}
+
+// dialByName dials a backend whose address is a host name through the
+// net package, in a goroutine the proxy owns, and hands its socket to the
+// loop.
+func (pm *pump) dialByName(pl *plink, b *backend) {
+	pl.connecting = true
+	pl.deadline = time.Now().Add(pl.p.cfg.DialTimeout + time.Second) // the net package times the dial itself
+	pm.connecting[pl] = struct{}{}
+	p := pl.p
+	p.wg.Add(1) // the link's count is held: above zero
+	go func() {
+		defer p.wg.Done()
+		up, err := p.dial(b)
+		fd := -1
+		if err == nil {
+			fd, err = takeFD(up)
+		}
+		pm.post(func() {
+			if pl.closed || !pl.connecting || pl.b != b {
+				if fd >= 0 {
+					unix.Close(fd)
+				}
+				return
+			}
+			delete(pm.connecting, pl)
+			pl.connecting = false
+			if err != nil {
+				pl.b.conns.Add(-1)
+				pl.b = nil
+				pm.dial(pl) // p.dial ejected b already
+				return
+			}
+			pl.ends[1] = pumpEnd{fd: fd, l: pl, writable: true, readable: true}
+			if err := pm.watch(&pl.ends[1]); err != nil {
+				pm.end(pl)
+				return
+			}
+			pm.connected(pl)
+		})
+	}()
+}
+
+// connect opens a non-blocking socket to ap and starts connecting it.
+func connect(ap netip.AddrPort) (int, error) {
+	var sa unix.Sockaddr
+	family := unix.AF_INET
+	if ap.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1) // the system's timings: backendKeepAlive
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// dialDone finishes a dial whose socket said writable or hung up.
+func (pm *pump) dialDone(pl *plink) {
+	errno, err := unix.GetsockoptInt(pl.ends[1].fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && errno != 0 {
+		err = unix.Errno(errno)
+	}
+	if err != nil {
+		pm.dialFailed(pl, err)
+		return
+	}
+	delete(pm.connecting, pl)
+	pl.connecting = false
+	pl.p.reached(pl.b)
+	pm.connected(pl)
+}
+
+// connected joins pl to its backend's connections and starts copying. A
+// backend removed while the dial went on, whose grace is over, takes no
+// connection: the next one is tried, as after a refusal.
+func (pm *pump) connected(pl *plink) {
+	if !pl.b.join(pl.l) {
+		pm.closeEnd(&pl.ends[1])
+		pl.ends[1] = pumpEnd{fd: -1, l: pl}
+		pl.b.conns.Add(-1)
+		pl.b = nil
+		pm.dial(pl)
+		return
+	}
+	pl.joined = true
+	pl.ends[1].readable = true
+	pm.mark(pl)
+}
+
+// dialFailed ejects the backend of a dial that failed and tries another.
+func (pm *pump) dialFailed(pl *plink, err error) {
+	delete(pm.connecting, pl)
+	pl.connecting = false
+	pm.closeEnd(&pl.ends[1])
+	pl.ends[1] = pumpEnd{fd: -1, l: pl}
+	b := pl.b
+	pl.b = nil
+	b.conns.Add(-1)
+	pl.p.refused(b, err)
+	pm.dial(pl)
+}
+
+// forward hands l, dialled by a goroutine of the proxy, to a loop, which
+// copies both ways and takes l out of the proxy's and b's books when it
+// ends. Where the loops cannot start, or the sockets cannot be taken
+// over, the connection is copied by goroutines as elsewhere.
+func (p *Proxy) forward(b *backend, l *link) {
+	if !p.usePumps() {
+		p.copyAndLeave(b, l)
+		return
+	}
+	l.mu.Lock()
+	if l.closed { // closed since the dial: the proxy's Close or the backend's grace
+		l.mu.Unlock()
+		p.leave(b, l)
+		b.conns.Add(-1)
+		return
+	}
+	cfd, err := takeFD(l.client)
+	if err != nil {
+		l.mu.Unlock()
+		p.copyAndLeave(b, l)
+		return
+	}
+	ufd, err := takeFD(l.upstream)
+	if err != nil {
+		unix.Close(cfd) // the client's socket has gone with its net.Conn
+		l.closed = true
+		l.mu.Unlock()
+		l.upstream.Close()
+		p.leave(b, l)
+		b.conns.Add(-1)
+		return
+	}
+	pl := &plink{}
+	pl.ends[0] = pumpEnd{fd: cfd, l: pl, writable: true}
+	pl.ends[1] = pumpEnd{fd: ufd, l: pl, writable: true}
+	pl.dirs[0] = pumpDir{src: &pl.ends[0], dst: &pl.ends[1]}
+	pl.dirs[1] = pumpDir{src: &pl.ends[1], dst: &pl.ends[0]}
+	p.wg.Add(1) // this goroutine is the proxy's: the count is above zero
+	pl.finish = func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		b.leave(l)
+		p.mu.Lock()
+		delete(p.links, l)
+		p.mu.Unlock()
+		b.conns.Add(-1)
+		p.wg.Done()
+	}
+	pm := pickPump()
+	l.stop = func() { pm.close(pl) }
+	pm.post(func() { pm.register(pl) })
+	l.mu.Unlock()
+}
