@@ -151,6 +151,7 @@ var bodyTypes = map[string]func() any{
 	pipes.TypeChildHello: func() any { return new(pipes.ChildHello) },
 	pipes.TypeChildStop:  func() any { return new(pipes.ChildStop) },
 	pipes.TypePS:         func() any { return new([]pipes.ChildInfo) },
+	pipes.TypeDrivers:    func() any { return new([]pipes.DriverInfo) },
 	pipes.TypeLogs:       func() any { return new(pipes.Logs) },
 	pipes.TypeLogData:    func() any { return new(pipes.LogData) },
 	pipes.TypeServices:   func() any { return new(pipes.Services) },
