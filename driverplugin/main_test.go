@@ -53,7 +53,9 @@ func buildDriver(tb testing.TB, pkg, name string) string {
 	return out
 }
 
-func rawexec(tb testing.TB) string { return buildDriver(tb, "berth/examples/driver-rawexec", "rawexec") }
+func rawexec(tb testing.TB) string {
+	return buildDriver(tb, "berth/examples/driver-rawexec", "rawexec")
+}
 
 // syncBuffer is a log destination safe for concurrent writes.
 type syncBuffer struct {

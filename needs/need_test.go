@@ -42,7 +42,9 @@ func TestNeedValidateOK(t *testing.T) {
 		{"no machine", func(n *needs.Need) { n.Machine = "" }},
 		{"empty later arg", func(n *needs.Need) { n.Command = []string{"x", ""} }},
 		{"lowercase env key", func(n *needs.Need) { n.Env = map[string]string{"port": "1", "BERTHX": "2"} }},
-		{"driver", func(n *needs.Need) { n.Driver, n.DriverOpts = "bwrap", []string{"bind=/srv/data", "bind=/srv/more", "ro=", "x=a=b"} }},
+		{"driver", func(n *needs.Need) {
+			n.Driver, n.DriverOpts = "bwrap", []string{"bind=/srv/data", "bind=/srv/more", "ro=", "x=a=b"}
+		}},
 		{"driver exec", func(n *needs.Need) { n.Driver = needs.DefaultDriver }},
 	}
 	for _, tt := range tests {
