@@ -107,7 +107,7 @@ func TestStartWaitSignal(t *testing.T) {
 	}
 	// The driver's own log lines come through the host's logger, tagged.
 	retryUntil(t, 5*time.Second, func() error {
-		if s := logs.String(); !strings.Contains(s, "rawexec driver serving") || !strings.Contains(s, "driver=rawexec") {
+		if s := logs.String(); !strings.Contains(s, `level=INFO msg="rawexec driver serving"`) || !strings.Contains(s, "driver=rawexec") {
 			return fmt.Errorf("driver log line not seen in:\n%s", s)
 		}
 		return nil

@@ -55,7 +55,10 @@ func newJSONLogger(w io.Writer) *slog.Logger {
 			}
 			switch a.Key {
 			case slog.TimeKey:
+				// The layout go-plugin's client parses; anything else
+				// makes it log the whole line verbatim at debug level.
 				a.Key = "@timestamp"
+				a.Value = slog.StringValue(a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
 			case slog.MessageKey:
 				a.Key = "@message"
 			case slog.LevelKey:

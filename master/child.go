@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/driverplugin"
 	"berth/needs"
 	"berth/pipes"
 	"berth/spawn"
@@ -175,9 +176,13 @@ func (a *Agent) spawnChild(c *child) error {
 		c.mesh = mesh
 		c.mu.Unlock()
 	}
+	driver, plugin, err := a.driverFor(&c.need)
+	if err != nil {
+		return err
+	}
 	env := a.childEnv(c)
 	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath,
-		Tracking: a.track.child(c.alloc)}
+		Tracking: a.track.child(c.alloc), Task: c.alloc, DriverOpts: c.need.DriverOpts}
 	activate(&spec, c.need, files)
 	// A record without a pid first: should the master die between the
 	// spawn and the full record, the next run finds the child in its
@@ -185,15 +190,23 @@ func (a *Agent) spawnChild(c *child) error {
 	// knowing it.
 	rec := &record{Alloc: c.alloc, Instance: c.instance, Need: c.need, Ports: ports,
 		Pipe: c.pipePath, Log: c.logPath, Cgroup: spec.Tracking.Cgroup}
+	if plugin != nil {
+		rec.Driver = plugin.Name()
+	}
 	if mesh != nil {
 		rec.Upstreams, rec.PeersFile = mesh.ports(), mesh.peers
 	}
 	if err := a.state.put(rec); err != nil {
 		return fmt.Errorf("master %s: persist child record: %w", a.name, err)
 	}
-	proc, err := spawn.Start(a.ctx, a.opts.Driver, spec)
+	proc, err := spawn.Start(a.ctx, driver, spec)
 	if err != nil {
 		return err
+	}
+	if plugin != nil {
+		if h, ok := plugin.Handle(c.alloc); ok {
+			rec.Handle = &h
+		}
 	}
 	c.mu.Lock()
 	c.proc, c.started = proc, time.Now().UTC()
@@ -313,8 +326,11 @@ func (a *Agent) wait(c *child) {
 	close(c.done)
 	a.log.Info("child exited", "instance", c.instance, "pid", c.proc.PID(), "exit", ex.String(), "requested", requested, "adopted", c.adopted)
 	e := &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested}
-	if errors.Is(ex.Err, spawn.ErrExitUnknown) {
+	switch {
+	case errors.Is(ex.Err, spawn.ErrExitUnknown):
 		e.Reason = exitedWhileAdopted
+	case errors.Is(ex.Err, driverplugin.ErrTaskLost):
+		e.Reason = ex.Err.Error()
 	}
 	a.report(e)
 }
