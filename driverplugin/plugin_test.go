@@ -265,3 +265,51 @@ func TestProtocolVersionRefused(t *testing.T) {
 		t.Fatal("started a task on a refused driver")
 	}
 }
+
+// TestSignalWhileDriverDown: a stop asked for while the driver cannot be
+// started is held, and sent once a driver process is back.
+func TestSignalWhileDriverDown(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "berth-driver-rawexec")
+	b, err := os.ReadFile(rawexec(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := testLogger(t)
+	p := driverplugin.Open(t.Context(), driverplugin.Config{Name: "rawexec", Path: path, Logger: log,
+		PingInterval: 100 * time.Millisecond, PingTimeout: time.Second, MaxBackoff: 200 * time.Millisecond})
+	defer p.Close()
+	c, err := spawn.Start(t.Context(), p, sleepSpec(t, "d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path, path+".away"); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(p.PID(), syscall.SIGKILL)
+	retryUntil(t, 10*time.Second, func() error {
+		if fp := p.Fingerprint(); fp.Available {
+			return errors.New("driver still available")
+		}
+		return nil
+	})
+	if err := c.Signal(syscall.SIGTERM); !errors.Is(err, driverplugin.ErrDriverDown) {
+		t.Fatalf("signal while the driver is down: %v, want ErrDriverDown", err)
+	}
+	if err := alive(c.PID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".away", path); err != nil {
+		t.Fatal(err)
+	}
+	ex := waitDone(t, c, 20*time.Second)
+	if !errors.Is(ex.Err, spawn.ErrExitUnknown) {
+		t.Fatalf("exit %+v", ex)
+	}
+	if err := alive(c.PID()); err == nil {
+		t.Fatal("task still runs")
+	}
+}

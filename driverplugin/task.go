@@ -28,6 +28,10 @@ type task struct {
 	gen   uint64 // the connection the driver knows the task on; 0: none yet
 	exit  spawn.Exit
 	ended bool
+	// pending is a signal that could not be sent while the driver was
+	// down; the watcher sends it once the task is re-attached (SIGKILL
+	// wins over any other).
+	pending syscall.Signal
 }
 
 func (t *task) PID() int {
@@ -86,6 +90,21 @@ func (t *task) Signal(sig syscall.Signal) error {
 	p := t.p
 	ctx, cancel := context.WithTimeout(p.ctx, 2*p.callTimeout())
 	defer cancel()
+	err := t.signal(ctx, sig)
+	if errors.Is(err, ErrDriverDown) {
+		p.mu.Lock()
+		if t.pending != syscall.SIGKILL {
+			t.pending = sig
+		}
+		p.mu.Unlock()
+		p.poke()
+	}
+	return err
+}
+
+// signal sends sig on the live connection.
+func (t *task) signal(ctx context.Context, sig syscall.Signal) error {
+	p := t.p
 	c, err := p.waitConn(ctx, 0)
 	if err != nil {
 		return err
@@ -95,11 +114,7 @@ func (t *task) Signal(sig syscall.Signal) error {
 	}
 	r, err := c.rpc.Signal(ctx, &driverpb.SignalRequest{TaskId: t.id, Signal: int32(sig)})
 	if err != nil {
-		err = errorOf(p.cfg.Name, err)
-		if errors.Is(err, ErrDriverDown) {
-			p.poke()
-		}
-		return err
+		return errorOf(p.cfg.Name, err)
 	}
 	if r.Exited {
 		return os.ErrProcessDone
@@ -173,6 +188,23 @@ func (p *Plugin) watch(t *task) {
 			p.log.Error("cannot re-attach task; reporting it lost", "task", t.id, "err", err)
 			t.finish(spawn.Exit{Code: -1, Err: fmt.Errorf("%w: %w", ErrTaskLost, err)})
 			return
+		}
+		p.mu.Lock()
+		sig := t.pending
+		p.mu.Unlock()
+		if sig != 0 {
+			// A stop asked for while the driver was down.
+			ctx, cancel := context.WithTimeout(p.ctx, p.callTimeout())
+			err := t.signal(ctx, sig)
+			cancel()
+			if err == nil || errors.Is(err, os.ErrProcessDone) {
+				p.log.Info("sent a signal held while the driver was down", "task", t.id, "signal", sig.String())
+				p.mu.Lock()
+				if t.pending == sig {
+					t.pending = 0
+				}
+				p.mu.Unlock()
+			}
 		}
 		r, err := c.rpc.Wait(p.ctx, &driverpb.TaskRef{TaskId: t.id})
 		if err == nil {
