@@ -69,6 +69,32 @@ func openDriverAgent(t *testing.T, cfg master.Config) *master.Agent {
 	return a
 }
 
+// controlDrivers asks the master's control socket for its drivers.
+func controlDrivers(t *testing.T, runtimeDir string) []pipes.DriverInfo {
+	t.Helper()
+	sock, err := master.ControlSocket(runtimeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pipes.Dial(t.Context(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SendBody(pipes.TypeDrivers, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := conn.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []pipes.DriverInfo
+	if err := msg.Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
 func driverInfo(a *master.Agent, name string) (pipes.DriverInfo, bool) {
 	for _, d := range a.Drivers() {
 		if d.Name == name {
@@ -113,8 +139,9 @@ func TestExternalDriverFaults(t *testing.T) {
 	a := openDriverAgent(t, cfg)
 	waitFor(t, 10*time.Second, "the master to link", a.Linked)
 
-	ds := a.Drivers()
-	if len(ds) != 2 || ds[0].Name != "exec" || !ds[0].Builtin || ds[1].Name != "rawexec" || !ds[1].Available || ds[1].Version != "1.0.0" {
+	ds := controlDrivers(t, cfg.RuntimeDirectory) // what master drivers shows
+	if len(ds) != 2 || ds[0].Name != "exec" || !ds[0].Builtin || ds[1].Name != "rawexec" || !ds[1].Available || ds[1].Version != "1.0.0" ||
+		ds[1].PID == 0 || !ds[1].Signals {
 		t.Fatalf("drivers %+v, want exec and rawexec only (the others are skipped)", ds)
 	}
 	ms, err := c.Masters(t.Context())
