@@ -51,7 +51,9 @@
 //
 // A driver process's stderr is a pipe to the master that started it: after
 // a master restart its lines are lost (Serve catches SIGPIPE so the
-// driver lives on) until the driver process is restarted. Stop and Signal
-// need the driver: while it is down they wait for it to come back, up to
-// twice PingTimeout per call.
+// driver lives on) until the driver process is restarted. A signal for a
+// task whose driver is down waits for it up to twice PingTimeout; a SIGTERM
+// is then held for the next driver process, and a SIGKILL is sent by the
+// host itself to the task's process group (spawn.Adopt from the handle's
+// pid and start time), so that a stop always ends.
 package driverplugin

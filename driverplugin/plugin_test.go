@@ -266,8 +266,9 @@ func TestProtocolVersionRefused(t *testing.T) {
 	}
 }
 
-// TestSignalWhileDriverDown: a stop asked for while the driver cannot be
-// started is held, and sent once a driver process is back.
+// TestSignalWhileDriverDown: while the driver cannot be started, a SIGTERM
+// is held and sent once a driver process is back, and a stop (whose
+// SIGKILL cannot wait) kills the task directly.
 func TestSignalWhileDriverDown(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "berth-driver-rawexec")
@@ -282,7 +283,11 @@ func TestSignalWhileDriverDown(t *testing.T) {
 	p := driverplugin.Open(t.Context(), driverplugin.Config{Name: "rawexec", Path: path, Logger: log,
 		PingInterval: 100 * time.Millisecond, PingTimeout: time.Second, MaxBackoff: 200 * time.Millisecond})
 	defer p.Close()
-	c, err := spawn.Start(t.Context(), p, sleepSpec(t, "d1"))
+	held, err := spawn.Start(t.Context(), p, sleepSpec(t, "d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped, err := spawn.Start(t.Context(), p, sleepSpec(t, "d2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,20 +301,30 @@ func TestSignalWhileDriverDown(t *testing.T) {
 		}
 		return nil
 	})
-	if err := c.Signal(syscall.SIGTERM); !errors.Is(err, driverplugin.ErrDriverDown) {
+	if err := held.Signal(syscall.SIGTERM); !errors.Is(err, driverplugin.ErrDriverDown) {
 		t.Fatalf("signal while the driver is down: %v, want ErrDriverDown", err)
 	}
-	if err := alive(c.PID()); err != nil {
+	if err := alive(held.PID()); err != nil {
 		t.Fatal(err)
+	}
+	ex := stopped.Stop(t.Context(), 100*time.Millisecond)
+	if !errors.Is(ex.Err, spawn.ErrExitUnknown) || ex.Signal != "SIGKILL" {
+		t.Fatalf("stop without a driver: %+v", ex)
+	}
+	if err := alive(stopped.PID()); err == nil {
+		t.Fatal("stopped task still runs")
+	}
+	if err := alive(held.PID()); err != nil {
+		t.Fatalf("the other task: %v", err)
 	}
 	if err := os.Rename(path+".away", path); err != nil {
 		t.Fatal(err)
 	}
-	ex := waitDone(t, c, 20*time.Second)
+	ex = waitDone(t, held, 20*time.Second)
 	if !errors.Is(ex.Err, spawn.ErrExitUnknown) {
 		t.Fatalf("exit %+v", ex)
 	}
-	if err := alive(c.PID()); err == nil {
+	if err := alive(held.PID()); err == nil {
 		t.Fatal("task still runs")
 	}
 }

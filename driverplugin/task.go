@@ -98,8 +98,58 @@ func (t *task) Signal(sig syscall.Signal) error {
 		}
 		p.mu.Unlock()
 		p.poke()
+		if sig == syscall.SIGKILL {
+			return t.killDirectly(err)
+		}
 	}
 	return err
+}
+
+// killDirectly kills the task without its driver, which is down: SIGKILL
+// can wait for nobody, and a stop must end. The task's process is
+// adopted from its handle (pid and start time: a reused pid is left
+// alone) and its process group killed while the leader provably holds it,
+// as spawn.Adopt does; the task is finished, with an unknown exit, once
+// the leader is gone. Processes of the task outside its group are left to
+// the driver, which is sent the SIGKILL again once it is back.
+func (t *task) killDirectly(cause error) error {
+	p := t.p
+	p.mu.Lock()
+	h := t.h
+	p.mu.Unlock()
+	c, err := spawn.Adopt(h.PID, h.StartTime, spawn.Tracking{})
+	if errors.Is(err, spawn.ErrGone) || errors.Is(err, spawn.ErrPIDReused) {
+		t.finish(spawn.Exit{Code: -1, Err: spawn.ErrExitUnknown})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w; kill task %s without its driver: %w", cause, t.id, err)
+	}
+	p.log.Warn("driver down: killing its task directly", "task", t.id, "pid", h.PID)
+	if err := c.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		c.Release()
+		return fmt.Errorf("%w; kill task %s without its driver: %w", cause, t.id, err)
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		c.Release()
+		return nil
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		select {
+		case <-c.Done():
+			t.finish(spawn.Exit{Code: -1, Signal: "SIGKILL", Err: spawn.ErrExitUnknown})
+		case <-t.done:
+			c.Release()
+		case <-p.ctx.Done():
+			c.Release()
+		}
+	}()
+	return nil
 }
 
 // signal sends sig on the live connection.
