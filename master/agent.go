@@ -247,7 +247,6 @@ func (a *Agent) Leave() error {
 	a.closed = true
 	a.mu.Unlock()
 	a.log.Info("master leaving; children keep running for the next start")
-	a.closeDrivers(true)
 	err := a.shutdown()
 	a.mu.Lock()
 	kids := make([]*child, 0, len(a.children))
@@ -275,6 +274,11 @@ func (a *Agent) shutdown() error {
 	// The link closes on the cancelled context (linkOnce); closing it here
 	// under a.mu could wait for the WebSocket close handshake.
 	a.wg.Wait()
+	// After the goroutines (a stop under way needs its driver), before
+	// master.db closes (a driver restart persists its state): external
+	// drivers and their tasks are left running for the next master. After
+	// Close they are closed already.
+	a.closeDrivers(true)
 	a.ingress.close() // after the link: no mesh frame comes any more
 	if a.gateway != nil {
 		a.gateway.close()

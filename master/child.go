@@ -72,7 +72,7 @@ func (c *child) info() pipes.ChildInfo {
 		st = "running"
 	}
 	ci := pipes.ChildInfo{Instance: c.instance, Alloc: c.alloc, State: st, Ports: c.ports,
-		Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Ready: c.ready, Stats: c.stats, Adopted: c.adopted}
+		Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Ready: c.ready, Stats: c.stats, Adopted: c.adopted, Driver: c.need.Driver}
 	if c.proc != nil {
 		ci.PID = c.proc.PID()
 		ci.Tracking = c.proc.Tracking()

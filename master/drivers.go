@@ -155,7 +155,8 @@ func (a *Agent) Drivers() []pipes.DriverInfo {
 
 // closeDrivers ends every driver process (after the children are
 // stopped) and forgets their re-attach states; with leave it detaches
-// instead, leaving them running for the next master.
+// instead, leaving them running for the next master. Detaching a closed
+// driver does nothing.
 func (a *Agent) closeDrivers(leave bool) {
 	for name, p := range a.drivers {
 		if leave {

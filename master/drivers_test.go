@@ -260,7 +260,7 @@ func TestExternalDriverMasterRestart(t *testing.T) {
 		t.Fatalf("re-attached children %+v", after)
 	}
 	for alloc, k := range before {
-		if got := after[alloc]; got.PID != k.PID || !got.Adopted {
+		if got := after[alloc]; got.PID != k.PID || !got.Adopted || got.Driver != "rawexec" || k.Driver != "rawexec" {
 			t.Fatalf("child %s: %+v, was %+v", k.Instance, got, k)
 		}
 	}

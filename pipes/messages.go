@@ -448,6 +448,8 @@ type ChildInfo struct {
 	Stats     *Stats                 `json:"stats,omitempty"`
 	// Adopted is true for a child a restarted master re-adopted.
 	Adopted bool `json:"adopted,omitempty"`
+	// Driver is the external driver that runs the child; "" for exec.
+	Driver string `json:"driver,omitempty"`
 	// Tracking says how the master tracks the child's processes:
 	// "cgroup <dir>" or "process group <pgid>".
 	Tracking string `json:"tracking,omitempty"`
