@@ -307,6 +307,14 @@ func (a *Agent) wait(c *child) {
 		}
 	}
 	ex := c.proc.Exit()
+	if errors.Is(ex.Err, driverplugin.ErrTaskLost) {
+		// The driver cannot say what became of it: stop whatever of it
+		// still runs before its ports go to someone else.
+		a.log.Warn("child lost by its driver; stopping what is left of it", "instance", c.instance, "err", ex.Err)
+		if err := spawn.Sweep(context.Background(), a.track.child(c.alloc), c.proc.StartTime(), a.opts.StopGrace); err != nil {
+			a.log.Error("stop a lost child", "instance", c.instance, "err", err)
+		}
+	}
 	c.closePipe()
 	c.mu.Lock()
 	if c.conn != nil {
