@@ -280,3 +280,55 @@ func TestExternalDriverMasterRestart(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the driver process to end after Close", func() bool { return !alive(drv) })
 }
+
+// TestExternalDriverGoneWhileMasterDown: the driver process dies while
+// no master runs; the next master cannot re-attach to it, starts a new
+// one, and recovers the children through it from their handles: same
+// pids, no restart, and a later stop reaches them.
+func TestExternalDriverGoneWhileMasterDown(t *testing.T) {
+	srv, c := newLan(t)
+	cfg := testConfig(t, srv.Addr())
+	cfg.PluginsDirectory = pluginsDir(t)
+	a := openDriverAgent(t, cfg)
+	waitFor(t, 10*time.Second, "the master to link", a.Linked)
+	exe, _ := os.Executable()
+	n := 2
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "plug", Command: []string{exe}, Instances: &n,
+		Protocols: []needs.Protocol{needs.HTTP}, Driver: "rawexec"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "2 plug running", func() bool { return running(t, c, "plug") == 2 })
+	before := pidsOf(t, c, "plug")
+	drv := a.Drivers()[1].PID
+	if err := a.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(drv, syscall.SIGKILL)
+	waitFor(t, 10*time.Second, "the driver to die", func() bool { return !alive(drv) })
+	b := openDriverAgent(t, cfg)
+	d, _ := driverInfo(b, "rawexec")
+	if d.PID == 0 || d.PID == drv || !d.Available {
+		t.Fatalf("driver after the restart %+v, want a new process", d)
+	}
+	if kids := b.Children(); len(kids) != 2 {
+		t.Fatalf("children %+v", kids)
+	}
+	waitFor(t, 10*time.Second, "the master to link again", b.Linked)
+	for name, pid := range before {
+		if !alive(pid) {
+			t.Fatalf("%s (pid %d) died", name, pid)
+		}
+	}
+	if got := pidsOf(t, c, "plug"); got["plug.0"] != before["plug.0"] || got["plug.1"] != before["plug.1"] {
+		t.Fatalf("lanmanager has %v, want %v", got, before)
+	}
+	if _, err := c.Scale(t.Context(), "plug", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the children to stop", func() bool { return len(b.Children()) == 0 })
+	for name, pid := range before {
+		if alive(pid) {
+			t.Fatalf("%s (pid %d) still runs", name, pid)
+		}
+	}
+}
