@@ -176,6 +176,9 @@ type NeedSpec struct {
 	PeersSignal string           `json:"peers_signal,omitempty"`
 	// Gateway publishes the need on the WebSocket gateway.
 	Gateway bool `json:"gateway,omitempty"`
+	// Driver and DriverOpts: see needs.Need.
+	Driver     string   `json:"driver,omitempty"`
+	DriverOpts []string `json:"driver_opts,omitempty"`
 }
 
 // Need is the need the spec declares (instances default to 1); it is not
@@ -184,7 +187,8 @@ func (spec *NeedSpec) Need() *needs.Need {
 	n := &needs.Need{Name: spec.Name, Command: spec.Command, Instances: 1, Protocols: spec.Protocols, Env: spec.Env,
 		Machine: spec.Machine, Restart: spec.Restart, SocketActivation: spec.SocketActivation,
 		IPCGroup: spec.IPCGroup, Ingress: spec.Ingress, Balance: spec.Balance, BalanceWeights: spec.BalanceWeights,
-		Upstreams: spec.Upstreams, Peers: spec.Peers, PeersSignal: spec.PeersSignal, Gateway: spec.Gateway}
+		Upstreams: spec.Upstreams, Peers: spec.Peers, PeersSignal: spec.PeersSignal, Gateway: spec.Gateway,
+		Driver: spec.Driver, DriverOpts: spec.DriverOpts}
 	if spec.Instances != nil {
 		n.Instances = *spec.Instances
 	}

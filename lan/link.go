@@ -240,7 +240,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	m := &session{
 		info: needs.Master{ID: hello.ID, Name: hello.Name, Address: hello.Address, Since: now.UTC(),
-			Version: hello.Version, Ranges: hello.Ranges, Free: hello.Free},
+			Version: hello.Version, Ranges: hello.Ranges, Free: hello.Free, Drivers: driverStatuses(hello.Drivers)},
 		boot: hello.Boot, local: localIP(r),
 		conn: conn, ready: make(chan struct{}, 1), done: make(chan struct{}), gate: &s.committed,
 		log: s.log.With("master", hello.Name),
@@ -507,4 +507,16 @@ func (s *Server) dispatch(m *session, msg *pipes.Msg) error {
 		return fmt.Errorf("%w: message type %q", pipes.ErrUnsupported, msg.Type)
 	}
 	return nil
+}
+
+// driverStatuses is what the lanmanager keeps of a hello's drivers.
+func driverStatuses(ds []pipes.DriverInfo) []needs.DriverStatus {
+	if len(ds) == 0 {
+		return nil
+	}
+	out := make([]needs.DriverStatus, len(ds))
+	for i, d := range ds {
+		out[i] = needs.DriverStatus{Name: d.Name, Version: d.Version, Available: d.Available, Reason: d.Reason}
+	}
+	return out
 }

@@ -63,6 +63,10 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 				}
 			}
 		}
+		if proc, ok := a.recoverChild(r); ok {
+			a.adopt(r, proc)
+			continue
+		}
 		proc, err := spawn.Adopt(r.PID, r.StartTime, tr)
 		switch {
 		case err == nil:

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/driverplugin"
 	"berth/needs"
 	"berth/pipes"
 	"berth/portoffice"
@@ -38,6 +39,10 @@ type Options struct {
 	// RuntimeCheck is how often the runtime directory is checked and
 	// repaired (runtime.go); 0 means DefaultRuntimeCheck.
 	RuntimeCheck time.Duration
+	// DriverPingInterval and DriverPingTimeout: how often external
+	// drivers are pinged, and how long one may take to answer before it
+	// is killed and restarted (0: driverplugin's defaults, 1 s and 5 s).
+	DriverPingInterval, DriverPingTimeout time.Duration
 }
 
 // Agent is one machine's master: it links to the lanmanager, bids for
@@ -71,6 +76,9 @@ type Agent struct {
 	// ingress opens the mesh's ingress ports (ingress.go).
 	ingress *ingress
 	gateway *masterGateway // nil without a gatewayaddress
+	// drivers are the external drivers by name (drivers.go); set in Open,
+	// never changed.
+	drivers map[string]*driverplugin.Plugin
 
 	mu       sync.Mutex // Protects following.
 	children map[string]*child
@@ -158,6 +166,7 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	a.ctx, a.cancel = context.WithCancelCause(context.Background())
+	a.openDrivers(ctx)
 	a.adoptChildren(ctx)
 	ingressAddr := cfg.IngressAddress
 	if ingressAddr == "" {
@@ -217,6 +226,7 @@ func (a *Agent) Close() error {
 		}()
 	}
 	wg.Wait()
+	a.closeDrivers(false)
 	err := a.shutdown()
 	a.track.remove() // no child left: the master's cgroup goes too
 	return err
@@ -264,6 +274,11 @@ func (a *Agent) shutdown() error {
 	// The link closes on the cancelled context (linkOnce); closing it here
 	// under a.mu could wait for the WebSocket close handshake.
 	a.wg.Wait()
+	// After the goroutines (a stop under way needs its driver), before
+	// master.db closes (a driver restart persists its state): external
+	// drivers and their tasks are left running for the next master. After
+	// Close they are closed already.
+	a.closeDrivers(true)
 	a.ingress.close() // after the link: no mesh frame comes any more
 	if a.gateway != nil {
 		a.gateway.close()
@@ -310,7 +325,8 @@ func (a *Agent) Mirror() *Mirror { return a.mirror }
 
 func (a *Agent) helloLocked() *pipes.Hello {
 	h := &pipes.Hello{ID: a.id, Boot: a.boot, Name: a.name, Address: a.addr, Version: a.opts.Version,
-		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent, Services: true}
+		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent, Services: true,
+		Drivers: a.Drivers()}
 	for p, r := range a.office.Ranges() {
 		h.Ranges[p] = [2]int{r.Start, r.End()}
 		h.Free[p] = a.office.Free(p)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/driverplugin"
 	"berth/needs"
 	"berth/pipes"
 	"berth/spawn"
@@ -71,7 +72,7 @@ func (c *child) info() pipes.ChildInfo {
 		st = "running"
 	}
 	ci := pipes.ChildInfo{Instance: c.instance, Alloc: c.alloc, State: st, Ports: c.ports,
-		Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Ready: c.ready, Stats: c.stats, Adopted: c.adopted}
+		Pipe: c.pipePath, Log: c.logPath, StartedAt: c.started, Ready: c.ready, Stats: c.stats, Adopted: c.adopted, Driver: c.need.Driver}
 	if c.proc != nil {
 		ci.PID = c.proc.PID()
 		ci.Tracking = c.proc.Tracking()
@@ -175,9 +176,13 @@ func (a *Agent) spawnChild(c *child) error {
 		c.mesh = mesh
 		c.mu.Unlock()
 	}
+	driver, plugin, err := a.driverFor(&c.need)
+	if err != nil {
+		return err
+	}
 	env := a.childEnv(c)
 	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath,
-		Tracking: a.track.child(c.alloc)}
+		Tracking: a.track.child(c.alloc), Task: c.alloc, DriverOpts: c.need.DriverOpts}
 	activate(&spec, c.need, files)
 	// A record without a pid first: should the master die between the
 	// spawn and the full record, the next run finds the child in its
@@ -185,15 +190,23 @@ func (a *Agent) spawnChild(c *child) error {
 	// knowing it.
 	rec := &record{Alloc: c.alloc, Instance: c.instance, Need: c.need, Ports: ports,
 		Pipe: c.pipePath, Log: c.logPath, Cgroup: spec.Tracking.Cgroup}
+	if plugin != nil {
+		rec.Driver = plugin.Name()
+	}
 	if mesh != nil {
 		rec.Upstreams, rec.PeersFile = mesh.ports(), mesh.peers
 	}
 	if err := a.state.put(rec); err != nil {
 		return fmt.Errorf("master %s: persist child record: %w", a.name, err)
 	}
-	proc, err := spawn.Start(a.ctx, a.opts.Driver, spec)
+	proc, err := spawn.Start(a.ctx, driver, spec)
 	if err != nil {
 		return err
+	}
+	if plugin != nil {
+		if h, ok := plugin.Handle(c.alloc); ok {
+			rec.Handle = &h
+		}
 	}
 	c.mu.Lock()
 	c.proc, c.started = proc, time.Now().UTC()
@@ -294,6 +307,14 @@ func (a *Agent) wait(c *child) {
 		}
 	}
 	ex := c.proc.Exit()
+	if errors.Is(ex.Err, driverplugin.ErrTaskLost) {
+		// The driver cannot say what became of it: stop whatever of it
+		// still runs before its ports go to someone else.
+		a.log.Warn("child lost by its driver; stopping what is left of it", "instance", c.instance, "err", ex.Err)
+		if err := spawn.Sweep(context.Background(), a.track.child(c.alloc), c.proc.StartTime(), a.opts.StopGrace); err != nil {
+			a.log.Error("stop a lost child", "instance", c.instance, "err", err)
+		}
+	}
 	c.closePipe()
 	c.mu.Lock()
 	if c.conn != nil {
@@ -313,8 +334,11 @@ func (a *Agent) wait(c *child) {
 	close(c.done)
 	a.log.Info("child exited", "instance", c.instance, "pid", c.proc.PID(), "exit", ex.String(), "requested", requested, "adopted", c.adopted)
 	e := &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested}
-	if errors.Is(ex.Err, spawn.ErrExitUnknown) {
+	switch {
+	case errors.Is(ex.Err, spawn.ErrExitUnknown):
 		e.Reason = exitedWhileAdopted
+	case errors.Is(ex.Err, driverplugin.ErrTaskLost):
+		e.Reason = ex.Err.Error()
 	}
 	a.report(e)
 }

@@ -65,6 +65,20 @@ type Config struct {
 	// else process groups; "cgroup" (refuse to start without); or
 	// "processgroup".
 	Tracking string `json:"tracking,omitempty"`
+	// PluginsDirectory holds the external spawn drivers, one binary each
+	// named berth-driver-<name> (docs/drivers.md); default
+	// <runtimedirectory>/plugins. A relative path is relative to the
+	// config file's directory. A missing directory means no external
+	// drivers.
+	PluginsDirectory string `json:"pluginsdirectory,omitempty"`
+}
+
+// PluginsDir is PluginsDirectory with its default filled in.
+func (c Config) PluginsDir() string {
+	if c.PluginsDirectory == "" {
+		return filepath.Join(c.RuntimeDirectory, "plugins")
+	}
+	return c.PluginsDirectory
 }
 
 // Repair sweep defaults and bounds.
@@ -186,6 +200,13 @@ func parseConfigFile(path string, b []byte) (Config, error) {
 		}
 		cfg.RuntimeDirectory = abs
 	}
+	if cfg.PluginsDirectory != "" && !filepath.IsAbs(cfg.PluginsDirectory) {
+		abs, err := filepath.Abs(filepath.Join(filepath.Dir(path), cfg.PluginsDirectory))
+		if err != nil {
+			return Config{}, err
+		}
+		cfg.PluginsDirectory = abs
+	}
 	return cfg, nil
 }
 
@@ -306,6 +327,14 @@ func (c Config) Validate() error {
 	}
 	if c.RepairInterval != "" && d < MinRepairInterval {
 		return &needs.FieldError{Field: "repairinterval", Msg: fmt.Sprintf("must be at least %s, got %q", MinRepairInterval, c.RepairInterval)}
+	}
+	if strings.ContainsRune(c.PluginsDirectory, 0) {
+		return &needs.FieldError{Field: "pluginsdirectory", Msg: "contains a NUL byte"}
+	}
+	if c.PluginsDirectory != "" {
+		if fi, err := os.Stat(c.PluginsDirectory); err == nil && !fi.IsDir() {
+			return &needs.FieldError{Field: "pluginsdirectory", Msg: fmt.Sprintf("%q is not a directory", c.PluginsDirectory)}
+		}
 	}
 	return validateTracking(c.Tracking)
 }

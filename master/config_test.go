@@ -146,6 +146,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "lanmanager bad scheme", in: `{"lanmanageraddress":"ftp://x"}`, wantField: "lanmanageraddress", wantIn: []string{"ftp"}},
 		{name: "lanmanager empty", in: `{"lanmanageraddress":""}`, wantField: "lanmanageraddress"},
 		{name: "runtime dir empty", in: `{"runtimedirectory":""}`, wantField: "runtimedirectory"},
+		{name: "plugins dir NUL", in: `{"pluginsdirectory":"a\u0000b"}`, wantField: "pluginsdirectory", wantIn: []string{"NUL"}},
+		{name: "plugins dir a file", in: `{"pluginsdirectory":"/etc/hostname"}`, wantField: "pluginsdirectory", wantIn: []string{"/etc/hostname", "not a directory"}},
+		{name: "plugins dir number", in: `{"pluginsdirectory":1}`, wantIn: []string{"pluginsdirectory", "string"}},
 		{name: "trailing object", in: `{} {}`, wantIn: []string{"trailing"}},
 		{name: "trailing garbage", in: `{"name":"m1"} x`, wantIn: []string{"trailing"}},
 		{name: "empty", in: ``, wantIn: []string{"empty"}},
@@ -324,6 +327,19 @@ func TestLoadConfigRuntimeDirectory(t *testing.T) {
 	}
 	if want := filepath.Join(dir, "state", "run"); cfg.RuntimeDirectory != want {
 		t.Errorf("runtimedirectory via relative path = %q, want %q", cfg.RuntimeDirectory, want)
+	}
+
+	// The plugins directory defaults to <runtime>/plugins, and a relative
+	// one is taken relative to the file as well.
+	if want := filepath.Join(dir, "state", "run", "plugins"); cfg.PluginsDir() != want {
+		t.Errorf("default plugins directory = %q, want %q", cfg.PluginsDir(), want)
+	}
+	cfg, err = master.LoadConfig(write("plugins.json", `{"pluginsdirectory":"drivers"}`))
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if want := filepath.Join(dir, "drivers"); cfg.PluginsDir() != want {
+		t.Errorf("relative pluginsdirectory = %q, want %q", cfg.PluginsDir(), want)
 	}
 
 	bad := write("bad.json", `{"portrangesize":0}`)

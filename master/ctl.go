@@ -9,7 +9,8 @@ import (
 )
 
 // serveControl answers requests on the master's control socket l
-// (<socket dir>/master.sock, mode 0600): "ps" lists the children. It ends
+// (<socket dir>/master.sock, mode 0600): "ps" lists the children,
+// "drivers" the drivers. It ends
 // when l is closed: at shutdown, or when the runtime check replaced it
 // (relistenControl).
 func (a *Agent) serveControl(l *pipes.Listener) {
@@ -39,6 +40,8 @@ func (a *Agent) serveControl(l *pipes.Listener) {
 				switch msg.Type {
 				case pipes.TypePS:
 					conn.SendBody(pipes.TypePS, msg.ID, a.Children())
+				case pipes.TypeDrivers:
+					conn.SendBody(pipes.TypeDrivers, msg.ID, a.Drivers())
 				default:
 					conn.SendError(msg.ID, fmt.Errorf("%w: request %q", pipes.ErrUnsupported, msg.Type))
 				}

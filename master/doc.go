@@ -58,6 +58,22 @@
 // runtime directory deleted while the master runs is recreated by a check
 // every 5 s (runtime.go).
 //
+// # Drivers
+//
+// A need's Driver picks how its children are started: exec (spawn.Exec,
+// or Options.Driver) or an external driver, a berth-driver-<name> binary
+// of the plugins directory (config key "pluginsdirectory"), which Open
+// runs through package driverplugin before it adopts children
+// (drivers.go). A bid is refused, with the reason, for a driver this
+// master lacks or whose fingerprint says unavailable, for socket
+// activation with an external driver, and for options given to exec. A
+// child record names its driver and task handle; Open re-attaches to the
+// driver process the previous run left (its state is in master.db's
+// drivers bucket) and recovers such children through it, or watches them
+// itself when the driver binary is gone. Leave leaves the driver
+// processes running; Close stops the children, then the drivers.
+// docs/drivers.md has the whole story.
+//
 // # Liveness
 //
 // After the lanmanager's welcome, the master pings it every heartbeat_ms

@@ -510,6 +510,10 @@ func (a *Agent) bid(o *pipes.Offer) *pipes.Bid {
 		b.OK, b.Reason = false, "shutting down"
 		return b
 	}
+	if why := a.driverRefusal(&o.Need); why != "" {
+		b.OK, b.Reason = false, why
+		return b
+	}
 	if err := a.findCommand(o); err != nil {
 		b.OK, b.Reason = false, err.Error()
 		return b

@@ -11,6 +11,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"berth/boltfile"
+	"berth/driverplugin"
 	"berth/needs"
 )
 
@@ -44,6 +45,11 @@ type record struct {
 	// listens on them again. PeersFile is its BERTH_PEERS_FILE.
 	Upstreams map[string]int `json:"upstreams,omitempty"`
 	PeersFile string         `json:"peers_file,omitempty"`
+	// Driver is the external driver that runs the child ("" for exec),
+	// and Handle its handle for the task, to re-attach to it through the
+	// driver after a restart (driverplugin.Plugin.Recover).
+	Driver string               `json:"driver,omitempty"`
+	Handle *driverplugin.Handle `json:"handle,omitempty"`
 }
 
 var bucketChildren = []byte("children")

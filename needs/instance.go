@@ -165,6 +165,31 @@ type Master struct {
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	// Ingress is the master's ingress ports, as it last reported them.
 	Ingress []IngressPort `json:"ingress,omitempty"`
+	// Drivers are the master's spawn drivers as its hello listed them
+	// (exec first); empty for a master from before drivers were listed.
+	Drivers []DriverStatus `json:"drivers,omitempty"`
+}
+
+// DriverStatus is one spawn driver of a master: its name and version,
+// and whether it can run children there, or why not.
+type DriverStatus struct {
+	Name      string `json:"name"`
+	Version   string `json:"version,omitempty"`
+	Available bool   `json:"available"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// String is "name", "name version", with " (unavailable: reason)" when it
+// is not available.
+func (d DriverStatus) String() string {
+	s := d.Name
+	if d.Version != "" {
+		s += " " + d.Version
+	}
+	if !d.Available {
+		s += " (unavailable: " + d.Reason + ")"
+	}
+	return s
 }
 
 // NeedStatus is a need with the live count of its instances, as the API and

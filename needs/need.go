@@ -51,6 +51,13 @@ type Need struct {
 	Gateway     bool   `json:"gateway,omitempty"`
 	Peers       bool   `json:"peers,omitempty"`
 	PeersSignal string `json:"peers_signal,omitempty"`
+	// Driver is the spawn driver that runs the need's children: "" means
+	// DefaultDriver, the built-in exec driver; any other name is an
+	// external driver a master finds in its plugins directory
+	// (docs/drivers.md). DriverOpts are "K=V" options passed to the driver
+	// as they are, in order (a key may repeat, as bind=/a bind=/b).
+	Driver     string   `json:"driver,omitempty"`
+	DriverOpts []string `json:"driver_opts,omitempty"`
 	// Created is when the need was first declared.
 	Created time.Time `json:"created"`
 }
@@ -62,7 +69,19 @@ const (
 	MaxArgLen      = 4096
 	MaxEnv         = 256
 	MaxEnvLen      = 4096
+	MaxDriverOpts  = 64
 )
+
+// DefaultDriver is the built-in driver, which needs without Driver use.
+const DefaultDriver = "exec"
+
+// DriverName is n's driver: Driver, else DefaultDriver.
+func (n *Need) DriverName() string {
+	if n.Driver == "" {
+		return DefaultDriver
+	}
+	return n.Driver
+}
 
 var (
 	labelRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -142,8 +161,34 @@ func (n *Need) Validate() error {
 	if err := n.validateMesh(); err != nil {
 		return err
 	}
+	if err := n.validateDriver(); err != nil {
+		return err
+	}
 	if n.IPCGroup != "" && !groupRE.MatchString(n.IPCGroup) {
 		return &FieldError{Field: "ipc_group", Msg: fmt.Sprintf("%q: want 1-64 of A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter or digit", n.IPCGroup)}
+	}
+	return nil
+}
+
+// validateDriver checks Driver and DriverOpts.
+func (n *Need) validateDriver() error {
+	if n.Driver != "" {
+		if err := ValidateName("driver", n.Driver); err != nil {
+			return err
+		}
+	}
+	if len(n.DriverOpts) > MaxDriverOpts {
+		return &FieldError{Field: "driver_opts", Msg: fmt.Sprintf("has %d entries, more than %d", len(n.DriverOpts), MaxDriverOpts)}
+	}
+	for i, o := range n.DriverOpts {
+		k, _, ok := strings.Cut(o, "=")
+		field := fmt.Sprintf("driver_opts[%d]", i)
+		switch {
+		case !ok || !envKeyRE.MatchString(k):
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%q is not KEY=VALUE with a KEY of A-Z, a-z, 0-9 and '_'", o)}
+		case len(o) > MaxEnvLen || strings.ContainsRune(o, 0):
+			return &FieldError{Field: field, Msg: fmt.Sprintf("longer than %d bytes or contains a NUL byte", MaxEnvLen)}
+		}
 	}
 	return nil
 }
@@ -174,6 +219,7 @@ func (n *Need) Clone() *Need {
 	c.Protocols = slices.Clone(n.Protocols)
 	c.Ingress = slices.Clone(n.Ingress)
 	c.Upstreams = slices.Clone(n.Upstreams)
+	c.DriverOpts = slices.Clone(n.DriverOpts)
 	if n.Restart != nil {
 		r := *n.Restart
 		c.Restart = &r

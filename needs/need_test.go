@@ -42,6 +42,10 @@ func TestNeedValidateOK(t *testing.T) {
 		{"no machine", func(n *needs.Need) { n.Machine = "" }},
 		{"empty later arg", func(n *needs.Need) { n.Command = []string{"x", ""} }},
 		{"lowercase env key", func(n *needs.Need) { n.Env = map[string]string{"port": "1", "BERTHX": "2"} }},
+		{"driver", func(n *needs.Need) {
+			n.Driver, n.DriverOpts = "bwrap", []string{"bind=/srv/data", "bind=/srv/more", "ro=", "x=a=b"}
+		}},
+		{"driver exec", func(n *needs.Need) { n.Driver = needs.DefaultDriver }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,6 +91,12 @@ func TestNeedValidateInvalid(t *testing.T) {
 		{"env value too long", func(n *needs.Need) { n.Env = map[string]string{"A": strings.Repeat("v", needs.MaxEnvLen+1)} }, "env.A"},
 		{"machine uppercase", func(n *needs.Need) { n.Machine = "M1" }, "machine"},
 		{"machine with dot", func(n *needs.Need) { n.Machine = "m1.lan" }, "machine"},
+		{"driver uppercase", func(n *needs.Need) { n.Driver = "Bwrap" }, "driver"},
+		{"driver with slash", func(n *needs.Need) { n.Driver = "../x" }, "driver"},
+		{"driver opt without =", func(n *needs.Need) { n.DriverOpts = []string{"a=1", "bind"} }, "driver_opts[1]"},
+		{"driver opt empty key", func(n *needs.Need) { n.DriverOpts = []string{"=1"} }, "driver_opts[0]"},
+		{"driver opt NUL", func(n *needs.Need) { n.DriverOpts = []string{"a=\x00"} }, "driver_opts[0]"},
+		{"driver opts too many", func(n *needs.Need) { n.DriverOpts = make([]string, needs.MaxDriverOpts+1) }, "driver_opts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -284,6 +294,16 @@ func TestNeedCloneIsDeep(t *testing.T) {
 	c.Env["NEW"] = "1"
 	delete(c.Env, "_X1")
 	c.Instances = 99
+	if !reflect.DeepEqual(orig, want) {
+		t.Errorf("mutating the clone changed the original:\n got %+v\nwant %+v", orig, want)
+	}
+	orig.DriverOpts = []string{"bind=/a"}
+	c = orig.Clone()
+	c.DriverOpts[0] = "bind=/etc"
+	if orig.DriverOpts[0] != "bind=/a" {
+		t.Errorf("mutating the clone's driver options changed the original: %q", orig.DriverOpts)
+	}
+	orig.DriverOpts = nil
 	if !reflect.DeepEqual(orig, want) {
 		t.Errorf("mutating the clone changed the original:\n got %+v\nwant %+v", orig, want)
 	}

@@ -122,6 +122,21 @@
 // of UTF-8, a non-empty error message. A child that does not know these
 // types answers them with "unsupported" errors, which the master ignores.
 //
+// # Drivers
+//
+// A master's hello lists its spawn drivers in drivers ([DriverInfo], at
+// most [MaxDrivers]): name (a DNS label), version (at most 128 bytes),
+// builtin (exec), available and reason (at most 4096 bytes), what it
+// supports (signals, resource_limits, socket_activation), and for an
+// external driver its process's pid and restarts. It is what the master
+// saw when the link came up; a lanmanager keeps it for `master ls` and
+// does not place by it (a master's bid says whether it can run a need's
+// driver). On the master's own socket, a "drivers" request (no body) is
+// answered with the same list as the body ([]DriverInfo), for `master
+// drivers`. Older peers ignore the field and answer the request
+// "unsupported". The driver protocol itself is gRPC, not these frames:
+// see package driverplugin and docs/drivers.md.
+//
 // # Versioning
 //
 // A peer that changes the meaning of a message bumps v. Adding optional body

@@ -19,7 +19,9 @@ func seedFrames(tb testing.TB) [][]byte {
 	tb.Helper()
 	need := needs.Need{Name: "web", Command: []string{"srv", "-port", "${PORT}"}, Instances: 2, Protocols: []needs.Protocol{needs.HTTP}}
 	msgs := []*pipes.Msg{
-		mustNew(tb, pipes.TypeHello, 1, pipes.Hello{ID: "m-12345678", Name: "m1", Address: "10.0.0.1", Ranges: map[needs.Protocol][2]int{needs.HTTP: {16000, 16999}}}),
+		mustNew(tb, pipes.TypeHello, 1, pipes.Hello{ID: "m-12345678", Name: "m1", Address: "10.0.0.1", Ranges: map[needs.Protocol][2]int{needs.HTTP: {16000, 16999}},
+			Drivers: []pipes.DriverInfo{{Name: "exec", Builtin: true, Available: true}, {Name: "bwrap", Reason: "bwrap not found", PID: 7}}}),
+		mustNew(tb, pipes.TypeDrivers, 2, []pipes.DriverInfo{{Name: "rawexec", Version: "1.0.0", Available: true, Signals: true}}),
 		mustNew(tb, pipes.TypeOffer, 0, pipes.Offer{Instance: "web.0", Round: 3, Need: need}),
 		mustNew(tb, pipes.TypeGrant, 0, pipes.Grant{Instance: "web.0", Alloc: "a1b2c3d4e5", Need: need}),
 		mustNew(tb, pipes.TypeStarted, 2, pipes.Started{Alloc: "a1b2c3d4e5", Instance: "web.0", PID: 7, Ports: map[needs.Protocol]int{needs.HTTP: 16000}, StartedAt: time.Unix(1700000000, 0).UTC()}),
@@ -151,6 +153,7 @@ var bodyTypes = map[string]func() any{
 	pipes.TypeChildHello: func() any { return new(pipes.ChildHello) },
 	pipes.TypeChildStop:  func() any { return new(pipes.ChildStop) },
 	pipes.TypePS:         func() any { return new([]pipes.ChildInfo) },
+	pipes.TypeDrivers:    func() any { return new([]pipes.DriverInfo) },
 	pipes.TypeLogs:       func() any { return new(pipes.Logs) },
 	pipes.TypeLogData:    func() any { return new(pipes.LogData) },
 	pipes.TypeServices:   func() any { return new(pipes.Services) },

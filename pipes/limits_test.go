@@ -85,3 +85,38 @@ func TestStartedAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestHelloDrivers: a hello's drivers are bounded and each is checked,
+// with the error naming the entry.
+func TestHelloDrivers(t *testing.T) {
+	base := `{"id":"m-12345678","name":"m1","address":"10.0.0.1","drivers":`
+	many := make([]string, pipes.MaxDrivers+1)
+	for i := range many {
+		many[i] = `{"name":"d` + strconv.Itoa(i) + `","available":true}`
+	}
+	for _, tt := range []struct {
+		drivers string
+		want    string // "" means accepted
+	}{
+		{`[{"name":"exec","builtin":true,"available":true},{"name":"rawexec","version":"1.0.0","available":true,"pid":7}]`, ""},
+		{`[{"name":"bwrap","available":false,"reason":"bwrap not found"}]`, ""},
+		{`[{"name":"Bad","available":true}]`, "drivers[0]"},
+		{`[{"name":"ok","available":true},{"name":""}]`, "drivers[1]"},
+		{`[{"name":"ok","version":"` + strings.Repeat("v", 129) + `"}]`, "version"},
+		{`[{"name":"ok","reason":"` + strings.Repeat("r", 4097) + `"}]`, "reason"},
+		{`[{"name":"ok","pid":-1}]`, "pid"},
+		{`[` + strings.Join(many, ",") + `]`, "drivers"},
+	} {
+		err := (&pipes.Msg{V: 1, Type: pipes.TypeHello, Body: []byte(base + tt.drivers + `}`)}).Decode(new(pipes.Hello))
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%.80s: %v, want accepted", tt.drivers, err)
+			}
+			continue
+		}
+		var pe *pipes.Error
+		if !errors.As(err, &pe) || pe.Code != pipes.CodeInvalid || !strings.Contains(pe.Message, tt.want) {
+			t.Errorf("%.80s: %v, want an invalid error naming %s", tt.drivers, err, tt.want)
+		}
+	}
+}

@@ -42,7 +42,8 @@ const (
 
 // Message types on the master's own socket.
 const (
-	TypePS = "ps" // request (no body) and answer ([]ChildInfo)
+	TypePS      = "ps"      // request (no body) and answer ([]ChildInfo)
+	TypeDrivers = "drivers" // request (no body) and answer ([]DriverInfo)
 )
 
 // Hello introduces a master.
@@ -63,6 +64,51 @@ type Hello struct {
 	// Services asks for the running set: a full services frame after the
 	// welcome, then the changes (see Services).
 	Services bool `json:"services,omitempty"`
+	// Drivers are the master's spawn drivers (the built-in exec and its
+	// external drivers) as they were when the link came up; at most
+	// MaxDrivers. A master from before drivers existed sends none.
+	Drivers []DriverInfo `json:"drivers,omitempty"`
+}
+
+// MaxDrivers bounds Hello.Drivers.
+const MaxDrivers = 64
+
+// DriverInfo describes one spawn driver of a master: its fingerprint, and
+// for an external driver its process (docs/drivers.md).
+type DriverInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	// Builtin is true for exec, which runs inside the master.
+	Builtin bool `json:"builtin,omitempty"`
+	// Available is false when the driver cannot run children now; Reason
+	// says why (not installed, its process crashed and is restarting, a
+	// driver of another protocol version, ...).
+	Available        bool   `json:"available"`
+	Reason           string `json:"reason,omitempty"`
+	Signals          bool   `json:"signals,omitempty"`
+	ResourceLimits   bool   `json:"resource_limits,omitempty"`
+	SocketActivation bool   `json:"socket_activation,omitempty"`
+	// PID is the driver process's pid (0 for exec, or while it is down);
+	// Restarts counts its restarts since the master started.
+	PID      int `json:"pid,omitempty"`
+	Restarts int `json:"restarts,omitempty"`
+}
+
+// Validate checks a driver description.
+func (d *DriverInfo) Validate() error {
+	if err := needs.ValidateName("name", d.Name); err != nil {
+		return err
+	}
+	if len(d.Version) > 128 {
+		return &needs.FieldError{Field: "version", Msg: "must be at most 128 bytes"}
+	}
+	if len(d.Reason) > 4096 {
+		return &needs.FieldError{Field: "reason", Msg: "must be at most 4096 bytes"}
+	}
+	if d.PID < 0 || d.Restarts < 0 {
+		return &needs.FieldError{Field: "pid", Msg: "must be >= 0"}
+	}
+	return nil
 }
 
 // Validate checks a hello.
@@ -87,6 +133,14 @@ func (h *Hello) Validate() error {
 	for i := range h.Exits {
 		if err := h.Exits[i].Validate(); err != nil {
 			return fmt.Errorf("exits[%d]: %w", i, err)
+		}
+	}
+	if len(h.Drivers) > MaxDrivers {
+		return &needs.FieldError{Field: "drivers", Msg: fmt.Sprintf("has %d entries, more than %d", len(h.Drivers), MaxDrivers)}
+	}
+	for i := range h.Drivers {
+		if err := h.Drivers[i].Validate(); err != nil {
+			return fmt.Errorf("drivers[%d]: %w", i, err)
 		}
 	}
 	return nil
@@ -394,6 +448,8 @@ type ChildInfo struct {
 	Stats     *Stats                 `json:"stats,omitempty"`
 	// Adopted is true for a child a restarted master re-adopted.
 	Adopted bool `json:"adopted,omitempty"`
+	// Driver is the external driver that runs the child; "" for exec.
+	Driver string `json:"driver,omitempty"`
 	// Tracking says how the master tracks the child's processes:
 	// "cgroup <dir>" or "process group <pgid>".
 	Tracking string `json:"tracking,omitempty"`

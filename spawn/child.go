@@ -57,15 +57,23 @@ func Start(ctx context.Context, d Driver, spec Spec) (*Child, error) {
 		}
 		return nil, err
 	}
-	c := &Child{proc: p}
 	// A driver that can read the start time before it reaps the process
-	// says so; otherwise the pid may already belong to someone else.
+	// says so (Attach asks); otherwise the pid may already belong to
+	// someone else.
+	return Attach(p), nil
+}
+
+// Attach returns a Child for a process a driver re-attached to (an
+// external driver's Recover, see package driverplugin), as Start does for
+// one it started. Its start time is read from /proc.
+func Attach(p Process) *Child {
+	c := &Child{proc: p}
 	if st, ok := p.(interface{ StartTime() uint64 }); ok {
 		c.startTime = st.StartTime()
 	} else if t, err := ProcStartTime(p.PID()); err == nil {
 		c.startTime = t
 	}
-	return c, nil
+	return c
 }
 
 // PID is the process id of the child, which is also its process group id.

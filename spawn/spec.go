@@ -41,6 +41,11 @@ type Spec struct {
 	// own, or its process group plus marks in the environment. The zero
 	// value tracks the process group alone.
 	Tracking Tracking
+	// Task and DriverOpts are for external drivers (package driverplugin):
+	// Task names the child in the driver (the master gives the allocation
+	// id), DriverOpts are the need's driver options. Exec ignores both.
+	Task       string
+	DriverOpts []string
 }
 
 // ExpandArgs returns a copy of args in which every ${NAME} whose NAME is

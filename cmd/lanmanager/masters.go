@@ -24,7 +24,7 @@ func masterCommand() *cli.Command {
 func masterLsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ls",
-		Usage: "list masters",
+		Usage: "list masters, their ingress ports and their external drivers (as of their last link)",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -62,6 +62,11 @@ func masterLsCommand() *cli.Command {
 			}
 			table(c.App.Writer, "NAME\tSTATE\tADDRESS\tINSTANCES\tFREE TCP/HTTP/WS\tVERSION\tLAST SEEN\tID", rows)
 			for _, m := range list {
+				for _, d := range m.Drivers {
+					if d.Name != needs.DefaultDriver || !d.Available {
+						fmt.Fprintf(c.App.Writer, "%s driver %s\n", m.Name, d)
+					}
+				}
 				for _, p := range m.Ingress {
 					fmt.Fprintf(c.App.Writer, "%s ingress %s %s:%d: %s\n", m.Name, p.Need, p.Protocol, p.Port, ingressState(p))
 				}

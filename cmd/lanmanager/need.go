@@ -48,6 +48,8 @@ func needAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "balance", Usage: "how ingress picks an instance: round-robin, least-conn, resource or hash (default round-robin)"},
 			&cli.StringFlag{Name: "balance-weights", Usage: "with --balance resource, the score's weights: conns=10,cpu=2,heap=100 (the defaults; give any of them)"},
 			&cli.StringFlag{Name: "ipc-group", Usage: "IPC hub group of the children, BERTH_IPC_GROUP (default: the need's name); needs that name one group share it"},
+			&cli.StringFlag{Name: "driver", Usage: "the driver that runs the children: exec (built in, the default) or an external driver of the masters' plugins directory"},
+			&cli.StringSliceFlag{Name: "driver-opt", Usage: "KEY=VALUE option passed to the driver (repeatable)"},
 			jsonFlag(),
 		), waitFlags()...),
 		Action: func(c *cli.Context) error {
@@ -98,7 +100,8 @@ func needAddCommand() *cli.Command {
 			st, err := cl.AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
 				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation"),
 				IPCGroup: c.String("ipc-group"), Ingress: ingress, Balance: c.String("balance"), BalanceWeights: c.String("balance-weights"),
-				Upstreams: upstreams, Peers: c.Bool("peers"), PeersSignal: c.String("peers-signal"), Gateway: c.Bool("gateway")})
+				Upstreams: upstreams, Peers: c.Bool("peers"), PeersSignal: c.String("peers-signal"), Gateway: c.Bool("gateway"),
+				Driver: c.String("driver"), DriverOpts: c.StringSlice("driver-opt")})
 			if err != nil {
 				return err
 			}
@@ -221,6 +224,12 @@ func needShowCommand() *cli.Command {
 						}
 					}
 				}
+			}
+			if st.Driver != "" {
+				fmt.Fprintf(w, "driver:     %s\n", st.Driver)
+			}
+			for _, o := range st.DriverOpts {
+				fmt.Fprintf(w, "driver opt: %s\n", o)
 			}
 			if st.SocketActivation {
 				fmt.Fprintf(w, "sockets:    activated (the master binds the ports and passes them as LISTEN_FDS)\n")

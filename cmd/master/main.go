@@ -37,7 +37,7 @@ func newApp() *cli.App {
 		Version:              version.String(),
 		EnableBashCompletion: true,
 		Suggest:              true,
-		Commands:             []*cli.Command{runCommand(), psCommand()},
+		Commands:             []*cli.Command{runCommand(), psCommand(), driversCommand()},
 		ExitErrHandler:       func(*cli.Context, error) {},
 	}
 	app.Commands = append(app.Commands, cliapp.CompletionCommand(app.Name, newApp))

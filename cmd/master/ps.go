@@ -93,36 +93,40 @@ func printUpstreams(w io.Writer, list []pipes.ChildInfo) error {
 }
 
 func ps(ctx context.Context, runtimeDir string) ([]pipes.ChildInfo, error) {
+	list := []pipes.ChildInfo{}
+	return list, control(ctx, runtimeDir, pipes.TypePS, &list)
+}
+
+// control sends request typ on the master's control socket and decodes
+// the answer into out (left as it is for an empty answer).
+func control(ctx context.Context, runtimeDir, typ string, out any) error {
 	path, err := master.ControlSocket(runtimeDir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	conn, err := pipes.Dial(ctx, path)
 	if err != nil {
 		if os.IsNotExist(err) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such file") {
-			return nil, fmt.Errorf("no master is running with runtime directory %s (socket %s)", runtimeDir, path)
+			return fmt.Errorf("no master is running with runtime directory %s (socket %s)", runtimeDir, path)
 		}
-		return nil, err
+		return err
 	}
 	defer conn.Close()
 	go func() { <-ctx.Done(); conn.Close() }()
-	if err := conn.SendBody(pipes.TypePS, 1, nil); err != nil {
-		return nil, err
+	if err := conn.SendBody(typ, 1, nil); err != nil {
+		return err
 	}
 	msg, err := conn.Recv()
 	if err != nil {
-		return nil, fmt.Errorf("read answer: %w", err)
+		return fmt.Errorf("read answer: %w", err)
 	}
 	if msg.Error != nil {
-		return nil, msg.Error
+		return msg.Error
 	}
-	list := []pipes.ChildInfo{}
 	if len(msg.Body) > 0 && string(msg.Body) != "null" {
-		if err := msg.Decode(&list); err != nil {
-			return nil, err
-		}
+		return msg.Decode(out)
 	}
-	return list, nil
+	return nil
 }

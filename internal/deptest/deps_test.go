@@ -32,20 +32,23 @@ var allowed = map[string]struct {
 	"berth/gateway":    {nil, "the gateway is told how to pick an instance; it knows neither the lanmanager nor the master"},
 	"berth/mesh":       {[]string{"berth/needs"}, "the proxy is told its backends; it knows neither the lanmanager nor the master"},
 	"berth/sandbox":    {[]string{"berth/needs", "berth/spawn"}, "the bwrap sandbox rewrites a spawn.Spec and starts it with spawn.Exec; it knows neither the master nor the plugin framework"},
-	"berth/master": {[]string{"berth/boltfile", "berth/gateway", "berth/mesh", "berth/needs", "berth/pipes", "berth/portoffice", "berth/spawn"},
-		"masters speak to the lanmanager only over the wire; they run the mesh proxies"},
-	"berth/examples/hello":      {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
-	"berth/examples/gateway":    {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
-	"berth/cmd/internal/cliapp": {[]string{"berth/lan", "berth/needs", "berth/pipes", "berth/version"}, "what the two commands share"},
-	"berth/cmd/lanmanager":      {[]string{anything}, "commands sit on top"},
-	"berth/cmd/master":          {[]string{anything}, "commands sit on top"},
-	benches:                     {[]string{anything}, "benchmarks drive the whole system"},
-	"berth/e2e":                 {nil, "the end-to-end tests run the binaries; only their test files import"},
-	"berth/e2e/gwservice":       {[]string{"berth/child", "berth/needs", "berth/pipes"}, "a child of the end-to-end tests links only the SDK"},
-	"berth/internal/deptest":    {nil, "test only"},
-	"berth/internal/freeports":  {nil, "test only"},
-	"berth/internal/leakcheck":  {nil, "test only"},
-	"berth/internal/smalldisk":  {nil, "test only"},
+	"berth/master": {[]string{"berth/boltfile", "berth/driverplugin", "berth/gateway", "berth/mesh", "berth/needs", "berth/pipes", "berth/portoffice", "berth/spawn"},
+		"masters speak to the lanmanager only over the wire; they run the mesh proxies and external drivers"},
+	"berth/driverplugin":            {[]string{"berth/driverplugin/driverpb", "berth/spawn"}, "the driver contract, imported by the master and by driver binaries; it speaks to spawn only"},
+	"berth/driverplugin/driverpb":   {nil, "generated code of driver.proto"},
+	"berth/examples/driver-rawexec": {[]string{"berth/driverplugin", "berth/spawn"}, "a driver binary links the contract and spawn"},
+	"berth/examples/hello":          {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
+	"berth/examples/gateway":        {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
+	"berth/cmd/internal/cliapp":     {[]string{"berth/lan", "berth/needs", "berth/pipes", "berth/version"}, "what the two commands share"},
+	"berth/cmd/lanmanager":          {[]string{anything}, "commands sit on top"},
+	"berth/cmd/master":              {[]string{anything}, "commands sit on top"},
+	benches:                         {[]string{anything}, "benchmarks drive the whole system"},
+	"berth/e2e":                     {nil, "the end-to-end tests run the binaries; only their test files import"},
+	"berth/e2e/gwservice":           {[]string{"berth/child", "berth/needs", "berth/pipes"}, "a child of the end-to-end tests links only the SDK"},
+	"berth/internal/deptest":        {nil, "test only"},
+	"berth/internal/freeports":      {nil, "test only"},
+	"berth/internal/leakcheck":      {nil, "test only"},
+	"berth/internal/smalldisk":      {nil, "test only"},
 }
 
 // benches are the packages under bench/: tools that drive the whole
@@ -54,6 +57,14 @@ const benches = "berth/bench/"
 
 // testOnly are imported by test files only.
 var testOnly = []string{"berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck", "berth/internal/smalldisk"}
+
+// rpcOnly are the outside packages only the driver contract may import
+// directly (docs/drivers.md): the rest of berth never sees gRPC or
+// go-plugin.
+var rpcOnly = []string{"google.golang.org/grpc", "google.golang.org/protobuf", "github.com/hashicorp/go-plugin", "github.com/hashicorp/go-hclog"}
+
+// rpcAllowed may import rpcOnly packages.
+var rpcAllowed = []string{"berth/driverplugin", "berth/driverplugin/driverpb"}
 
 // noIO are the standard packages needs and lifecycle may not import: they
 // do no I/O.
@@ -91,6 +102,8 @@ func TestViolationsFound(t *testing.T) {
 		{"test helper in code", "berth/master", []string{"berth/internal/freeports"}, "only tests may import"},
 		{"command imports a command", "berth/cmd/master", []string{"berth/cmd/lanmanager"}, "imports the command"},
 		{"new package", "berth/newthing", nil, "berth/newthing is not in the allowlist"},
+		{"grpc outside the contract", "berth/master", []string{"google.golang.org/grpc"}, "only [berth/driverplugin"},
+		{"go-plugin outside the contract", "berth/spawn", []string{"github.com/hashicorp/go-plugin"}, "the driver contract"},
 		{"bench imports a command", "berth/bench/x", []string{"berth/cmd/master"}, "imports the command"},
 	} {
 		imports := maps.Clone(base)
@@ -129,6 +142,11 @@ func violations(imports map[string][]string) []string {
 			continue
 		}
 		for _, dep := range deps {
+			for _, r := range rpcOnly {
+				if (dep == r || strings.HasPrefix(dep, r+"/")) && !slices.Contains(rpcAllowed, pkg) {
+					out = append(out, fmt.Sprintf("%s imports %s: only %v may (the driver contract)", pkg, dep, rpcAllowed))
+				}
+			}
 			if !strings.HasPrefix(dep, "berth/") {
 				continue
 			}
