@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -37,6 +38,11 @@ func (a *Agent) openDrivers(ctx context.Context) {
 		a.log.Debug("no plugins directory: built-in exec driver only", "dir", dir)
 	case err != nil:
 		a.log.Error("read plugins directory: built-in exec driver only", "dir", dir, "err", err)
+	default:
+		if err := checkOwned(dir, true); err != nil {
+			a.log.Error("plugins directory refused: built-in exec driver only", "dir", dir, "err", err)
+			ents = nil
+		}
 	}
 	saved, err := a.state.driverStates()
 	if err != nil {
@@ -92,8 +98,29 @@ func checkDriverFile(name, path string) error {
 		return errors.New("not a regular file")
 	case m.Perm()&0o111 == 0:
 		return errors.New("not executable")
-	case m.Perm()&0o022 != 0:
-		return fmt.Errorf("writable by group or others (mode %v): chmod go-w", m.Perm())
+	}
+	return checkOwned(path, false)
+}
+
+// checkOwned refuses a file or directory that others than the master's
+// user (or root) may change: one owned by another user, or writable by
+// group or others. Anyone who can write a driver binary, or add or rename
+// one in the plugins directory, runs code as the master.
+func checkOwned(path string, dir bool) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if dir && !fi.IsDir() {
+		return errors.New("not a directory")
+	}
+	if m := fi.Mode().Perm(); m&0o022 != 0 {
+		return fmt.Errorf("writable by group or others (mode %v): chmod go-w %s", m, path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if uid := os.Geteuid(); int(st.Uid) != uid && st.Uid != 0 {
+			return fmt.Errorf("owned by uid %d, not by this master's user (uid %d) nor root", st.Uid, uid)
+		}
 	}
 	return nil
 }

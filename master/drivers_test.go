@@ -332,3 +332,34 @@ func TestExternalDriverGoneWhileMasterDown(t *testing.T) {
 		}
 	}
 }
+
+// TestDriversOthersMayChange: a driver binary owned by another user, and
+// a plugins directory that group or others may write, are refused: who
+// can change or add a driver would run code as the master.
+func TestDriversOthersMayChange(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown to another user needs root")
+	}
+	srv, _ := newLan(t)
+
+	cfg := testConfig(t, srv.Addr())
+	cfg.PluginsDirectory = pluginsDir(t)
+	if err := os.Chown(filepath.Join(cfg.PluginsDirectory, "berth-driver-rawexec"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	a := openDriverAgent(t, cfg)
+	if _, ok := driverInfo(a, "rawexec"); ok {
+		t.Error("a driver binary owned by another user was started")
+	}
+	a.Close()
+
+	cfg = testConfig(t, srv.Addr())
+	cfg.PluginsDirectory = pluginsDir(t)
+	if err := os.Chmod(cfg.PluginsDirectory, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	a = openDriverAgent(t, cfg)
+	if ds := a.Drivers(); len(ds) != 1 || ds[0].Name != "exec" {
+		t.Errorf("drivers of a plugins directory anyone may write: %+v, want exec only", ds)
+	}
+}
