@@ -176,6 +176,9 @@ type NeedSpec struct {
 	PeersSignal string           `json:"peers_signal,omitempty"`
 	// Gateway publishes the need on the WebSocket gateway.
 	Gateway bool `json:"gateway,omitempty"`
+	// Limits caps each child's memory, CPU and processes
+	// (docs/drivers.md): {"memory": "256M", "cpus": 0.5, "pids": 200}.
+	Limits *needs.Limits `json:"limits,omitempty"`
 }
 
 // Need is the need the spec declares (instances default to 1); it is not
@@ -188,6 +191,7 @@ func (spec *NeedSpec) Need() *needs.Need {
 	if spec.Instances != nil {
 		n.Instances = *spec.Instances
 	}
+	n.Limits = spec.Limits
 	return n
 }
 

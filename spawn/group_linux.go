@@ -350,6 +350,17 @@ func EnvValues(marks []string, key string) []string {
 // only marked processes are found: a group id read back from storage may
 // belong to a stranger by now, so it is not used.
 func Sweep(ctx context.Context, tr Tracking, since uint64, grace time.Duration) error {
+	if err := sweep(ctx, tr, since, grace); err != nil {
+		return err
+	}
+	removeV1(ctx, tr.LimitCgroups)
+	return nil
+}
+
+func sweep(ctx context.Context, tr Tracking, since uint64, grace time.Duration) error {
+	if tr.Cgroup == "" && len(tr.Marks) == 0 {
+		return nil // nothing but v1 cgroups (LimitCgroups) to find it by
+	}
 	var t tracker
 	if tr.Cgroup != "" {
 		t = &cgroupTracker{dir: tr.Cgroup}

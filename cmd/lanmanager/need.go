@@ -48,6 +48,9 @@ func needAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "balance", Usage: "how ingress picks an instance: round-robin, least-conn, resource or hash (default round-robin)"},
 			&cli.StringFlag{Name: "balance-weights", Usage: "with --balance resource, the score's weights: conns=10,cpu=2,heap=100 (the defaults; give any of them)"},
 			&cli.StringFlag{Name: "ipc-group", Usage: "IPC hub group of the children, BERTH_IPC_GROUP (default: the need's name); needs that name one group share it"},
+			&cli.StringFlag{Name: "memory", Usage: "most memory each child may use, e.g. 256M or 1G (K, M, G: powers of 1024); past it the child is OOM-killed"},
+			&cli.StringFlag{Name: "cpus", Usage: "CPU time each child may use, in CPUs, e.g. 0.5"},
+			&cli.IntFlag{Name: "pids", Usage: "most processes and threads each child may have at once"},
 			jsonFlag(),
 		), waitFlags()...),
 		Action: func(c *cli.Context) error {
@@ -90,6 +93,10 @@ func needAddCommand() *cli.Command {
 			if c.Bool("socket-activation") && len(protos) == 0 {
 				return cli.Exit("--socket-activation: needs at least one port; give --protocols", 2)
 			}
+			limits, err := limitFlags(c)
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
 			n := c.Int("instances")
 			cl, err := newClient(c)
 			if err != nil {
@@ -98,7 +105,8 @@ func needAddCommand() *cli.Command {
 			st, err := cl.AddNeed(c.Context, lan.NeedSpec{Name: pos[0], Command: command, Instances: &n,
 				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation"),
 				IPCGroup: c.String("ipc-group"), Ingress: ingress, Balance: c.String("balance"), BalanceWeights: c.String("balance-weights"),
-				Upstreams: upstreams, Peers: c.Bool("peers"), PeersSignal: c.String("peers-signal"), Gateway: c.Bool("gateway")})
+				Upstreams: upstreams, Peers: c.Bool("peers"), PeersSignal: c.String("peers-signal"), Gateway: c.Bool("gateway"),
+				Limits: limits})
 			if err != nil {
 				return err
 			}
@@ -221,6 +229,9 @@ func needShowCommand() *cli.Command {
 						}
 					}
 				}
+			}
+			if l := st.Limit(); !l.IsZero() {
+				fmt.Fprintf(w, "limits:     %s (per child)\n", l)
 			}
 			if st.SocketActivation {
 				fmt.Fprintf(w, "sockets:    activated (the master binds the ports and passes them as LISTEN_FDS)\n")

@@ -1,0 +1,200 @@
+package spawn
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth/needs"
+)
+
+// limitTracking returns the tracking of one child with limits l, the way
+// a master sets it up: a test parent cgroup in the v2 tree (the
+// controllers enabled for its children where they are delegated), and
+// test directories in the v1 hierarchies of the others. The test is
+// skipped where l cannot be enforced, unless BERTH_LIMITS=require (set by
+// .ci/run for root), when it fails instead. Cleanup stops what is left
+// and removes every directory.
+func limitTracking(t *testing.T, l needs.Limits) Tracking {
+	t.Helper()
+	child := testCgroup(t) // the v2 one; its cleanup runs after ours
+	parent := filepath.Dir(child)
+	lc := FindLimitCgroups(parent, filepath.Join("berth", filepath.Base(parent)))
+	t.Logf("limit cgroups: %s", lc)
+	t.Cleanup(func() {
+		for _, d := range lc.Dirs() {
+			if err := syscall.Rmdir(d); err != nil && !os.IsNotExist(err) {
+				t.Errorf("remove test cgroup %s: %v", d, err)
+			}
+		}
+	})
+	if err := lc.Can(l); err != nil {
+		if os.Getenv("BERTH_LIMITS") == "require" {
+			t.Fatalf("BERTH_LIMITS=require: %v", err)
+		}
+		t.Skip(err)
+	}
+	tr := Tracking{Cgroup: child, LimitCgroups: lc.Child(filepath.Base(child), l)}
+	t.Cleanup(func() {
+		Sweep(context.Background(), tr, 0, 0)
+		for _, d := range tr.LimitCgroups {
+			if _, err := os.Stat(d); err == nil {
+				t.Errorf("cgroup %s left behind", d)
+			}
+		}
+	})
+	return tr
+}
+
+func limitedSpec(t *testing.T, l needs.Limits, mode string, args ...string) Spec {
+	spec := helperSpec(t, mode, args...)
+	spec.Tracking = limitTracking(t, l)
+	spec.Limits = l
+	return spec
+}
+
+// TestMemoryLimitOOM: a child that allocates past its memory limit is
+// killed by the kernel, its exit says so, and its cgroups are gone.
+func TestMemoryLimitOOM(t *testing.T) {
+	l := needs.Limits{Memory: 64 << 20}
+	spec := limitedSpec(t, l, "alloc", "1024")
+	c := startChild(t, spec)
+	ex := waitDone(t, c)
+	log, _ := os.ReadFile(spec.LogPath)
+	if !ex.OOMKilled || ex.Signal != "SIGKILL" {
+		t.Fatalf("exit = %+v (%s), want SIGKILL and OOMKilled; log:\n%s", ex, ex, log)
+	}
+	if strings.Contains(string(log), "ready") {
+		t.Fatalf("the child allocated 1 GiB under a 64M limit:\n%s", log)
+	}
+	if !strings.Contains(ex.String(), "oom-killed") {
+		t.Errorf("exit string %q does not say oom-killed", ex)
+	}
+	t.Logf("exit %s after %s", ex, lastLine(log))
+	for _, d := range append([]string{spec.Tracking.Cgroup}, spec.Tracking.LimitCgroups...) {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s still there after the exit: %v", d, err)
+		}
+	}
+}
+
+// TestMemoryLimitRoom: a child that stays under its limit runs, its usage
+// is read against it, and a stop is not reported as an OOM kill.
+func TestMemoryLimitRoom(t *testing.T) {
+	l := needs.Limits{Memory: 256 << 20, PIDs: 100}
+	spec := limitedSpec(t, l, "alloc", "32")
+	c := startChild(t, spec)
+	waitForLog(t, spec, "ready")
+	u := c.Usage()
+	if u.Memory < 32<<20 || u.Memory > int64(l.Memory) {
+		t.Errorf("memory usage %d, want between 32 MiB and the limit", u.Memory)
+	}
+	if u.PIDs < 1 || u.PIDs > 100 {
+		t.Errorf("pids usage %d, want 1-100", u.PIDs)
+	}
+	ex := c.Stop(context.Background(), 5*time.Second)
+	if ex.OOMKilled {
+		t.Errorf("a stopped child reported as OOM-killed: %+v", ex)
+	}
+}
+
+// TestCPULimit: a CPU-bound child limited to 0.2 CPU uses about that,
+// measured from its cgroup's CPU time over 3 s of wall time. The bounds
+// are wide (0.05-0.4): this checks that the quota is enforced, not how
+// fast the machine is; unlimited, the child would use a whole CPU.
+func TestCPULimit(t *testing.T) {
+	l := needs.Limits{CPUs: 0.2}
+	spec := limitedSpec(t, l, "spin")
+	spec.Env = append(spec.Env, "GOMAXPROCS=1")
+	c := startChild(t, spec)
+	waitForLog(t, spec, "ready")
+	u0, t0 := c.Usage(), time.Now()
+	if u0.CPUTime < 0 {
+		t.Fatal("no CPU time in the child's cgroup")
+	}
+	deadline := t0.Add(3 * time.Second)
+	for time.Now().Before(deadline) { // a measurement window, not a wait for an event
+		time.Sleep(deadline.Sub(time.Now()))
+	}
+	u1, t1 := c.Usage(), time.Now()
+	used := float64(u1.CPUTime-u0.CPUTime) / float64(t1.Sub(t0))
+	t.Logf("used %.3f CPU over %s (limit %g)", used, t1.Sub(t0).Round(time.Millisecond), l.CPUs)
+	if used < 0.05 || used > 0.4 {
+		t.Errorf("used %.3f CPU, want 0.05-0.4 under a 0.2 limit", used)
+	}
+}
+
+// TestPIDsLimit: a fork bomb stops at the pids limit. The bomb is bounded
+// (a binary tree of depth 7: under 520 processes even without a limit),
+// and everything of it is gone once Stop returns.
+func TestPIDsLimit(t *testing.T) {
+	l := needs.Limits{PIDs: 16}
+	script := `b() { if [ "$1" -gt 0 ]; then b $(($1-1)) & b $(($1-1)) & fi; sleep 1000; }; b 7`
+	spec := Spec{Instance: t.Name(), Command: []string{"/bin/sh", "-c", script}, Env: []string{"PATH=/usr/bin:/bin"},
+		LogPath: t.TempDir() + "/child.log", Tracking: limitTracking(t, l), Limits: l}
+	c := startChild(t, spec)
+	g := &cgroupTracker{dir: spec.Tracking.Cgroup}
+	retryUntil(t, 10*time.Second, func() bool {
+		b, _ := os.ReadFile(spec.LogPath)
+		return len(b) > 0 // sh complains of each fork the limit refused
+	}, "a refused fork")
+	most := 0
+	for range 20 {
+		pids, err := g.procs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, len(pids))
+		if len(pids) > l.PIDs {
+			t.Fatalf("%d processes in the child's cgroup, over the limit of %d", len(pids), l.PIDs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(spec.LogPath)
+	t.Logf("at most %d processes; log starts %q", most, firstLine(log))
+	if most < l.PIDs/2 {
+		t.Errorf("only %d processes: the bomb did not reach the limit", most)
+	}
+	c.Stop(context.Background(), time.Second)
+	if pids, _ := g.procs(); len(pids) > 0 {
+		t.Fatalf("processes %v left after Stop", pids)
+	}
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(string(b), "\n")
+	return line
+}
+
+// TestLimitsNeedACgroup: limits for a child with no cgroup to hold them
+// fail Start, naming them.
+func TestLimitsNeedACgroup(t *testing.T) {
+	spec := helperSpec(t, "exit", "0")
+	spec.Limits = needs.Limits{Memory: 64 << 20}
+	_, err := Start(t.Context(), nil, spec)
+	if err == nil || !strings.Contains(err.Error(), "memory 64M") {
+		t.Fatalf("Start = %v, want an error naming the limit", err)
+	}
+}
+
+func TestV1Mount(t *testing.T) {
+	mi := []byte(`31 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+34 30 0:31 / /sys/fs/cgroup/memory ro,relatime - cgroup cgroup rw,memory
+38 30 0:35 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+`)
+	for c, want := range map[string]string{"cpu": "/sys/fs/cgroup/cpu,cpuacct", "pids": "/sys/fs/cgroup/pids", "memory": ""} {
+		if got := v1Mount(mi, c); got != want {
+			t.Errorf("v1Mount(%s) = %q, want %q", c, got, want)
+		}
+	}
+}
