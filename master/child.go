@@ -79,6 +79,9 @@ func (c *child) info() pipes.ChildInfo {
 	if c.mesh != nil {
 		ci.Upstreams, ci.PeersFile = c.mesh.info(), c.mesh.peers
 	}
+	if l := c.need.Limit(); !l.IsZero() {
+		ci.Limits = &l
+	}
 	return ci
 }
 
@@ -177,14 +180,14 @@ func (a *Agent) spawnChild(c *child) error {
 	}
 	env := a.childEnv(c)
 	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath,
-		Tracking: a.track.child(c.alloc)}
+		Tracking: a.track.child(c.alloc, c.need.Limit()), Limits: c.need.Limit()}
 	activate(&spec, c.need, files)
 	// A record without a pid first: should the master die between the
 	// spawn and the full record, the next run finds the child in its
 	// cgroup or by its BERTH_ALLOC (spawn.FindLeader) instead of not
 	// knowing it.
 	rec := &record{Alloc: c.alloc, Instance: c.instance, Need: c.need, Ports: ports,
-		Pipe: c.pipePath, Log: c.logPath, Cgroup: spec.Tracking.Cgroup}
+		Pipe: c.pipePath, Log: c.logPath, Cgroup: spec.Tracking.Cgroup, LimitCgroups: spec.Tracking.LimitCgroups}
 	if mesh != nil {
 		rec.Upstreams, rec.PeersFile = mesh.ports(), mesh.peers
 	}
@@ -312,8 +315,9 @@ func (a *Agent) wait(c *child) {
 	a.mu.Unlock()
 	close(c.done)
 	a.log.Info("child exited", "instance", c.instance, "pid", c.proc.PID(), "exit", ex.String(), "requested", requested, "adopted", c.adopted)
-	e := &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested}
-	if errors.Is(ex.Err, spawn.ErrExitUnknown) {
+	e := &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested,
+		OOMKilled: ex.OOMKilled, MemoryLimit: c.need.Limit().Memory}
+	if errors.Is(ex.Err, spawn.ErrExitUnknown) && !ex.OOMKilled {
 		e.Reason = exitedWhileAdopted
 	}
 	a.report(e)

@@ -38,7 +38,7 @@ func (a *Agent) serveControl(l *pipes.Listener) {
 				}
 				switch msg.Type {
 				case pipes.TypePS:
-					conn.SendBody(pipes.TypePS, msg.ID, a.Children())
+					conn.SendBody(pipes.TypePS, msg.ID, a.childrenWithUsage())
 				default:
 					conn.SendError(msg.ID, fmt.Errorf("%w: request %q", pipes.ErrUnsupported, msg.Type))
 				}

@@ -59,7 +59,8 @@ type LimitCgroups struct {
 //     be delegated that far);
 //   - else in the controller's cgroup v1 hierarchy, where one is mounted
 //     read-write: the directory name (e.g. "berth/<master>") under its
-//     root, which it creates;
+//     root, created with the first child that needs it (and removed by
+//     the master that owns it, [RemoveCgroup]);
 //   - else not at all, and Missing says why.
 func FindLimitCgroups(v2, name string) LimitCgroups {
 	lc := LimitCgroups{V1: map[string]string{}, Missing: map[string]string{}}
@@ -194,24 +195,23 @@ func enableV2(dir string, ctrls []string) ([]string, string) {
 	return out, why
 }
 
-// v1Cgroup creates the directory name under the root of the v1 hierarchy
-// of controller c, as the master's v2 cgroup is under the v2 root.
+// v1Cgroup returns the directory name under the root of the v1 hierarchy
+// of controller c, as the master's v2 cgroup is under the v2 root. It is
+// created with the first child that needs it.
 func v1Cgroup(mountinfo []byte, c, name string) (string, error) {
 	mount := v1Mount(mountinfo, c)
 	if mount == "" {
 		return "", fmt.Errorf("no cgroup v1 %s hierarchy is mounted read-write", c)
 	}
-	dir := filepath.Join(mount, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("cgroup v1 %s: %w", c, err)
+	if err := unix.Access(filepath.Join(mount, "cgroup.procs"), unix.W_OK); err != nil {
+		return "", fmt.Errorf("cgroup v1 %s: %s/cgroup.procs: %w", c, mount, err)
 	}
-	if err := unix.Access(filepath.Join(dir, "cgroup.procs"), unix.W_OK); err != nil {
-		return "", fmt.Errorf("cgroup v1 %s: %s/cgroup.procs: %w", c, dir, err)
+	if c != CtrlPIDs { // the root of the pids hierarchy has no pids.max
+		if f := limitFile(c, false); !exists(filepath.Join(mount, f)) {
+			return "", fmt.Errorf("cgroup v1 %s: %s has no %s (a kernel built without it?)", c, mount, f)
+		}
 	}
-	if f := limitFile(c, false); !exists(filepath.Join(dir, f)) {
-		return "", fmt.Errorf("cgroup v1 %s: %s has no %s (kernel built without it?)", c, dir, f)
-	}
-	return dir, nil
+	return filepath.Join(mount, name), nil
 }
 
 // v1Mount returns the mount point of the read-write cgroup v1 hierarchy
@@ -286,6 +286,9 @@ func (lm *limiter) dir(c string) (string, bool) {
 // populated one refused.
 func (lm *limiter) makeV1() error {
 	for _, d := range lm.v1 {
+		if err := os.MkdirAll(filepath.Dir(d), 0o755); err != nil {
+			return fmt.Errorf("make cgroup %s: %w", filepath.Dir(d), err)
+		}
 		err := os.Mkdir(d, 0o755)
 		if errors.Is(err, os.ErrExist) {
 			if procs, _ := readPids(filepath.Join(d, "cgroup.procs")); len(procs) > 0 {
