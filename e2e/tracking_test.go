@@ -93,7 +93,9 @@ func removeCgroups(rt string) {
 		return
 	}
 	sum := sha256.Sum256([]byte(abs))
-	for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+	// The v2 tree, and the v1 hierarchies that enforce limits.
+	for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu",
+		"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids"} {
 		dir := filepath.Join(mount, "berth", hex.EncodeToString(sum[:8]))
 		subs, _ := filepath.Glob(filepath.Join(dir, "*", "cgroup.procs"))
 		for _, s := range subs {
