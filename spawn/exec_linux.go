@@ -332,7 +332,7 @@ func (p *execProcess) wait() {
 	p.reaped = true
 	p.reapMu.Unlock()
 	_ = p.track.waitEmpty(context.Background()) // no deadline: SIGKILL was sent
-	oom := p.limits.oomKilled() // before the cgroups go
+	oom := p.limits.oomKilled()                 // before the cgroups go
 	p.track.cleanup()
 	if p.limits != nil {
 		removeV1(context.Background(), p.limits.v1)

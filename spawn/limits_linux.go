@@ -511,4 +511,3 @@ func keyValue(s, key string) (int64, bool) {
 	}
 	return 0, false
 }
-
