@@ -64,10 +64,9 @@ type LimitCgroups struct {
 //   - else not at all, and Missing says why.
 func FindLimitCgroups(v2, name string) LimitCgroups {
 	lc := LimitCgroups{V1: map[string]string{}, Missing: map[string]string{}}
-	v2why := "no cgroup v2 tree is used"
+	v2why := map[string]string{}
 	if v2 != "" {
-		enabled, why := enableV2(v2, LimitControllers)
-		lc.V2, v2why = enabled, why
+		lc.V2, v2why = enableV2(v2, LimitControllers)
 	}
 	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, c := range LimitControllers {
@@ -79,7 +78,11 @@ func FindLimitCgroups(v2, name string) LimitCgroups {
 			lc.V1[c] = dir
 			continue
 		}
-		lc.Missing[c] = fmt.Sprintf("no %s controller: %s in the cgroup v2 tree, and %v", c, v2why, err)
+		why := v2why[c]
+		if v2 == "" {
+			why = "no cgroup v2 tree is used"
+		}
+		lc.Missing[c] = fmt.Sprintf("no %s controller: cgroup v2: %s; cgroup v1: %v", c, why, err)
 	}
 	return lc
 }
@@ -151,34 +154,31 @@ func wanted(l needs.Limits) []string {
 
 // enableV2 enables the controllers for the sub-cgroups of dir, from the
 // mount's root down, and returns those enabled in dir's
-// cgroup.subtree_control, with why the others are not.
-func enableV2(dir string, ctrls []string) ([]string, string) {
+// cgroup.subtree_control, with why each other one is not.
+func enableV2(dir string, ctrls []string) ([]string, map[string]string) {
+	why := map[string]string{}
 	mount := dir
 	for isCgroup2(filepath.Dir(mount)) && filepath.Dir(mount) != mount {
 		mount = filepath.Dir(mount)
 	}
-	rel, err := filepath.Rel(mount, dir)
-	if err != nil {
-		return nil, err.Error()
-	}
 	chain := []string{mount}
-	if rel != "." {
+	if rel, err := filepath.Rel(mount, dir); err == nil && rel != "." {
 		for _, part := range strings.Split(rel, "/") {
 			chain = append(chain, filepath.Join(chain[len(chain)-1], part))
 		}
 	}
-	why := ""
 	for _, d := range chain {
 		offered := strings.Fields(readString(filepath.Join(d, "cgroup.controllers")))
 		for _, c := range ctrls {
-			if !slices.Contains(offered, c) {
-				if why == "" {
-					why = fmt.Sprintf("%s does not offer it (cgroup.controllers: %q)", d, strings.Join(offered, " "))
-				}
+			if why[c] != "" {
 				continue
 			}
-			if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("+"+c), 0); err != nil && why == "" {
-				why = fmt.Sprintf("enable it in %s/cgroup.subtree_control: %v", d, err)
+			if !slices.Contains(offered, c) {
+				why[c] = fmt.Sprintf("%s does not offer it (cgroup.controllers: %q)", d, strings.Join(offered, " "))
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("+"+c), 0); err != nil {
+				why[c] = fmt.Sprintf("enable it in %s/cgroup.subtree_control: %v", d, err)
 			}
 		}
 	}
@@ -187,10 +187,9 @@ func enableV2(dir string, ctrls []string) ([]string, string) {
 	for _, c := range ctrls {
 		if slices.Contains(enabled, c) {
 			out = append(out, c)
+		} else if why[c] == "" {
+			why[c] = "not enabled in " + dir
 		}
-	}
-	if why == "" {
-		why = "not enabled in " + dir
 	}
 	return out, why
 }
