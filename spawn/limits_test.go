@@ -22,8 +22,25 @@ import (
 func limitTracking(t *testing.T, l needs.Limits) Tracking {
 	t.Helper()
 	child := testCgroup(t) // the v2 one; its cleanup runs after ours
-	parent := filepath.Dir(child)
-	lc := FindLimitCgroups(parent, filepath.Join("berth", filepath.Base(parent)))
+	return limitTrackingIn(t, l, filepath.Dir(child), filepath.Base(child))
+}
+
+// limitTrackingPG is limitTracking for a child tracked by its process
+// group and a mark: only the v1 hierarchies can hold its limits.
+func limitTrackingPG(t *testing.T, l needs.Limits) Tracking {
+	t.Helper()
+	tr := limitTrackingIn(t, l, "", "child")
+	tr.Marks = []string{"SPAWN_MARK=" + randomName(t)}
+	return tr
+}
+
+func limitTrackingIn(t *testing.T, l needs.Limits, parent, child string) Tracking {
+	t.Helper()
+	name := "spawn-test-" + randomName(t)
+	if parent != "" {
+		name = filepath.Base(parent)
+	}
+	lc := FindLimitCgroups(parent, filepath.Join("berth", name))
 	t.Logf("limit cgroups: %s", lc)
 	t.Cleanup(func() {
 		for _, d := range lc.Dirs() {
@@ -38,7 +55,10 @@ func limitTracking(t *testing.T, l needs.Limits) Tracking {
 		}
 		t.Skip(err)
 	}
-	tr := Tracking{Cgroup: child, LimitCgroups: lc.Child(filepath.Base(child), l)}
+	tr := Tracking{LimitCgroups: lc.Child(child, l)}
+	if parent != "" {
+		tr.Cgroup = filepath.Join(parent, child)
+	}
 	t.Cleanup(func() {
 		Sweep(context.Background(), tr, 0, 0)
 		for _, d := range tr.LimitCgroups {
@@ -58,26 +78,64 @@ func limitedSpec(t *testing.T, l needs.Limits, mode string, args ...string) Spec
 }
 
 // TestMemoryLimitOOM: a child that allocates past its memory limit is
-// killed by the kernel, its exit says so, and its cgroups are gone.
+// killed by the kernel, its exit says so, and its cgroups are gone; by
+// its cgroup, or by its process group with v1 cgroups for the limit.
 func TestMemoryLimitOOM(t *testing.T) {
-	l := needs.Limits{Memory: 64 << 20}
-	spec := limitedSpec(t, l, "alloc", "1024")
+	for _, mode := range []struct {
+		name  string
+		track func(*testing.T, needs.Limits) Tracking
+	}{{"cgroup", limitTracking}, {"pgroup", limitTrackingPG}} {
+		t.Run(mode.name, func(t *testing.T) {
+			l := needs.Limits{Memory: 64 << 20}
+			spec := helperSpec(t, "alloc", "1024")
+			spec.Tracking, spec.Limits = mode.track(t, l), l
+			spec.Env = append(spec.Env, spec.Tracking.Marks...)
+			c := startChild(t, spec)
+			ex := waitDone(t, c)
+			log, _ := os.ReadFile(spec.LogPath)
+			if !ex.OOMKilled || ex.Signal != "SIGKILL" {
+				t.Fatalf("exit = %+v (%s), want SIGKILL and OOMKilled; log:\n%s", ex, ex, log)
+			}
+			if strings.Contains(string(log), "ready") {
+				t.Fatalf("the child allocated 1 GiB under a 64M limit:\n%s", log)
+			}
+			if !strings.Contains(ex.String(), "oom-killed") {
+				t.Errorf("exit string %q does not say oom-killed", ex)
+			}
+			t.Logf("exit %s after %s", ex, lastLine(log))
+			dirs := spec.Tracking.LimitCgroups
+			if spec.Tracking.Cgroup != "" {
+				dirs = append(dirs, spec.Tracking.Cgroup)
+			}
+			for _, d := range dirs {
+				if _, err := os.Stat(d); !os.IsNotExist(err) {
+					t.Errorf("cgroup %s still there after the exit: %v", d, err)
+				}
+			}
+		})
+	}
+}
+
+// TestSweepLimitCgroups: Sweep given nothing but a child's v1 cgroups (a
+// child no record names, found only there) kills what is in them and
+// removes them.
+func TestSweepLimitCgroups(t *testing.T) {
+	l := needs.Limits{Memory: 64 << 20, PIDs: 50}
+	tr := limitTrackingPG(t, l)
+	spec := helperSpec(t, "sleep-forever")
+	spec.Tracking, spec.Limits = tr, l
+	spec.Env = append(spec.Env, tr.Marks...)
 	c := startChild(t, spec)
-	ex := waitDone(t, c)
-	log, _ := os.ReadFile(spec.LogPath)
-	if !ex.OOMKilled || ex.Signal != "SIGKILL" {
-		t.Fatalf("exit = %+v (%s), want SIGKILL and OOMKilled; log:\n%s", ex, ex, log)
+	waitForLog(t, spec, "ready")
+	if err := Sweep(t.Context(), Tracking{LimitCgroups: tr.LimitCgroups}, 0, time.Second); err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(string(log), "ready") {
-		t.Fatalf("the child allocated 1 GiB under a 64M limit:\n%s", log)
+	if ex := waitDone(t, c); ex.Signal != "SIGKILL" {
+		t.Errorf("exit %s, want SIGKILL", ex)
 	}
-	if !strings.Contains(ex.String(), "oom-killed") {
-		t.Errorf("exit string %q does not say oom-killed", ex)
-	}
-	t.Logf("exit %s after %s", ex, lastLine(log))
-	for _, d := range append([]string{spec.Tracking.Cgroup}, spec.Tracking.LimitCgroups...) {
+	for _, d := range tr.LimitCgroups {
 		if _, err := os.Stat(d); !os.IsNotExist(err) {
-			t.Errorf("cgroup %s still there after the exit: %v", d, err)
+			t.Errorf("cgroup %s still there after Sweep: %v", d, err)
 		}
 	}
 }
