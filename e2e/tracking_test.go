@@ -99,8 +99,17 @@ func removeCgroups(rt string) {
 		dir := filepath.Join(mount, "berth", hex.EncodeToString(sum[:8]))
 		subs, _ := filepath.Glob(filepath.Join(dir, "*", "cgroup.procs"))
 		for _, s := range subs {
-			syscall.Rmdir(filepath.Dir(s))
+			rmdirBusy(filepath.Dir(s))
 		}
 		syscall.Rmdir(dir)
+	}
+}
+
+// rmdirBusy removes the cgroup dir, trying again for up to 5 s while it is
+// busy: a child just killed may still be in it until it is reaped.
+func rmdirBusy(dir string) {
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Rmdir(dir) == syscall.EBUSY && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 }
