@@ -45,10 +45,12 @@ func TestBidRefusesUnenforceableLimits(t *testing.T) {
 	if b := offer(nil); !b.OK {
 		t.Fatalf("no limits: bid %+v", b)
 	}
-	// This machine as one without a memory controller: tracking is
-	// read-only once Open returned, and no offer can race this.
+	// This machine as one without a memory controller (no offer arrives
+	// here; bid reads the tracking after taking a.mu anyway).
+	a.mu.Lock()
 	a.track.limits = spawn.LimitCgroups{V1: map[string]string{spawn.CtrlCPU: "/x", spawn.CtrlPIDs: "/y"},
 		Missing: map[string]string{spawn.CtrlMemory: "no memory controller: the test says so"}}
+	a.mu.Unlock()
 	if b := offer(&needs.Limits{CPUs: 0.5, PIDs: 10}); !b.OK {
 		t.Errorf("cpus and pids, which it can enforce: bid %+v", b)
 	}
