@@ -303,10 +303,6 @@ func TestGatewayConformance(t *testing.T) {
 	slow.CloseNow()
 
 	// A connection that has gone: 410.
-	gone, err := gwDial(t, gwAddr, "svc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	list := func() []string {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+gwAddr+"/@connections", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -324,17 +320,27 @@ func TestGatewayConformance(t *testing.T) {
 		return ids
 	}
 	before := list()
-	gone.Close(websocket.StatusNormalClosure, "bye")
+	gone, err := gwDial(t, gwAddr, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The gateway lists a connection once the service's on_connect has
+	// accepted it, which may be after the client's handshake returned.
 	var goneID string
-	waitUntil(t, 10*time.Second, "the closed connection to leave the list", func() (bool, string) {
+	waitUntil(t, 10*time.Second, "the new connection in the list", func() (bool, string) {
 		now := list()
-		for _, id := range before {
-			if !slices.Contains(now, id) {
+		for _, id := range now {
+			if !slices.Contains(before, id) {
 				goneID = id
 				return true, ""
 			}
 		}
 		return false, fmt.Sprint(now)
+	})
+	gone.Close(websocket.StatusNormalClosure, "bye")
+	waitUntil(t, 10*time.Second, "the closed connection to leave the list", func() (bool, string) {
+		now := list()
+		return !slices.Contains(now, goneID), fmt.Sprint(now)
 	})
 	req, _ := http.NewRequest(http.MethodPost, "http://"+gwAddr+"/@connections/"+goneID, strings.NewReader("late"))
 	req.Header.Set("Authorization", "Bearer "+token)

@@ -135,8 +135,15 @@ func TestStartedFlood(t *testing.T) {
 	if in := instance(getNeed(t, c, "web"), "web.0"); in == nil || in.State != needs.Running {
 		t.Errorf("after the approval: %+v, want running", in)
 	}
-	if n := accepted.Load() - int64(fill); n != 1 {
-		t.Errorf("%d check connections once the port opened, want 1", n)
+	// One check gets through. A second is possible, never more: the check
+	// in flight when the port opened may reach its dial timeout just after
+	// the kernel completed its handshake (the connection is accepted, but
+	// the check has already given up and tries again).
+	// The approval needs the kernel's handshake, not the accept: wait for
+	// the accept loop to count it.
+	waitFor(t, 10*time.Second, func() bool { return accepted.Load() > int64(fill) })
+	if n := accepted.Load() - int64(fill); n > 2 {
+		t.Errorf("%d check connections once the port opened, want 1 (2 if one timed out as the port opened)", n)
 	}
 	if peak.synSent > 1 {
 		t.Errorf("%d check sockets open at once for one allocation, want 1", peak.synSent)

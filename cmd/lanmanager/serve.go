@@ -25,6 +25,11 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			// The notices come before the API listens: whoever sees it
+			// reachable has been told where its tokens are.
+			if path != "" {
+				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", tokenNotice(path, created))
+			}
 			if cfg.InsecureNoToken {
 				log.Warn("running without a token (--insecure-no-token): anyone who reaches this port, any local user included, can run commands on every master")
 			}
@@ -39,6 +44,12 @@ func serveCommand() *cli.Command {
 				}
 				return err
 			}
+			if hub != nil {
+				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", ipcNotice(hub, ipcPath))
+			}
+			if gw != nil {
+				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", gatewayNotice(gw, gwPath))
+			}
 			srv, err := lan.Open(c.Context, cfg.lanConfig(log, hub, gw))
 			if err != nil {
 				if hub != nil {
@@ -49,16 +60,11 @@ func serveCommand() *cli.Command {
 				}
 				return err
 			}
-			if path != "" {
-				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", tokenNotice(path, created))
-			}
 			if hub != nil {
 				defer hub.Close() // after the rest: its peers outlive the API
-				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", ipcNotice(hub, ipcPath))
 			}
 			if gw != nil {
 				defer gw.Close()
-				fmt.Fprintln(c.App.ErrWriter, "lanmanager:", gatewayNotice(gw, gwPath))
 			}
 			if remove, err := lan.Announce(announceDir(cfg.AnnounceDir), srv.Addr(), cfg.DataDir); err != nil {
 				log.Warn("clients on this machine will not find the token by themselves", "err", err)

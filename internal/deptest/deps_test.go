@@ -31,6 +31,7 @@ var allowed = map[string]struct {
 	"berth/ipchub":     {nil, "the IPC hub speaks a foreign protocol (acebase-ipc-server) and needs none of our vocabulary"},
 	"berth/gateway":    {nil, "the gateway is told how to pick an instance; it knows neither the lanmanager nor the master"},
 	"berth/mesh":       {[]string{"berth/needs"}, "the proxy is told its backends; it knows neither the lanmanager nor the master"},
+	"berth/sandbox":    {[]string{"berth/needs", "berth/spawn"}, "the bwrap sandbox rewrites a spawn.Spec and starts it with spawn.Exec; it knows neither the master nor the plugin framework"},
 	"berth/master": {[]string{"berth/boltfile", "berth/gateway", "berth/mesh", "berth/needs", "berth/pipes", "berth/portoffice", "berth/spawn"},
 		"masters speak to the lanmanager only over the wire; they run the mesh proxies"},
 	"berth/examples/hello":      {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
