@@ -191,7 +191,9 @@ func (spec *NeedSpec) Need() *needs.Need {
 	if spec.Instances != nil {
 		n.Instances = *spec.Instances
 	}
-	n.Limits = spec.Limits
+	if spec.Limits != nil && !spec.Limits.IsZero() { // {} is no limits
+		n.Limits = spec.Limits
+	}
 	return n
 }
 
