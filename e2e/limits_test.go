@@ -60,6 +60,7 @@ func TestMemoryLimitOOMKilled(t *testing.T) {
 		return in.LastExit == want && in.Failures >= 1, string(in.State) + ", last exit " + in.LastExit
 	})
 	out := l.mustCLI(t, "need", "show", "hog")
+	t.Logf("need show hog:\n%s", out)
 	for _, s := range []string{"limits:     memory 64M (per child)", want} {
 		if !strings.Contains(out, s) {
 			t.Errorf("need show hog:\n%s\nwant %q", out, s)
