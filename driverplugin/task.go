@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"syscall"
@@ -296,6 +297,9 @@ func (p *Plugin) Start(ctx context.Context, spec spawn.Spec) (spawn.Process, err
 	}
 	req := &driverpb.StartRequest{TaskId: spec.Task, Instance: spec.Instance, Argv: spec.Command, Env: spec.Env,
 		Dir: spec.Dir, LogPath: spec.LogPath, Cgroup: spec.Tracking.Cgroup, Marks: spec.Tracking.Marks, Options: spec.DriverOpts}
+	if l := spec.Limits; !l.IsZero() {
+		req.Limits = &driverpb.Limits{MemoryBytes: int64(l.Memory), CpuMillis: int64(math.Round(l.CPUs * 1000)), Pids: int64(l.PIDs)}
+	}
 	r, err := c.rpc.Start(ctx, req)
 	if err != nil {
 		err = errorOf(p.cfg.Name, err)

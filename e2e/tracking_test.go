@@ -93,12 +93,23 @@ func removeCgroups(rt string) {
 		return
 	}
 	sum := sha256.Sum256([]byte(abs))
-	for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+	// The v2 tree, and the v1 hierarchies that enforce limits.
+	for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu",
+		"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids"} {
 		dir := filepath.Join(mount, "berth", hex.EncodeToString(sum[:8]))
 		subs, _ := filepath.Glob(filepath.Join(dir, "*", "cgroup.procs"))
 		for _, s := range subs {
-			syscall.Rmdir(filepath.Dir(s))
+			rmdirBusy(filepath.Dir(s))
 		}
 		syscall.Rmdir(dir)
+	}
+}
+
+// rmdirBusy removes the cgroup dir, trying again for up to 5 s while it is
+// busy: a child just killed may still be in it until it is reaped.
+func rmdirBusy(dir string) {
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Rmdir(dir) == syscall.EBUSY && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -179,6 +179,9 @@ type NeedSpec struct {
 	// Driver and DriverOpts: see needs.Need.
 	Driver     string   `json:"driver,omitempty"`
 	DriverOpts []string `json:"driver_opts,omitempty"`
+	// Limits caps each child's memory, CPU and processes
+	// (docs/drivers.md): {"memory": "256M", "cpus": 0.5, "pids": 200}.
+	Limits *needs.Limits `json:"limits,omitempty"`
 }
 
 // Need is the need the spec declares (instances default to 1); it is not
@@ -191,6 +194,9 @@ func (spec *NeedSpec) Need() *needs.Need {
 		Driver: spec.Driver, DriverOpts: spec.DriverOpts}
 	if spec.Instances != nil {
 		n.Instances = *spec.Instances
+	}
+	if spec.Limits != nil && !spec.Limits.IsZero() { // {} is no limits
+		n.Limits = spec.Limits
 	}
 	return n
 }

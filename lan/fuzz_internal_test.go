@@ -25,6 +25,9 @@ func FuzzNeedSpec(f *testing.F) {
 	f.Add([]byte(`{"name":"web","command":["x"],"restart":{"delay":"-1s","factor":0.5}}`))
 	f.Add([]byte(`{"name":"web","command":["x"],"restart":{"delay":99999999999999999,"max_delay":"soon"}}`))
 	f.Add([]byte(`{"name":"web","command":["x"],"restart":null}`))
+	f.Add([]byte(`{"name":"web","command":["x"],"limits":{"memory":"256M","cpus":0.5,"pids":200}}`))
+	f.Add([]byte(`{"name":"web","command":["x"],"limits":{"memory":1073741824,"cpus":1e-9,"pids":-3}}`))
+	f.Add([]byte(`{"name":"web","command":["x"],"limits":{"memory":"9999P"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, "/v1/needs", bytes.NewReader(b))
@@ -59,6 +62,10 @@ func FuzzNeedSpec(f *testing.F) {
 					t.Fatalf("policy %+v: Backoff(%d) = %v outside [%v, %v]", p, f, d, time.Duration(e.Delay), time.Duration(e.MaxDelay))
 				}
 			}
+		}
+		if l := n.Limit(); l.Memory < 0 || l.Memory != 0 && l.Memory < needs.MinMemory || l.Memory > needs.MaxMemory ||
+			l.CPUs != 0 && !(l.CPUs >= needs.MinCPUs && l.CPUs <= needs.MaxCPUs) || l.PIDs < 0 || l.PIDs > needs.MaxPIDs {
+			t.Fatalf("invalid limits accepted: %+v", l)
 		}
 		// What is accepted survives the store's JSON round trip.
 		b, err := json.Marshal(n)

@@ -433,6 +433,16 @@ func (st *State) exited(fx *Effects, now time.Time, masterID string, e *pipes.Ex
 }
 
 func describeExit(e *pipes.Exited) string {
+	if e.OOMKilled {
+		oom := "oom-killed"
+		if e.MemoryLimit != 0 {
+			oom += " (memory " + e.MemoryLimit.String() + ")"
+		}
+		if e.Signal == "" && e.Code >= 0 { // the leader outlived the process killed
+			return "exit code " + strconv.Itoa(e.Code) + " after a process was " + oom
+		}
+		return oom
+	}
 	switch {
 	case e.Signal != "":
 		return "signal " + e.Signal

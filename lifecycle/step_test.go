@@ -215,6 +215,21 @@ func TestTransitions(t *testing.T) {
 			t.Errorf("after a kill %+v", in)
 		}
 	})
+	t.Run("oom-killed", func(t *testing.T) {
+		mc := newMachine(t, 1, 1)
+		mc.run("web.0", "a1", m1)
+		mc.run("idle.0", "b1", m2)
+		mc.step(Exited{MasterID: m1.ID, Report: pipes.Exited{Alloc: "a1", Signal: "SIGKILL", Code: -1, OOMKilled: true, MemoryLimit: 256 << 20}})
+		in := mc.in("web.0")
+		if in.State != needs.Backoff || in.LastExit != "oom-killed (memory 256M)" || in.Reason != "exited: oom-killed (memory 256M)" ||
+			in.Failures != 1 || !in.NextAttempt.After(mc.now) {
+			t.Errorf("after an OOM kill %+v", in)
+		}
+		mc.step(Exited{MasterID: m2.ID, Report: pipes.Exited{Alloc: "b1", Code: 1, OOMKilled: true, MemoryLimit: 1 << 30}})
+		if in := mc.in("idle.0"); in.LastExit != "exit code 1 after a process was oom-killed (memory 1G)" {
+			t.Errorf("after a grandchild's OOM kill %+v", in)
+		}
+	})
 	t.Run("ready before started, and uptime", func(t *testing.T) {
 		mc := newMachine(t, 0, 2)
 		mc.step(Granted{Instance: "idle.0", Alloc: "b1", Master: m1})

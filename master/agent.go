@@ -188,7 +188,8 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.disconnectLoop(d) }()
 	}
-	a.log.Info("master started", "id", a.id, "address", a.addr, "lanmanager", a.linkURL, "runtime", rt, "tracking", a.track.String())
+	a.log.Info("master started", "id", a.id, "address", a.addr, "lanmanager", a.linkURL, "runtime", rt, "tracking", a.track.String(),
+		"limits", a.track.limits.String())
 	return a, nil
 }
 

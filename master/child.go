@@ -80,6 +80,9 @@ func (c *child) info() pipes.ChildInfo {
 	if c.mesh != nil {
 		ci.Upstreams, ci.PeersFile = c.mesh.info(), c.mesh.peers
 	}
+	if l := c.need.Limit(); !l.IsZero() {
+		ci.Limits = &l
+	}
 	return ci
 }
 
@@ -182,14 +185,14 @@ func (a *Agent) spawnChild(c *child) error {
 	}
 	env := a.childEnv(c)
 	spec := spawn.Spec{Instance: c.instance, Command: spawn.ExpandArgs(c.need.Command, env), Env: env, LogPath: c.logPath,
-		Tracking: a.track.child(c.alloc), Task: c.alloc, DriverOpts: c.need.DriverOpts}
+		Tracking: a.track.child(c.alloc, c.need.Limit()), Limits: c.need.Limit(), Task: c.alloc, DriverOpts: c.need.DriverOpts}
 	activate(&spec, c.need, files)
 	// A record without a pid first: should the master die between the
 	// spawn and the full record, the next run finds the child in its
 	// cgroup or by its BERTH_ALLOC (spawn.FindLeader) instead of not
 	// knowing it.
 	rec := &record{Alloc: c.alloc, Instance: c.instance, Need: c.need, Ports: ports,
-		Pipe: c.pipePath, Log: c.logPath, Cgroup: spec.Tracking.Cgroup}
+		Pipe: c.pipePath, Log: c.logPath, Cgroup: spec.Tracking.Cgroup, LimitCgroups: spec.Tracking.LimitCgroups}
 	if plugin != nil {
 		rec.Driver = plugin.Name()
 	}
@@ -311,7 +314,7 @@ func (a *Agent) wait(c *child) {
 		// The driver cannot say what became of it: stop whatever of it
 		// still runs before its ports go to someone else.
 		a.log.Warn("child lost by its driver; stopping what is left of it", "instance", c.instance, "err", ex.Err)
-		if err := spawn.Sweep(context.Background(), a.track.child(c.alloc), c.proc.StartTime(), a.opts.StopGrace); err != nil {
+		if err := spawn.Sweep(context.Background(), a.track.child(c.alloc, c.need.Limit()), c.proc.StartTime(), a.opts.StopGrace); err != nil {
 			a.log.Error("stop a lost child", "instance", c.instance, "err", err)
 		}
 	}
@@ -333,9 +336,10 @@ func (a *Agent) wait(c *child) {
 	a.mu.Unlock()
 	close(c.done)
 	a.log.Info("child exited", "instance", c.instance, "pid", c.proc.PID(), "exit", ex.String(), "requested", requested, "adopted", c.adopted)
-	e := &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested}
+	e := &pipes.Exited{Alloc: c.alloc, Instance: c.instance, Code: ex.Code, Signal: ex.Signal, Requested: requested,
+		OOMKilled: ex.OOMKilled, MemoryLimit: c.need.Limit().Memory}
 	switch {
-	case errors.Is(ex.Err, spawn.ErrExitUnknown):
+	case errors.Is(ex.Err, spawn.ErrExitUnknown) && !ex.OOMKilled:
 		e.Reason = exitedWhileAdopted
 	case errors.Is(ex.Err, driverplugin.ErrTaskLost):
 		e.Reason = ex.Err.Error()

@@ -39,7 +39,7 @@ func (a *Agent) serveControl(l *pipes.Listener) {
 				}
 				switch msg.Type {
 				case pipes.TypePS:
-					conn.SendBody(pipes.TypePS, msg.ID, a.Children())
+					conn.SendBody(pipes.TypePS, msg.ID, a.childrenWithUsage())
 				case pipes.TypeDrivers:
 					conn.SendBody(pipes.TypeDrivers, msg.ID, a.Drivers())
 				default:

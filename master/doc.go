@@ -153,6 +153,18 @@
 // docs/mesh.md, "Upstreams and peers"). The ports are recorded, and an
 // adopted child gets its listeners back on the same ports.
 //
+// # Resource limits
+//
+// At Open the master finds where it can enforce a need's limits
+// (spawn.FindLimitCgroups: the controllers it can enable under its v2
+// cgroup, else the v1 hierarchies, under <mount>/berth/<hash>). It bids
+// no for a need with a limit it cannot enforce, saying which and why;
+// it gives each limited child its limits and cgroups in the spawn.Spec,
+// records the v1 ones in master.db so that a successor adopts the child
+// with them, reports an OOM kill in the exited frame (oom_killed,
+// memory_limit), and answers ps with each child's use against its limits
+// (usage.go). See docs/drivers.md.
+//
 // # Caveats
 //
 // While the link is down children keep running; messages that could not be

@@ -158,6 +158,8 @@ func (a *Agent) driverRefusal(n *needs.Need) string {
 		return fmt.Sprintf("driver %s unavailable: %s", p.Name(), fp.Reason)
 	case n.SocketActivation:
 		return fmt.Sprintf("driver %s: socket activation is not supported by external drivers", p.Name())
+	case !n.Limit().IsZero() && !fp.ResourceLimits:
+		return fmt.Sprintf("driver %s enforces no resource limits (--memory, --cpus, --pids)", p.Name())
 	}
 	return ""
 }

@@ -180,6 +180,16 @@ func TestExternalDriverFaults(t *testing.T) {
 		return err == nil && strings.Contains(strings.Join(st.Reasons, ";"), "driver exec takes no options")
 	})
 
+	// rawexec enforces no limits: a need with limits is not bid for.
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "capped", Command: []string{exe}, Instances: &one, Driver: "rawexec",
+		Limits: &needs.Limits{Memory: 64 << 20}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the reason capped is pending", func() bool {
+		st, err := c.Need(t.Context(), "capped")
+		return err == nil && strings.Contains(strings.Join(st.Reasons, ";"), "driver rawexec enforces no resource limits")
+	})
+
 	for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP} {
 		old := a.Drivers()[1].PID
 		if err := syscall.Kill(old, sig); err != nil {

@@ -518,6 +518,10 @@ func (a *Agent) bid(o *pipes.Offer) *pipes.Bid {
 		b.OK, b.Reason = false, err.Error()
 		return b
 	}
+	if err := a.track.limits.Can(o.Need.Limit()); err != nil {
+		b.OK, b.Reason = false, err.Error()
+		return b
+	}
 	ranges := a.office.Ranges()
 	for _, p := range o.Need.Protocols {
 		r, ok := ranges[p]

@@ -40,6 +40,9 @@ type record struct {
 	// (before the spawn); "" for a child tracked by its process group and
 	// BERTH_ALLOC.
 	Cgroup string `json:"cgroup,omitempty"`
+	// LimitCgroups are the child's own cgroups in the v1 hierarchies that
+	// enforce its need's limits (spawn.Tracking.LimitCgroups).
+	LimitCgroups []string `json:"limit_cgroups,omitempty"`
 	// Upstreams are the ports of the child's upstream listeners, by
 	// upstream name: its environment names them, so a restarted master
 	// listens on them again. PeersFile is its BERTH_PEERS_FILE.

@@ -49,6 +49,9 @@ const (
 type tracking struct {
 	hash   string // runtimeHash of the runtime directory
 	cgroup string // the master's cgroup, <cgroup2 mount>/berth/<hash>; "" for process groups
+	// limits says where the cgroups that enforce needs' limits go, and
+	// which limits cannot be enforced here.
+	limits spawn.LimitCgroups
 }
 
 // runtimeHash names a runtime directory: the first 16 hex digits of the
@@ -66,12 +69,13 @@ func runtimeHash(dir string) (string, error) {
 // newTracking sets up the tracking that mode asks for: the master's cgroup
 // if cgroups are asked for or allowed and usable, else process groups (an
 // error if mode is TrackCgroup).
-func newTracking(mode, runtimeDir string, log *slog.Logger) (tracking, error) {
+func newTracking(mode, runtimeDir string, log *slog.Logger) (t tracking, err error) {
 	hash, err := runtimeHash(runtimeDir)
 	if err != nil {
 		return tracking{}, err
 	}
-	t := tracking{hash: hash}
+	t = tracking{hash: hash}
+	defer func() { t.limits = spawn.FindLimitCgroups(t.cgroup, filepath.Join("berth", hash)) }()
 	if mode == TrackProcessGroup {
 		return t, nil
 	}
@@ -98,11 +102,14 @@ func (t tracking) String() string {
 	return "process group"
 }
 
-// remove removes the master's cgroup once it has no child left: when the
+// remove removes the master's cgroups once it has no child left: when the
 // master closes after stopping every child.
 func (t tracking) remove() {
 	if t.cgroup != "" {
 		spawn.RemoveCgroup(t.cgroup)
+	}
+	for _, d := range t.limits.Dirs() {
+		spawn.RemoveCgroup(d)
 	}
 }
 
@@ -114,12 +121,14 @@ func (t tracking) finder() string {
 	return "the " + envMaster + "=" + t.hash + " in their environment"
 }
 
-// child returns the spawn tracking of a new child of allocation alloc.
-func (t tracking) child(alloc string) spawn.Tracking {
+// child returns the spawn tracking of a new child of allocation alloc
+// whose need has limits l.
+func (t tracking) child(alloc string, l needs.Limits) spawn.Tracking {
+	tr := spawn.Tracking{Marks: allocMarks(alloc), LimitCgroups: t.limits.Child(alloc, l)}
 	if t.cgroup != "" {
-		return spawn.Tracking{Cgroup: filepath.Join(t.cgroup, alloc)}
+		tr.Cgroup, tr.Marks = filepath.Join(t.cgroup, alloc), nil
 	}
-	return spawn.Tracking{Marks: allocMarks(alloc)}
+	return tr
 }
 
 // allocMarks proves, without a cgroup, that a process belongs to the child
@@ -156,7 +165,25 @@ func (t tracking) orphans(known func(alloc string) bool) []leftover {
 	mark := envMaster + "=" + t.hash
 	for _, alloc := range spawn.EnvValues([]string{mark}, envAlloc) {
 		if !known(alloc) && !seen[alloc] {
+			seen[alloc] = true
 			out = append(out, leftover{alloc: alloc, track: spawn.Tracking{Marks: []string{mark, envAlloc + "=" + alloc}}})
+		}
+	}
+	// The v1 cgroups that enforce limits go with their child: those of a
+	// child found above are added to its leftover, the others (their
+	// child found by neither) are swept alone.
+	for _, dir := range t.limits.Dirs() {
+		names, _ := spawn.CgroupChildren(dir)
+		for _, n := range names {
+			if known(n) {
+				continue
+			}
+			i := slices.IndexFunc(out, func(l leftover) bool { return l.alloc == n })
+			if i < 0 {
+				out = append(out, leftover{alloc: n})
+				i = len(out) - 1
+			}
+			out[i].track.LimitCgroups = append(out[i].track.LimitCgroups, filepath.Join(dir, n))
 		}
 	}
 	return out
@@ -188,9 +215,9 @@ func (a *Agent) sweep(ctx context.Context, ls []leftover) {
 // tracked by process group, or by a master that predates cgroups).
 func (r *record) tracking() spawn.Tracking {
 	if r.Cgroup != "" {
-		return spawn.Tracking{Cgroup: r.Cgroup}
+		return spawn.Tracking{Cgroup: r.Cgroup, LimitCgroups: r.LimitCgroups}
 	}
-	return spawn.Tracking{Marks: allocMarks(r.Alloc)}
+	return spawn.Tracking{Marks: allocMarks(r.Alloc), LimitCgroups: r.LimitCgroups}
 }
 
 // knownAllocs returns a func that reports whether alloc is a child of the

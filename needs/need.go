@@ -58,6 +58,9 @@ type Need struct {
 	// as they are, in order (a key may repeat, as bind=/a bind=/b).
 	Driver     string   `json:"driver,omitempty"`
 	DriverOpts []string `json:"driver_opts,omitempty"`
+	// Limits caps the memory, CPU and processes of each child (see
+	// docs/drivers.md); nil means none.
+	Limits *Limits `json:"limits,omitempty"`
 	// Created is when the need was first declared.
 	Created time.Time `json:"created"`
 }
@@ -158,6 +161,9 @@ func (n *Need) Validate() error {
 	if n.SocketActivation && len(n.Protocols) == 0 {
 		return &FieldError{Field: "socket_activation", Msg: "needs at least one protocol to bind"}
 	}
+	if err := n.Limits.Validate(); err != nil {
+		return err
+	}
 	if err := n.validateMesh(); err != nil {
 		return err
 	}
@@ -223,6 +229,10 @@ func (n *Need) Clone() *Need {
 	if n.Restart != nil {
 		r := *n.Restart
 		c.Restart = &r
+	}
+	if n.Limits != nil {
+		l := *n.Limits
+		c.Limits = &l
 	}
 	if n.Env != nil {
 		c.Env = make(map[string]string, len(n.Env))

@@ -63,6 +63,19 @@
 //   - log.data chunks: at most [MaxLogChunk] bytes; logs tail: at most
 //     [MaxLogTail] lines.
 //
+// # Resource limits
+//
+// The need in an offer or a grant carries its limits, when it has any:
+// "limits": {"memory": "256M", "cpus": 0.5, "pids": 200} ([needs.Limits];
+// memory is a size string, or a whole number of bytes; each is validated
+// with the need: memory 1M-1P, cpus 0.01-8192, pids 0-4194304, 0 or
+// absent meaning none). A master that cannot enforce them bids no with
+// the reason. An exited frame says "oom_killed": true when the kernel's
+// OOM killer killed a process of the child, with "memory_limit", the
+// need's limit as a size string; the lanmanager records such an exit as
+// "oom-killed (memory 256M)". Older peers ignore these fields (a master
+// that does not know limits runs the child without them).
+//
 // # Services
 //
 // The running set reaches a master in "services" frames ([Services]), if

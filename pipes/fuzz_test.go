@@ -24,6 +24,9 @@ func seedFrames(tb testing.TB) [][]byte {
 		mustNew(tb, pipes.TypeDrivers, 2, []pipes.DriverInfo{{Name: "rawexec", Version: "1.0.0", Available: true, Signals: true}}),
 		mustNew(tb, pipes.TypeOffer, 0, pipes.Offer{Instance: "web.0", Round: 3, Need: need}),
 		mustNew(tb, pipes.TypeGrant, 0, pipes.Grant{Instance: "web.0", Alloc: "a1b2c3d4e5", Need: need}),
+		mustNew(tb, pipes.TypeGrant, 0, pipes.Grant{Instance: "hog.0", Alloc: "b1b2c3d4e5", Need: needs.Need{Name: "hog", Command: []string{"x"}, Instances: 1,
+			Limits: &needs.Limits{Memory: 256 << 20, CPUs: 0.5, PIDs: 200}}}),
+		mustNew(tb, pipes.TypeExited, 0, pipes.Exited{Alloc: "b1b2c3d4e5", Instance: "hog.0", Code: -1, Signal: "SIGKILL", OOMKilled: true, MemoryLimit: 256 << 20}),
 		mustNew(tb, pipes.TypeStarted, 2, pipes.Started{Alloc: "a1b2c3d4e5", Instance: "web.0", PID: 7, Ports: map[needs.Protocol]int{needs.HTTP: 16000}, StartedAt: time.Unix(1700000000, 0).UTC()}),
 		mustNew(tb, pipes.TypeServices, 0, pipes.Services{Rev: 4, Full: true, Parts: 1, Instances: []pipes.Service{
 			{Need: "web", Instance: "web.0", Alloc: "a1b2c3d4e5", Master: "m1", Address: "10.0.0.1", Ports: map[needs.Protocol]int{needs.HTTP: 16000}}}}),
@@ -177,6 +180,8 @@ func FuzzUnmarshalBodies(f *testing.F) {
 	}
 	f.Add([]byte(`{"alloc":"a1b2c3d4e5","instance":"web.0","code":-1,"signal":"SIGKILL"}`))
 	f.Add([]byte(`{"alloc":"a1b2c3d4e5"}`))
+	f.Add([]byte(`{"alloc":"a1b2c3d4e5","code":-1,"oom_killed":true,"memory_limit":"64M"}`))
+	f.Add([]byte(`{"instance":"a.0","round":1,"need":{"name":"a","command":["x"],"instances":1,"limits":{"memory":"1G","cpus":0.25,"pids":9}}}`))
 	f.Add([]byte(`{"instance":"web.1","round":1,"ok":false,"reason":"full"}`))
 	f.Add([]byte(`[{"instance":"web.1","pid":3,"stats":{"pid":3}}]`))
 	f.Add([]byte(`null`))

@@ -324,6 +324,11 @@ type Exited struct {
 	Reason string `json:"reason,omitempty"`
 	// Requested is true when the master stopped it because it was asked to.
 	Requested bool `json:"requested,omitempty"`
+	// OOMKilled is true when the kernel's OOM killer killed a process of
+	// the child (its leader, or on a cgroup v1 machine maybe another one);
+	// MemoryLimit is then the need's memory limit, if it has one.
+	OOMKilled   bool           `json:"oom_killed,omitempty"`
+	MemoryLimit needs.ByteSize `json:"memory_limit,omitempty"`
 }
 
 // Validate checks an exit report.
@@ -458,6 +463,23 @@ type ChildInfo struct {
 	Upstreams []UpstreamState `json:"upstreams,omitempty"`
 	// PeersFile is the child's BERTH_PEERS_FILE, if its need has peers.
 	PeersFile string `json:"peers_file,omitempty"`
+	// Limits are the need's limits, if any; Usage is what the child uses,
+	// read from its cgroups, where it has any.
+	Limits *needs.Limits `json:"limits,omitempty"`
+	Usage  *Usage        `json:"usage,omitempty"`
+}
+
+// Usage is what a child uses, for `master ps`; a figure its cgroups do not
+// give is -1.
+type Usage struct {
+	// Memory is the memory charged to the child now, in bytes.
+	Memory int64 `json:"memory"`
+	// CPUs is the CPU time the child used over a short window (WindowMS)
+	// divided by the window: 0.5 is half of one CPU.
+	CPUs     float64 `json:"cpus"`
+	WindowMS int     `json:"window_ms,omitempty"`
+	// PIDs is how many processes and threads it has now.
+	PIDs int64 `json:"pids"`
 }
 
 // ValidateAddress checks an address others are to dial: an IP address that

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"berth/needs"
 )
 
 // Adopt takes over a child this program did not start, or started in an
@@ -84,6 +86,7 @@ func Adopt(pid int, startTime uint64, tr Tracking) (*Child, error) {
 	} else {
 		p.track = &groupTracker{pgid: pid, since: startTime, marks: tr.Marks, held: p.leaderHolds}
 	}
+	p.limits = newLimiter(tr, needs.Limits{})
 	go p.watch()
 	return &Child{proc: p, startTime: startTime}, nil
 }
@@ -122,6 +125,7 @@ type adoptedProcess struct {
 	pid       int
 	startTime uint64
 	track     tracker
+	limits    *limiter // nil without cgroups
 	f         *os.File // the pidfd, in the runtime poller
 	rc        syscall.RawConn
 	done      chan struct{}
@@ -136,6 +140,7 @@ func (p *adoptedProcess) PID() int              { return p.pid }
 func (p *adoptedProcess) StartTime() uint64     { return p.startTime }
 func (p *adoptedProcess) Done() <-chan struct{} { return p.done }
 func (p *adoptedProcess) Tracking() string      { return p.track.String() }
+func (p *adoptedProcess) Usage() Usage          { return p.limits.usage() }
 
 func (p *adoptedProcess) Exit() Exit {
 	select {
@@ -169,8 +174,12 @@ func (p *adoptedProcess) watch() {
 	if p.track.waitEmpty(p.ctx) != nil {
 		return // released
 	}
+	oom := p.limits.oomKilled() // before the cgroups go
 	p.track.cleanup()
-	p.exit = Exit{Code: -1, Err: ErrExitUnknown}
+	if p.limits != nil {
+		removeV1(p.ctx, p.limits.v1)
+	}
+	p.exit = Exit{Code: -1, Err: ErrExitUnknown, OOMKilled: oom}
 	close(p.done)
 }
 

@@ -191,10 +191,11 @@ func (g *cgroupTracker) procs() ([]int, error) {
 }
 
 // populated reads "populated" from cgroup.events. A cgroup that does not
-// exist is not populated.
+// exist is not populated, nor is one removed while its file was being read
+// (ENODEV): only an empty cgroup can be removed.
 func (g *cgroupTracker) populated() (bool, error) {
 	b, err := os.ReadFile(filepath.Join(g.dir, "cgroup.events"))
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
 		return false, nil
 	}
 	if err != nil {

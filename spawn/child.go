@@ -95,6 +95,16 @@ func (c *Child) Tracking() string {
 	return ""
 }
 
+// Usage reads what the child uses now from its cgroups; figures it cannot
+// read (no cgroup with that controller, or a driver that does not say)
+// are -1.
+func (c *Child) Usage() Usage {
+	if u, ok := c.proc.(interface{ Usage() Usage }); ok {
+		return u.Usage()
+	}
+	return Usage{Memory: -1, CPUTime: -1, PIDs: -1}
+}
+
 // Done is closed when the child has exited (see the state machine above).
 func (c *Child) Done() <-chan struct{} { return c.proc.Done() }
 

@@ -76,6 +76,20 @@
 //
 // [Child.Tracking] says which is in use, for ps.
 //
+// # Resource limits
+//
+// [Spec.Limits] (memory, CPUs, pids) are written to the child's cgroups
+// before its command runs: its v2 cgroup for the controllers enabled
+// there, and its own cgroups in the v1 hierarchies of the others
+// (Tracking.LimitCgroups, which Start creates; a child with any starts
+// through the gate shell above, its pid written to each cgroup.procs
+// before the line is sent). [FindLimitCgroups] finds which a machine has.
+// Exit.OOMKilled says the kernel's OOM killer killed a process of the
+// child ("oom_kill" in memory.events or memory.oom_control, read before
+// the cgroups are removed); [Child.Usage] reads memory, CPU time and
+// pids. The v1 cgroups are removed once the child is gone, by Start's
+// child, an adopted one, or [Sweep]. See docs/drivers.md.
+//
 // # Stopping
 //
 // [Child.Stop] sends SIGTERM to every process of the child, waits up to a

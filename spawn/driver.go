@@ -44,9 +44,20 @@ type Exit struct {
 	Code   int    // exit code, -1 if the process was killed by a signal
 	Signal string // signal name such as "SIGKILL"; "" if the process exited
 	Err    error  // error from waiting other than a non-zero exit, if any
+	// OOMKilled is true when the kernel's OOM killer killed a process of
+	// the child because of its memory limit (Spec.Limits.Memory).
+	OOMKilled bool
 }
 
 func (e Exit) String() string {
+	s := e.string()
+	if e.OOMKilled {
+		s += " (oom-killed)"
+	}
+	return s
+}
+
+func (e Exit) string() string {
 	switch {
 	case e.Err != nil:
 		return "wait: " + e.Err.Error()

@@ -62,15 +62,44 @@ func (execDriver) Start(ctx context.Context, spec Spec) (Process, error) {
 	}
 	var cmd *exec.Cmd
 	p := &execProcess{done: make(chan struct{})}
+	var cg *cgroupTracker
 	if dir := spec.Tracking.Cgroup; dir != "" {
 		if err := makeChildCgroup(dir); err != nil {
 			return fail(err)
 		}
-		cg := &cgroupTracker{dir: dir}
-		if cmd, err = startInCgroup(path, spec, logf, cg); err != nil {
-			cg.cleanup()
-		}
+		cg = &cgroupTracker{dir: dir}
 		p.track = cg
+	}
+	lm := newLimiter(spec.Tracking, spec.Limits)
+	if lm == nil && !spec.Limits.IsZero() {
+		return fail(fmt.Errorf("limits %s: the child has no cgroup to hold them", spec.Limits))
+	}
+	if lm != nil {
+		p.limits = lm
+		if err := lm.makeV1(); err != nil {
+			lm.rmdirV1() // only the empty ones: a populated one is another child's
+			if cg != nil {
+				cg.cleanup()
+			}
+			return fail(err)
+		}
+		if err := lm.apply(); err != nil {
+			lm.rmdirV1()
+			if cg != nil {
+				cg.cleanup()
+			}
+			return fail(err)
+		}
+	}
+	if cg != nil || lm != nil && len(lm.v1) > 0 {
+		if cmd, err = startInCgroup(path, spec, logf, cg, lm); err != nil {
+			if lm != nil {
+				lm.rmdirV1() // the shell never ran the command, and was reaped
+			}
+			if cg != nil {
+				cg.cleanup()
+			}
+		}
 	} else {
 		cmd, err = startPlain(path, spec, logf)
 	}
@@ -106,8 +135,10 @@ func init() { cloneIntoCgroup.Store(true) }
 // shell then execs the command (same pid) with stdin from /dev/null. A
 // master that dies in between closes the pipe, and the shell exits 125
 // without running the command.
-func startInCgroup(path string, spec Spec, logf *os.File, cg *cgroupTracker) (*exec.Cmd, error) {
-	if cloneIntoCgroup.Load() {
+func startInCgroup(path string, spec Spec, logf *os.File, cg *cgroupTracker, lm *limiter) (*exec.Cmd, error) {
+	// clone3 reaches the v2 tree only: a child with v1 cgroups goes
+	// through the shell.
+	if cg != nil && (lm == nil || len(lm.v1) == 0) && cloneIntoCgroup.Load() {
 		fd, err := unix.Open(cg.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open cgroup %s: %w", cg.dir, err)
@@ -142,15 +173,26 @@ func startInCgroup(path string, spec Spec, logf *os.File, cg *cgroupTracker) (*e
 	if err != nil {
 		return nil, wrapShell(spec, true, err)
 	}
-	if err := os.WriteFile(filepath.Join(cg.dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+	enter := func() error {
+		if cg != nil {
+			if err := os.WriteFile(filepath.Join(cg.dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+				return fmt.Errorf("enter cgroup %s: %w", cg.dir, err)
+			}
+		}
+		if lm != nil {
+			return lm.enter(cmd.Process.Pid)
+		}
+		return nil
+	}
+	if err := enter(); err != nil {
 		cmd.Process.Kill() // still blocked in read: the command never ran
 		cmd.Wait()
-		return nil, fmt.Errorf("enter cgroup %s: %w", cg.dir, err)
+		return nil, err
 	}
 	if _, err := w.Write([]byte("go\n")); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, fmt.Errorf("start child in cgroup %s: %w", cg.dir, err)
+		return nil, fmt.Errorf("start child in its cgroups: %w", err)
 	}
 	return cmd, nil
 }
@@ -219,6 +261,7 @@ type execProcess struct {
 	pid       int
 	startTime uint64
 	track     tracker
+	limits    *limiter // nil without limits or v1 cgroups
 	done      chan struct{}
 	exit      Exit // written by wait before done is closed
 
@@ -234,6 +277,9 @@ func (p *execProcess) PID() int              { return p.pid }
 func (p *execProcess) StartTime() uint64     { return p.startTime }
 func (p *execProcess) Done() <-chan struct{} { return p.done }
 func (p *execProcess) Tracking() string      { return p.track.String() }
+
+// Usage reads what the child uses from its cgroups.
+func (p *execProcess) Usage() Usage { return p.limits.usage() }
 
 func (p *execProcess) Exit() Exit {
 	select {
@@ -286,8 +332,13 @@ func (p *execProcess) wait() {
 	p.reaped = true
 	p.reapMu.Unlock()
 	_ = p.track.waitEmpty(context.Background()) // no deadline: SIGKILL was sent
+	oom := p.limits.oomKilled()                 // before the cgroups go
 	p.track.cleanup()
+	if p.limits != nil {
+		removeV1(context.Background(), p.limits.v1)
+	}
 	p.exit = exitOf(p.cmd.ProcessState, err)
+	p.exit.OOMKilled = oom
 	close(p.done)
 }
 

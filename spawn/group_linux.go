@@ -348,8 +348,21 @@ func EnvValues(marks []string, key string) []string {
 // until none is left, or ctx ends. A cgroup is removed once empty. since
 // is the leader's recorded start time (0 if unknown). Without a cgroup
 // only marked processes are found: a group id read back from storage may
-// belong to a stranger by now, so it is not used.
+// belong to a stranger by now, so it is not used. Then the child's v1
+// cgroups (Tracking.LimitCgroups) are removed, anything still in them
+// sent SIGKILL first; a Tracking with nothing else only does that.
 func Sweep(ctx context.Context, tr Tracking, since uint64, grace time.Duration) error {
+	if err := sweep(ctx, tr, since, grace); err != nil {
+		return err
+	}
+	removeV1(ctx, tr.LimitCgroups)
+	return nil
+}
+
+func sweep(ctx context.Context, tr Tracking, since uint64, grace time.Duration) error {
+	if tr.Cgroup == "" && len(tr.Marks) == 0 {
+		return nil // nothing but v1 cgroups (LimitCgroups) to find it by
+	}
 	var t tracker
 	if tr.Cgroup != "" {
 		t = &cgroupTracker{dir: tr.Cgroup}

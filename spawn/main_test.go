@@ -57,6 +57,26 @@ func runHelper(mode string, args []string) {
 		b, _ := os.ReadFile("/proc/self/cgroup")
 		fmt.Printf("cgroup=%s", b)
 		os.Exit(0)
+	case "alloc": // touch N MiB, 4 MiB at a time, then block
+		n, _ := strconv.Atoi(args[0])
+		var keep [][]byte
+		for i := 0; i < n; i += 4 {
+			b := make([]byte, 4<<20)
+			for j := range len(b) / 4096 {
+				b[j*4096] = 1
+			}
+			keep = append(keep, b)
+			fmt.Printf("allocated %d MiB\n", i+4)
+		}
+		fmt.Println("ready", len(keep))
+		block()
+	case "spin": // burn CPU on one thread
+		fmt.Println("ready")
+		for x := 0; ; x++ {
+			if x == -1 {
+				fmt.Println(x)
+			}
+		}
 	case "sleep-forever":
 		fmt.Println("ready")
 		block()

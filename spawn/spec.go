@@ -3,6 +3,8 @@ package spawn
 import (
 	"os"
 	"strings"
+
+	"berth/needs"
 )
 
 // Spec says how to start one child. The zero value of each optional field
@@ -46,6 +48,11 @@ type Spec struct {
 	// id), DriverOpts are the need's driver options. Exec ignores both.
 	Task       string
 	DriverOpts []string
+	// Limits cap the child's memory, CPU and processes; they are written
+	// to its cgroups before it runs: the v2 one (Tracking.Cgroup) for the
+	// controllers enabled there, the v1 ones (Tracking.LimitCgroups) for
+	// the others. A limit no cgroup of the child can hold fails Start.
+	Limits needs.Limits
 }
 
 // ExpandArgs returns a copy of args in which every ${NAME} whose NAME is

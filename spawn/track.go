@@ -26,6 +26,13 @@ type Tracking struct {
 	// the process group is tracked, and only while its leader provably
 	// holds the group id.
 	Marks []string
+	// LimitCgroups are the child's own cgroups in the cgroup v1
+	// hierarchies that enforce Spec.Limits where the v2 tree lacks the
+	// controllers (e.g. /sys/fs/cgroup/memory/.../berth/<master>/<alloc>;
+	// see LimitCgroups.Child). Start creates them and puts the child in
+	// them before its command runs; they are removed once the child is
+	// gone.
+	LimitCgroups []string
 }
 
 // String is "cgroup <dir>" or "process group".

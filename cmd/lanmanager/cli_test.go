@@ -76,6 +76,17 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"logs", "web.0", "-f", "--addr", down}, 1, down},
 		{[]string{"need", "ls", "--token", "wrong"}, 0, "web"}, // a lanmanager without a token takes any
 		{[]string{"completion", "tcsh"}, 2, "unknown shell"},
+		{[]string{"need", "add", "web2", "--memory", "lots", "--", "x"}, 2, `--memory: "lots": want a whole number`},
+		{[]string{"need", "add", "web2", "--memory", "1.5G", "--", "x"}, 2, `--memory: "1.5G": unknown unit`},
+		{[]string{"need", "add", "web2", "--memory", "0", "--", "x"}, 2, "--memory: must be at least 1M"},
+		{[]string{"need", "add", "web2", "--memory", "512", "--", "x"}, 2, "--memory: must be between 1M and 1P"},
+		{[]string{"need", "add", "web2", "--memory", "2P", "--", "x"}, 2, "--memory: must be between 1M and 1P"},
+		{[]string{"need", "add", "web2", "--cpus", "half", "--", "x"}, 2, `--cpus "half": not a number`},
+		{[]string{"need", "add", "web2", "--cpus", "0", "--", "x"}, 2, "--cpus: must be more than 0"},
+		{[]string{"need", "add", "web2", "--cpus", "NaN", "--", "x"}, 2, "--cpus: must be between 0.01 and 8192"},
+		{[]string{"need", "add", "web2", "--cpus", "10000", "--", "x"}, 2, "--cpus: must be between 0.01 and 8192"},
+		{[]string{"need", "add", "web2", "--pids", "0", "--", "x"}, 2, "--pids: must be at least 1"},
+		{[]string{"need", "add", "web2", "--pids", "9999999", "--", "x"}, 2, "--pids: must be between 1 and"},
 	}
 	for _, tt := range tests {
 		out, errOut, code := runCode(t, tt.args...)
@@ -203,6 +214,23 @@ func readFlag(t *testing.T, path []string, flag string, args []string) string {
 		t.Errorf("%s: %v %s", strings.Join(args, " "), err, out.String())
 	}
 	return got
+}
+
+// TestNeedLimits: need add --memory --cpus --pids sets the need's limits,
+// and need show prints them; a need without shows none.
+func TestNeedLimits(t *testing.T) {
+	srv := startLan(t)
+	mustRun(t, srv, "need", "add", "capped", "--instances", "0", "--memory", "2048Ki", "--cpus", "0.25", "--pids", "50", "--", "x")
+	mustRun(t, srv, "need", "add", "free", "--instances", "0", "--", "x")
+	if out := mustRun(t, srv, "need", "show", "capped"); !strings.Contains(out, "limits:     memory 2M, cpus 0.25, pids 50 (per child)") {
+		t.Errorf("need show capped:\n%s\nwant its limits", out)
+	}
+	if out := mustRun(t, srv, "need", "show", "capped", "--json"); !strings.Contains(out, `"limits": {`) || !strings.Contains(out, `"memory": "2M"`) {
+		t.Errorf("need show capped --json:\n%s\nwant limits with memory \"2M\"", out)
+	}
+	if out := mustRun(t, srv, "need", "show", "free"); strings.Contains(out, "limits:") {
+		t.Errorf("need show free:\n%s\nwant no limits line", out)
+	}
 }
 
 // TestShowQuotesCommand: need show prints the command as a shell needs it.

@@ -50,6 +50,9 @@ func needAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "ipc-group", Usage: "IPC hub group of the children, BERTH_IPC_GROUP (default: the need's name); needs that name one group share it"},
 			&cli.StringFlag{Name: "driver", Usage: "the driver that runs the children: exec (built in, the default) or an external driver of the masters' plugins directory"},
 			&cli.StringSliceFlag{Name: "driver-opt", Usage: "KEY=VALUE option passed to the driver (repeatable)"},
+			&cli.StringFlag{Name: "memory", Usage: "most memory each child may use, e.g. 256M or 1G (K, M, G: powers of 1024); past it the child is OOM-killed"},
+			&cli.StringFlag{Name: "cpus", Usage: "CPU time each child may use, in CPUs, e.g. 0.5"},
+			&cli.IntFlag{Name: "pids", Usage: "most processes and threads each child may have at once"},
 			jsonFlag(),
 		), waitFlags()...),
 		Action: func(c *cli.Context) error {
@@ -92,6 +95,10 @@ func needAddCommand() *cli.Command {
 			if c.Bool("socket-activation") && len(protos) == 0 {
 				return cli.Exit("--socket-activation: needs at least one port; give --protocols", 2)
 			}
+			limits, err := limitFlags(c)
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
 			n := c.Int("instances")
 			cl, err := newClient(c)
 			if err != nil {
@@ -101,7 +108,7 @@ func needAddCommand() *cli.Command {
 				Protocols: protos, Env: env, Machine: c.String("machine"), Restart: policy, SocketActivation: c.Bool("socket-activation"),
 				IPCGroup: c.String("ipc-group"), Ingress: ingress, Balance: c.String("balance"), BalanceWeights: c.String("balance-weights"),
 				Upstreams: upstreams, Peers: c.Bool("peers"), PeersSignal: c.String("peers-signal"), Gateway: c.Bool("gateway"),
-				Driver: c.String("driver"), DriverOpts: c.StringSlice("driver-opt")})
+				Driver: c.String("driver"), DriverOpts: c.StringSlice("driver-opt"), Limits: limits})
 			if err != nil {
 				return err
 			}
@@ -230,6 +237,9 @@ func needShowCommand() *cli.Command {
 			}
 			for _, o := range st.DriverOpts {
 				fmt.Fprintf(w, "driver opt: %s\n", o)
+			}
+			if l := st.Limit(); !l.IsZero() {
+				fmt.Fprintf(w, "limits:     %s (per child)\n", l)
 			}
 			if st.SocketActivation {
 				fmt.Fprintf(w, "sockets:    activated (the master binds the ports and passes them as LISTEN_FDS)\n")

@@ -21,7 +21,7 @@ import (
 func psCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ps",
-		Usage: "list this machine's children, through the master's control socket (ADOPTED: taken over from a previous run; TRACKING: the child's cgroup, or its process group)",
+		Usage: "list this machine's children, through the master's control socket (ADOPTED: taken over from a previous run; MEMORY, CPU, PIDS: use now / the need's limit, read from the child's cgroups, CPU over 0.25 s; TRACKING: the child's cgroup, or its process group)",
 		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
 			cfg, err := master.LoadConfig(c.String("config"))
@@ -45,7 +45,7 @@ func psCommand() *cli.Command {
 // printPS writes the children as a table; UP is counted to now.
 func printPS(w io.Writer, list []pipes.ChildInfo, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tSTATE\tPID\tPORTS\tREADY\tADOPTED\tUP\tLOG\tTRACKING")
+	fmt.Fprintln(tw, "INSTANCE\tSTATE\tPID\tPORTS\tREADY\tADOPTED\tUP\tMEMORY\tCPU\tPIDS\tLOG\tTRACKING")
 	for _, ch := range list {
 		var ports []string
 		for _, p := range needs.Protocols {
@@ -57,8 +57,9 @@ func printPS(w io.Writer, list []pipes.ChildInfo, now time.Time) error {
 		if tracking == "" {
 			tracking = "-" // a master from before tracking was reported
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
-			strconv.FormatBool(ch.Ready), strconv.FormatBool(ch.Adopted), now.Sub(ch.StartedAt).Round(time.Second), ch.Log, tracking)
+		mem, cpu, pids := usageColumns(ch)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ch.Instance, ch.State, ch.PID, strings.Join(ports, ","),
+			strconv.FormatBool(ch.Ready), strconv.FormatBool(ch.Adopted), now.Sub(ch.StartedAt).Round(time.Second), mem, cpu, pids, ch.Log, tracking)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -129,4 +130,43 @@ func control(ctx context.Context, runtimeDir, typ string, out any) error {
 		return msg.Decode(out)
 	}
 	return nil
+}
+
+// usageColumns formats a child's memory, CPU and pids as "use/limit"
+// ("40.8M/256M", "0.20/0.5", "3/200"), the use alone without a limit, and
+// "?" for a use its cgroups do not give ("-" with no limit either).
+func usageColumns(ch pipes.ChildInfo) (mem, cpu, pids string) {
+	var l needs.Limits
+	if ch.Limits != nil {
+		l = *ch.Limits
+	}
+	u := pipes.Usage{Memory: -1, CPUs: -1, PIDs: -1}
+	if ch.Usage != nil {
+		u = *ch.Usage
+	}
+	col := func(use string, known bool, limit string) string {
+		switch {
+		case !known && limit == "":
+			return "-"
+		case !known:
+			use = "?"
+		}
+		if limit == "" {
+			return use
+		}
+		return use + "/" + limit
+	}
+	var ml, cl, pl string
+	if l.Memory != 0 {
+		ml = l.Memory.String()
+	}
+	if l.CPUs != 0 {
+		cl = strconv.FormatFloat(l.CPUs, 'g', -1, 64)
+	}
+	if l.PIDs != 0 {
+		pl = strconv.Itoa(l.PIDs)
+	}
+	return col(strconv.FormatFloat(float64(u.Memory)/(1<<20), 'f', 1, 64)+"M", u.Memory >= 0, ml),
+		col(strconv.FormatFloat(u.CPUs, 'f', 2, 64), u.CPUs >= 0, cl),
+		col(strconv.FormatInt(u.PIDs, 10), u.PIDs >= 0, pl)
 }

@@ -21,19 +21,26 @@ func TestPrintPS(t *testing.T) {
 			Tracking: "cgroup /sys/fs/cgroup/berth/0123456789abcdef/a1b2c3d4"},
 		{Instance: "web.1", State: "starting", PID: 4343, StartedAt: now.Add(-2 * time.Second), Log: "/rt/logs/web.1.log",
 			Tracking: "process group 4343"},
+		{Instance: "web.2", State: "running", PID: 4444, StartedAt: now.Add(-2 * time.Second), Log: "/rt/logs/web.2.log",
+			Tracking: "cgroup /cg/a", Limits: &needs.Limits{Memory: 256 << 20, CPUs: 0.5, PIDs: 200},
+			Usage: &pipes.Usage{Memory: 42 << 20, CPUs: 0.2, PIDs: 3, WindowMS: 250}},
+		{Instance: "web.3", State: "running", PID: 4545, StartedAt: now.Add(-2 * time.Second), Log: "/rt/logs/web.3.log",
+			Tracking: "process group 4545", Limits: &needs.Limits{Memory: 1 << 30}, Usage: &pipes.Usage{Memory: -1, CPUs: -1, PIDs: -1}},
 	}
 	var b bytes.Buffer
 	if err := printPS(&b, list, now); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("table:\n%s\nwant a header and 2 rows", b.String())
+	if len(lines) != 5 {
+		t.Fatalf("table:\n%s\nwant a header and 4 rows", b.String())
 	}
 	want := [][]string{
-		{"INSTANCE", "STATE", "PID", "PORTS", "READY", "ADOPTED", "UP", "LOG", "TRACKING"},
-		{"web.0", "running", "4242", "tcp:15000,http:16000", "true", "true", "1m30s", "/rt/logs/web.0.log", "cgroup", "/sys/fs/cgroup/berth/0123456789abcdef/a1b2c3d4"},
-		{"web.1", "starting", "4343", "false", "false", "2s", "/rt/logs/web.1.log", "process", "group", "4343"},
+		{"INSTANCE", "STATE", "PID", "PORTS", "READY", "ADOPTED", "UP", "MEMORY", "CPU", "PIDS", "LOG", "TRACKING"},
+		{"web.0", "running", "4242", "tcp:15000,http:16000", "true", "true", "1m30s", "-", "-", "-", "/rt/logs/web.0.log", "cgroup", "/sys/fs/cgroup/berth/0123456789abcdef/a1b2c3d4"},
+		{"web.1", "starting", "4343", "false", "false", "2s", "-", "-", "-", "/rt/logs/web.1.log", "process", "group", "4343"},
+		{"web.2", "running", "4444", "false", "false", "2s", "42.0M/256M", "0.20/0.5", "3/200", "/rt/logs/web.2.log", "cgroup", "/cg/a"},
+		{"web.3", "running", "4545", "false", "false", "2s", "?/1G", "-", "-", "/rt/logs/web.3.log", "process", "group", "4545"},
 	}
 	for i, w := range want {
 		if got := strings.Fields(lines[i]); strings.Join(got, " ") != strings.Join(w, " ") {
