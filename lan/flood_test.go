@@ -386,18 +386,31 @@ func blackhole(t *testing.T) (port int, ln net.Listener, fill int) {
 
 // countSynSent counts the sockets of this network namespace sending a SYN
 // to 127.0.0.1:port (state SYN_SENT in /proc/net/tcp), -1 if unreadable.
+//
+// The table is read with one read(2) into a buffer large enough for all of
+// it: os.ReadFile reads it 512 bytes at a time and more, and the kernel
+// walks the table again from where each read stopped, so under load a
+// check socket closed and its successor opened 20 ms later could both be
+// seen in one sample.
 func countSynSent(port int) int {
-	b, err := os.ReadFile("/proc/self/net/tcp")
+	f, err := os.Open("/proc/self/net/tcp")
 	if err != nil {
 		return -1
 	}
+	defer f.Close()
+	b := make([]byte, 4<<20)
+	n, err := f.Read(b)
+	if err != nil {
+		return -1
+	}
+	b = b[:n]
 	want := fmt.Sprintf("0100007F:%04X", port)
-	n := 0
+	count := 0
 	for _, line := range strings.Split(string(b), "\n")[1:] {
 		f := strings.Fields(line)
 		if len(f) > 3 && f[2] == want && f[3] == "02" {
-			n++
+			count++
 		}
 	}
-	return n
+	return count
 }
