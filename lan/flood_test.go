@@ -2,7 +2,7 @@ package lan_test
 
 import (
 	"bufio"
-	"fmt"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"berth/lan"
 	"berth/needs"
@@ -385,32 +387,51 @@ func blackhole(t *testing.T) (port int, ln net.Listener, fill int) {
 }
 
 // countSynSent counts the sockets of this network namespace sending a SYN
-// to 127.0.0.1:port (state SYN_SENT in /proc/net/tcp), -1 if unreadable.
+// to 127.0.0.1:port (state SYN_SENT), -1 if they cannot be listed.
 //
-// The table is read with one read(2) into a buffer large enough for all of
-// it: os.ReadFile reads it 512 bytes at a time and more, and the kernel
-// walks the table again from where each read stopped, so under load a
-// check socket closed and its successor opened 20 ms later could both be
-// seen in one sample.
+// The kernel lists them (sock_diag, SYN_SENT only) in one walk of its
+// table. /proc/net/tcp was read a page at a time, the kernel walking the
+// table again from where each read stopped: under load, a check socket
+// closed and its successor opened 20 ms later could both be counted.
 func countSynSent(port int) int {
-	f, err := os.Open("/proc/self/net/tcp")
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return -1
 	}
-	defer f.Close()
-	b := make([]byte, 4<<20)
-	n, err := f.Read(b)
-	if err != nil {
+	defer unix.Close(fd)
+	req := make([]byte, unix.NLMSG_HDRLEN+56) // nlmsghdr, inet_diag_req_v2
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	body := req[unix.NLMSG_HDRLEN:]
+	body[0], body[1] = unix.AF_INET, unix.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(body[4:], 1<<2) // states: TCP_SYN_SENT
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return -1
 	}
-	b = b[:n]
-	want := fmt.Sprintf("0100007F:%04X", port)
 	count := 0
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) > 3 && f[2] == want && f[3] == "02" {
-			count++
+	buf := make([]byte, 1<<16)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return -1
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return -1
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return count
+			case unix.NLMSG_ERROR:
+				return -1
+			}
+			// inet_diag_msg: family, state, timer, retrans, then the
+			// socket id: source port, destination port (big-endian), ...
+			if d := m.Data; len(d) >= 8 && int(binary.BigEndian.Uint16(d[6:8])) == port {
+				count++
+			}
 		}
 	}
-	return count
 }
