@@ -55,12 +55,14 @@ func (s *Server) admit(group, t string) (who string, ok bool) {
 	if !found || len(w64) > base64.RawURLEncoding.EncodedLen(maxWho) {
 		return "", false
 	}
+	// Only the canonical form: Go's base64 decoders skip \r and \n, so a
+	// token with a line break in it would decode as the token without.
 	w, err := base64.RawURLEncoding.Strict().DecodeString(w64)
-	if err != nil || len(w) == 0 {
+	if err != nil || len(w) == 0 || base64.RawURLEncoding.EncodeToString(w) != w64 {
 		return "", false
 	}
 	mac, err := base64.RawURLEncoding.Strict().DecodeString(m64)
-	if err != nil || !hmac.Equal(mac, childMAC(tok, group, string(w))) {
+	if err != nil || base64.RawURLEncoding.EncodeToString(mac) != m64 || !hmac.Equal(mac, childMAC(tok, group, string(w))) {
 		return "", false
 	}
 	return string(w), true
