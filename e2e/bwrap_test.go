@@ -174,3 +174,29 @@ func TestBwrapDriverUnavailable(t *testing.T) {
 		t.Fatalf("%d running, %d children: want none", n, len(m.ps(t)))
 	}
 }
+
+// TestBwrapDriverBadOption: a driver option the bwrap driver does not
+// know is refused before the bid (the master asks the driver, which
+// parses it): the instance stays pending, is never started, and need show
+// names the option.
+func TestBwrapDriverBadOption(t *testing.T) {
+	l := startLan(t, "")
+	base := freeports.Block(t, 3*4)
+	m := startMasterWith(t, l, "m1", base, base+4, 4, masterOpts{extra: map[string]any{"pluginsdirectory": bwrapPlugins(t)}})
+	d := m.drivers(t)["bwrap"]
+	requireBwrap(t, d.Available, d.Reason) // an unavailable driver is refused for that first
+	l.mustCLI(t, "need", "add", "box", "--protocols", "http", "--driver", "bwrap",
+		"--driver-opt", "bind="+t.TempDir(), "--driver-opt", "rw=/srv", "--", bin.hello)
+	want := `master m1: driver bwrap: driver option "rw=/srv": unknown option (known: bind, ro-bind, tmpfs)`
+	waitFor(t, 20*time.Second, "need show to say why", func() bool {
+		return strings.Contains(l.mustCLI(t, "need", "show", "box"), want)
+	})
+	for _, in := range l.need(t, "box").InstanceList {
+		if in.State != needs.Pending || in.Restarts != 0 || in.Failures != 0 {
+			t.Fatalf("%s: %+v, want pending and never started", in.Name, in)
+		}
+	}
+	if n := len(m.ps(t)); n != 0 {
+		t.Fatalf("%d children, want none", n)
+	}
+}

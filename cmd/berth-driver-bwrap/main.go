@@ -22,5 +22,6 @@ func main() {
 		Name: sandbox.Name, Version: version.String(), Available: true, Signals: true,
 	}, sandbox.Driver{})
 	d.Check = (&sandbox.Checker{TTL: time.Minute}).Check
+	d.Options = func(opts []string) error { _, err := sandbox.ParseOptions(opts); return err }
 	driverplugin.Serve(d)
 }
