@@ -12,6 +12,7 @@ import (
 
 	"berth/internal/freeports"
 	"berth/needs"
+	"berth/pipes"
 )
 
 // bwrapPlugins returns a plugins directory holding the bwrap driver.
@@ -42,6 +43,12 @@ func requireBwrap(t *testing.T, available bool, reason string) {
 	t.Skipf("the bwrap driver is unavailable (install Debian's bubblewrap; CI=true or BERTH_BWRAP=require turn this skip into a failure): %s", reason)
 }
 
+// gone reports whether path does not exist.
+func gone(path string) bool {
+	_, err := os.Lstat(path)
+	return os.IsNotExist(err)
+}
+
 // shQuote quotes s for sh.
 func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
@@ -50,9 +57,12 @@ func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) 
 // sandbox. The child (sh, then examples/hello) cannot write to a path it
 // sees but is not bound read-write, writes into its bind= directory, sees
 // only its own processes in /proc, and still serves its berth port (the
-// lanmanager's check passes: it runs) and says ready on its pipe. The
-// master is then killed with SIGKILL: the next one re-attaches to the same
-// driver and the same sandboxed child.
+// lanmanager's check passes: it runs) and says ready on its pipe. Each
+// child's pipe is alone in a directory of its own (0700) in the master's
+// socket directory, and the sandboxed child sees only its own there: not
+// master.sock, not its exec sibling's pipe. The master is then killed
+// with SIGKILL: the next one re-attaches to the same driver and the same
+// sandboxed child; scaled to 0, the child's pipe directory is removed.
 func TestBwrapDriver(t *testing.T) {
 	l := startLan(t, "")
 	base := freeports.Block(t, 3*4)
@@ -69,7 +79,15 @@ func TestBwrapDriver(t *testing.T) {
 	script := "{ echo x > " + shQuote(ro+"/outside") + "; } 2> " + shQuote(data+"/outside.err")
 	script += "; echo inside > " + shQuote(data+"/inside")
 	script += "; ls /proc > " + shQuote(data+"/proc")
+	// The master's socket directory as the child sees it: its own pipe's
+	// directory only, neither master.sock nor a sibling's pipe.
+	script += `; ls -a "$(dirname "$(dirname "$BERTH_PIPE")")" > ` + shQuote(data+"/sockdir")
+	script += `; [ -S "$BERTH_PIPE" ] && echo "$BERTH_PIPE" > ` + shQuote(data+"/pipe")
 	script += "; exec " + shQuote(bin.hello)
+	// A sibling, run by the exec driver: its pipe is in the same socket
+	// directory.
+	l.mustCLI(t, "need", "add", "sib", "--protocols", "http", "--", bin.hello)
+	waitFor(t, 30*time.Second, "the sibling to run", func() bool { return len(l.running(t, "sib")) == 1 })
 	l.mustCLI(t, "need", "add", "box", "--protocols", "http", "--driver", "bwrap",
 		"--driver-opt", "bind="+data, "--driver-opt", "ro-bind="+ro, "--driver-opt", "ro-bind="+bins, "--", "sh", "-c", script)
 	waitFor(t, 30*time.Second, "the sandboxed child to run", func() bool { return len(l.running(t, "box")) == 1 })
@@ -77,9 +95,17 @@ func TestBwrapDriver(t *testing.T) {
 	for _, s := range l.running(t, "box") {
 		inst = s
 	}
+	var box, sib pipes.ChildInfo
 	waitFor(t, 20*time.Second, "the child to say ready on its pipe", func() bool {
-		ps := m.ps(t)
-		return len(ps) == 1 && ps[0].Ready && ps[0].PID == inst.PID && ps[0].Driver == "bwrap"
+		for _, c := range m.ps(t) {
+			switch c.Instance {
+			case inst.Name:
+				box = c
+			case "sib.0":
+				sib = c
+			}
+		}
+		return box.Ready && box.PID == inst.PID && box.Driver == "bwrap"
 	})
 	if p := parentOf(inst.PID); p != d.PID {
 		t.Fatalf("the child (pid %d) has parent %d, want the driver %d", inst.PID, p, d.PID)
@@ -97,6 +123,26 @@ func TestBwrapDriver(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(ro, "outside")); err == nil {
 		t.Fatal("the write outside the binds reached the host")
 	}
+	// Each child's pipe is alone in a directory of its own, in the
+	// socket directory with master.sock; the sandbox shows the child only
+	// its own.
+	sockDir := filepath.Dir(filepath.Dir(box.Pipe))
+	if filepath.Base(box.Pipe) != "pipe" || filepath.Dir(filepath.Dir(sib.Pipe)) != sockDir {
+		t.Fatalf("pipes %s and %s: want <socket dir>/<alloc>/pipe each", box.Pipe, sib.Pipe)
+	}
+	if fi, err := os.Stat(filepath.Dir(box.Pipe)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("the pipe's directory: %v, %v; want mode 0700", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(sockDir, "master.sock")); err != nil {
+		t.Fatalf("master.sock is not in the socket directory %s: %v", sockDir, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "pipe")); err != nil || string(b) != box.Pipe+"\n" {
+		t.Fatalf("the child's own pipe as it sees it: %q, %v; want %s a socket", b, err, box.Pipe)
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "sockdir")); err != nil || strings.Join(strings.Fields(string(b)), " ") != ". .. "+filepath.Base(filepath.Dir(box.Pipe)) {
+		t.Fatalf("the socket directory as the child sees it: %q, %v; want its own pipe's directory only", b, err)
+	}
+
 	b, err := os.ReadFile(filepath.Join(data, "proc"))
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +164,7 @@ func TestBwrapDriver(t *testing.T) {
 		t.Fatal("the driver or the child died with the master")
 	}
 	m.restart(t, l)
-	waitFor(t, 20*time.Second, "the master to list the child again", func() bool { return len(m.ps(t)) == 1 })
+	waitFor(t, 20*time.Second, "the master to list the children again", func() bool { return len(m.ps(t)) == 2 })
 	if got := m.drivers(t)["bwrap"]; got.PID != d.PID || !got.Available {
 		t.Fatalf("after the master's crash the driver is %+v, want the same process %d re-attached", got, d.PID)
 	}
@@ -126,8 +172,10 @@ func TestBwrapDriver(t *testing.T) {
 	if a := after[inst.Name]; a == nil || a.PID != inst.PID || a.Alloc != inst.Alloc {
 		t.Fatalf("%s: was pid %d alloc %s, now %+v", inst.Name, inst.PID, inst.Alloc, a)
 	}
-	if ps := m.ps(t); ps[0].PID != inst.PID || ps[0].Driver != "bwrap" {
-		t.Fatalf("master ps after the restart: %+v", ps[0])
+	for _, c := range m.ps(t) {
+		if c.Instance == inst.Name && (c.PID != inst.PID || c.Driver != "bwrap" || c.Pipe != box.Pipe) {
+			t.Fatalf("master ps after the restart: %+v", c)
+		}
 	}
 	for _, in := range l.need(t, "box").InstanceList {
 		if in.Restarts != 0 {
@@ -136,10 +184,11 @@ func TestBwrapDriver(t *testing.T) {
 	}
 
 	l.mustCLI(t, "need", "scale", "box", "0")
-	waitFor(t, 30*time.Second, "the child to stop", func() bool { return len(m.ps(t)) == 0 })
+	waitFor(t, 30*time.Second, "the child to stop", func() bool { return len(m.ps(t)) == 1 })
 	if alive(inst.PID) {
 		t.Errorf("the child (pid %d) still runs after scale 0", inst.PID)
 	}
+	waitFor(t, 10*time.Second, "the pipe's directory to be removed", func() bool { return gone(filepath.Dir(box.Pipe)) })
 }
 
 // TestBwrapDriverUnavailable: a master whose PATH has no bwrap lists the
@@ -165,6 +214,10 @@ func TestBwrapDriverUnavailable(t *testing.T) {
 		t.Fatalf("master drivers: %v:\n%s\nwant the reason %q", err, out, reason)
 	}
 
+	// A sibling, run by the exec driver: its pipe is in the same socket
+	// directory.
+	l.mustCLI(t, "need", "add", "sib", "--protocols", "http", "--", bin.hello)
+	waitFor(t, 30*time.Second, "the sibling to run", func() bool { return len(l.running(t, "sib")) == 1 })
 	l.mustCLI(t, "need", "add", "box", "--protocols", "http", "--driver", "bwrap", "--driver-opt", "bind="+t.TempDir(), "--", bin.hello)
 	want := "master m1: driver bwrap unavailable: " + reason
 	waitFor(t, 20*time.Second, "need show to say why", func() bool {
@@ -185,6 +238,10 @@ func TestBwrapDriverBadOption(t *testing.T) {
 	m := startMasterWith(t, l, "m1", base, base+4, 4, masterOpts{extra: map[string]any{"pluginsdirectory": bwrapPlugins(t)}})
 	d := m.drivers(t)["bwrap"]
 	requireBwrap(t, d.Available, d.Reason) // an unavailable driver is refused for that first
+	// A sibling, run by the exec driver: its pipe is in the same socket
+	// directory.
+	l.mustCLI(t, "need", "add", "sib", "--protocols", "http", "--", bin.hello)
+	waitFor(t, 30*time.Second, "the sibling to run", func() bool { return len(l.running(t, "sib")) == 1 })
 	l.mustCLI(t, "need", "add", "box", "--protocols", "http", "--driver", "bwrap",
 		"--driver-opt", "bind="+t.TempDir(), "--driver-opt", "rw=/srv", "--", bin.hello)
 	want := `master m1: driver bwrap: driver option "rw=/srv": unknown option (known: bind, ro-bind, tmpfs)`

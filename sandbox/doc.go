@@ -32,6 +32,15 @@
 // its command, the directories of BERTH_PIPE and BERTH_PEERS_FILE, when
 // they are under /tmp or a tmpfs= path) are bound read-only.
 //
+// A master puts each child's BERTH_PIPE alone in a directory of its own
+// in its socket directory (<socket dir>/<alloc>/pipe), next to
+// master.sock and the other children's pipes. The sandbox hides the
+// parent of BERTH_PIPE's directory behind an empty tmpfs (unless that is
+// "/", or under /dev or /proc; an option's mount at the same path wins),
+// and binds back BERTH_PIPE's directory only: the child reaches its own
+// pipe and no other socket of the master, wherever the socket directory
+// lies.
+//
 // # Processes and signals
 //
 // The spec is rewritten as
