@@ -4,11 +4,13 @@
 // # Basics
 //
 // [ParseOptions] reads a need's driver options (bind=, ro-bind=, tmpfs=;
-// syntax only, so the lanmanager can check them), [Available] is the
-// driver's fingerprint (can this machine run sandboxes, and if not, why),
-// and [Sandbox.Wrap] rewrites a [spawn.Spec] into one that runs the same
+// syntax only, so the driver can check them before a master bids),
+// [Available] is the driver's fingerprint (can this machine run
+// sandboxes, and if not, why; [Checker] keeps its answer a while), and
+// [Sandbox.Wrap] rewrites a [spawn.Spec] into one that runs the same
 // command in a sandbox, for spawn.Exec to start. [Driver] does both in one
-// [spawn.Driver]:
+// [spawn.Driver], with the spec's DriverOpts; cmd/berth-driver-bwrap
+// serves it as the bwrap driver plugin:
 //
 //	opts, err := sandbox.ParseOptions([]string{"bind=/srv/data"})
 //	...
