@@ -3,6 +3,7 @@ package driverplugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +29,12 @@ func (fakeDriver) Stop(context.Context, string, time.Duration) (spawn.Exit, erro
 func (fakeDriver) Signal(context.Context, string, syscall.Signal) error { return nil }
 func (fakeDriver) Stats(context.Context, string) (Stats, error)         { return Stats{}, nil }
 func (fakeDriver) Recover(_ context.Context, h Handle) (Handle, error)  { return h, nil }
+func (fakeDriver) CheckOptions(_ context.Context, opts []string) error {
+	if len(opts) > 1 {
+		return errors.New("one option at most")
+	}
+	return nil
+}
 
 // FuzzServerRequests feeds arbitrary bytes, as the gRPC server would
 // receive them, to each request decoder and the driver-side adapter: no
@@ -40,6 +47,7 @@ func FuzzServerRequests(f *testing.F) {
 		&driverpb.StopRequest{TaskId: "a1", GraceMs: 100},
 		&driverpb.RecoverRequest{Handle: &driverpb.TaskHandle{TaskId: "a1", Pid: 7, State: []byte(`{"pid":7}`)}},
 		&driverpb.TaskRef{TaskId: "a1"},
+		&driverpb.CheckOptionsRequest{Options: []string{"bind=/srv", "rw=/x"}},
 	} {
 		b, err := proto.Marshal(m)
 		if err != nil {
@@ -68,6 +76,13 @@ func FuzzServerRequests(f *testing.F) {
 		var rec driverpb.RecoverRequest
 		if proto.Unmarshal(b, &rec) == nil {
 			s.Recover(ctx, &rec)
+		}
+		var co driverpb.CheckOptionsRequest
+		if proto.Unmarshal(b, &co) == nil {
+			r, err := s.CheckOptions(ctx, &co)
+			if err != nil || (r.Error != "") != (len(co.Options) > 1) {
+				t.Fatalf("CheckOptions(%q) = %v, %v", co.Options, r, err)
+			}
 		}
 		var exit driverpb.ExitResult
 		if proto.Unmarshal(b, &exit) == nil {

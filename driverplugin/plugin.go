@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"berth/driverplugin/driverpb"
 	"berth/spawn"
@@ -66,6 +68,9 @@ type Plugin struct {
 	tasks    map[string]*task
 	closed   bool
 	restarts int
+	// opts are CheckOptions' answers from the live driver process, by
+	// options joined with NUL; reset when another process is connected.
+	opts map[string]string
 }
 
 // conn is one connected driver process.
@@ -148,6 +153,51 @@ func (p *Plugin) Fingerprint() Fingerprint {
 	return p.fp
 }
 
+// maxOptionAnswers bounds the CheckOptions answers a Plugin keeps.
+const maxOptionAnswers = 1024
+
+// CheckOptions asks the driver whether it can take a need's driver
+// options (see OptionsChecker) and returns its reason if not. Answers are
+// kept while the driver process lives, so a bid asks once per options. It
+// returns nil where the driver cannot say: it is down, does not answer in
+// time (PingTimeout), or predates CheckOptions; Start then decides.
+func (p *Plugin) CheckOptions(ctx context.Context, opts []string) error {
+	key := strings.Join(opts, "\x00")
+	p.mu.Lock()
+	c := p.conn
+	why, known := p.opts[key]
+	p.mu.Unlock()
+	if !known {
+		if c == nil {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, p.callTimeout())
+		defer cancel()
+		r, err := c.rpc.CheckOptions(ctx, &driverpb.CheckOptionsRequest{Options: opts})
+		switch {
+		case status.Code(err) == codes.Unimplemented:
+			why = ""
+		case err != nil:
+			p.log.Warn("check driver options", "err", err)
+			return nil
+		default:
+			why = r.Error
+		}
+		p.mu.Lock()
+		if p.conn == c {
+			if p.opts == nil || len(p.opts) >= maxOptionAnswers {
+				p.opts = map[string]string{}
+			}
+			p.opts[key] = why
+		}
+		p.mu.Unlock()
+	}
+	if why != "" {
+		return errors.New(why)
+	}
+	return nil
+}
+
 // PID is the driver process's pid; 0 while it is down.
 func (p *Plugin) PID() int {
 	p.mu.Lock()
@@ -180,7 +230,7 @@ func (p *Plugin) Handle(id string) (Handle, bool) {
 func (p *Plugin) upLocked(c *conn) {
 	p.gen++
 	c.gen = p.gen
-	p.conn, p.lastErr = c, nil
+	p.conn, p.lastErr, p.opts = c, nil, nil
 	p.broadcastLocked()
 }
 

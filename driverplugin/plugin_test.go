@@ -328,3 +328,31 @@ func TestSignalWhileDriverDown(t *testing.T) {
 		t.Fatal("task still runs")
 	}
 }
+
+// TestCheckOptions: the bwrap driver refuses an option it does not know
+// with its reason, and takes good ones; a driver without an options check
+// (rawexec) takes any.
+func TestCheckOptions(t *testing.T) {
+	path := buildDriver(t, "berth/cmd/berth-driver-bwrap", "bwrap")
+	log, _ := testLogger(t)
+	p := driverplugin.Open(t.Context(), driverplugin.Config{Name: "bwrap", Path: path, Logger: log})
+	defer p.Close()
+	for range 2 { // the second answer is the kept one
+		err := p.CheckOptions(t.Context(), []string{"bind=/srv/data", "rw=/srv"})
+		if err == nil || err.Error() != `driver option "rw=/srv": unknown option (known: bind, ro-bind, tmpfs)` {
+			t.Fatalf("CheckOptions(rw=/srv) = %v, want the unknown option named", err)
+		}
+	}
+	if err := p.CheckOptions(t.Context(), []string{"bind=/srv/data", "ro-bind=/srv/conf", "tmpfs=/home"}); err != nil {
+		t.Fatalf("CheckOptions of good options: %v", err)
+	}
+	if err := p.CheckOptions(t.Context(), []string{"bind=srv"}); err == nil || !strings.Contains(err.Error(), "not absolute") {
+		t.Fatalf("CheckOptions(bind=srv) = %v, want not absolute", err)
+	}
+
+	r, _ := openRawexec(t, nil, nil)
+	defer r.Close()
+	if err := r.CheckOptions(t.Context(), []string{"anything=1"}); err != nil {
+		t.Fatalf("rawexec CheckOptions: %v", err)
+	}
+}

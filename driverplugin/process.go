@@ -36,6 +36,10 @@ type ProcessDriver struct {
 	// Check, if set, is called by Fingerprint to say whether the driver
 	// can run here; a non-nil error makes it unavailable with that reason.
 	Check func(ctx context.Context) error
+	// Options, if set, checks a need's driver options before the master
+	// bids for it (OptionsChecker); a non-nil error is the master's reason
+	// not to bid. Start gets the options in Task.Spec.DriverOpts either way.
+	Options func(opts []string) error
 
 	mu    sync.Mutex // Protects following.
 	tasks map[string]*procTask
@@ -71,6 +75,14 @@ func (d *ProcessDriver) Fingerprint(ctx context.Context) Fingerprint {
 		}
 	}
 	return fp
+}
+
+// CheckOptions calls d.Options, if set.
+func (d *ProcessDriver) CheckOptions(_ context.Context, opts []string) error {
+	if d.Options == nil {
+		return nil
+	}
+	return d.Options(opts)
 }
 
 func (d *ProcessDriver) task(id string) (*procTask, error) {

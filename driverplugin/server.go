@@ -24,6 +24,19 @@ func (s *server) Fingerprint(ctx context.Context, _ *driverpb.FingerprintRequest
 		Signals: fp.Signals, ResourceLimits: fp.ResourceLimits, SocketActivation: fp.SocketActivation}, nil
 }
 
+// CheckOptions answers with the error of an OptionsChecker; a driver that
+// is not one takes any options here.
+func (s *server) CheckOptions(ctx context.Context, r *driverpb.CheckOptionsRequest) (*driverpb.CheckOptionsResponse, error) {
+	oc, ok := s.impl.(OptionsChecker)
+	if !ok {
+		return &driverpb.CheckOptionsResponse{}, nil
+	}
+	if err := oc.CheckOptions(ctx, r.Options); err != nil {
+		return &driverpb.CheckOptionsResponse{Error: err.Error()}, nil
+	}
+	return &driverpb.CheckOptionsResponse{}, nil
+}
+
 func (s *server) Start(ctx context.Context, r *driverpb.StartRequest) (*driverpb.StartResponse, error) {
 	if r.TaskId == "" {
 		return nil, toStatus(fmt.Errorf("%w: empty task id", ErrBadRequest))

@@ -38,6 +38,16 @@ type TaskDriver interface {
 	Recover(ctx context.Context, h Handle) (Handle, error)
 }
 
+// An OptionsChecker is a TaskDriver that can check a need's driver options
+// (--driver-opt, "KEY=VALUE" each, in order) before the master bids for
+// the need: a non-nil error, which should name the option, makes the
+// master refuse its bid with that reason. Keep it fast and free of side
+// effects; the master keeps its answers. A TaskDriver without it gets its
+// options at Start only.
+type OptionsChecker interface {
+	CheckOptions(ctx context.Context, opts []string) error
+}
+
 // Fingerprint is what a driver says about itself.
 type Fingerprint struct {
 	Name    string `json:"name"`

@@ -49,6 +49,7 @@ func TestDriverAcrossMasterCrash(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(plugins, "berth-driver-rawexec"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { killByExe(filepath.Join(plugins, "berth-driver-rawexec")) }) // after the master's
 	l := startLan(t, "")
 	base := freeports.Block(t, 3*4)
 	m := startMasterWith(t, l, "m1", base, base+4, 4, masterOpts{extra: map[string]any{"pluginsdirectory": plugins}})

@@ -23,7 +23,7 @@ import (
 )
 
 // bin holds the paths of the binaries TestMain built.
-var bin struct{ lanmanager, master, hello, gateway, gwservice, rawexec string }
+var bin struct{ lanmanager, master, hello, gateway, gwservice, rawexec, bwrap string }
 
 // The test binary doubles as a dialler run inside a lab host (dialFrom):
 // with dialHelperEnv set it dials that address and exits.
@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
 	args = append(args, "berth/cmd/lanmanager", "berth/cmd/master", "berth/examples/hello", "berth/examples/gateway", "berth/e2e/gwservice",
-		"berth/examples/driver-rawexec")
+		"berth/examples/driver-rawexec", "berth/cmd/berth-driver-bwrap")
 	build := exec.Command("go", args...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -66,6 +66,7 @@ func TestMain(m *testing.M) {
 	bin.lanmanager, bin.master, bin.hello = filepath.Join(dir, "lanmanager"), filepath.Join(dir, "master"), filepath.Join(dir, "hello")
 	bin.gateway, bin.gwservice = filepath.Join(dir, "gateway"), filepath.Join(dir, "gwservice")
 	bin.rawexec = filepath.Join(dir, "driver-rawexec")
+	bin.bwrap = filepath.Join(dir, "berth-driver-bwrap")
 	// Lanmanagers say where their tokens are in a directory of this run,
 	// never in the user's own.
 	os.Setenv("BERTH_ANNOUNCE_DIR", filepath.Join(dir, "announce"))

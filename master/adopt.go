@@ -99,9 +99,7 @@ func (a *Agent) adoptChildren(ctx context.Context) {
 		if err := a.state.delete(r.Alloc); err != nil {
 			a.log.Error("delete child record", "instance", r.Instance, "err", err)
 		}
-		if r.Pipe != "" {
-			os.Remove(r.Pipe)
-		}
+		removePipe(r.Pipe)
 		a.mu.Lock()
 		a.keepUnsentLocked(&pipes.Exited{Alloc: r.Alloc, Instance: r.Instance, Code: -1, Reason: reasons[r.Alloc]})
 		a.mu.Unlock()
@@ -127,7 +125,7 @@ func (a *Agent) adopt(r *record, proc *spawn.Child) {
 		// locked by this master. The child redials the path by itself.
 		os.Remove(r.Pipe)
 		var err error
-		if pipe, err = pipes.Listen(r.Pipe); err != nil {
+		if pipe, err = listenPipe(r.Pipe); err != nil {
 			a.log.Warn("re-open adopted child's pipe; it runs without one", "instance", r.Instance, "err", err)
 		}
 		c.pipe = pipe // c is not shared yet

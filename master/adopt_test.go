@@ -239,6 +239,9 @@ func TestChildDiesWhileMasterDown(t *testing.T) {
 	if _, err := os.Stat(old.Pipe); err == nil {
 		t.Errorf("the dead child's socket %s is still there", old.Pipe)
 	}
+	if _, err := os.Stat(filepath.Dir(old.Pipe)); err == nil {
+		t.Errorf("the dead child's socket directory %s is still there", filepath.Dir(old.Pipe))
+	}
 	waitFor(t, 30*time.Second, "the instance to run again as a new child", func() bool {
 		in := services(t, c, "svc")["svc.0"]
 		return in != nil && in.State == needs.Running && in.Alloc != old.Alloc && in.PID != old.PID

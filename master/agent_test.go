@@ -218,6 +218,13 @@ func TestAgentRunsAndStops(t *testing.T) {
 		if len(k.Pipe) > pipes.MaxSocketPath {
 			t.Errorf("pipe path %d bytes", len(k.Pipe))
 		}
+		// Alone in a directory of its own, next to master.sock.
+		if ents, err := os.ReadDir(filepath.Dir(k.Pipe)); err != nil || len(ents) != 1 || filepath.Base(k.Pipe) != "pipe" {
+			t.Errorf("pipe %s: its directory holds %v (%v), want it alone, named pipe", k.Pipe, ents, err)
+		}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(filepath.Dir(k.Pipe)), "master.sock")); err != nil {
+			t.Errorf("pipe %s: no master.sock two levels up: %v", k.Pipe, err)
+		}
 	}
 
 	// The control socket answers ps with the same list.
@@ -254,6 +261,9 @@ func TestAgentRunsAndStops(t *testing.T) {
 		waitFor(t, 5*time.Second, k.Instance+" gone", func() bool { return syscall.Kill(k.PID, 0) != nil || zombie(k.PID) })
 		if _, err := os.Stat(k.Pipe); err == nil {
 			t.Errorf("pipe %s of a stopped child still exists", k.Pipe)
+		}
+		if _, err := os.Stat(filepath.Dir(k.Pipe)); err == nil {
+			t.Errorf("pipe directory of the stopped child %s still exists", k.Instance)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -161,8 +162,8 @@ func (a *Agent) spawnChild(c *child) error {
 		return err
 	}
 	defer closeFiles(files) // the child has its own copies once spawned
-	pipePath := filepath.Join(a.sockDir, c.alloc[:min(16, len(c.alloc))]+".sock")
-	pipe, err := pipes.Listen(pipePath)
+	pipePath := childPipePath(a.sockDir, c.alloc)
+	pipe, err := listenPipe(pipePath)
 	c.mu.Lock()
 	c.ports, c.pipePath, c.pipe, c.logPath = ports, pipePath, pipe, filepath.Join(a.logDir, c.instance+".log")
 	c.mu.Unlock()
@@ -428,14 +429,53 @@ func (a *Agent) servePipe(c *child, pipe *pipes.Listener) {
 	}
 }
 
-// closePipe closes the child's control socket for good.
+// closePipe closes the child's control socket for good, and removes its
+// directory.
 func (c *child) closePipe() {
 	c.mu.Lock()
-	pipe := c.pipe
+	pipe, path := c.pipe, c.pipePath
 	c.pipeClosed = true
 	c.mu.Unlock()
 	if pipe != nil {
 		pipe.Close()
+	}
+	removePipe(path)
+}
+
+// pipeName is the file name of a child's control socket in its own
+// directory, <socket dir>/<alloc16>/pipe: as long as the earlier layout's
+// <socket dir>/<alloc16>.sock, so socketDirFits holds for both.
+const pipeName = "pipe"
+
+// childPipePath is the control socket of the child alloc: in a directory
+// of its own (0700), so that a sandbox can show the child its own socket
+// and none of the others, nor master.sock. Children of masters before
+// this layout keep <socket dir>/<alloc16>.sock, as their records say.
+func childPipePath(sockDir, alloc string) string {
+	return filepath.Join(sockDir, alloc[:min(16, len(alloc))], pipeName)
+}
+
+// listenPipe listens on a child's control socket at path, first making
+// its own directory (0700) if path is of the per-child layout and the
+// directory is missing.
+func listenPipe(path string) (*pipes.Listener, error) {
+	if filepath.Base(path) == pipeName {
+		if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("create pipe directory: %w", err)
+		}
+	}
+	return pipes.Listen(path) // checks the directory: not a link, ours, 0700
+}
+
+// removePipe removes a gone child's control socket and, in the per-child
+// layout, its directory.
+func removePipe(path string) {
+	if path == "" {
+		return
+	}
+	os.Remove(path)
+	if filepath.Base(path) == pipeName {
+		os.Remove(filepath.Dir(path))
 	}
 }
 

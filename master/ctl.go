@@ -101,7 +101,7 @@ func (a *Agent) relistenPipe(c *child) error {
 		return nil
 	}
 	old.Close()
-	l, err := pipes.Listen(c.pipePath)
+	l, err := listenPipe(c.pipePath)
 	if err != nil {
 		return fmt.Errorf("re-open pipe of %s: %w", c.instance, err)
 	}

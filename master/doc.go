@@ -118,7 +118,10 @@
 //	ports.db           bbolt: the port office's leases
 //	logs/<inst>.log    each child's stdout and stderr
 //	sock/master.sock   control socket (`master ps`), mode 0600
-//	sock/<alloc>.sock  each child's control socket (BERTH_PIPE), mode 0600
+//	sock/<alloc>/pipe  each child's control socket (BERTH_PIPE), mode 0600, alone
+//	                   in a directory of its own (0700, removed when the child is
+//	                   gone) so that a sandbox can bind only it; a child adopted
+//	                   from a master before this layout keeps sock/<alloc>.sock
 //	peers/<alloc>.json each child's peers file (BERTH_PEERS_FILE), mode 0600, if its need has peers
 //
 // The sock directory is 0700. When its paths would pass the kernel's

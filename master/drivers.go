@@ -160,6 +160,10 @@ func (a *Agent) driverRefusal(n *needs.Need) string {
 		return fmt.Sprintf("driver %s: socket activation is not supported by external drivers", p.Name())
 	case !n.Limit().IsZero() && !fp.ResourceLimits:
 		return fmt.Sprintf("driver %s enforces no resource limits (--memory, --cpus, --pids)", p.Name())
+	case len(n.DriverOpts) > 0:
+		if err := p.CheckOptions(context.Background(), n.DriverOpts); err != nil {
+			return fmt.Sprintf("driver %s: %v", p.Name(), err)
+		}
 	}
 	return ""
 }

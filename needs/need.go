@@ -89,6 +89,8 @@ func (n *Need) DriverName() string {
 var (
 	labelRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// optKeyRE is a driver option's key: bwrap's are bind, ro-bind, tmpfs.
+	optKeyRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 	groupRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 )
 
@@ -190,8 +192,8 @@ func (n *Need) validateDriver() error {
 		k, _, ok := strings.Cut(o, "=")
 		field := fmt.Sprintf("driver_opts[%d]", i)
 		switch {
-		case !ok || !envKeyRE.MatchString(k):
-			return &FieldError{Field: field, Msg: fmt.Sprintf("%q is not KEY=VALUE with a KEY of A-Z, a-z, 0-9 and '_'", o)}
+		case !ok || !optKeyRE.MatchString(k):
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%q is not KEY=VALUE with a KEY of 1-64 of A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter, digit or '_'", o)}
 		case len(o) > MaxEnvLen || strings.ContainsRune(o, 0):
 			return &FieldError{Field: field, Msg: fmt.Sprintf("longer than %d bytes or contains a NUL byte", MaxEnvLen)}
 		}

@@ -43,7 +43,7 @@ func TestNeedValidateOK(t *testing.T) {
 		{"empty later arg", func(n *needs.Need) { n.Command = []string{"x", ""} }},
 		{"lowercase env key", func(n *needs.Need) { n.Env = map[string]string{"port": "1", "BERTHX": "2"} }},
 		{"driver", func(n *needs.Need) {
-			n.Driver, n.DriverOpts = "bwrap", []string{"bind=/srv/data", "bind=/srv/more", "ro=", "x=a=b"}
+			n.Driver, n.DriverOpts = "bwrap", []string{"bind=/srv/data", "bind=/srv/more", "ro=", "x=a=b", "ro-bind=/srv/conf", "tmpfs=/home", "a.b=1"}
 		}},
 		{"driver exec", func(n *needs.Need) { n.Driver = needs.DefaultDriver }},
 	}
@@ -96,6 +96,8 @@ func TestNeedValidateInvalid(t *testing.T) {
 		{"driver opt without =", func(n *needs.Need) { n.DriverOpts = []string{"a=1", "bind"} }, "driver_opts[1]"},
 		{"driver opt empty key", func(n *needs.Need) { n.DriverOpts = []string{"=1"} }, "driver_opts[0]"},
 		{"driver opt NUL", func(n *needs.Need) { n.DriverOpts = []string{"a=\x00"} }, "driver_opts[0]"},
+		{"driver opt key with slash", func(n *needs.Need) { n.DriverOpts = []string{"a/b=1"} }, "driver_opts[0]"},
+		{"driver opt key starting with -", func(n *needs.Need) { n.DriverOpts = []string{"-a=1"} }, "driver_opts[0]"},
 		{"driver opts too many", func(n *needs.Need) { n.DriverOpts = make([]string, needs.MaxDriverOpts+1) }, "driver_opts"},
 	}
 	for _, tt := range tests {

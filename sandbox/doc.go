@@ -4,11 +4,13 @@
 // # Basics
 //
 // [ParseOptions] reads a need's driver options (bind=, ro-bind=, tmpfs=;
-// syntax only, so the lanmanager can check them), [Available] is the
-// driver's fingerprint (can this machine run sandboxes, and if not, why),
-// and [Sandbox.Wrap] rewrites a [spawn.Spec] into one that runs the same
+// syntax only, so the driver can check them before a master bids),
+// [Available] is the driver's fingerprint (can this machine run
+// sandboxes, and if not, why; [Checker] keeps its answer a while), and
+// [Sandbox.Wrap] rewrites a [spawn.Spec] into one that runs the same
 // command in a sandbox, for spawn.Exec to start. [Driver] does both in one
-// [spawn.Driver]:
+// [spawn.Driver], with the spec's DriverOpts; cmd/berth-driver-bwrap
+// serves it as the bwrap driver plugin:
 //
 //	opts, err := sandbox.ParseOptions([]string{"bind=/srv/data"})
 //	...
@@ -31,6 +33,15 @@
 // Paths the child needs and a tmpfs would hide (its working directory,
 // its command, the directories of BERTH_PIPE and BERTH_PEERS_FILE, when
 // they are under /tmp or a tmpfs= path) are bound read-only.
+//
+// A master puts each child's BERTH_PIPE alone in a directory of its own
+// in its socket directory (<socket dir>/<alloc>/pipe), next to
+// master.sock and the other children's pipes. The sandbox hides the
+// parent of BERTH_PIPE's directory behind an empty tmpfs (unless that is
+// "/", or under /dev or /proc; an option's mount at the same path wins),
+// and binds back BERTH_PIPE's directory only: the child reaches its own
+// pipe and no other socket of the master, wherever the socket directory
+// lies.
 //
 // # Processes and signals
 //

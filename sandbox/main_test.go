@@ -100,6 +100,17 @@ func runHelper(mode string, args []string) {
 		line, err := bufio.NewReader(c).ReadString('\n')
 		fmt.Printf("answer=%q err=%v\n", line, err)
 		os.Exit(0)
+	case "dial-all": // dial each PATH, report
+		for _, p := range args {
+			c, err := net.Dial("unix", p)
+			if err != nil {
+				fmt.Printf("dial %s: failed: %v\n", p, err)
+				continue
+			}
+			c.Close()
+			fmt.Printf("dial %s: ok\n", p)
+		}
+		os.Exit(0)
 	case "env": // environment, working directory, pid; "fd3" written to fd 3
 		for _, e := range os.Environ() {
 			fmt.Println("env=" + e)

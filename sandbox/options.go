@@ -39,8 +39,8 @@ const (
 //	ro-bind=/srv/conf   bound read-only
 //	tmpfs=/home         hidden behind an empty private tmpfs
 //
-// It checks the syntax only, so it can run anywhere (on the lanmanager
-// when the need is added): each path must be absolute, without a ".."
+// It checks the syntax only, so it can run anywhere (the bwrap driver's
+// CheckOptions, asked before a master bids): each path must be absolute, without a ".."
 // element or a NUL byte, must not be "/" or under /proc or /dev (the
 // sandbox mounts those itself), and may appear in one option only. Paths
 // are cleaned ("/srv/data/" is "/srv/data"). [Options.Check] checks that

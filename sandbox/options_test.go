@@ -85,7 +85,7 @@ func TestMountOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ms := newMounts(Options{Bind: []string{r + "/srv/app/data"}, ROBind: []string{r + "/srv"}, Tmpfs: []string{r + "/srv/app/secret", r + "/home"}})
+	ms := newMounts(Options{Bind: []string{r + "/srv/app/data"}, ROBind: []string{r + "/srv"}, Tmpfs: []string{r + "/srv/app/secret", r + "/home"}}, nil)
 	for _, p := range []string{r + "/home/u/bin", r + "/srv/app/data/x", r + "/srv/app", r + "/run/sock"} {
 		if err := ms.reach(p); err != nil {
 			t.Fatal(err)

@@ -96,7 +96,16 @@ func (s *Sandbox) Wrap(spec spawn.Spec, opts Options) (spawn.Spec, error) {
 	if err != nil {
 		return spawn.Spec{}, err
 	}
-	ms := newMounts(opts)
+	var hide []string
+	if v, ok := lookupEnv(spec.Env, "BERTH_PIPE"); ok && filepath.IsAbs(v) {
+		// The master's socket directory: BERTH_PIPE is alone in a
+		// directory of its own there, bound back below.
+		sockDir := filepath.Dir(filepath.Dir(filepath.Clean(v)))
+		if real, err := filepath.EvalSymlinks(sockDir); err == nil && real != "/" && !within(real, "/dev") && !within(real, "/proc") {
+			hide = append(hide, real)
+		}
+	}
+	ms := newMounts(opts, hide)
 	reach := []string{dir}
 	for _, k := range reachEnv {
 		if v, ok := lookupEnv(spec.Env, k); ok && filepath.IsAbs(v) {
@@ -179,9 +188,13 @@ func (m mount) hides() bool { return m.flag != "--ro-bind" && m.flag != "--bind"
 type mounts []mount
 
 // newMounts lists the sandbox's mounts: the read-only root, /dev, /proc,
-// a private /tmp, and opts.
-func newMounts(opts Options) mounts {
+// a private /tmp, a tmpfs on each of hide, and opts (after hide, so that
+// at the same path the option's mount is made last and shows).
+func newMounts(opts Options, hide []string) mounts {
 	ms := mounts{{"--ro-bind", "/"}, {"--dev", "/dev"}, {"--proc", "/proc"}, {"--tmpfs", "/tmp"}}
+	for _, p := range hide {
+		ms = append(ms, mount{"--tmpfs", p})
+	}
 	for _, p := range opts.Tmpfs {
 		ms = append(ms, mount{"--tmpfs", p})
 	}

@@ -450,3 +450,46 @@ func marked(mark string) []int {
 	}
 	return out
 }
+
+// TestPipeAloneInItsDirectory: a master's socket directory holds
+// master.sock and each child's pipe in a directory of its own; the sandbox
+// hides the socket directory and binds back only the child's own pipe
+// directory, so the child reaches its pipe and neither master.sock nor a
+// sibling's pipe. The socket directory is outside /tmp (whose tmpfs would
+// hide it anyway), in the read-only root.
+func TestPipeAloneInItsDirectory(t *testing.T) {
+	requireSandbox(t)
+	runtime, err := os.MkdirTemp("/var/tmp", "bs")
+	if err != nil {
+		t.Skipf("no writable /var/tmp for the socket directory: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(runtime) })
+	sockDir := filepath.Join(runtime, "sock")
+	master := filepath.Join(sockDir, "master.sock")
+	own := filepath.Join(sockDir, "0123456789abcdef", "pipe")
+	sibling := filepath.Join(sockDir, "fedcba9876543210", "pipe")
+	for _, p := range []string{master, own, sibling} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("unix", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+	}
+	spec := helperSpec(t, "dial-all", own, master, sibling)
+	spec.Env = append(spec.Env, "BERTH_PIPE="+own)
+	c := startChild(t, spec, Options{})
+	ex, log := waitExit(t, c, spec.LogPath)
+	if ex.Code != 0 {
+		t.Fatalf("%v; log:\n%s", ex, log)
+	}
+	for _, want := range []string{"dial " + own + ": ok",
+		"dial " + master + ": failed: dial unix " + master + ": connect: no such file or directory",
+		"dial " + sibling + ": failed: dial unix " + sibling + ": connect: no such file or directory"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}

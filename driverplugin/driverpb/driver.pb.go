@@ -899,6 +899,96 @@ func (x *RecoverResponse) GetStartTime() uint64 {
 	return 0
 }
 
+type CheckOptionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The need's driver options, "KEY=VALUE" each, in order.
+	Options       []string `protobuf:"bytes,1,rep,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckOptionsRequest) Reset() {
+	*x = CheckOptionsRequest{}
+	mi := &file_driver_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckOptionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckOptionsRequest) ProtoMessage() {}
+
+func (x *CheckOptionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckOptionsRequest.ProtoReflect.Descriptor instead.
+func (*CheckOptionsRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CheckOptionsRequest) GetOptions() []string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type CheckOptionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Error is why the options cannot be used; empty when they can.
+	Error         string `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckOptionsResponse) Reset() {
+	*x = CheckOptionsResponse{}
+	mi := &file_driver_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckOptionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckOptionsResponse) ProtoMessage() {}
+
+func (x *CheckOptionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckOptionsResponse.ProtoReflect.Descriptor instead.
+func (*CheckOptionsResponse) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CheckOptionsResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_driver_proto protoreflect.FileDescriptor
 
 const file_driver_proto_rawDesc = "" +
@@ -966,7 +1056,11 @@ const file_driver_proto_rawDesc = "" +
 	"\x04gone\x18\x01 \x01(\bR\x04gone\x12\x1a\n" +
 	"\btracking\x18\x02 \x01(\tR\btracking\x12\x1d\n" +
 	"\n" +
-	"start_time\x18\x03 \x01(\x04R\tstartTime2\x88\x04\n" +
+	"start_time\x18\x03 \x01(\x04R\tstartTime\"/\n" +
+	"\x13CheckOptionsRequest\x12\x18\n" +
+	"\aoptions\x18\x01 \x03(\tR\aoptions\",\n" +
+	"\x14CheckOptionsResponse\x12\x14\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error2\xe5\x04\n" +
 	"\x06Driver\x12X\n" +
 	"\vFingerprint\x12#.berth.driver.v1.FingerprintRequest\x1a$.berth.driver.v1.FingerprintResponse\x12F\n" +
 	"\x05Start\x12\x1d.berth.driver.v1.StartRequest\x1a\x1e.berth.driver.v1.StartResponse\x12=\n" +
@@ -974,7 +1068,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x04Stop\x12\x1c.berth.driver.v1.StopRequest\x1a\x1b.berth.driver.v1.ExitResult\x12I\n" +
 	"\x06Signal\x12\x1e.berth.driver.v1.SignalRequest\x1a\x1f.berth.driver.v1.SignalResponse\x12A\n" +
 	"\x05Stats\x12\x18.berth.driver.v1.TaskRef\x1a\x1e.berth.driver.v1.StatsResponse\x12L\n" +
-	"\aRecover\x12\x1f.berth.driver.v1.RecoverRequest\x1a .berth.driver.v1.RecoverResponseB\x1dZ\x1bberth/driverplugin/driverpbb\x06proto3"
+	"\aRecover\x12\x1f.berth.driver.v1.RecoverRequest\x1a .berth.driver.v1.RecoverResponse\x12[\n" +
+	"\fCheckOptions\x12$.berth.driver.v1.CheckOptionsRequest\x1a%.berth.driver.v1.CheckOptionsResponseB\x1dZ\x1bberth/driverplugin/driverpbb\x06proto3"
 
 var (
 	file_driver_proto_rawDescOnce sync.Once
@@ -988,22 +1083,24 @@ func file_driver_proto_rawDescGZIP() []byte {
 	return file_driver_proto_rawDescData
 }
 
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_driver_proto_goTypes = []any{
-	(*FingerprintRequest)(nil),  // 0: berth.driver.v1.FingerprintRequest
-	(*FingerprintResponse)(nil), // 1: berth.driver.v1.FingerprintResponse
-	(*Limits)(nil),              // 2: berth.driver.v1.Limits
-	(*StartRequest)(nil),        // 3: berth.driver.v1.StartRequest
-	(*TaskHandle)(nil),          // 4: berth.driver.v1.TaskHandle
-	(*StartResponse)(nil),       // 5: berth.driver.v1.StartResponse
-	(*TaskRef)(nil),             // 6: berth.driver.v1.TaskRef
-	(*ExitResult)(nil),          // 7: berth.driver.v1.ExitResult
-	(*StopRequest)(nil),         // 8: berth.driver.v1.StopRequest
-	(*SignalRequest)(nil),       // 9: berth.driver.v1.SignalRequest
-	(*SignalResponse)(nil),      // 10: berth.driver.v1.SignalResponse
-	(*StatsResponse)(nil),       // 11: berth.driver.v1.StatsResponse
-	(*RecoverRequest)(nil),      // 12: berth.driver.v1.RecoverRequest
-	(*RecoverResponse)(nil),     // 13: berth.driver.v1.RecoverResponse
+	(*FingerprintRequest)(nil),   // 0: berth.driver.v1.FingerprintRequest
+	(*FingerprintResponse)(nil),  // 1: berth.driver.v1.FingerprintResponse
+	(*Limits)(nil),               // 2: berth.driver.v1.Limits
+	(*StartRequest)(nil),         // 3: berth.driver.v1.StartRequest
+	(*TaskHandle)(nil),           // 4: berth.driver.v1.TaskHandle
+	(*StartResponse)(nil),        // 5: berth.driver.v1.StartResponse
+	(*TaskRef)(nil),              // 6: berth.driver.v1.TaskRef
+	(*ExitResult)(nil),           // 7: berth.driver.v1.ExitResult
+	(*StopRequest)(nil),          // 8: berth.driver.v1.StopRequest
+	(*SignalRequest)(nil),        // 9: berth.driver.v1.SignalRequest
+	(*SignalResponse)(nil),       // 10: berth.driver.v1.SignalResponse
+	(*StatsResponse)(nil),        // 11: berth.driver.v1.StatsResponse
+	(*RecoverRequest)(nil),       // 12: berth.driver.v1.RecoverRequest
+	(*RecoverResponse)(nil),      // 13: berth.driver.v1.RecoverResponse
+	(*CheckOptionsRequest)(nil),  // 14: berth.driver.v1.CheckOptionsRequest
+	(*CheckOptionsResponse)(nil), // 15: berth.driver.v1.CheckOptionsResponse
 }
 var file_driver_proto_depIdxs = []int32{
 	2,  // 0: berth.driver.v1.StartRequest.limits:type_name -> berth.driver.v1.Limits
@@ -1016,15 +1113,17 @@ var file_driver_proto_depIdxs = []int32{
 	9,  // 7: berth.driver.v1.Driver.Signal:input_type -> berth.driver.v1.SignalRequest
 	6,  // 8: berth.driver.v1.Driver.Stats:input_type -> berth.driver.v1.TaskRef
 	12, // 9: berth.driver.v1.Driver.Recover:input_type -> berth.driver.v1.RecoverRequest
-	1,  // 10: berth.driver.v1.Driver.Fingerprint:output_type -> berth.driver.v1.FingerprintResponse
-	5,  // 11: berth.driver.v1.Driver.Start:output_type -> berth.driver.v1.StartResponse
-	7,  // 12: berth.driver.v1.Driver.Wait:output_type -> berth.driver.v1.ExitResult
-	7,  // 13: berth.driver.v1.Driver.Stop:output_type -> berth.driver.v1.ExitResult
-	10, // 14: berth.driver.v1.Driver.Signal:output_type -> berth.driver.v1.SignalResponse
-	11, // 15: berth.driver.v1.Driver.Stats:output_type -> berth.driver.v1.StatsResponse
-	13, // 16: berth.driver.v1.Driver.Recover:output_type -> berth.driver.v1.RecoverResponse
-	10, // [10:17] is the sub-list for method output_type
-	3,  // [3:10] is the sub-list for method input_type
+	14, // 10: berth.driver.v1.Driver.CheckOptions:input_type -> berth.driver.v1.CheckOptionsRequest
+	1,  // 11: berth.driver.v1.Driver.Fingerprint:output_type -> berth.driver.v1.FingerprintResponse
+	5,  // 12: berth.driver.v1.Driver.Start:output_type -> berth.driver.v1.StartResponse
+	7,  // 13: berth.driver.v1.Driver.Wait:output_type -> berth.driver.v1.ExitResult
+	7,  // 14: berth.driver.v1.Driver.Stop:output_type -> berth.driver.v1.ExitResult
+	10, // 15: berth.driver.v1.Driver.Signal:output_type -> berth.driver.v1.SignalResponse
+	11, // 16: berth.driver.v1.Driver.Stats:output_type -> berth.driver.v1.StatsResponse
+	13, // 17: berth.driver.v1.Driver.Recover:output_type -> berth.driver.v1.RecoverResponse
+	15, // 18: berth.driver.v1.Driver.CheckOptions:output_type -> berth.driver.v1.CheckOptionsResponse
+	11, // [11:19] is the sub-list for method output_type
+	3,  // [3:11] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1041,7 +1140,7 @@ func file_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,13 +27,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Driver_Fingerprint_FullMethodName = "/berth.driver.v1.Driver/Fingerprint"
-	Driver_Start_FullMethodName       = "/berth.driver.v1.Driver/Start"
-	Driver_Wait_FullMethodName        = "/berth.driver.v1.Driver/Wait"
-	Driver_Stop_FullMethodName        = "/berth.driver.v1.Driver/Stop"
-	Driver_Signal_FullMethodName      = "/berth.driver.v1.Driver/Signal"
-	Driver_Stats_FullMethodName       = "/berth.driver.v1.Driver/Stats"
-	Driver_Recover_FullMethodName     = "/berth.driver.v1.Driver/Recover"
+	Driver_Fingerprint_FullMethodName  = "/berth.driver.v1.Driver/Fingerprint"
+	Driver_Start_FullMethodName        = "/berth.driver.v1.Driver/Start"
+	Driver_Wait_FullMethodName         = "/berth.driver.v1.Driver/Wait"
+	Driver_Stop_FullMethodName         = "/berth.driver.v1.Driver/Stop"
+	Driver_Signal_FullMethodName       = "/berth.driver.v1.Driver/Signal"
+	Driver_Stats_FullMethodName        = "/berth.driver.v1.Driver/Stats"
+	Driver_Recover_FullMethodName      = "/berth.driver.v1.Driver/Recover"
+	Driver_CheckOptions_FullMethodName = "/berth.driver.v1.Driver/CheckOptions"
 )
 
 // DriverClient is the client API for Driver service.
@@ -58,6 +59,11 @@ type DriverClient interface {
 	// Recover re-attaches to a task this driver started before it (or the
 	// master) restarted, from the handle Start returned.
 	Recover(ctx context.Context, in *RecoverRequest, opts ...grpc.CallOption) (*RecoverResponse, error)
+	// CheckOptions says whether the driver can take a need's driver options
+	// (--driver-opt), before the master bids for it: an error names what is
+	// wrong. Added within version 1: a driver without it answers
+	// Unimplemented, and its options are checked only at Start.
+	CheckOptions(ctx context.Context, in *CheckOptionsRequest, opts ...grpc.CallOption) (*CheckOptionsResponse, error)
 }
 
 type driverClient struct {
@@ -138,6 +144,16 @@ func (c *driverClient) Recover(ctx context.Context, in *RecoverRequest, opts ...
 	return out, nil
 }
 
+func (c *driverClient) CheckOptions(ctx context.Context, in *CheckOptionsRequest, opts ...grpc.CallOption) (*CheckOptionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckOptionsResponse)
+	err := c.cc.Invoke(ctx, Driver_CheckOptions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -160,6 +176,11 @@ type DriverServer interface {
 	// Recover re-attaches to a task this driver started before it (or the
 	// master) restarted, from the handle Start returned.
 	Recover(context.Context, *RecoverRequest) (*RecoverResponse, error)
+	// CheckOptions says whether the driver can take a need's driver options
+	// (--driver-opt), before the master bids for it: an error names what is
+	// wrong. Added within version 1: a driver without it answers
+	// Unimplemented, and its options are checked only at Start.
+	CheckOptions(context.Context, *CheckOptionsRequest) (*CheckOptionsResponse, error)
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -190,6 +211,9 @@ func (UnimplementedDriverServer) Stats(context.Context, *TaskRef) (*StatsRespons
 }
 func (UnimplementedDriverServer) Recover(context.Context, *RecoverRequest) (*RecoverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Recover not implemented")
+}
+func (UnimplementedDriverServer) CheckOptions(context.Context, *CheckOptionsRequest) (*CheckOptionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckOptions not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -338,6 +362,24 @@ func _Driver_Recover_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_CheckOptions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckOptionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).CheckOptions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_CheckOptions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).CheckOptions(ctx, req.(*CheckOptionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -372,6 +414,10 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Recover",
 			Handler:    _Driver_Recover_Handler,
+		},
+		{
+			MethodName: "CheckOptions",
+			Handler:    _Driver_CheckOptions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -42,6 +42,7 @@ var allowed = map[string]struct {
 	"berth/cmd/internal/cliapp":     {[]string{"berth/lan", "berth/needs", "berth/pipes", "berth/version"}, "what the two commands share"},
 	"berth/cmd/lanmanager":          {[]string{anything}, "commands sit on top"},
 	"berth/cmd/master":              {[]string{anything}, "commands sit on top"},
+	"berth/cmd/berth-driver-bwrap":  {[]string{"berth/driverplugin", "berth/sandbox", "berth/version"}, "a driver binary links the contract and its sandbox"},
 	benches:                         {[]string{anything}, "benchmarks drive the whole system"},
 	"berth/e2e":                     {nil, "the end-to-end tests run the binaries; only their test files import"},
 	"berth/e2e/gwservice":           {[]string{"berth/child", "berth/needs", "berth/pipes"}, "a child of the end-to-end tests links only the SDK"},
