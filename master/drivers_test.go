@@ -144,9 +144,16 @@ func TestExternalDriverFaults(t *testing.T) {
 		ds[1].PID == 0 || !ds[1].Signals {
 		t.Fatalf("drivers %+v, want exec and rawexec only (the others are skipped)", ds)
 	}
-	ms, err := c.Masters(t.Context())
-	if err != nil || len(ms) != 1 || len(ms[0].Drivers) != 2 || ms[0].Drivers[1].String() != "rawexec 1.0.0" {
-		t.Fatalf("lanmanager's masters %+v, %v; want the drivers of the hello", ms, err)
+	// Linked says the master sent its hello; the lanmanager registers it
+	// once it has read it.
+	var ms []*needs.Master
+	var err error
+	waitFor(t, 10*time.Second, "the lanmanager to list the master", func() bool {
+		ms, err = c.Masters(t.Context())
+		return err == nil && len(ms) == 1
+	})
+	if len(ms[0].Drivers) != 2 || ms[0].Drivers[1].String() != "rawexec 1.0.0" {
+		t.Fatalf("lanmanager's masters %+v; want the drivers of the hello", ms)
 	}
 
 	exe, _ := os.Executable()
