@@ -191,6 +191,14 @@ func maps(a, b map[needs.Protocol]int) bool {
 // controlPS asks the master's control socket for its children.
 func controlPS(t *testing.T, runtimeDir string) []pipes.ChildInfo {
 	t.Helper()
+	return askControl[[]pipes.ChildInfo](t, runtimeDir, pipes.TypePS)
+}
+
+// askControl sends one request of type typ to the master's control socket
+// and decodes its answer.
+func askControl[T any](t *testing.T, runtimeDir, typ string) T {
+	t.Helper()
+	var v T
 	sock, err := master.ControlSocket(runtimeDir)
 	if err != nil {
 		t.Fatal(err)
@@ -200,18 +208,17 @@ func controlPS(t *testing.T, runtimeDir string) []pipes.ChildInfo {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := conn.SendBody(pipes.TypePS, 1, nil); err != nil {
+	if err := conn.SendBody(typ, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := conn.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var list []pipes.ChildInfo
-	if err := msg.Decode(&list); err != nil {
+	if err := msg.Decode(&v); err != nil {
 		t.Fatal(err)
 	}
-	return list
+	return v
 }
 
 // TestChildDiesWhileMasterDown: a child killed between Leave and Open is

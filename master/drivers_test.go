@@ -72,27 +72,7 @@ func openDriverAgent(t *testing.T, cfg master.Config) *master.Agent {
 // controlDrivers asks the master's control socket for its drivers.
 func controlDrivers(t *testing.T, runtimeDir string) []pipes.DriverInfo {
 	t.Helper()
-	sock, err := master.ControlSocket(runtimeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pipes.Dial(t.Context(), sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.SendBody(pipes.TypeDrivers, 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	msg, err := conn.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list []pipes.DriverInfo
-	if err := msg.Decode(&list); err != nil {
-		t.Fatal(err)
-	}
-	return list
+	return askControl[[]pipes.DriverInfo](t, runtimeDir, pipes.TypeDrivers)
 }
 
 func driverInfo(a *master.Agent, name string) (pipes.DriverInfo, bool) {
