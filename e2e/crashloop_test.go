@@ -114,12 +114,25 @@ func TestCrashLoopPolicy(t *testing.T) {
 	if !fifth.Before(scheduled) {
 		t.Errorf("after need restart the next attempt came at %s, not before the scheduled %s", fifth.Format(time.StampMilli), scheduled.Format(time.StampMilli))
 	}
-	waitUntil(t, 20*time.Second, "the fifth failure to be counted from zero", func() (bool, string) {
+	// Counted from zero: in back-off, the failures are the attempts since
+	// the restart. Under load a sixth attempt may have come and failed
+	// (its back-off is 300 ms) before the state is read, so the attempts
+	// are counted around the read, and a read they moved across is taken
+	// again.
+	// The back-off read must be the one of the last attempt logged: it
+	// began after that attempt started.
+	var since int
+	waitUntil(t, 20*time.Second, "the failures after need restart to be counted from zero", func() (bool, string) {
+		before := readAttempts(t, log)
 		in = l.need(t, "crash").InstanceList[0]
-		return in.State == needs.Backoff && in.Since.After(fifth), fmt.Sprintf("state %s since %s failures %d", in.State, in.Since.Format(time.StampMilli), in.Failures)
+		after := readAttempts(t, log)
+		since = len(after) - 4
+		last := after[len(after)-1].at
+		return len(before) == len(after) && in.State == needs.Backoff && in.Since.After(last),
+			fmt.Sprintf("state %s since %s failures %d, attempts since the restart %d", in.State, in.Since.Format(time.StampMilli), in.Failures, since)
 	})
-	if in.Failures != 1 {
-		t.Errorf("after need restart and one more failure, failures = %d, want 1 (reset by the restart)", in.Failures)
+	if in.Failures != since {
+		t.Errorf("after need restart and %d more failures, failures = %d, want %d (reset by the restart)", since, in.Failures, since)
 	}
 	figure(t, "need-restart", "scheduled_in", ms(scheduled.Sub(asked)), "retried_after", ms(fifth.Sub(asked)))
 
