@@ -228,18 +228,7 @@ func TestExternalDriverFaults(t *testing.T) {
 // through it, to the children; stopping them afterwards works, and Close
 // ends the driver process.
 func TestExternalDriverMasterRestart(t *testing.T) {
-	srv, c := newLan(t)
-	cfg := testConfig(t, srv.Addr())
-	cfg.PluginsDirectory = pluginsDir(t)
-	a := openDriverAgent(t, cfg)
-	waitFor(t, 10*time.Second, "the master to link", a.Linked)
-	exe, _ := os.Executable()
-	n := 2
-	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "plug", Command: []string{exe}, Instances: &n,
-		Protocols: []needs.Protocol{needs.HTTP}, Driver: "rawexec"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "2 plug running", func() bool { return running(t, c, "plug") == 2 })
+	c, cfg, a := plugRunning(t)
 	before := byAlloc(a.Children())
 	drv := a.Drivers()[1].PID
 	if err := a.Leave(); err != nil {
@@ -283,18 +272,7 @@ func TestExternalDriverMasterRestart(t *testing.T) {
 // one, and recovers the children through it from their handles: same
 // pids, no restart, and a later stop reaches them.
 func TestExternalDriverGoneWhileMasterDown(t *testing.T) {
-	srv, c := newLan(t)
-	cfg := testConfig(t, srv.Addr())
-	cfg.PluginsDirectory = pluginsDir(t)
-	a := openDriverAgent(t, cfg)
-	waitFor(t, 10*time.Second, "the master to link", a.Linked)
-	exe, _ := os.Executable()
-	n := 2
-	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "plug", Command: []string{exe}, Instances: &n,
-		Protocols: []needs.Protocol{needs.HTTP}, Driver: "rawexec"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "2 plug running", func() bool { return running(t, c, "plug") == 2 })
+	c, cfg, a := plugRunning(t)
 	before := pidsOf(t, c, "plug")
 	drv := a.Drivers()[1].PID
 	if err := a.Leave(); err != nil {
@@ -359,4 +337,24 @@ func TestDriversOthersMayChange(t *testing.T) {
 	if ds := a.Drivers(); len(ds) != 1 || ds[0].Name != "exec" {
 		t.Errorf("drivers of a plugins directory anyone may write: %+v, want exec only", ds)
 	}
+}
+
+// plugRunning starts a lanmanager and a master whose plugins directory
+// holds rawexec, and a need "plug" of 2 instances run by rawexec; it
+// returns once both run.
+func plugRunning(t *testing.T) (*lan.Client, master.Config, *master.Agent) {
+	t.Helper()
+	srv, c := newLan(t)
+	cfg := testConfig(t, srv.Addr())
+	cfg.PluginsDirectory = pluginsDir(t)
+	a := openDriverAgent(t, cfg)
+	waitFor(t, 10*time.Second, "the master to link", a.Linked)
+	exe, _ := os.Executable()
+	n := 2
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "plug", Command: []string{exe}, Instances: &n,
+		Protocols: []needs.Protocol{needs.HTTP}, Driver: "rawexec"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "2 plug running", func() bool { return running(t, c, "plug") == 2 })
+	return c, cfg, a
 }
