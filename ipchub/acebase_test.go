@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"berth/ipchub"
 )
@@ -75,6 +76,16 @@ func TestAceBase(t *testing.T) {
 	master.waitFor(t, "ready")
 	worker := startAceBase(t, node, script, mods, dbdir, port, "worker")
 	worker.waitFor(t, "ready")
+
+	// AceBase says ready before its hub connection has joined the group;
+	// a subscribe sent before the worker joined would not reach it.
+	deadline := time.Now().Add(20 * time.Second)
+	for g := hub.Snapshot(); len(g) != 1 || len(g[0].Peers) != 2; g = hub.Snapshot() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hub's groups %+v, want both peers in one", g)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the hub, bounded by the deadline
+	}
 
 	// Each learns the other's subscription from a subscribe frame, which
 	// AceBase prints when it receives it.
