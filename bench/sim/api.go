@@ -56,6 +56,9 @@ func newAPILoad(addr, token string, needNames []string, interval time.Duration, 
 	}
 }
 
+// setDeclared says how many of the run's needs are declared.
+func (a *apiLoad) setDeclared(n int64) { a.declared.Store(n) }
+
 // setPhase labels the calls that start from now on.
 func (a *apiLoad) setPhase(p string) {
 	a.mu.Lock()

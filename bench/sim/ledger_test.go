@@ -148,3 +148,19 @@ func durations(ns []int) []time.Duration {
 	}
 	return out
 }
+
+func TestProbeControl(t *testing.T) {
+	a := newAPILoad("127.0.0.1:1", "t", []string{"a", "b"}, time.Second, 1)
+	if err := readProbeControl(strings.NewReader("phase loss\ndeclared 2\n"), a); err != nil {
+		t.Fatal(err)
+	}
+	if a.phase != "loss" || a.declared.Load() != 2 {
+		t.Fatalf("phase %q, declared %d; want loss, 2", a.phase, a.declared.Load())
+	}
+	for _, bad := range []string{"declared -1\n", "declared x\n", "stop\n"} {
+		err := readProbeControl(strings.NewReader(bad), a)
+		if err == nil || !strings.Contains(err.Error(), strings.Fields(bad)[0]) {
+			t.Errorf("%q: err %v, want one naming the line", bad, err)
+		}
+	}
+}

@@ -24,6 +24,11 @@
 // lanmanager binary, so that it can raise the connection cap above the
 // links (the binary's is 1,024) and write CPU and mutex profiles.
 //
+// The API load runs in a third process, `sim probe`, as a user's CLI calls
+// the API: in the simulator's process its calls waited behind the
+// thousand simulated masters' goroutines for a turn on a core, which a
+// user never does (-api-in-process measures it that way).
+//
 // Everything runs on loopback; every loop is bounded in count and time.
 // See docs/scale.md for the commands and the figures.
 package main
@@ -48,6 +53,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		if err := probeMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "sim probe:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
 		if err := serveMain(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "sim serve:", err)
@@ -73,6 +85,7 @@ type options struct {
 	cpuProfile, mutexProfile string
 	keep, quiet              bool
 	mastersNice              int
+	apiInProcess             bool
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -98,6 +111,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the lanmanager's data directory and log")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines on standard error")
 	fs.IntVar(&o.mastersNice, "masters-nice", 0, "scheduling priority (nice, 0-19) of the simulated side once the lanmanager runs: on a LAN the masters have cores of their own")
+	fs.BoolVar(&o.apiInProcess, "api-in-process", false, "call the API from the simulator's process, beside the simulated masters, instead of from a process of its own as a user's CLI does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -138,6 +152,16 @@ func simMain(args []string) (ok bool, err error) {
 	lm, err := startLanmanager(ctx, dir, o)
 	if err != nil {
 		return false, err
+	}
+	if !o.apiInProcess {
+		if o.cfg.APIProcess, err = os.Executable(); err != nil {
+			lm.stop()
+			return false, err
+		}
+		if o.mastersNice != 0 {
+			// The API's caller is a user, not one of the masters.
+			o.cfg.APIProcessArgs = []string{"-nice", "0"}
+		}
 	}
 	if o.mastersNice != 0 {
 		if err := setNice(o.mastersNice); err != nil {

@@ -77,6 +77,11 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "messages: %d offers, %d grants (%d until all ran), %d stops, %d about unknown allocations; %d port checks answered\n",
 		r.Offers, r.Grants, r.PlaceGrants, r.Stops, r.Stray, r.PortChecks)
+	from := "the simulator's process"
+	if c.APIProcess != "" {
+		from = "a process of its own"
+	}
+	fmt.Fprintf(w, "API calls from %s, one at a time, one every %s at most\n", from, c.APIInterval)
 	for _, phase := range []string{phasePlace, phaseLoss} {
 		for _, op := range apiOps {
 			if d, ok := r.API[phase][op]; ok {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"berth/lan"
@@ -40,6 +39,12 @@ type Config struct {
 	// APIInterval paces the API load (one call at a time); APICalls bounds it.
 	APIInterval time.Duration
 	APICalls    int
+	// APIProcess, if set, is an executable that runs the API load as
+	// `APIProcess probe ... APIProcessArgs`, in a process of its own as a
+	// user's CLI would; empty runs it in this process, beside the
+	// simulated masters.
+	APIProcess     string
+	APIProcessArgs []string
 	// PlaceTimeout bounds the placement phase, RecoverTimeout the
 	// recovery after the loss (beyond the TTL).
 	PlaceTimeout, RecoverTimeout time.Duration
@@ -147,7 +152,13 @@ func (r *run) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe to events: %w", err)
 	}
-	api := newAPILoad(r.tgt.Addr, r.tgt.Token, r.needNames, r.cfg.APIInterval, r.cfg.APICalls)
+	var api apiProber = newAPILoad(r.tgt.Addr, r.tgt.Token, r.needNames, r.cfg.APIInterval, r.cfg.APICalls)
+	if r.cfg.APIProcess != "" {
+		if api, err = startProbe(r.cfg.APIProcess, r.cfg.APIProcessArgs, r.tgt.Addr, r.tgt.Token, r.needNames,
+			r.cfg.APIInterval, r.cfg.APICalls); err != nil {
+			return err
+		}
+	}
 	ev.setPhase(phasePlace)
 	api.setPhase(phasePlace)
 	lctx, stopLoad := context.WithCancel(ctx)
@@ -160,7 +171,7 @@ func (r *run) run(ctx context.Context) error {
 		r.rep.API, r.rep.APIErrors, r.rep.APIErrorCount = api.stats()
 		r.rep.Events, r.rep.EventDrops, r.rep.EventErr = ev.stats()
 	}()
-	if err := r.place(ctx, &api.declared); err != nil {
+	if err := r.place(ctx, api.setDeclared); err != nil {
 		return err
 	}
 	if r.cfg.Lose == 0 {
@@ -209,7 +220,7 @@ func (r *run) connect(ctx context.Context) error {
 
 // place declares the needs, counting them in declared, and waits until
 // every instance runs.
-func (r *run) place(ctx context.Context, declared *atomic.Int64) error {
+func (r *run) place(ctx context.Context, declared func(int64)) error {
 	r.rep.Before = r.usage()
 	r.began = time.Now()
 	for i, name := range r.needNames {
@@ -218,7 +229,7 @@ func (r *run) place(ctx context.Context, declared *atomic.Int64) error {
 			Protocols: r.cfg.Protocols}); err != nil {
 			return fmt.Errorf("declare need %s: %w", name, err)
 		}
-		declared.Add(1)
+		declared(int64(i + 1))
 	}
 	r.rep.Declare = time.Since(r.began)
 	r.progress("%d needs declared in %s", len(r.needNames), r.rep.Declare.Round(time.Millisecond))
