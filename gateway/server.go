@@ -22,11 +22,15 @@ const (
 	DefaultMaxPush         = 1 << 20
 	DefaultMaxRate         = 100
 	DefaultMaxConnsPerNeed = 10000
-	DefaultMaxInFlight     = 16
-	DefaultPingEvery       = 30 * time.Second
-	DefaultPongTimeout     = 10 * time.Second
-	DefaultRequestTimeout  = 30 * time.Second
-	DefaultMaxReply        = 16 << 20
+	// DefaultMaxConns bounds the connections a gateway's listener holds
+	// open at once, WebSockets included (its owner applies it:
+	// internal/httplimit); above what one need may hold.
+	DefaultMaxConns       = 16384
+	DefaultMaxInFlight    = 16
+	DefaultPingEvery      = 30 * time.Second
+	DefaultPongTimeout    = 10 * time.Second
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultMaxReply       = 16 << 20
 	// goneKept bounds the ids remembered as gone (410 rather than 404).
 	goneKept = 100000
 )

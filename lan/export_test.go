@@ -1,12 +1,22 @@
 package lan
 
-import "path/filepath"
+import (
+	"path/filepath"
+
+	"berth/internal/httplimit"
+)
 
 // MaxChecks is maxChecks, for the tests of package lan_test.
 const MaxChecks = maxChecks
 
 // ConnPeak is the most connections the server has held open at once.
-func (s *Server) ConnPeak() int64 { return s.ln.(*limitListener).peak.Load() }
+func (s *Server) ConnPeak() int64 { return int64(s.ln.(*httplimit.Listener).Peak()) }
+
+// ConnPeak is the most connections the hub has held open at once.
+func (h *IPCHub) ConnPeak() int { return h.ln.(*httplimit.Listener).Peak() }
+
+// ConnPeak is the most connections the gateway has held open at once.
+func (g *Gateway) ConnPeak() int { return g.ln.(*httplimit.Listener).Peak() }
 
 // BreakStore makes every write to lan.db fail, as a failing disk would,
 // until RepairStore: it closes the bbolt file.

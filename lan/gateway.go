@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"berth/gateway"
+	"berth/internal/httplimit"
 	"berth/needs"
 )
 
@@ -40,6 +41,9 @@ func GatewayListenFor(apiListen string) string {
 	return net.JoinHostPort(host, strconv.Itoa(DefaultGatewayPort))
 }
 
+// DefaultGatewayMaxConns bounds a gateway's open connections.
+const DefaultGatewayMaxConns = gateway.DefaultMaxConns
+
 // Gateway is the WebSocket gateway (package gateway) on its own listener,
 // in front of the needs published with --gateway. It reads the running
 // instances from a Server's read view, set with Attach once the Server is
@@ -62,7 +66,10 @@ type GatewayConfig struct {
 	// Token guards the management paths and is given to the instances.
 	Token   string
 	Options gateway.Options // limits; Pick, Published, Token and Logger are set here
-	Logger  *slog.Logger
+	// MaxConns bounds the connections open at once, WebSockets included
+	// (DefaultGatewayMaxConns if 0): beyond it clients wait in the backlog.
+	MaxConns int
+	Logger   *slog.Logger
 }
 
 // OpenGateway listens on cfg.Listen and serves the gateway there.
@@ -80,15 +87,18 @@ func OpenGateway(ctx context.Context, cfg GatewayConfig) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultGatewayMaxConns
+	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		gw.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g.gw, g.ln = gw, ln
-	g.http = &http.Server{Handler: gw, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10}
+	g.gw, g.ln = gw, httplimit.Limit(ln, cfg.MaxConns)
+	g.http = httplimit.Server(gw)
 	g.wg.Go(func() {
-		if err := g.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := g.http.Serve(g.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cfg.Logger.Error("gateway serve", "err", err)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"berth/internal/httplimit"
 	"berth/ipchub"
 	"berth/needs"
 	"berth/pipes"
@@ -31,10 +32,17 @@ type IPCConfig struct {
 	// AllowedHosts are more names the Host header may carry, as for the
 	// API (see Config.AllowedHosts).
 	AllowedHosts []string
+	// MaxConns bounds the connections open at once, peers' WebSockets
+	// included (DefaultIPCMaxConns if 0): beyond it clients wait in the
+	// backlog.
+	MaxConns int
 	// Hub sets the hub's limits; its Token and Logger are overridden.
 	Hub    ipchub.Options
 	Logger *slog.Logger
 }
+
+// DefaultIPCMaxConns bounds the hub's open connections.
+const DefaultIPCMaxConns = 4096
 
 // IPCHub is an ipchub.Server on its own listener, behind the API's
 // defences against web pages: a Host that does not name this machine gets
@@ -76,16 +84,19 @@ func OpenIPC(ctx context.Context, cfg IPCConfig) (*IPCHub, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultIPCMaxConns
+	}
+	raw, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("ipc hub: %w", err)
 	}
+	ln := httplimit.Limit(raw, cfg.MaxConns)
 	opts := cfg.Hub
 	opts.Token, opts.Logger = cfg.Token, cfg.Logger
 	h := &IPCHub{hub: ipchub.NewServer(opts), ln: ln, hosts: newHostGuard(cfg.Listen, cfg.AllowedHosts),
 		token: cfg.Token, log: cfg.Logger, refs: newRateLog(refusedLogInterval)}
-	h.http = &http.Server{Handler: h.guard(h.hub), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second,
-		MaxHeaderBytes: 64 << 10}
+	h.http = httplimit.Server(h.guard(h.hub))
 	h.wg.Go(func() {
 		if err := h.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			h.log.Error("ipc hub serve", "err", err)

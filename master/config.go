@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"berth/needs"
@@ -162,7 +163,28 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
 	}
-	return parseConfigFile(path, b)
+	cfg, err := parseConfigFile(path, b)
+	if err == nil && cfg.Token != "" {
+		err = tokenFileSafe(path)
+	}
+	return cfg, err
+}
+
+// tokenFileSafe refuses a config that holds the API token where another
+// local user could read it (whoever has the token can run commands on every
+// master) or change it.
+func tokenFileSafe(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("config %s holds the API token and other users may read it (mode %04o): chmod 600 %s, or leave \"token\" out and give it with --token-file or BERTH_TOKEN", path, perm, path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("config %s holds the API token and belongs to user %d, not to this user (%d): another user could change it", path, st.Uid, os.Geteuid())
+	}
+	return nil
 }
 
 // LoadOrCreateConfig is LoadConfig, except that a missing file is first

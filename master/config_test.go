@@ -350,3 +350,46 @@ func TestLoadConfigRuntimeDirectory(t *testing.T) {
 		t.Error("LoadConfig in a missing directory succeeded, want an error")
 	}
 }
+
+// TestConfigTokenProtected: a masterconfig.json that holds the API token is
+// refused while other users may read it (the README had users write one
+// with the default umask, 0644); without a token, or at 0600, it loads.
+func TestConfigTokenProtected(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		body string
+		mode os.FileMode
+		ok   bool
+	}{
+		{`{"token": "T"}`, 0o644, false},
+		{`{"token": "T"}`, 0o640, false},
+		{`{"token": "T"}`, 0o604, false},
+		{`{"token": "T"}`, 0o600, true},
+		{`{"token": "T"}`, 0o400, true},
+		{`{}`, 0o644, true},
+	} {
+		path := filepath.Join(dir, "masterconfig.json")
+		os.Remove(path)
+		if err := os.WriteFile(path, []byte(tt.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := os.ReadFile(path)
+		cfg, err := master.LoadConfig(path)
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("%s at %04o: %v", tt.body, tt.mode, err)
+		case !tt.ok && (err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) || !strings.Contains(err.Error(), "token")):
+			t.Errorf("%s at %04o: err %v, want one naming the token and chmod 600 %s", tt.body, tt.mode, err, path)
+		case tt.ok && cfg.Token != strings.Trim(strings.TrimPrefix(strings.Trim(tt.body, "{}"), `"token": `), `"`):
+			t.Errorf("%s: token %q", tt.body, cfg.Token)
+		}
+		after, _ := os.ReadFile(path)
+		fi, _ := os.Stat(path)
+		if string(after) != string(before) || fi.Mode().Perm() != tt.mode {
+			t.Errorf("%s at %04o: the file was changed (now %04o)", tt.body, tt.mode, fi.Mode().Perm())
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"berth/gateway"
+	"berth/internal/httplimit"
 	"berth/needs"
 	"berth/pipes"
 )
@@ -25,16 +27,18 @@ import (
 // again only if the token changes. All methods are safe for concurrent
 // use; close stops it.
 type masterGateway struct {
-	addr   string
-	mirror *Mirror
-	log    *slog.Logger
-	next   atomic.Uint64 // round-robin over the running instances
+	addr     string
+	maxConns int // 0: gateway.DefaultMaxConns
+	mirror   *Mirror
+	log      *slog.Logger
+	next     atomic.Uint64 // round-robin over the running instances
 
 	mu        sync.Mutex // Protects following.
 	published map[string]bool
 	token     string
 	gw        *gateway.Server
 	srv       *http.Server
+	ln        *httplimit.Listener
 	served    chan struct{} // closed when srv's Serve returned
 	closed    bool
 }
@@ -74,13 +78,14 @@ func (g *masterGateway) startLocked(token string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", g.addr)
+	raw, err := net.Listen("tcp", g.addr)
 	if err != nil {
 		gw.Close()
 		return err
 	}
-	g.gw, g.token, g.served = gw, token, make(chan struct{})
-	g.srv = &http.Server{Handler: gw, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10}
+	ln := httplimit.Limit(raw, cmp.Or(g.maxConns, gateway.DefaultMaxConns))
+	g.gw, g.token, g.served, g.ln = gw, token, make(chan struct{}), ln
+	g.srv = httplimit.Server(gw)
 	srv, served := g.srv, g.served
 	go func() {
 		defer close(served)

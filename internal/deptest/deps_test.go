@@ -27,29 +27,31 @@ var allowed = map[string]struct {
 	"berth/pipes":      {[]string{"berth/needs"}, "leaves do not know each other"},
 	"berth/child":      {[]string{"berth/needs", "berth/pipes"}, "the child SDK speaks the wire only"},
 	"berth/lifecycle":  {[]string{"berth/needs", "berth/pipes"}, "the state machine knows the vocabulary and the frames it asks to send"},
-	"berth/lan":        {[]string{"berth/boltfile", "berth/gateway", "berth/ipchub", "berth/lifecycle", "berth/needs", "berth/pipes"}, "the lanmanager runs no children and leases no ports"},
+	"berth/lan":        {[]string{"berth/boltfile", "berth/gateway", "berth/internal/httplimit", "berth/ipchub", "berth/lifecycle", "berth/needs", "berth/pipes"}, "the lanmanager runs no children and leases no ports"},
 	"berth/ipchub":     {nil, "the IPC hub speaks a foreign protocol (acebase-ipc-server) and needs none of our vocabulary"},
 	"berth/gateway":    {nil, "the gateway is told how to pick an instance; it knows neither the lanmanager nor the master"},
 	"berth/mesh":       {[]string{"berth/needs"}, "the proxy is told its backends; it knows neither the lanmanager nor the master"},
 	"berth/sandbox":    {[]string{"berth/needs", "berth/spawn"}, "the bwrap sandbox rewrites a spawn.Spec and starts it with spawn.Exec; it knows neither the master nor the plugin framework"},
-	"berth/master": {[]string{"berth/boltfile", "berth/driverplugin", "berth/gateway", "berth/mesh", "berth/needs", "berth/pipes", "berth/portoffice", "berth/spawn"},
+	"berth/master": {[]string{"berth/boltfile", "berth/driverplugin", "berth/gateway", "berth/internal/httplimit", "berth/mesh", "berth/needs", "berth/pipes", "berth/portoffice", "berth/spawn"},
 		"masters speak to the lanmanager only over the wire; they run the mesh proxies and external drivers"},
-	"berth/driverplugin":            {[]string{"berth/driverplugin/driverpb", "berth/spawn"}, "the driver contract, imported by the master and by driver binaries; it speaks to spawn only"},
-	"berth/driverplugin/driverpb":   {nil, "generated code of driver.proto"},
-	"berth/examples/driver-rawexec": {[]string{"berth/driverplugin", "berth/spawn"}, "a driver binary links the contract and spawn"},
-	"berth/examples/hello":          {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
-	"berth/examples/gateway":        {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
-	"berth/cmd/internal/cliapp":     {[]string{"berth/lan", "berth/needs", "berth/pipes", "berth/version"}, "what the two commands share"},
-	"berth/cmd/lanmanager":          {[]string{anything}, "commands sit on top"},
-	"berth/cmd/master":              {[]string{anything}, "commands sit on top"},
-	"berth/cmd/berth-driver-bwrap":  {[]string{"berth/driverplugin", "berth/sandbox", "berth/version"}, "a driver binary links the contract and its sandbox"},
-	benches:                         {[]string{anything}, "benchmarks drive the whole system"},
-	"berth/e2e":                     {nil, "the end-to-end tests run the binaries; only their test files import"},
-	"berth/e2e/gwservice":           {[]string{"berth/child", "berth/needs", "berth/pipes"}, "a child of the end-to-end tests links only the SDK"},
-	"berth/internal/deptest":        {nil, "test only"},
-	"berth/internal/freeports":      {nil, "test only"},
-	"berth/internal/leakcheck":      {nil, "test only"},
-	"berth/internal/smalldisk":      {nil, "test only"},
+	"berth/driverplugin":                 {[]string{"berth/driverplugin/driverpb", "berth/spawn"}, "the driver contract, imported by the master and by driver binaries; it speaks to spawn only"},
+	"berth/driverplugin/driverpb":        {nil, "generated code of driver.proto"},
+	"berth/examples/driver-rawexec":      {[]string{"berth/driverplugin", "berth/spawn"}, "a driver binary links the contract and spawn"},
+	"berth/examples/hello":               {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
+	"berth/examples/gateway":             {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
+	"berth/cmd/internal/cliapp":          {[]string{"berth/lan", "berth/needs", "berth/pipes", "berth/version"}, "what the two commands share"},
+	"berth/cmd/lanmanager":               {[]string{anything}, "commands sit on top"},
+	"berth/cmd/master":                   {[]string{anything}, "commands sit on top"},
+	"berth/cmd/berth-driver-bwrap":       {[]string{"berth/driverplugin", "berth/sandbox", "berth/version"}, "a driver binary links the contract and its sandbox"},
+	benches:                              {[]string{anything}, "benchmarks drive the whole system"},
+	"berth/e2e":                          {nil, "the end-to-end tests run the binaries; only their test files import"},
+	"berth/e2e/gwservice":                {[]string{"berth/child", "berth/needs", "berth/pipes"}, "a child of the end-to-end tests links only the SDK"},
+	"berth/internal/httplimit":           {nil, "the limits every HTTP server of ours applies"},
+	"berth/internal/httplimit/limittest": {nil, "test only"},
+	"berth/internal/deptest":             {nil, "test only"},
+	"berth/internal/freeports":           {nil, "test only"},
+	"berth/internal/leakcheck":           {nil, "test only"},
+	"berth/internal/smalldisk":           {nil, "test only"},
 }
 
 // benches are the packages under bench/: tools that drive the whole
@@ -57,7 +59,7 @@ var allowed = map[string]struct {
 const benches = "berth/bench/"
 
 // testOnly are imported by test files only.
-var testOnly = []string{"berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck", "berth/internal/smalldisk"}
+var testOnly = []string{"berth/internal/httplimit/limittest", "berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck", "berth/internal/smalldisk"}
 
 // rpcOnly are the outside packages only the driver contract may import
 // directly (docs/drivers.md): the rest of berth never sees gRPC or

@@ -1,0 +1,96 @@
+// Package httplimit holds the limits that every HTTP server berth opens
+// applies to its clients: the lanmanager's API, the IPC hub, the
+// lanmanager's and the masters' WebSocket gateways. A client that never
+// sends its headers, one that keeps a connection idle, one that sends
+// huge headers, and many clients at once each meet a bound.
+package httplimit
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of every server.
+const (
+	// ReadHeaderTimeout closes a connection that has not sent a request's
+	// headers in time.
+	ReadHeaderTimeout = 5 * time.Second
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout = 60 * time.Second
+	// MaxHeaderBytes answers larger headers with 431.
+	MaxHeaderBytes = 64 << 10
+)
+
+// Server is an http.Server for h with the default limits.
+func Server(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout, IdleTimeout: IdleTimeout, MaxHeaderBytes: MaxHeaderBytes}
+}
+
+// Listener accepts at most max connections at a time: once that many are
+// open, Accept waits until one closes, and further clients wait in the
+// kernel's backlog. Connections handed to a WebSocket count until the
+// WebSocket closes. Safe for concurrent use.
+type Listener struct {
+	net.Listener
+	slots chan struct{}
+	done  chan struct{}
+	once  sync.Once
+
+	open atomic.Int64 // connections open now
+	peak atomic.Int64 // most connections ever open at once
+}
+
+// Limit wraps ln; max must be positive.
+func Limit(ln net.Listener, max int) *Listener {
+	return &Listener{Listener: ln, slots: make(chan struct{}, max), done: make(chan struct{})}
+}
+
+// Accept waits for a free slot, then for a connection.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	n := l.open.Add(1)
+	for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
+	}
+	return &conn{Conn: c, l: l}, nil
+}
+
+// Close stops accepting; open connections keep their slots until they
+// close. Idempotent.
+func (l *Listener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// Open is the number of connections open now.
+func (l *Listener) Open() int { return int(l.open.Load()) }
+
+// Peak is the most connections ever open at once.
+func (l *Listener) Peak() int { return int(l.peak.Load()) }
+
+// conn gives its slot back when it is first closed.
+type conn struct {
+	net.Conn
+	l    *Listener
+	once sync.Once
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.open.Add(-1)
+		<-c.l.slots
+	})
+	return err
+}

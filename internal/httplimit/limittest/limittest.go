@@ -1,0 +1,88 @@
+// Package limittest checks, over real connections, that an HTTP server
+// applies the limits of package httplimit. Test only.
+package limittest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Check attacks the server at addr, whose listener allows max connections
+// and reports the most it held at once through peak:
+//   - a request with 100 KiB of headers is answered 431;
+//   - max clients that connect and never send a header are closed by the
+//     server (ReadHeaderTimeout), never more than max are open at once,
+//     and a real request queued behind them is answered.
+//
+// It takes about httplimit.ReadHeaderTimeout.
+func Check(t testing.TB, addr string, max int, peak func() int) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	go func() { // the server stops reading at the limit: write aside
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nX-Big: %s\r\n\r\n", addr, strings.Repeat("a", 100<<10))
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("100 KiB header: read answer: %v", err)
+	}
+	resp.Body.Close()
+	conn.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("100 KiB header: %s, want 431", resp.Status)
+	}
+
+	began := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, max)
+	for i := range max {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		wg.Go(func() {
+			if _, err := io.Copy(io.Discard, c); err != nil && !strings.Contains(err.Error(), "reset") {
+				errs <- fmt.Errorf("a silent connection was not closed by the server: %w", err)
+			}
+		})
+	}
+	// Queued behind the silent ones (in the kernel's backlog), a real
+	// request waits for a free slot and is answered.
+	real, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	real.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintf(real, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", addr); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.ReadResponse(bufio.NewReader(real), nil)
+	if err != nil {
+		t.Fatalf("a request behind %d silent connections: %v", max, err)
+	}
+	resp.Body.Close()
+	served := time.Since(began)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("FIGURE connection cap on %s: %d silent connections closed, a request behind them answered %s after %s, at most %d open",
+		addr, max, resp.Status, served.Round(time.Millisecond), peak())
+	if p := peak(); p != max {
+		t.Errorf("at most %d connections open at once, want exactly the cap %d (filled by the silent ones, never passed)", p, max)
+	}
+}
