@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"berth/internal/freeports"
+	"berth/internal/mustrun"
 )
 
 // TestRuntimeDirDeletedKill9 (issue 7 §4, first bullet) with the real
@@ -25,7 +26,7 @@ func TestRuntimeDirDeletedKill9(t *testing.T) {
 	for _, mode := range []string{"cgroup", "processgroup"} {
 		t.Run(mode, func(t *testing.T) {
 			if mode == "cgroup" && os.Geteuid() != 0 {
-				t.Skip("cgroups need root here")
+				mustrun.Skip(t, mustrun.Cgroups, "cgroups need root here")
 			}
 			const size = 8
 			base := freeports.Block(t, 3*size)

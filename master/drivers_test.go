@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/mustrun"
 	"berth/lan"
 	"berth/master"
 	"berth/needs"
@@ -313,7 +314,7 @@ func TestExternalDriverGoneWhileMasterDown(t *testing.T) {
 // can change or add a driver would run code as the master.
 func TestDriversOthersMayChange(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("chown to another user needs root")
+		mustrun.Skip(t, mustrun.Root, "chown to another user needs root")
 	}
 	srv, _ := newLan(t)
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"berth/internal/mustrun"
 )
 
 // longRuntime returns a runtime directory too long for <runtime>/sock and
@@ -40,7 +42,7 @@ func plant(t *testing.T, dir string, uid int, mode os.FileMode) {
 
 func needRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to make a directory for another user")
+		mustrun.Skip(t, mustrun.Root, "needs root to make a directory for another user")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"berth/internal/mustrun"
 	"berth/master"
 	"berth/pipes"
 )
@@ -19,7 +20,7 @@ import (
 // directory of its own, and `master ps` finds them there.
 func TestSocketDirTakeover(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to make a directory for another user")
+		mustrun.Skip(t, mustrun.Root, "needs root to make a directory for another user")
 	}
 	const id = "feedc0ffee00112233445566778899aa"
 	old := filepath.Join(os.TempDir(), "berth-"+id[:12])

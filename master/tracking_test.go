@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/mustrun"
 	"berth/lan"
 	"berth/master"
 	"berth/needs"
@@ -34,7 +35,7 @@ func forEachTracking(t *testing.T, body func(t *testing.T, c *lan.Client, a *mas
 	for _, tr := range trackings {
 		t.Run(tr.name, func(t *testing.T) {
 			if tr.mode == master.TrackCgroup && !cgroupsWork() {
-				t.Skip("no writable cgroup v2 hierarchy on this machine")
+				mustrun.Skip(t, mustrun.Cgroups, "no writable cgroup v2 hierarchy on this machine")
 			}
 			_, c := newLan(t)
 			cfg := testConfig(t, "")
@@ -195,7 +196,7 @@ func dialable(port int) bool {
 // child alone. The pid is reused for real, through ns_last_pid.
 func TestReusedPGIDStrangerSurvives(t *testing.T) {
 	if _, err := os.Stat("/proc/sys/kernel/ns_last_pid"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and /proc/sys/kernel/ns_last_pid to reuse a pid")
+		mustrun.Skip(t, mustrun.Root, "needs root and /proc/sys/kernel/ns_last_pid to reuse a pid")
 	}
 	forEachTracking(t, func(t *testing.T, c *lan.Client, a *master.Agent, cfg master.Config, want string) {
 		if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "svc", Command: []string{"sleep", "1000"}}); err != nil {
@@ -233,7 +234,7 @@ func strangerWithGroup(t *testing.T, pid int) int {
 	t.Helper()
 	for try := 0; try < 500; try++ {
 		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
-			t.Skipf("cannot set ns_last_pid: %v", err)
+			mustrun.Skip(t, mustrun.Root, "cannot set ns_last_pid: %v", err)
 		}
 		cmd := exec.Command("setsid", "sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!")
 		var out bytes.Buffer

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"berth/internal/mustrun"
 	"berth/pipes"
 )
 
@@ -191,7 +192,7 @@ func TestListenerClose(t *testing.T) {
 // socket to someone else; Listen and Dial refuse it, naming it.
 func TestUnsafeDir(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to give a directory to another user")
+		mustrun.Skip(t, mustrun.Root, "needs root to give a directory to another user")
 	}
 	base := shortDir(t)
 	mk := func(name string, mode os.FileMode, uid int) string {

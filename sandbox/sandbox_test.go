@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"berth/internal/freeports"
+	"berth/internal/mustrun"
 	"berth/spawn"
 )
 
@@ -353,7 +354,7 @@ func TestStartErrors(t *testing.T) {
 func TestUnprivileged(t *testing.T) {
 	requireSandbox(t)
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to switch to nobody")
+		mustrun.Skip(t, mustrun.Root, "needs root to switch to nobody")
 	}
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {

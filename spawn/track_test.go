@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"berth/internal/mustrun"
 )
 
 // trackModes are the two ways a child is tracked; every test here runs on
@@ -49,11 +51,11 @@ func testCgroup(t *testing.T) string {
 	t.Helper()
 	mount, err := CgroupMount()
 	if err != nil {
-		t.Skipf("no cgroup v2 hierarchy: %v", err)
+		mustrun.Skip(t, mustrun.Cgroups, "no cgroup v2 hierarchy: %v", err)
 	}
 	parent := filepath.Join(mount, "berth", "spawn-test-"+randomName(t))
 	if err := MakeCgroup(parent); err != nil {
-		t.Skipf("cannot make cgroups: %v", err)
+		mustrun.Skip(t, mustrun.Cgroups, "cannot make cgroups: %v", err)
 	}
 	dir := filepath.Join(parent, "child")
 	t.Cleanup(func() {

@@ -48,6 +48,7 @@ var allowed = map[string]struct {
 	"berth/e2e/gwservice":                {[]string{"berth/child", "berth/needs", "berth/pipes"}, "a child of the end-to-end tests links only the SDK"},
 	"berth/internal/httplimit":           {nil, "the limits every HTTP server of ours applies"},
 	"berth/internal/httplimit/limittest": {nil, "test only"},
+	"berth/internal/mustrun":             {nil, "test only"},
 	"berth/internal/deptest":             {nil, "test only"},
 	"berth/internal/freeports":           {nil, "test only"},
 	"berth/internal/leakcheck":           {nil, "test only"},
@@ -59,7 +60,7 @@ var allowed = map[string]struct {
 const benches = "berth/bench/"
 
 // testOnly are imported by test files only.
-var testOnly = []string{"berth/internal/httplimit/limittest", "berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck", "berth/internal/smalldisk"}
+var testOnly = []string{"berth/internal/mustrun", "berth/internal/httplimit/limittest", "berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck", "berth/internal/smalldisk"}
 
 // rpcOnly are the outside packages only the driver contract may import
 // directly (docs/drivers.md): the rest of berth never sees gRPC or
