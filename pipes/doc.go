@@ -60,6 +60,10 @@
 //     [A-Za-z0-9-], neither beginning nor ending with '-'. The lanmanager
 //     further refuses a started whose address is not the one its master
 //     registered with in its hello: it only ever dials that address.
+//   - boot (hello): at most 64 bytes. It is a nonce the master draws at
+//     each start; the lanmanager refuses a second live link for a master
+//     id from a different boot (a copied master.id), and lets a new link
+//     from the same boot replace the old one (a reconnect).
 //   - log.data chunks: at most [MaxLogChunk] bytes; logs tail: at most
 //     [MaxLogTail] lines.
 //

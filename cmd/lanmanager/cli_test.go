@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -417,8 +418,9 @@ func TestDevHints(t *testing.T) {
 	done := make(chan int, 1)
 	wd, _ := os.Getwd()
 	before, _ := os.ReadDir(wd)
+	announce := t.TempDir()
 	go func() {
-		done <- runApp(ctx, []string{"lanmanager", "dev", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--announce-dir", t.TempDir()}, io.Discard, &errOut)
+		done <- runApp(ctx, []string{"lanmanager", "dev", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--announce-dir", announce}, io.Discard, &errOut)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(errOut.String(), "master ps --config") {
@@ -435,6 +437,26 @@ func TestDevHints(t *testing.T) {
 	}
 	if !strings.Contains(out, "need add --addr "+m[1]+" hello") || !strings.Contains(out, "service ls --addr "+m[1]) {
 		t.Errorf("the hints do not use the address dev listens on (%s):\n%s", m[1], out)
+	}
+	// dev needs its token too: a call without it is refused, and so is the
+	// cross-origin text/plain POST a web page can send (issue 7's repro),
+	// while the CLI finds the token by itself.
+	if resp, err := http.Get("http://" + m[1] + "/v1/needs"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("dev: GET /v1/needs without the token: %v %v, want 401", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+m[1]+"/v1/needs", strings.NewReader(`{"name":"pwn","command":["sh","-c","id"]}`))
+	req.Header.Set("Origin", "http://evil.example")
+	req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode < 400 {
+		t.Errorf("dev: the cross-origin POST: %v %v, want it refused", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	var ls bytes.Buffer
+	if code := runApp(t.Context(), []string{"lanmanager", "need", "ls", "--addr", m[1], "--announce-dir", announce}, &ls, io.Discard); code != 0 || strings.Contains(ls.String(), "pwn") {
+		t.Errorf("need ls against dev without a token given: exit %d, %q (want 0 and no pwn)", code, ls.String())
 	}
 	conf := regexp.MustCompile(`master ps --config (\S+)`).FindStringSubmatch(out)
 	if conf == nil {
