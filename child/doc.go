@@ -34,6 +34,9 @@
 // packages never read the environment (see the style guide): the commands
 // read it, in their flags' EnvVars and in cmd/internal/cliapp, and hand the
 // master the environment its children start from (master.Options.Environ).
+// internal/deptest checks it (TestEnvironmentReadAtTheEdges). External
+// spawn drivers are other programs: go-plugin starts them with the master's
+// environment, as any child process of the master would get it.
 // The master sets
 //
 //	BERTH_NEED        the need's name, e.g. web

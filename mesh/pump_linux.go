@@ -4,9 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -44,15 +41,11 @@ const pumpTurn = 16
 
 var pendingPool = sync.Pool{New: func() any { return new([pumpScratch]byte) }}
 
-// pumpLoops is how many loops run: BERTH_MESH_LOOPS (for experiments),
-// else 1. On the 2-core machine of bench/mesh, one loop beside the load
-// generator and the backends spent the least CPU per request.
-func pumpLoops() int {
-	if n, err := strconv.Atoi(os.Getenv("BERTH_MESH_LOOPS")); err == nil && n > 0 {
-		return min(n, runtime.GOMAXPROCS(0))
-	}
-	return 1
-}
+// pumpLoops is how many loops run. On the 2-core machine of bench/mesh,
+// one loop beside the load generator and the backends spent the least CPU
+// per request, and two (tried with an experiment switch since removed)
+// served no more requests.
+const pumpLoops = 1
 
 // pumps is the package's set of loops, started when the first proxy uses
 // them and stopped when the last proxy that used them is closed.
@@ -68,7 +61,7 @@ func acquirePumps() error {
 	pumps.mu.Lock()
 	defer pumps.mu.Unlock()
 	if pumps.users == 0 {
-		for range pumpLoops() {
+		for range pumpLoops {
 			pm, err := newPump()
 			if err != nil {
 				for _, pm := range pumps.loops {
