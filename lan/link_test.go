@@ -547,3 +547,34 @@ func TestPlacementAvoidsFailedMaster(t *testing.T) {
 		t.Fatalf("web.0 = %+v, want starting on m2 after one failure", in)
 	}
 }
+
+// TestLinkWhatAMasterDoesNotSpeak: the lanmanager's end of /v1/link follows
+// pipes/doc.go's policy (issue 8 §3). A frame of an unknown type is
+// answered "unsupported" with its id and the link stays; a frame of
+// another envelope version is answered "unsupported" and the link closes.
+func TestLinkWhatAMasterDoesNotSpeak(t *testing.T) {
+	srv, _ := newTestServer(t, "")
+	m := dialMaster(t, srv, "", "m-unsupported", "m1")
+	if err := m.conn.Send(&pipes.Msg{V: pipes.Version, Type: "frobnicate", ID: 7, Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	msg := m.expect(pipes.TypeError, nil)
+	if msg.ID != 7 || msg.Error == nil || msg.Error.Code != pipes.CodeUnsupported {
+		t.Fatalf("unknown type: answer id %d error %+v, want id 7 and code unsupported", msg.ID, msg.Error)
+	}
+	// The link stays: a ping is still answered.
+	if err := m.conn.Send(&pipes.Msg{V: pipes.Version, Type: pipes.TypePing, ID: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if msg := m.expect(pipes.TypePong, nil); msg.ID != 8 {
+		t.Fatalf("pong id %d, want 8", msg.ID)
+	}
+	if err := m.conn.Send(&pipes.Msg{V: pipes.Version + 1, Type: pipes.TypePing, ID: 9}); err != nil {
+		t.Fatal(err)
+	}
+	msg = m.expect(pipes.TypeError, nil)
+	if msg.ID != 9 || msg.Error == nil || msg.Error.Code != pipes.CodeUnsupported {
+		t.Fatalf("another version: answer id %d error %+v, want id 9 and code unsupported", msg.ID, msg.Error)
+	}
+	m.closed(10 * time.Second)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os/exec"
@@ -87,6 +88,7 @@ func (a *Agent) setLinkedLocked(ob *outbox) {
 // running while the link is down (see disconnectLoop for the limit).
 func (a *Agent) linkLoop() {
 	delay := 100 * time.Millisecond
+	var out outage
 	for a.ctx.Err() == nil {
 		began := time.Now()
 		err := a.linkOnce()
@@ -103,7 +105,10 @@ func (a *Agent) linkLoop() {
 			wait, next = refusedDelay, delay
 			a.log.Error("the lanmanager refused this master; it will ask again later", "err", refused.err, "in", wait)
 		} else {
-			a.log.Info("lanmanager link down; reconnecting", "err", err, "in", delay)
+			a.mu.Lock()
+			ups := a.linkUps
+			a.mu.Unlock()
+			out.failed(a.log, ups, err, delay)
 		}
 		jitter := time.Duration(rand.Int64N(int64(wait)/2 + 1))
 		select {
@@ -112,6 +117,41 @@ func (a *Agent) linkLoop() {
 		case <-time.After(wait + jitter):
 		}
 		delay = next
+	}
+}
+
+// unreachableWarn is how long the lanmanager may stay unreachable before a
+// master says so at WARN; the next lines come after twice the time the
+// outage has lasted, at most every unreachableWarnMax.
+var unreachableWarn, unreachableWarnMax = 10 * time.Second, 5 * time.Minute
+
+// outage logs the failed attempts to reach the lanmanager: the first of an
+// outage at INFO (a lanmanager restart looks like this), then a WARN line
+// with the attempts so far once the outage lasted unreachableWarn, 2×,
+// 4× as long (at most every unreachableWarnMax), and the rest at DEBUG, so
+// that a lanmanager down for hours leaves a few dozen lines, not one every
+// 2 s. A link that came up in between starts a new outage.
+type outage struct {
+	ups      uint64 // the agent's link-up count when this outage began
+	since    time.Time
+	attempts int
+	next     time.Duration // the outage's age at which the next WARN line is due
+}
+
+func (o *outage) failed(log *slog.Logger, ups uint64, err error, retry time.Duration) {
+	if o.attempts == 0 || ups != o.ups {
+		*o = outage{ups: ups, since: time.Now(), next: unreachableWarn}
+	}
+	o.attempts++
+	age := time.Since(o.since)
+	switch {
+	case o.attempts == 1:
+		log.Info("lanmanager link down; reconnecting", "err", err, "in", retry)
+	case age >= o.next:
+		log.Warn("lanmanager unreachable; still trying", "err", err, "down_for", age.Round(time.Second), "attempts", o.attempts, "every", retry)
+		o.next = min(2*age, age+unreachableWarnMax)
+	default:
+		log.Debug("lanmanager link down; reconnecting", "err", err, "in", retry, "attempts", o.attempts)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,5 +97,54 @@ func TestRefusedBacksOff(t *testing.T) {
 	}
 	if strings.Contains(out, "lanmanager link down; reconnecting") {
 		t.Errorf("a refusal was logged as an ordinary dropped link:\n%s", out)
+	}
+}
+
+// TestUnreachableLoggedSparingly (issue 8 §2): a master whose lanmanager
+// cannot be reached logged "link down" at INFO every 2 s forever. Now the
+// first failure of an outage is INFO, then WARN lines come at growing
+// intervals with the attempts so far, and the other attempts are DEBUG.
+func TestUnreachableLoggedSparingly(t *testing.T) {
+	oldWarn, oldMax := unreachableWarn, unreachableWarnMax
+	unreachableWarn, unreachableWarnMax = 300*time.Millisecond, time.Second
+	t.Cleanup(func() { unreachableWarn, unreachableWarnMax = oldWarn, oldMax })
+
+	base := freeports.Block(t, 7)
+	cfg := DefaultConfig()
+	cfg.LanManagerAddress = "127.0.0.1:" + strconv.Itoa(base+6) // reserved for this test, nothing listens
+	cfg.Name, cfg.AdvertiseAddress = "m1", "127.0.0.1"
+	cfg.PortRangeStart = map[needs.Protocol]int{needs.TCP: base, needs.HTTP: base + 2, needs.WS: base + 4}
+	cfg.PortRangeSize = 2
+	cfg.RuntimeDirectory = filepath.Join(t.TempDir(), "rt")
+	var logs lockedBuf
+	a, err := Open(t.Context(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	count := func(level, msg string) int {
+		n := 0
+		for line := range strings.Lines(logs.String()) {
+			if strings.Contains(line, "level="+level) && strings.Contains(line, msg) {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for count("WARN", "lanmanager unreachable") < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 3 WARN lines within 30 s:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log, bounded by the deadline
+	}
+	a.Close()
+	info, warn, debug := count("INFO", "lanmanager link down"), count("WARN", "lanmanager unreachable"), count("DEBUG", "lanmanager link down")
+	t.Logf("FIGURE unreachable lanmanager: 1 INFO, %d WARN, %d DEBUG lines for %d attempts", warn, debug, info+warn+debug)
+	if info != 1 {
+		t.Errorf("%d INFO lines, want 1 (the first failure of the outage):\n%s", info, logs.String())
+	}
+	if debug == 0 {
+		t.Errorf("no attempt was logged at DEBUG: every one was at INFO or WARN:\n%s", logs.String())
 	}
 }
