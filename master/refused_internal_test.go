@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"berth/internal/freeports"
+	"berth/lan"
 	"berth/needs"
 )
 
@@ -146,5 +147,76 @@ func TestUnreachableLoggedSparingly(t *testing.T) {
 	}
 	if debug == 0 {
 		t.Errorf("no attempt was logged at DEBUG: every one was at INFO or WARN:\n%s", logs.String())
+	}
+}
+
+// TestRefusedDuplicateName: a second master under a name a connected one
+// uses is refused; it says so at ERROR, naming the name, and asks again
+// only after refusedDelay; the first master keeps its link.
+func TestRefusedDuplicateName(t *testing.T) {
+	old := refusedDelay
+	refusedDelay = 300 * time.Millisecond
+	t.Cleanup(func() { refusedDelay = old })
+	srv, err := lan.Open(t.Context(), lan.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	open := func(logs *lockedBuf) *Agent {
+		base := freeports.Block(t, 6)
+		cfg := DefaultConfig()
+		cfg.LanManagerAddress = srv.Addr()
+		cfg.Name, cfg.AdvertiseAddress = "dup", "127.0.0.1"
+		cfg.PortRangeStart = map[needs.Protocol]int{needs.TCP: base, needs.HTTP: base + 2, needs.WS: base + 4}
+		cfg.PortRangeSize = 2
+		cfg.RuntimeDirectory = filepath.Join(t.TempDir(), "rt")
+		a, err := Open(t.Context(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	var firstLogs, logs lockedBuf
+	first := open(&firstLogs)
+	deadline := time.Now().Add(20 * time.Second)
+	for !first.Linked() {
+		if time.Now().After(deadline) {
+			t.Fatal("the first master did not link")
+		}
+		time.Sleep(20 * time.Millisecond) // polling, bounded by the deadline
+	}
+	open(&logs)
+	refusals := func() []time.Time {
+		var at []time.Time
+		for line := range strings.Lines(logs.String()) {
+			if !strings.Contains(line, `level=ERROR msg="the lanmanager refused this master`) {
+				continue
+			}
+			if !strings.Contains(line, `master name \"dup\" is already used by connected master`) {
+				t.Errorf("the refusal does not say the name is taken: %s", line)
+			}
+			ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+			if when, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+				at = append(at, when)
+			}
+		}
+		return at
+	}
+	for len(refusals()) < 3 {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("fewer than 3 refusals logged:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log, bounded by the deadline
+	}
+	at := refusals()
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < refusedDelay {
+			t.Errorf("refusal %d came %s after the previous one, want at least %s", i, gap, refusedDelay)
+		}
+	}
+	if !first.Linked() {
+		t.Error("the first master lost its link")
 	}
 }
