@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 	"berth/needs"
 )
@@ -27,7 +28,7 @@ func masterLsCommand() *cli.Command {
 		Usage: "list masters, their ingress ports and their external drivers (as of their last link)",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
+			if err := cliapp.NoArgs(c); err != nil {
 				return err
 			}
 			cl, err := newClient(c)
@@ -97,7 +98,7 @@ func masterDrainCommand() *cli.Command {
 			jsonFlag(),
 		),
 		Action: func(c *cli.Context) error {
-			pos, err := positional(c, "NAME")
+			pos, err := cliapp.Positional(c, "NAME")
 			if err != nil {
 				return err
 			}
@@ -196,7 +197,7 @@ func masterUndrainCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			pos, err := positional(c, "NAME")
+			pos, err := cliapp.Positional(c, "NAME")
 			if err != nil {
 				return err
 			}

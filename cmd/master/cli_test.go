@@ -56,10 +56,47 @@ func TestMasterExitCodes(t *testing.T) {
 		{[]string{"ps", "--jsno"}, 2, "did you mean --json?"},
 		{[]string{"run", "--help"}, 0, "USAGE"},
 		{[]string{"completion", "bash"}, 0, "complete -o bashdefault"},
+		{[]string{"completion", "bash", "--nope"}, 2, "unknown flag --nope"},
+		{[]string{"completion", "bash", "zsh"}, 2, `want one shell, bash, zsh or fish; got "bash" "zsh"`},
 	} {
 		out, errOut, code := runCode(t.Context(), tt.args...)
 		if code != tt.code || !strings.Contains(out+errOut, tt.want) {
 			t.Errorf("master %s: exit %d, want %d; output %q, want %q", strings.Join(tt.args, " "), code, tt.code, out+errOut, tt.want)
 		}
+	}
+}
+
+// TestStrayArgument: run, ps and drivers take no arguments; a stray one is
+// refused by name, exit 2, before anything is read or written. urfave/cli
+// stops parsing flags at the first argument: `master run extra --config
+// bad.json` used to write masterconfig.json into the working directory.
+// Should the command run, the --config before the stray argument keeps it
+// in a temp dir, and the cancelled context stops it at once.
+func TestStrayArgument(t *testing.T) {
+	t.Setenv("BERTH_ANNOUNCE_DIR", t.TempDir())
+	t.Chdir(t.TempDir())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	checked := 0
+	for _, cmd := range newApp().Commands {
+		if cmd.Action == nil || cmd.ArgsUsage != "" || cmd.Name == "help" {
+			continue
+		}
+		checked++
+		path := filepath.Join(t.TempDir(), "masterconfig.json")
+		args := []string{cmd.Name, "--config", path, "extra", "--config", "bad.json"}
+		_, errOut, code := runCode(ctx, args...)
+		if code != 2 || !strings.Contains(errOut, `takes no arguments, got "extra"`) {
+			t.Errorf("master %s: exit %d, %q; want exit 2 naming the stray argument", strings.Join(args, " "), code, errOut)
+		}
+		if _, err := os.Stat(path); err == nil {
+			t.Errorf("master %s wrote %s", strings.Join(args, " "), path)
+		}
+	}
+	if checked != 3 {
+		t.Errorf("%d commands without arguments, want 3 (run, ps, drivers)", checked)
+	}
+	if entries, _ := os.ReadDir("."); len(entries) != 0 {
+		t.Errorf("a refused command wrote into the working directory: %v", entries)
 	}
 }
