@@ -536,3 +536,38 @@ func TestStrayArgument(t *testing.T) {
 		t.Errorf("a refused command wrote into the working directory: %v", entries)
 	}
 }
+
+// TestWaitFlagsCheckedFirst: a bad --timeout, or --timeout without --wait,
+// is a usage error (exit 2) found before the need is added or scaled;
+// `need add X --wait --timeout 0` used to add X and then exit 1.
+func TestWaitFlagsCheckedFirst(t *testing.T) {
+	srv := startLan(t)
+	mustRun(t, srv, "need", "add", "web", "--instances", "0", "--", "x")
+	t.Setenv("BERTH_ADDR", srv.Addr())
+	t.Setenv("BERTH_TOKEN", "")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"need", "add", "x1", "--wait", "--timeout", "0", "--", "x"}, "--timeout 0s: must be positive"},
+		{[]string{"need", "add", "--wait", "--timeout", "-1s", "x2", "--", "x"}, "--timeout -1s: must be positive"},
+		{[]string{"need", "add", "x3", "--timeout", "5s", "--", "x"}, "--timeout: only with --wait"},
+		{[]string{"need", "scale", "web", "2", "--wait", "--timeout", "0"}, "--timeout 0s: must be positive"},
+		{[]string{"need", "scale", "web", "2", "--timeout", "5s"}, "--timeout: only with --wait"},
+		{[]string{"master", "drain", "m1", "--timeout", "5s"}, "--timeout: only with --wait"},
+		{[]string{"master", "drain", "m1", "--wait", "--timeout", "0"}, "--timeout 0s: must be positive"},
+	} {
+		_, errOut, code := runCode(t, tt.args...)
+		if code != 2 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("lanmanager %s: exit %d, %q; want exit 2 and %q", strings.Join(tt.args, " "), code, errOut, tt.want)
+		}
+	}
+	cl := &lan.Client{Addr: srv.Addr()}
+	list, err := cl.Needs(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != "web" || list[0].Instances != 0 {
+		t.Errorf("after the refused calls: %+v; want web alone, 0 instances", list)
+	}
+}

@@ -102,11 +102,8 @@ func masterDrainCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.IsSet("timeout") && !c.Bool("wait") {
-				return cli.Exit("--timeout: only with --wait", 2)
-			}
-			if d := c.Duration("timeout"); d <= 0 {
-				return cli.Exit(fmt.Sprintf("--timeout %s: must be positive", d), 2)
+			if err := checkWaitFlags(c); err != nil {
+				return err
 			}
 			cl, err := newClient(c)
 			if err != nil {

@@ -99,6 +99,9 @@ func needAddCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
+			if err := checkWaitFlags(c); err != nil {
+				return err
+			}
 			n := c.Int("instances")
 			cl, err := newClient(c)
 			if err != nil {
@@ -298,6 +301,9 @@ func needScaleCommand() *cli.Command {
 			}
 			if n < 0 {
 				return cliapp.Usage("N: %d: an instance count must be 0 or more", n)
+			}
+			if err := checkWaitFlags(c); err != nil {
+				return err
 			}
 			cl, err := newClient(c)
 			if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 	"berth/needs"
 )
@@ -24,6 +25,19 @@ func waitFlags() []cli.Flag {
 	}
 }
 
+// checkWaitFlags refuses a --timeout that is not positive, or one given
+// without --wait (usage errors, exit 2). Commands call it before any call
+// that changes state, so that a refused command has changed nothing.
+func checkWaitFlags(c *cli.Context) error {
+	if c.IsSet("timeout") && !c.Bool("wait") {
+		return cliapp.Usage("--timeout: only with --wait")
+	}
+	if d := c.Duration("timeout"); d <= 0 {
+		return cliapp.Usage("--timeout %s: must be positive", d)
+	}
+	return nil
+}
+
 // waitPoll is how often --wait asks the lanmanager.
 const waitPoll = 200 * time.Millisecond
 
@@ -32,10 +46,7 @@ const waitPoll = 200 * time.Millisecond
 // a line whenever the progress changes. On timeout it returns an error
 // (exit 1) that lists what is pending and why.
 func waitRunning(c *cli.Context, cl *lan.Client, name string) error {
-	timeout := c.Duration("timeout")
-	if timeout <= 0 {
-		return fmt.Errorf("--timeout %s: must be positive", timeout)
-	}
+	timeout := c.Duration("timeout") // checked by checkWaitFlags
 	ctx, cancel := context.WithTimeout(c.Context, timeout)
 	defer cancel()
 	w := c.App.Writer
