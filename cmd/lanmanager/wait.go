@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"berth/cmd/internal/cliapp"
 	"berth/lan"
@@ -157,12 +158,21 @@ func waitTimeout(cl *lan.Client, name string, timeout time.Duration) error {
 	return errors.New(b.String())
 }
 
-// isTerminal reports whether w is a terminal.
+// isTerminal reports whether w is a terminal: a file that answers the
+// terminal ioctl TCGETS. A character device is not enough: /dev/null is
+// one, and a --wait into it drew escape sequences.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	rc, err := f.SyscallConn() // not f.Fd(), which would make f blocking
+	if err != nil {
+		return false
+	}
+	var ioctlErr error
+	if err := rc.Control(func(fd uintptr) { _, ioctlErr = unix.IoctlGetTermios(int(fd), unix.TCGETS) }); err != nil {
+		return false
+	}
+	return ioctlErr == nil
 }
