@@ -71,6 +71,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"need", "scale", "web", "-1"}, 2, "must be 0 or more"},
 		{[]string{"need", "scale", "web", "two"}, 2, `"two" is not a whole number`},
 		{[]string{"need", "show"}, 2, "want 1 argument"},
+		{[]string{"need", "ls", "extra"}, 2, `need ls takes no arguments, got "extra"`},
+		{[]string{"need", "show", "web", "--", "x"}, 2, "need show takes no command after --"},
 		{[]string{"need", "show", "nope"}, 1, "nope"},
 		{[]string{"need", "add", "web", "--", "x"}, 1, "exists"},
 		{[]string{"need", "ls", "--addr", down}, 1, down},

@@ -87,7 +87,7 @@ func WantArgs(pos []string, names ...string) error {
 func NoArgs(c *cli.Context) error {
 	pos, command, err := SplitArgs(c)
 	if len(pos) > 0 || len(command) > 0 {
-		return Usage("%s takes no arguments, got %s (flags start with -)", c.Command.FullName(), quoteList(append(pos, command...)))
+		return Usage("%s takes no arguments, got %s (flags start with -)", commandName(c), quoteList(append(pos, command...)))
 	}
 	if err != nil {
 		return Usage("%s", err)
@@ -103,7 +103,7 @@ func Positional(c *cli.Context, names ...string) ([]string, error) {
 		return nil, Usage("%s", err)
 	}
 	if len(command) > 0 {
-		return nil, Usage("%s takes no command after --", c.Command.FullName())
+		return nil, Usage("%s takes no command after --", commandName(c))
 	}
 	return pos, WantArgs(pos, names...)
 }
@@ -114,4 +114,13 @@ func quoteList(args []string) string {
 		q[i] = fmt.Sprintf("%q", a)
 	}
 	return strings.Join(q, " ")
+}
+
+// commandName is the command's path under the program, such as "need ls"
+// (c.Command.FullName says only "ls").
+func commandName(c *cli.Context) string {
+	if c.App != nil && strings.HasPrefix(c.Command.HelpName, c.App.Name+" ") {
+		return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+	}
+	return c.Command.FullName()
 }
