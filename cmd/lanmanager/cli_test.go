@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 	"berth/master"
 )
@@ -70,6 +71,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"need", "scale", "web", "-1"}, 2, "must be 0 or more"},
 		{[]string{"need", "scale", "web", "two"}, 2, `"two" is not a whole number`},
 		{[]string{"need", "show"}, 2, "want 1 argument"},
+		{[]string{"need", "ls", "extra"}, 2, `need ls takes no arguments, got "extra"`},
+		{[]string{"need", "show", "web", "--", "x"}, 2, "need show takes no command after --"},
 		{[]string{"need", "show", "nope"}, 1, "nope"},
 		{[]string{"need", "add", "web", "--", "x"}, 1, "exists"},
 		{[]string{"need", "ls", "--addr", down}, 1, down},
@@ -202,7 +205,7 @@ func readFlag(t *testing.T, path []string, flag string, args []string) string {
 	}
 	var got string
 	cmd.Action = func(c *cli.Context) error {
-		if _, _, err := splitArgs(c); err != nil {
+		if _, _, err := cliapp.SplitArgs(c); err != nil {
 			return err
 		}
 		got = fmt.Sprint(c.Value(flag))
@@ -477,5 +480,96 @@ func TestDevHints(t *testing.T) {
 	after, _ := os.ReadDir(wd)
 	if len(after) != len(before) {
 		t.Errorf("dev wrote into the working directory: %d entries before, %d after", len(before), len(after))
+	}
+}
+
+// safeFlags are values that keep a command that takes no arguments off the
+// default ports and out of the working directory, should it run.
+func safeFlags(t *testing.T, cmd *cli.Command) []string {
+	dir := t.TempDir()
+	safe := map[string]string{
+		"listen": "127.0.0.1:0", "ipc-listen": "off", "gateway-listen": "off",
+		"data": dir, "announce-dir": dir, "addr": closedAddr(t),
+	}
+	var args []string
+	for _, f := range cmd.Flags {
+		if v, ok := safe[f.Names()[0]]; ok {
+			args = append(args, "--"+f.Names()[0], v)
+		}
+	}
+	return args
+}
+
+// TestStrayArgument: every command that takes no arguments refuses one by
+// name, exit 2, and runs nothing. urfave/cli stops parsing flags at the
+// first argument: `serve extra --listen nonsense` used to start a server on
+// the default ports with its data in the working directory. Should the
+// command run, the flags before the stray argument keep it on loopback
+// port 0 in a temp dir, and the cancelled context stops it at once.
+func TestStrayArgument(t *testing.T) {
+	t.Setenv("BERTH_TOKEN", "")
+	t.Chdir(t.TempDir())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var walk func(path []string, cmds []*cli.Command)
+	checked := 0
+	walk = func(path []string, cmds []*cli.Command) {
+		for _, cmd := range cmds {
+			p := append(append([]string{}, path...), cmd.Name)
+			walk(p, cmd.Subcommands)
+			if cmd.Action == nil || cmd.ArgsUsage != "" || cmd.Name == "help" {
+				continue
+			}
+			checked++
+			args := append(append([]string{"lanmanager"}, p...), safeFlags(t, cmd)...)
+			args = append(args, "extra", "--listen", "nonsense", "--addr", "nonsense")
+			var out, errOut bytes.Buffer
+			code := runApp(ctx, args, &out, &errOut)
+			if code != 2 || !strings.Contains(errOut.String(), `takes no arguments, got "extra"`) {
+				t.Errorf("%s: exit %d, %q; want exit 2 naming the stray argument", strings.Join(args, " "), code, errOut.String())
+			}
+		}
+	}
+	walk(nil, newApp().Commands)
+	if checked < 5 {
+		t.Fatalf("only %d commands without arguments found", checked)
+	}
+	if entries, _ := os.ReadDir("."); len(entries) != 0 {
+		t.Errorf("a refused command wrote into the working directory: %v", entries)
+	}
+}
+
+// TestWaitFlagsCheckedFirst: a bad --timeout, or --timeout without --wait,
+// is a usage error (exit 2) found before the need is added or scaled;
+// `need add X --wait --timeout 0` used to add X and then exit 1.
+func TestWaitFlagsCheckedFirst(t *testing.T) {
+	srv := startLan(t)
+	mustRun(t, srv, "need", "add", "web", "--instances", "0", "--", "x")
+	t.Setenv("BERTH_ADDR", srv.Addr())
+	t.Setenv("BERTH_TOKEN", "")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"need", "add", "x1", "--wait", "--timeout", "0", "--", "x"}, "--timeout 0s: must be positive"},
+		{[]string{"need", "add", "--wait", "--timeout", "-1s", "x2", "--", "x"}, "--timeout -1s: must be positive"},
+		{[]string{"need", "add", "x3", "--timeout", "5s", "--", "x"}, "--timeout: only with --wait"},
+		{[]string{"need", "scale", "web", "2", "--wait", "--timeout", "0"}, "--timeout 0s: must be positive"},
+		{[]string{"need", "scale", "web", "2", "--timeout", "5s"}, "--timeout: only with --wait"},
+		{[]string{"master", "drain", "m1", "--timeout", "5s"}, "--timeout: only with --wait"},
+		{[]string{"master", "drain", "m1", "--wait", "--timeout", "0"}, "--timeout 0s: must be positive"},
+	} {
+		_, errOut, code := runCode(t, tt.args...)
+		if code != 2 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("lanmanager %s: exit %d, %q; want exit 2 and %q", strings.Join(tt.args, " "), code, errOut, tt.want)
+		}
+	}
+	cl := &lan.Client{Addr: srv.Addr()}
+	list, err := cl.Needs(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != "web" || list[0].Instances != 0 {
+		t.Errorf("after the refused calls: %+v; want web alone, 0 instances", list)
 	}
 }

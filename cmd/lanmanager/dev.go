@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 	"berth/master"
 	"berth/version"
@@ -24,6 +25,9 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Value: "local", Usage: "name of the embedded master", Destination: &name},
 		),
 		Action: func(c *cli.Context) error {
+			if err := cliapp.NoArgs(c); err != nil {
+				return err
+			}
 			if err := cfg.resolve(c); err != nil {
 				return cli.Exit(err.Error(), 2)
 			}

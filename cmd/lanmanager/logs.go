@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/needs"
 )
 
@@ -21,7 +22,7 @@ func logsCommand() *cli.Command {
 			&cli.IntFlag{Name: "tail", Aliases: []string{"n"}, Usage: "start with the last N lines (0: the whole current file)"},
 		),
 		Action: func(c *cli.Context) error {
-			pos, err := positional(c, "INSTANCE")
+			pos, err := cliapp.Positional(c, "INSTANCE")
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 	"berth/needs"
 )
@@ -27,7 +28,7 @@ func masterLsCommand() *cli.Command {
 		Usage: "list masters, their ingress ports and their external drivers (as of their last link)",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
+			if err := cliapp.NoArgs(c); err != nil {
 				return err
 			}
 			cl, err := newClient(c)
@@ -97,15 +98,12 @@ func masterDrainCommand() *cli.Command {
 			jsonFlag(),
 		),
 		Action: func(c *cli.Context) error {
-			pos, err := positional(c, "NAME")
+			pos, err := cliapp.Positional(c, "NAME")
 			if err != nil {
 				return err
 			}
-			if c.IsSet("timeout") && !c.Bool("wait") {
-				return cli.Exit("--timeout: only with --wait", 2)
-			}
-			if d := c.Duration("timeout"); d <= 0 {
-				return cli.Exit(fmt.Sprintf("--timeout %s: must be positive", d), 2)
+			if err := checkWaitFlags(c); err != nil {
+				return err
 			}
 			cl, err := newClient(c)
 			if err != nil {
@@ -196,7 +194,7 @@ func masterUndrainCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			pos, err := positional(c, "NAME")
+			pos, err := cliapp.Positional(c, "NAME")
 			if err != nil {
 				return err
 			}

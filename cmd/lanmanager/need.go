@@ -56,8 +56,8 @@ func needAddCommand() *cli.Command {
 			jsonFlag(),
 		), waitFlags()...),
 		Action: func(c *cli.Context) error {
-			pos, command, err := splitArgs(c)
-			var unknown *errUnknownFlag
+			pos, command, err := cliapp.SplitArgs(c)
+			var unknown *cliapp.UnknownFlagError
 			switch {
 			case errors.As(err, &unknown) && len(pos) > 1:
 				return cliapp.Usage("%s: the command must follow --, as in: need add %s [flags] -- %s ...", err, pos[0], strings.Join(pos[1:], " "))
@@ -66,7 +66,7 @@ func needAddCommand() *cli.Command {
 			case len(pos) > 1 && len(command) == 0:
 				return cliapp.Usage("need add takes one NAME, got %q: the command must follow --, as in: need add %s [flags] -- %s", pos, pos[0], strings.Join(pos[1:], " "))
 			}
-			if err := wantArgs(pos, "NAME"); err != nil {
+			if err := cliapp.WantArgs(pos, "NAME"); err != nil {
 				return err
 			}
 			if len(command) == 0 {
@@ -98,6 +98,9 @@ func needAddCommand() *cli.Command {
 			limits, err := limitFlags(c)
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
+			}
+			if err := checkWaitFlags(c); err != nil {
+				return err
 			}
 			n := c.Int("instances")
 			cl, err := newClient(c)
@@ -133,7 +136,7 @@ func needLsCommand() *cli.Command {
 		Usage: "list needs",
 		Flags: append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
+			if err := cliapp.NoArgs(c); err != nil {
 				return err
 			}
 			cl, err := newClient(c)
@@ -165,7 +168,7 @@ func needShowCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			pos, err := positional(c, "NAME")
+			pos, err := cliapp.Positional(c, "NAME")
 			if err != nil {
 				return err
 			}
@@ -288,7 +291,7 @@ func needScaleCommand() *cli.Command {
 		ArgsUsage: "NAME N",
 		Flags:     append(append(clientFlags(), jsonFlag()), waitFlags()...),
 		Action: func(c *cli.Context) error {
-			pos, err := positional(c, "NAME", "N")
+			pos, err := cliapp.Positional(c, "NAME", "N")
 			if err != nil {
 				return err
 			}
@@ -298,6 +301,9 @@ func needScaleCommand() *cli.Command {
 			}
 			if n < 0 {
 				return cliapp.Usage("N: %d: an instance count must be 0 or more", n)
+			}
+			if err := checkWaitFlags(c); err != nil {
+				return err
 			}
 			cl, err := newClient(c)
 			if err != nil {
@@ -329,7 +335,7 @@ func needRestartCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     append(clientFlags(), jsonFlag()),
 		Action: func(c *cli.Context) error {
-			pos, err := positional(c, "NAME")
+			pos, err := cliapp.Positional(c, "NAME")
 			if err != nil {
 				return err
 			}
@@ -436,7 +442,7 @@ func needRmCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Flags:     clientFlags(),
 		Action: func(c *cli.Context) error {
-			pos, err := positional(c, "NAME")
+			pos, err := cliapp.Positional(c, "NAME")
 			if err != nil {
 				return err
 			}

@@ -24,7 +24,7 @@ func needRebalanceCommand() *cli.Command {
 			jsonFlag(),
 		),
 		Action: func(c *cli.Context) error {
-			pos, command, err := splitArgs(c)
+			pos, command, err := cliapp.SplitArgs(c)
 			switch {
 			case err != nil:
 				return cliapp.Usage("%s", err)

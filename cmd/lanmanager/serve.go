@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 )
 
@@ -17,6 +18,9 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "data", Value: "lanmanager-data", Usage: "directory of the lanmanager's state (lan.db)", Destination: &cfg.DataDir},
 		),
 		Action: func(c *cli.Context) error {
+			if err := cliapp.NoArgs(c); err != nil {
+				return err
+			}
 			if err := cfg.resolve(c); err != nil {
 				return cli.Exit(err.Error(), 2)
 			}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/urfave/cli/v2"
+
+	"berth/cmd/internal/cliapp"
 )
 
 func serviceCommand() *cli.Command {
@@ -13,7 +15,7 @@ func serviceCommand() *cli.Command {
 			Usage: "list placed instances: where they run and on which ports",
 			Flags: append(clientFlags(), jsonFlag()),
 			Action: func(c *cli.Context) error {
-				if err := noArgs(c); err != nil {
+				if err := cliapp.NoArgs(c); err != nil {
 					return err
 				}
 				cl, err := newClient(c)

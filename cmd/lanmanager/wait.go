@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
+	"berth/cmd/internal/cliapp"
 	"berth/lan"
 	"berth/needs"
 )
@@ -24,6 +26,19 @@ func waitFlags() []cli.Flag {
 	}
 }
 
+// checkWaitFlags refuses a --timeout that is not positive, or one given
+// without --wait (usage errors, exit 2). Commands call it before any call
+// that changes state, so that a refused command has changed nothing.
+func checkWaitFlags(c *cli.Context) error {
+	if c.IsSet("timeout") && !c.Bool("wait") {
+		return cliapp.Usage("--timeout: only with --wait")
+	}
+	if d := c.Duration("timeout"); d <= 0 {
+		return cliapp.Usage("--timeout %s: must be positive", d)
+	}
+	return nil
+}
+
 // waitPoll is how often --wait asks the lanmanager.
 const waitPoll = 200 * time.Millisecond
 
@@ -32,10 +47,7 @@ const waitPoll = 200 * time.Millisecond
 // a line whenever the progress changes. On timeout it returns an error
 // (exit 1) that lists what is pending and why.
 func waitRunning(c *cli.Context, cl *lan.Client, name string) error {
-	timeout := c.Duration("timeout")
-	if timeout <= 0 {
-		return fmt.Errorf("--timeout %s: must be positive", timeout)
-	}
+	timeout := c.Duration("timeout") // checked by checkWaitFlags
 	ctx, cancel := context.WithTimeout(c.Context, timeout)
 	defer cancel()
 	w := c.App.Writer
@@ -146,12 +158,21 @@ func waitTimeout(cl *lan.Client, name string, timeout time.Duration) error {
 	return errors.New(b.String())
 }
 
-// isTerminal reports whether w is a terminal.
+// isTerminal reports whether w is a terminal: a file that answers the
+// terminal ioctl TCGETS. A character device is not enough: /dev/null is
+// one, and a --wait into it drew escape sequences.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	rc, err := f.SyscallConn() // not f.Fd(), which would make f blocking
+	if err != nil {
+		return false
+	}
+	var ioctlErr error
+	if err := rc.Control(func(fd uintptr) { _, ioctlErr = unix.IoctlGetTermios(int(fd), unix.TCGETS) }); err != nil {
+		return false
+	}
+	return ioctlErr == nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/master"
 	"berth/pipes"
 )
@@ -20,6 +21,9 @@ func driversCommand() *cli.Command {
 		Usage: "list this master's spawn drivers and their fingerprints, through its control socket (docs/drivers.md)",
 		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
+			if err := cliapp.NoArgs(c); err != nil {
+				return err
+			}
 			cfg, err := master.LoadConfig(c.String("config"))
 			if err != nil {
 				return cli.Exit(err.Error(), 2)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"berth/cmd/internal/cliapp"
 	"berth/master"
 	"berth/needs"
 	"berth/pipes"
@@ -24,6 +25,9 @@ func psCommand() *cli.Command {
 		Usage: "list this machine's children, through the master's control socket (ADOPTED: taken over from a previous run; MEMORY, CPU, PIDS: use now / the need's limit, read from the child's cgroups, CPU over 0.25 s; TRACKING: the child's cgroup, or its process group)",
 		Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
+			if err := cliapp.NoArgs(c); err != nil {
+				return err
+			}
 			cfg, err := master.LoadConfig(c.String("config"))
 			if err != nil {
 				return cli.Exit(err.Error(), 2)

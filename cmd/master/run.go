@@ -34,6 +34,9 @@ func runCommand() *cli.Command {
 				Usage: "write a CPU profile of the whole run to this file at exit (bench/mesh -cpuprofile)"},
 		},
 		Action: func(c *cli.Context) error {
+			if err := cliapp.NoArgs(c); err != nil {
+				return err
+			}
 			path := c.String("config")
 			cfg, created, err := master.LoadOrCreateConfig(path)
 			if err != nil {

@@ -23,11 +23,15 @@ func CompletionCommand(name string, newApp func() *cli.App) *cli.Command {
 			"  zsh:  source <(" + name + " completion zsh)\n" +
 			"  fish: " + name + " completion fish | source",
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return Usage("completion: want one shell, bash, zsh or fish; got %d argument(s)", c.NArg())
+			pos, command, err := SplitArgs(c)
+			if err != nil {
+				return Usage("%s", err)
+			}
+			if len(pos) != 1 || len(command) > 0 {
+				return Usage("completion: want one shell, bash, zsh or fish; got %s", quoteList(append(pos, command...)))
 			}
 			fn := "_" + strings.ReplaceAll(name, "-", "_") + "_complete"
-			switch c.Args().First() {
+			switch pos[0] {
 			case "bash":
 				fmt.Fprintf(c.App.Writer, bashScript, fn, name)
 			case "zsh":
@@ -39,7 +43,7 @@ func CompletionCommand(name string, newApp func() *cli.App) *cli.Command {
 				}
 				fmt.Fprint(c.App.Writer, s)
 			default:
-				return Usage("completion: unknown shell %q; want bash, zsh or fish", c.Args().First())
+				return Usage("completion: unknown shell %q; want bash, zsh or fish", pos[0])
 			}
 			return nil
 		},
