@@ -17,7 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"berth/cmd/internal/cliapp"
+	"berth/cmd/internal/clitest"
 	"berth/lan"
 	"berth/master"
 )
@@ -128,96 +128,11 @@ func TestHelpInEveryPosition(t *testing.T) {
 }
 
 // TestEveryAlias: a flag given by any of its names, before or after the
-// positional arguments, sets the one value the command reads (`logs web.0
-// -n 1` used to print every line).
+// positional arguments, sets the one value the command reads.
 func TestEveryAlias(t *testing.T) {
-	app := newApp()
-	var walk func(path []string, cmds []*cli.Command)
-	checked := 0
-	walk = func(path []string, cmds []*cli.Command) {
-		for _, cmd := range cmds {
-			p := append(append([]string{}, path...), cmd.Name)
-			walk(p, cmd.Subcommands)
-			if cmd.Action == nil {
-				continue
-			}
-			for _, f := range cmd.Flags {
-				names := f.Names()
-				if len(names) < 2 {
-					continue
-				}
-				value, want := "7", "7"
-				switch f.(type) {
-				case *cli.BoolFlag:
-					value, want = "true", "true"
-				case *cli.StringFlag:
-					value, want = "seven", "seven"
-				}
-				for _, alias := range names {
-					for _, after := range []bool{false, true} {
-						checked++
-						flagArgs := []string{dashed(alias), value}
-						if _, isBool := f.(*cli.BoolFlag); isBool {
-							flagArgs = []string{dashed(alias)}
-						}
-						var args []string
-						if after {
-							args = append(append(append([]string{"lanmanager"}, p...), "X"), flagArgs...)
-						} else {
-							args = append(append(append([]string{"lanmanager"}, p...), flagArgs...), "X")
-						}
-						got := readFlag(t, p, names[0], args)
-						if got != want {
-							t.Errorf("%s: %s read %q, want %q", strings.Join(args, " "), names[0], got, want)
-						}
-					}
-				}
-			}
-		}
+	if n := clitest.EveryAlias(t, newApp); n < 1 {
+		t.Fatalf("%d alias cases checked, want at least a flag with an alias", n)
 	}
-	walk(nil, app.Commands)
-	if checked == 0 {
-		t.Fatal("no flag with an alias found")
-	}
-}
-
-func dashed(name string) string {
-	if len(name) == 1 {
-		return "-" + name
-	}
-	return "--" + name
-}
-
-// readFlag runs the command at path with args, its action replaced by one
-// that parses the trailing flags as the real commands do and reads flag.
-func readFlag(t *testing.T, path []string, flag string, args []string) string {
-	t.Helper()
-	app := newApp()
-	cmds := app.Commands
-	var cmd *cli.Command
-	for _, name := range path {
-		for _, c := range cmds {
-			if c.Name == name {
-				cmd = c
-			}
-		}
-		cmds = cmd.Subcommands
-	}
-	var got string
-	cmd.Action = func(c *cli.Context) error {
-		if _, _, err := cliapp.SplitArgs(c); err != nil {
-			return err
-		}
-		got = fmt.Sprint(c.Value(flag))
-		return nil
-	}
-	cmd.Before = nil
-	var out bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &out
-	if err := app.RunContext(context.Background(), args); err != nil {
-		t.Errorf("%s: %v %s", strings.Join(args, " "), err, out.String())
-	}
-	return got
 }
 
 // TestNeedLimits: need add --memory --cpus --pids sets the need's limits,

@@ -3,15 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/urfave/cli/v2"
-
-	"berth/cmd/internal/cliapp"
+	"berth/cmd/internal/clitest"
 )
 
 func runCode(ctx context.Context, args ...string) (string, string, int) {
@@ -106,92 +103,10 @@ func TestStrayArgument(t *testing.T) {
 	}
 }
 
-// TestEveryAlias: a flag given by any of its names (`master run -v` and
-// `--verbose`), before or after an argument, sets the one value the command
-// reads. lanmanager's TestEveryAlias does the same for its commands.
+// TestEveryAlias: a flag given by any of its names, before or after the
+// positional arguments, sets the one value the command reads.
 func TestEveryAlias(t *testing.T) {
-	checked := 0
-	var walk func(path []string, cmds []*cli.Command)
-	walk = func(path []string, cmds []*cli.Command) {
-		for _, cmd := range cmds {
-			p := append(append([]string{}, path...), cmd.Name)
-			walk(p, cmd.Subcommands)
-			if cmd.Action == nil {
-				continue
-			}
-			for _, f := range cmd.Flags {
-				names := f.Names()
-				if len(names) < 2 {
-					continue
-				}
-				value, want := "7", "7"
-				flagArgs := func(alias string) []string { return []string{dashed(alias), value} }
-				switch f.(type) {
-				case *cli.BoolFlag:
-					want = "true"
-					flagArgs = func(alias string) []string { return []string{dashed(alias)} }
-				case *cli.StringFlag:
-					value, want = "seven", "seven"
-				}
-				for _, alias := range names {
-					for _, after := range []bool{false, true} {
-						checked++
-						args := append([]string{"master"}, p...)
-						if after {
-							args = append(append(args, "X"), flagArgs(alias)...)
-						} else {
-							args = append(append(args, flagArgs(alias)...), "X")
-						}
-						if got := readFlag(t, p, names[0], args); got != want {
-							t.Errorf("%s: %s read %q, want %q", strings.Join(args, " "), names[0], got, want)
-						}
-					}
-				}
-			}
-		}
+	if n := clitest.EveryAlias(t, newApp); n < 4 {
+		t.Fatalf("%d alias cases checked, want at least master run -v/--verbose, before and after", n)
 	}
-	walk(nil, newApp().Commands)
-	if checked < 4 { // run -v and --verbose, before and after
-		t.Fatalf("%d alias cases checked, want at least master run -v/--verbose", checked)
-	}
-}
-
-func dashed(name string) string {
-	if len(name) == 1 {
-		return "-" + name
-	}
-	return "--" + name
-}
-
-// readFlag runs the command at path with args, its action replaced by one
-// that parses the arguments as the real commands do (cliapp.SplitArgs)
-// and reads flag.
-func readFlag(t *testing.T, path []string, flag string, args []string) string {
-	t.Helper()
-	app := newApp()
-	cmds := app.Commands
-	var cmd *cli.Command
-	for _, name := range path {
-		for _, c := range cmds {
-			if c.Name == name {
-				cmd = c
-			}
-		}
-		cmds = cmd.Subcommands
-	}
-	var got string
-	cmd.Action = func(c *cli.Context) error {
-		if _, _, err := cliapp.SplitArgs(c); err != nil {
-			return err
-		}
-		got = fmt.Sprint(c.Value(flag))
-		return nil
-	}
-	cmd.Before = nil
-	var out bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &out
-	if err := app.RunContext(context.Background(), args); err != nil {
-		t.Errorf("%s: %v %s", strings.Join(args, " "), err, out.String())
-	}
-	return got
 }

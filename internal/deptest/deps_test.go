@@ -40,6 +40,7 @@ var allowed = map[string]struct {
 	"berth/examples/hello":               {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
 	"berth/examples/gateway":             {[]string{"berth/child", "berth/needs", "berth/pipes"}, "children link only the SDK"},
 	"berth/cmd/internal/cliapp":          {[]string{"berth/lan", "berth/needs", "berth/pipes", "berth/version"}, "what the two commands share"},
+	"berth/cmd/internal/clitest":         {[]string{"berth/cmd/internal/cliapp"}, "test only: what the two commands' tests share"},
 	"berth/cmd/lanmanager":               {[]string{anything}, "commands sit on top"},
 	"berth/cmd/master":                   {[]string{anything}, "commands sit on top"},
 	"berth/cmd/berth-driver-bwrap":       {[]string{"berth/driverplugin", "berth/sandbox", "berth/version"}, "a driver binary links the contract and its sandbox"},
@@ -60,7 +61,7 @@ var allowed = map[string]struct {
 const benches = "berth/bench/"
 
 // testOnly are imported by test files only.
-var testOnly = []string{"berth/internal/mustrun", "berth/internal/httplimit/limittest", "berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck", "berth/internal/smalldisk"}
+var testOnly = []string{"berth/cmd/internal/clitest", "berth/internal/mustrun", "berth/internal/httplimit/limittest", "berth/internal/deptest", "berth/internal/freeports", "berth/internal/leakcheck", "berth/internal/smalldisk"}
 
 // rpcOnly are the outside packages only the driver contract may import
 // directly (docs/drivers.md): the rest of berth never sees gRPC or
