@@ -105,10 +105,13 @@ func TestUpstreamLegacyClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := childPort(t, a1, "app.0")
-	k, _ := childOf(a1, "app.0")
-	if len(k.Upstreams) != 1 {
-		t.Fatalf("app.0's upstreams in ps: %+v, want db", k.Upstreams)
-	}
+	// A child is listed with its leased ports before its upstream
+	// listeners are open (busyports.sh saw it): wait for them.
+	var k pipes.ChildInfo
+	waitFor(t, 20*time.Second, "app.0's upstream db in ps", func() bool {
+		k, _ = childOf(a1, "app.0")
+		return len(k.Upstreams) == 1 && k.Upstreams[0].Error != ""
+	})
 	up := k.Upstreams[0]
 	host, portS, err := net.SplitHostPort(up.Address)
 	port, _ := strconv.Atoi(portS)
