@@ -95,7 +95,7 @@ func OpenGateway(ctx context.Context, cfg GatewayConfig) (*Gateway, error) {
 		gw.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g.gw, g.ln = gw, httplimit.Limit(ln, cfg.MaxConns)
+	g.gw, g.ln = gw, httplimit.Limit(ln, cfg.MaxConns, cfg.Logger)
 	g.http = httplimit.Server(gw)
 	g.wg.Go(func() {
 		if err := g.http.Serve(g.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -91,7 +91,7 @@ func OpenIPC(ctx context.Context, cfg IPCConfig) (*IPCHub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipc hub: %w", err)
 	}
-	ln := httplimit.Limit(raw, cfg.MaxConns)
+	ln := httplimit.Limit(raw, cfg.MaxConns, cfg.Logger)
 	opts := cfg.Hub
 	opts.Token, opts.Logger = cfg.Token, cfg.Logger
 	h := &IPCHub{hub: ipchub.NewServer(opts), ln: ln, hosts: newHostGuard(cfg.Listen, cfg.AllowedHosts),

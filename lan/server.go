@@ -276,7 +276,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("open lanmanager: %w", err)
 	}
-	s.ln = httplimit.Limit(ln, cfg.MaxConns)
+	s.ln = httplimit.Limit(ln, cfg.MaxConns, cfg.Logger)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.appr = newApprovals()
 	s.reb = newRebalancer()

@@ -83,7 +83,7 @@ func (g *masterGateway) startLocked(token string) error {
 		gw.Close()
 		return err
 	}
-	ln := httplimit.Limit(raw, cmp.Or(g.maxConns, gateway.DefaultMaxConns))
+	ln := httplimit.Limit(raw, cmp.Or(g.maxConns, gateway.DefaultMaxConns), g.log)
 	g.gw, g.token, g.served, g.ln = gw, token, make(chan struct{}), ln
 	g.srv = httplimit.Server(gw)
 	srv, served := g.srv, g.served

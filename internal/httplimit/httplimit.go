@@ -6,6 +6,7 @@
 package httplimit
 
 import (
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -38,22 +39,33 @@ type Listener struct {
 	slots chan struct{}
 	done  chan struct{}
 	once  sync.Once
+	log   *slog.Logger
 
-	open atomic.Int64 // connections open now
-	peak atomic.Int64 // most connections ever open at once
+	open     atomic.Int64 // connections open now
+	peak     atomic.Int64 // most connections ever open at once
+	fullLine atomic.Int64 // when the last "cap reached" line was logged, unix nanoseconds
 }
 
-// Limit wraps ln; max must be positive.
-func Limit(ln net.Listener, max int) *Listener {
-	return &Listener{Listener: ln, slots: make(chan struct{}, max), done: make(chan struct{})}
+// FullEvery is how often at most a Listener logs that its cap is reached.
+const FullEvery = time.Minute
+
+// Limit wraps ln; max must be positive. log, if not nil, gets a WARN line
+// (at most every FullEvery) when the cap is reached and clients wait.
+func Limit(ln net.Listener, max int, log *slog.Logger) *Listener {
+	return &Listener{Listener: ln, slots: make(chan struct{}, max), done: make(chan struct{}), log: log}
 }
 
 // Accept waits for a free slot, then for a connection.
 func (l *Listener) Accept() (net.Conn, error) {
 	select {
 	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+	default:
+		l.full()
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.done:
+			return nil, net.ErrClosed
+		}
 	}
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -64,6 +76,20 @@ func (l *Listener) Accept() (net.Conn, error) {
 	for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
 	}
 	return &conn{Conn: c, l: l}, nil
+}
+
+// full says, at most every FullEvery, that the cap is reached.
+func (l *Listener) full() {
+	if l.log == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := l.fullLine.Load()
+	if last != 0 && now-last < int64(FullEvery) || !l.fullLine.CompareAndSwap(last, now) {
+		return
+	}
+	l.log.Warn("connection cap reached: new clients wait in the backlog until a connection closes",
+		"addr", l.Addr().String(), "cap", cap(l.slots), "next_line_after", FullEvery)
 }
 
 // Close stops accepting; open connections keep their slots until they

@@ -1,20 +1,45 @@
 package httplimit_test
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 
 	"berth/internal/httplimit"
 	"berth/internal/httplimit/limittest"
 )
 
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestLimits: the limits hold (limittest.Check), the full cap is logged
+// once (not once per waiting client), and closing the server frees every
+// slot.
 func TestLimits(t *testing.T) {
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := httplimit.Limit(raw, 3)
+	var logs lockedBuf
+	ln := httplimit.Limit(raw, 3, slog.New(slog.NewTextHandler(&logs, nil)))
 	srv := httplimit.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -25,5 +50,8 @@ func TestLimits(t *testing.T) {
 	}
 	if n := ln.Open(); n != 0 {
 		t.Errorf("%d connections still counted open after Close", n)
+	}
+	if n := strings.Count(logs.String(), "level=WARN msg=\"connection cap reached"); n != 1 {
+		t.Errorf("%d lines say the cap was reached, want 1:\n%s", n, logs.String())
 	}
 }
