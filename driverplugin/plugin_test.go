@@ -356,3 +356,26 @@ func TestCheckOptions(t *testing.T) {
 		t.Fatalf("rawexec CheckOptions: %v", err)
 	}
 }
+
+// TestStartErrorSaidOnce: a command the driver cannot start fails with a
+// spawn.StartError that names the instance, the driver and the cause once
+// (it said "start x.0: exec …" twice: the driver's and the master's).
+func TestStartErrorSaidOnce(t *testing.T) {
+	p, _ := openRawexec(t, nil, nil)
+	defer p.Close()
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "script")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := spawn.Start(t.Context(), p, spawn.Spec{Task: "a1", Instance: "x.0", Command: []string{notExec},
+		Env: []string{"PATH=/usr/bin:/bin"}, LogPath: filepath.Join(dir, "x.log")})
+	if _, ok := errors.AsType[*spawn.StartError](err); !ok {
+		t.Fatalf("Start: %v (%T), want a *spawn.StartError", err, err)
+	}
+	msg := err.Error()
+	if strings.Count(msg, "start x.0") != 1 || !strings.Contains(msg, "driver rawexec") || !strings.Contains(msg, "permission denied") {
+		t.Errorf("Start: %q, want the instance once, the driver and the cause", msg)
+	}
+	t.Logf("start error: %s", msg)
+}

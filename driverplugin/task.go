@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -305,6 +306,13 @@ func (p *Plugin) Start(ctx context.Context, spec spawn.Spec) (spawn.Process, err
 		err = errorOf(p.cfg.Name, err)
 		if errors.Is(err, ErrDriverDown) {
 			p.poke()
+			return nil, err
+		}
+		// The driver's own spawn.StartError already says "start
+		// <instance>:"; said once, by the StartError made here.
+		if re, ok := errors.AsType[*remoteError](err); ok {
+			re.msg = strings.TrimPrefix(re.msg, "start "+spec.Instance+": ")
+			return nil, &spawn.StartError{Instance: spec.Instance, Err: re}
 		}
 		return nil, err
 	}
