@@ -165,6 +165,27 @@ func readAnnouncement(path string) (*announcement, error) {
 	return &a, nil
 }
 
+// Announced returns the listen addresses of the lanmanagers of this user
+// announced in dir that still run, in no particular order; none if dir is
+// not private (see FindToken).
+func Announced(dir string) []string {
+	if dir == "" || checkPrivateDir(dir) != nil {
+		return nil
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "lanmanager-*.json"))
+	var out []string
+	for _, p := range paths {
+		a, err := readAnnouncement(p)
+		if err != nil || a.PID <= 0 || syscall.Kill(a.PID, 0) == syscall.ESRCH {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.Listen); err == nil {
+			out = append(out, a.Listen)
+		}
+	}
+	return out
+}
+
 // FindToken looks for the token of the lanmanager at addr (a URL or
 // host:port) among the announcements in dir. It finds one only for a
 // lanmanager of this machine that is still running and whose data

@@ -3,15 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -486,5 +489,89 @@ func TestWaitFlagsCheckedFirst(t *testing.T) {
 	}
 	if len(list) != 1 || list[0].Name != "web" || list[0].Instances != 0 {
 		t.Errorf("after the refused calls: %+v; want web alone, 0 instances", list)
+	}
+}
+
+// TestDevDefaultPortsTaken: on a machine where other programs hold the
+// default ports (23552, 9163, 8000), dev takes free ones (and logs why), and
+// the README's client commands, without --addr, reach it (the one
+// lanmanager announced by this user, none on the default port).
+func TestDevDefaultPortsTaken(t *testing.T) {
+	t.Setenv("BERTH_TOKEN", "")
+	t.Setenv("BERTH_ADDR", "")
+	os.Unsetenv("BERTH_ADDR")
+	for _, port := range []string{"23552", "9163", "8000"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			continue // held by another program already: as wanted
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var errOut lockedBuffer
+	done := make(chan int, 1)
+	announce := t.TempDir()
+	go func() {
+		done <- runApp(ctx, []string{"lanmanager", "dev", "--announce-dir", announce}, io.Discard, &errOut)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(errOut.String(), "master ps --config") {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("dev printed no hints:\n%s", errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling dev's output, bounded by the deadline
+	}
+	out := errOut.String()
+	for _, re := range []string{`lanmanager on http://127\.0\.0\.1:(\d+)`, `IPC hub on ws://127\.0\.0\.1:(\d+)`, `gateway on ws://127\.0\.0\.1:(\d+)`} {
+		m := regexp.MustCompile(re).FindStringSubmatch(out)
+		if m == nil || m[1] == "23552" || m[1] == "9163" || m[1] == "8000" {
+			t.Errorf("%s: %v, want a free port:\n%s", re, m, out)
+		}
+	}
+	cctx, ccancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer ccancel()
+	var ls bytes.Buffer
+	if code := runApp(cctx, []string{"lanmanager", "master", "ls", "--announce-dir", announce}, &ls, io.Discard); code != 0 || !strings.Contains(ls.String(), "local") {
+		t.Errorf("master ls without --addr: exit %d, %q; want dev's master", code, ls.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("dev exited %d:\n%s", code, errOut.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dev did not stop")
+	}
+}
+
+// TestAnnouncedAddr: a command without --addr goes to the one lanmanager
+// of this user announced on this machine, unless one is on the default
+// port or there are several.
+func TestAnnouncedAddr(t *testing.T) {
+	for _, tt := range []struct {
+		listens []string
+		want    string
+	}{
+		{nil, ""},
+		{[]string{"127.0.0.1:40001"}, "http://127.0.0.1:40001"},
+		{[]string{"0.0.0.0:40002"}, "http://127.0.0.1:40002"},
+		{[]string{"127.0.0.1:40001", "127.0.0.1:23552"}, ""},
+		{[]string{"127.0.0.1:40001", "127.0.0.1:40003"}, ""},
+	} {
+		dir := filepath.Join(t.TempDir(), "announce")
+		for _, l := range tt.listens {
+			if _, err := lan.Announce(dir, l, t.TempDir()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, ok := announcedAddr(dir)
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("announced %v: %q %v, want %q", tt.listens, got, ok, tt.want)
+		}
 	}
 }

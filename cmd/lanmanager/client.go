@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -29,11 +30,41 @@ func jsonFlag() cli.Flag { return &cli.BoolFlag{Name: "json", Usage: "print JSON
 
 // newClient is the client of a command, with its token (see clientToken).
 func newClient(c *cli.Context) (*lan.Client, error) {
+	if !c.IsSet("addr") {
+		if addr, ok := announcedAddr(announceDir(c.String("announce-dir"))); ok {
+			if err := c.Set("addr", addr); err != nil {
+				return nil, err
+			}
+		}
+	}
 	token, err := clientToken(c)
 	if err != nil {
 		return nil, err
 	}
 	return &lan.Client{Addr: c.String("addr"), Token: token}, nil
+}
+
+// announcedAddr is the address a command without --addr (nor BERTH_ADDR)
+// talks to when it is not the default: the one lanmanager of this user
+// running on this machine, when none of them listens on the default port
+// (dev takes a free port when another program holds that one). With
+// none, or several, the default stays.
+func announcedAddr(dir string) (string, bool) {
+	_, defPort, _ := net.SplitHostPort(lan.DefaultListen)
+	live := lan.Announced(dir)
+	for _, a := range live {
+		if _, port, _ := net.SplitHostPort(a); port == defPort {
+			return "", false
+		}
+	}
+	if len(live) != 1 {
+		return "", false
+	}
+	host, port, _ := net.SplitHostPort(live[0])
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), true
 }
 
 // printList prints a list as JSON, an empty one as [] rather than null.

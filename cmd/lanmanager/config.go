@@ -47,6 +47,16 @@ type Config struct {
 	GatewayToken  string
 
 	masterGrace time.Duration // --master-grace, the old name of --master-ttl
+	// anyPort: a default port that is taken gives way to a free one (dev
+	// mode, which is for trying berth on a machine that runs other
+	// things), instead of no hub or gateway (serve).
+	anyPort bool
+}
+
+// onFreePort is listen with port 0: any free port on the same host.
+func onFreePort(listen string) string {
+	host, _, _ := net.SplitHostPort(listen)
+	return net.JoinHostPort(host, "0")
 }
 
 // Validate checks the listen address and the durations.
@@ -166,6 +176,10 @@ func (c *Config) openIPC(ctx context.Context, log *slog.Logger) (hub *lan.IPCHub
 		}
 	}
 	hub, err = lan.OpenIPC(ctx, lan.IPCConfig{Listen: listen, Token: token, AllowedHosts: c.AllowedHosts.Value(), Logger: log})
+	if err != nil && c.IPCListen == "" && errors.Is(err, syscall.EADDRINUSE) && c.anyPort {
+		log.Warn("the IPC hub's default address is in use; it listens on a free port instead", "default", listen)
+		hub, err = lan.OpenIPC(ctx, lan.IPCConfig{Listen: onFreePort(listen), Token: token, AllowedHosts: c.AllowedHosts.Value(), Logger: log})
+	}
 	if err != nil && c.IPCListen == "" && errors.Is(err, syscall.EADDRINUSE) {
 		log.Warn("no IPC hub: its default address is in use; give --ipc-listen ADDR, or --ipc-listen off", "addr", listen)
 		return nil, "", nil
@@ -225,6 +239,10 @@ func (c *Config) openGateway(ctx context.Context, log *slog.Logger) (gw *lan.Gat
 		}
 	}
 	gw, err = lan.OpenGateway(ctx, lan.GatewayConfig{Listen: listen, Token: token, Logger: log})
+	if err != nil && c.GatewayListen == "" && errors.Is(err, syscall.EADDRINUSE) && c.anyPort {
+		log.Warn("the gateway's default address is in use; it listens on a free port instead", "default", listen)
+		gw, err = lan.OpenGateway(ctx, lan.GatewayConfig{Listen: onFreePort(listen), Token: token, Logger: log})
+	}
 	if err != nil && c.GatewayListen == "" && errors.Is(err, syscall.EADDRINUSE) {
 		log.Warn("no gateway: its default address is in use; give --gateway-listen ADDR, or --gateway-listen off", "addr", listen)
 		return nil, "", nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -35,6 +36,7 @@ func devCommand() *cli.Command {
 				return cli.Exit(fmt.Sprintf("--listen %q: dev mode listens on loopback only", cfg.Listen), 2)
 			}
 			log := cfg.logger()
+			cfg.anyPort = true
 			dir, err := os.MkdirTemp("", "berth-dev-")
 			if err != nil {
 				return err
@@ -60,6 +62,13 @@ func devCommand() *cli.Command {
 				defer gw.Close()
 			}
 			srv, err := lan.Open(c.Context, cfg.lanConfig(log, hub, gw))
+			if err != nil && !c.IsSet("listen") && errors.Is(err, syscall.EADDRINUSE) {
+				// A machine that runs other things may hold the default
+				// port: dev takes a free one and its hints say which.
+				log.Warn("the API's default address is in use; it listens on a free port instead", "default", cfg.Listen)
+				cfg.Listen = onFreePort(cfg.Listen)
+				srv, err = lan.Open(c.Context, cfg.lanConfig(log, hub, gw))
+			}
 			if err != nil {
 				return err
 			}
