@@ -3,6 +3,7 @@ package lan_test
 import (
 	"log/slog"
 	"testing"
+	"time"
 
 	"berth/internal/httplimit/limittest"
 	"berth/lan"
@@ -32,4 +33,13 @@ func TestGatewayLimits(t *testing.T) {
 	}
 	defer gw.Close()
 	limittest.Check(t, gw.Addr(), 4, gw.ConnPeak)
+}
+
+// TestAPISlowBodies: a client without the token that announces a body and
+// never sends it held an API connection for ever (the 401 went out, then
+// the server waited for the rest of the body): 1,024 of them locked every
+// master and CLI out. Now the body has BodyTimeout to arrive.
+func TestAPISlowBodies(t *testing.T) {
+	srv, _ := startServer(t, lan.Config{Token: "secret", MaxConns: 4, BodyTimeout: 300 * time.Millisecond})
+	limittest.CheckSlowBodies(t, srv.Addr(), 4, func() int { return int(srv.ConnPeak()) })
 }

@@ -65,6 +65,9 @@ type Config struct {
 	// IdleTimeout closes a keep-alive connection idle that long between
 	// requests (default 60 s).
 	IdleTimeout time.Duration
+	// BodyTimeout bounds how long a request's body may take to arrive
+	// after its headers (default httplimit.BodyTimeout, 30 s).
+	BodyTimeout time.Duration
 	// MaxHeaderBytes bounds a request's headers (default 64 KiB); larger
 	// ones are answered 431.
 	MaxHeaderBytes int
@@ -116,6 +119,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReadHeaderTimeout <= 0 {
 		c.ReadHeaderTimeout = 5 * time.Second
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = httplimit.BodyTimeout
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 60 * time.Second
@@ -280,7 +286,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.appr = newApprovals()
 	s.reb = newRebalancer()
-	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+	s.http = &http.Server{Handler: httplimit.BoundBodies(s.Handler(), cfg.BodyTimeout), ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
 	s.wg.Add(3)
 	go func() {

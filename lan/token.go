@@ -1,6 +1,7 @@
 package lan
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -108,6 +109,44 @@ type announcement struct {
 	Listen string `json:"listen"`
 	Data   string `json:"data"`
 	PID    int    `json:"pid"`
+	// Start is the process's start time (clock ticks since boot, field 22
+	// of /proc/<pid>/stat): a pid reused after a crash or a reboot is not
+	// the lanmanager that wrote the file.
+	Start uint64 `json:"start,omitempty"`
+}
+
+// live reports whether the process that wrote a still runs: its pid
+// answers signal 0 (any error, EPERM included, counts as gone: another
+// user's process is not ours) and, where the file says, with the same
+// start time.
+func (a *announcement) live() bool {
+	if a.PID <= 0 || syscall.Kill(a.PID, 0) != nil {
+		return false
+	}
+	if a.Start == 0 {
+		return true // written before the field existed
+	}
+	st, err := procStart(a.PID)
+	return err == nil && st == a.Start
+}
+
+// procStart is a process's start time in clock ticks since boot.
+func procStart(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces and parentheses: the
+	// fields after it follow the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, errors.New("malformed stat")
+	}
+	return strconv.ParseUint(f[19], 10, 64) // field 22; f[0] is field 3
 }
 
 func announcePath(dir, port string) string {
@@ -135,7 +174,8 @@ func Announce(dir, listen, dataDir string) (remove func(), err error) {
 	if err := checkPrivateDir(dir); err != nil {
 		return nil, fmt.Errorf("announce: %w", err)
 	}
-	b, _ := json.Marshal(announcement{Listen: listen, Data: abs, PID: os.Getpid()})
+	start, _ := procStart(os.Getpid()) // 0 if /proc cannot say: the pid alone is checked then
+	b, _ := json.Marshal(announcement{Listen: listen, Data: abs, PID: os.Getpid(), Start: start})
 	path := announcePath(dir, port)
 	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -176,7 +216,7 @@ func Announced(dir string) []string {
 	var out []string
 	for _, p := range paths {
 		a, err := readAnnouncement(p)
-		if err != nil || a.PID <= 0 || syscall.Kill(a.PID, 0) == syscall.ESRCH {
+		if err != nil || !a.live() {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(a.Listen); err == nil {
@@ -210,7 +250,7 @@ func FindToken(dir, addr string) (token, path string, ok bool) {
 		return "", "", false
 	}
 	a, err := readAnnouncement(announcePath(dir, port))
-	if err != nil || a.PID <= 0 || syscall.Kill(a.PID, 0) == syscall.ESRCH {
+	if err != nil || !a.live() {
 		return "", "", false
 	}
 	lhost, _, err := net.SplitHostPort(a.Listen)

@@ -1,6 +1,7 @@
 package lan_test
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,5 +100,40 @@ func TestFindToken(t *testing.T) {
 	os.WriteFile(filepath.Join(ann, "lanmanager-23998.json"), b, 0o600)
 	if _, _, ok := lan.FindToken(ann, "127.0.0.1:23998"); ok {
 		t.Error("FindToken used the announcement of a dead lanmanager")
+	}
+}
+
+// TestAnnouncementOfAReusedPID: an announcement left by a lanmanager that
+// died (kill -9, a reboot) names a pid the kernel may give to another
+// process; the start time it records tells them apart, so neither the
+// token nor the address is taken from it.
+func TestAnnouncementOfAReusedPID(t *testing.T) {
+	ann := filepath.Join(t.TempDir(), "announce")
+	data := t.TempDir()
+	if _, _, _, err := lan.LoadOrCreateToken(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lan.Announce(ann, "127.0.0.1:23998", data); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := lan.FindToken(ann, "127.0.0.1:23998"); !ok || len(lan.Announced(ann)) != 1 {
+		t.Fatal("the live announcement is not found")
+	}
+	path := filepath.Join(ann, "lanmanager-23998.json")
+	var a map[string]any
+	b, _ := os.ReadFile(path)
+	if err := json.Unmarshal(b, &a); err != nil || a["start"] == nil {
+		t.Fatalf("announcement %s: %v, want a start time", b, err)
+	}
+	a["start"] = 1 // this pid, another process's start
+	b, _ = json.Marshal(a)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := lan.FindToken(ann, "127.0.0.1:23998"); ok {
+		t.Error("FindToken trusted an announcement whose pid has another start time")
+	}
+	if got := lan.Announced(ann); len(got) != 0 {
+		t.Errorf("Announced = %v, want none", got)
 	}
 }

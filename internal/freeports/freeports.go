@@ -37,10 +37,11 @@ const chunk = 16
 
 // avoid lists port spans never handed out: berth's default ranges (tcp
 // 15000, http 16000, ws 17000, 1000 ports each, master.DefaultConfig), the
-// lanmanager's default port, 23552, and the ports above 1023 on the Fetch
+// lanmanager's default ports (API 23552, IPC hub 9163, gateway 8000: a
+// test binds them to see dev give way), and the ports above 1023 on the Fetch
 // standard's "bad port" list, which browsers refuse to connect to (a test
 // driving Chromium failed with "Failed to fetch" when it drew 10080).
-var avoid = [][2]int{{15000, 17999}, {23552, 23552},
+var avoid = [][2]int{{15000, 17999}, {23552, 23552}, {9163, 9163}, {8000, 8000},
 	{1719, 1720}, {1723, 1723}, {2049, 2049}, {3659, 3659}, {4045, 4045}, {4190, 4190},
 	{5060, 5061}, {6000, 6000}, {6566, 6566}, {6665, 6669}, {6679, 6679}, {6697, 6697},
 	{10080, 10080}}

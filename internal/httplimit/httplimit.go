@@ -23,11 +23,34 @@ const (
 	IdleTimeout = 60 * time.Second
 	// MaxHeaderBytes answers larger headers with 431.
 	MaxHeaderBytes = 64 << 10
+	// BodyTimeout bounds how long a request's body may take to arrive,
+	// counted from its headers: a client that announces a body and sends
+	// none would otherwise hold its connection for ever, even after the
+	// answer (the server reads what is left of the body before it reuses
+	// or closes the connection).
+	BodyTimeout = 30 * time.Second
 )
 
 // Server is an http.Server for h with the default limits.
 func Server(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout, IdleTimeout: IdleTimeout, MaxHeaderBytes: MaxHeaderBytes}
+	return &http.Server{Handler: BoundBodies(h, BodyTimeout), ReadHeaderTimeout: ReadHeaderTimeout, IdleTimeout: IdleTimeout,
+		MaxHeaderBytes: MaxHeaderBytes}
+}
+
+// BoundBodies gives every request that has a body d to deliver it: the
+// connection's read deadline is set to d after the headers, for the
+// handler's reads and for the server's own read of what the handler left.
+// Requests without a body, WebSocket upgrades among them, keep their
+// connection's deadlines (a WebSocket lives on without one).
+func BoundBodies(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			// An error means the connection cannot take a deadline
+			// (not a net.Conn underneath): nothing to bound then.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Listener accepts at most max connections at a time: once that many are

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"berth/internal/httplimit"
 	"berth/internal/httplimit/limittest"
@@ -54,4 +55,25 @@ func TestLimits(t *testing.T) {
 	if n := strings.Count(logs.String(), "level=WARN msg=\"connection cap reached"); n != 1 {
 		t.Errorf("%d lines say the cap was reached, want 1:\n%s", n, logs.String())
 	}
+}
+
+// TestSlowBodies: a client that announces a body and never sends it held
+// its connection for ever, even after a 401 (the server reads what is left
+// of a body before it closes). BoundBodies closes it after its timeout,
+// and WebSocket-style requests without a body are not bounded.
+func TestSlowBodies(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := httplimit.Limit(raw, 2, nil)
+	srv := httplimit.Server(nil)
+	srv.Handler = httplimit.BoundBodies(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			http.Error(w, "unauthorized", http.StatusUnauthorized) // as the API answers a call without its token
+		}
+	}), 300*time.Millisecond)
+	go srv.Serve(ln)
+	defer srv.Close()
+	limittest.CheckSlowBodies(t, ln.Addr().String(), 2, ln.Peak)
 }

@@ -86,3 +86,56 @@ func Check(t testing.TB, addr string, max int, peak func() int) {
 		t.Errorf("at most %d connections open at once, want exactly the cap %d (filled by the silent ones, never passed)", p, max)
 	}
 }
+
+// CheckSlowBodies attacks the server at addr, whose listener allows max
+// connections, with max clients that send a POST's headers announcing a
+// body and then nothing: the server must close them (its body timeout),
+// and a request queued behind them must be answered. It takes about the
+// server's body timeout; it fails after 60 s.
+func CheckSlowBodies(t testing.TB, addr string, max int, peak func() int) {
+	t.Helper()
+	began := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, max)
+	for i := range max {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err := fmt.Fprintf(c, "POST /v1/needs HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", addr); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if _, err := io.Copy(io.Discard, c); err != nil && !strings.Contains(err.Error(), "reset") {
+				errs <- fmt.Errorf("a connection whose body never came was not closed by the server: %w", err)
+			}
+		})
+	}
+	real, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	real.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := fmt.Fprintf(real, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", addr); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(real), nil)
+	if err != nil {
+		t.Fatalf("a request behind %d connections that send no body: %v", max, err)
+	}
+	resp.Body.Close()
+	served := time.Since(began)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("FIGURE slow bodies on %s: %d connections that announced a body and sent 1 byte of it closed, a request behind them answered %s after %s",
+		addr, max, resp.Status, served.Round(time.Millisecond))
+	if p := peak(); p > max {
+		t.Errorf("%d connections open at once, want at most %d", p, max)
+	}
+}
