@@ -378,6 +378,9 @@ func TestConfigTokenProtected(t *testing.T) {
 		}
 		before, _ := os.ReadFile(path)
 		cfg, err := master.LoadConfig(path)
+		if err == nil {
+			err = master.CheckTokenFile(path, cfg)
+		}
 		switch {
 		case tt.ok && err != nil:
 			t.Errorf("%s at %04o: %v", tt.body, tt.mode, err)

@@ -110,3 +110,24 @@ func TestEveryAlias(t *testing.T) {
 		t.Fatalf("%d alias cases checked, want at least master run -v/--verbose, before and after", n)
 	}
 }
+
+// TestRunRefusesReadableToken: master run refuses a config that holds the
+// token while others may read it; master ps, which sends no token, reads
+// it.
+func TestRunRefusesReadableToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "masterconfig.json")
+	if err := os.WriteFile(path, []byte(`{"token": "T", "runtimedirectory": "rt"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o644)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	t.Setenv("BERTH_ANNOUNCE_DIR", t.TempDir())
+	_, errOut, code := runCode(ctx, "run", "--config", path)
+	if code != 1 || !strings.Contains(errOut, "chmod 600 "+path) {
+		t.Errorf("master run with a 0644 config holding the token: exit %d, %q; want 1 and chmod 600", code, errOut)
+	}
+	if _, errOut, _ := runCode(t.Context(), "ps", "--config", path); strings.Contains(errOut, "chmod 600") || !strings.Contains(errOut, "no master has run with runtime directory") {
+		t.Errorf("master ps refused the config for its token: %q", errOut)
+	}
+}

@@ -46,6 +46,9 @@ func runCommand() *cli.Command {
 				fmt.Fprintf(c.App.ErrWriter, "master: %s did not exist; wrote it with the defaults (lanmanager %s, runtime directory %s)\n",
 					path, cfg.LanManagerAddress, cfg.RuntimeDirectory)
 			}
+			if err := master.CheckTokenFile(path, cfg); err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
 			if err := resolveToken(c, &cfg); err != nil {
 				return err
 			}
