@@ -24,7 +24,7 @@ func TestVersionReported(t *testing.T) {
 			t.Fatalf("%s --version: %v %s", b, err, out)
 		}
 		fields := strings.Fields(string(out))
-		if len(fields) != 3 || fields[1] != "version" || !regexp.MustCompile(`^([0-9a-f]{12}(-dirty)?|v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?|devel)$`).MatchString(fields[2]) {
+		if len(fields) != 3 || fields[1] != "version" || !regexp.MustCompile(`^([0-9a-f]{12}(-dirty)?|v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?(\+dirty)?|devel)$`).MatchString(fields[2]) {
 			t.Fatalf("%s --version = %q, want \"<name> version <revision>\"", b, out)
 		}
 		versions = append(versions, fields[2])

@@ -156,6 +156,7 @@ func (r *run) run(ctx context.Context) error {
 	if r.cfg.APIProcess != "" {
 		if api, err = startProbe(r.cfg.APIProcess, r.cfg.APIProcessArgs, r.tgt.Addr, r.tgt.Token, r.needNames,
 			r.cfg.APIInterval, r.cfg.APICalls); err != nil {
+			sub.CloseNow()
 			return err
 		}
 	}
