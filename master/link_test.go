@@ -105,10 +105,13 @@ func TestLinkDroppedWhenSilent(t *testing.T) {
 	a := openAgent(t, testConfig(t, f.addr))
 	l := f.next(t, 10*time.Second)
 	const ttl = 400 * time.Millisecond
+	// Before the send: the master hears the welcome after this instant,
+	// so its TTL ends after welcomed+ttl (taken after the send, the test
+	// could be late by however long it waited for a core: 395 ms seen).
+	welcomed := time.Now()
 	if err := l.conn.SendBody(pipes.TypeWelcome, 0, &pipes.Welcome{HeartbeatMS: 50, TTLMS: int(ttl / time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
-	welcomed := time.Now()
 	pings := 0
 	frames := l.recvAll(false)
 	deadline := time.After(10 * time.Second)
