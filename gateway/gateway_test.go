@@ -261,13 +261,16 @@ func TestLimits(t *testing.T) {
 
 	// Two sockets that read (and so answer pings) stay; a third is refused.
 	// (The pong timeout is 2 s, not less: under a loaded CI run a reading
-	// client missed a 100 ms one, was dropped, and the third got its place.)
+	// client may miss a 100 ms one, be dropped, and leave its place.)
 	a, _ := dial(t, base, "web", nil)
 	b, _ := dial(t, base, "web", nil)
 	stopA := reading(t, a)
 	defer stopA()
 	stopB := reading(t, b)
 	defer stopB()
+	// A socket counts once on_connect accepted it: the third must come
+	// after both are counted, or it may take the place of one of them.
+	waitUntil(t, "a and b to be listed", func() bool { return len(gw.Connections()) == 2 })
 	third, _ := dial(t, base, "web", nil)
 	if ce := closedWith(t, third); ce.Code != websocket.StatusTryAgainLater || !strings.Contains(ce.Reason, "too many connections") {
 		t.Errorf("third socket: closed with %d %q, want 1013", ce.Code, ce.Reason)
@@ -281,6 +284,9 @@ func TestLimits(t *testing.T) {
 	// A client that reads nothing answers no ping: closed with 1001.
 	waitUntil(t, "a and b to go", func() bool { return len(gw.Connections()) == 0 })
 	silent, _ := dial(t, base, "web", nil)
+	// Listed first (on_connect accepted it), then dropped: reading it
+	// before then would answer the pings.
+	waitUntil(t, "the silent socket to be listed", func() bool { return len(gw.Connections()) == 1 })
 	waitUntil(t, "the silent socket to be dropped", func() bool { return len(gw.Connections()) == 0 })
 	if ce := closedWith(t, silent); ce.Code != websocket.StatusGoingAway || !strings.Contains(ce.Reason, "no pong") {
 		t.Errorf("silent socket closed with %d %q, want 1001 no pong", ce.Code, ce.Reason)
