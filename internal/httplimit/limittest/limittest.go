@@ -42,44 +42,7 @@ func Check(t testing.TB, addr string, max int, peak func() int) {
 		t.Errorf("100 KiB header: %s, want 431", resp.Status)
 	}
 
-	began := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, max)
-	for i := range max {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatalf("dial %d: %v", i, err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		wg.Go(func() {
-			if _, err := io.Copy(io.Discard, c); err != nil && !strings.Contains(err.Error(), "reset") {
-				errs <- fmt.Errorf("a silent connection was not closed by the server: %w", err)
-			}
-		})
-	}
-	// Queued behind the silent ones (in the kernel's backlog), a real
-	// request waits for a free slot and is answered.
-	real, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer real.Close()
-	real.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := fmt.Fprintf(real, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", addr); err != nil {
-		t.Fatal(err)
-	}
-	resp, err = http.ReadResponse(bufio.NewReader(real), nil)
-	if err != nil {
-		t.Fatalf("a request behind %d silent connections: %v", max, err)
-	}
-	resp.Body.Close()
-	served := time.Since(began)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	resp, served := fillThenQueue(t, addr, max, 30*time.Second, "silent connection", nil)
 	t.Logf("FIGURE connection cap on %s: %d silent connections closed, a request behind them answered %s after %s, at most %d open",
 		addr, max, resp.Status, served.Round(time.Millisecond), peak())
 	if p := peak(); p != max {
@@ -87,12 +50,12 @@ func Check(t testing.TB, addr string, max int, peak func() int) {
 	}
 }
 
-// CheckSlowBodies attacks the server at addr, whose listener allows max
-// connections, with max clients that send a POST's headers announcing a
-// body and then nothing: the server must close them (its body timeout),
-// and a request queued behind them must be answered. It takes about the
-// server's body timeout; it fails after 60 s.
-func CheckSlowBodies(t testing.TB, addr string, max int, peak func() int) {
+// fillThenQueue opens max connections to addr, sends send's bytes on
+// each (nothing if send is nil), and then a request queued behind them
+// (in the kernel's backlog); it checks that the server closes every one
+// of the max and answers the request, within within, and returns the
+// answer and how long it took from the first connection.
+func fillThenQueue(t testing.TB, addr string, max int, within time.Duration, what string, send func(c net.Conn) error) (*http.Response, time.Duration) {
 	t.Helper()
 	began := time.Now()
 	var wg sync.WaitGroup
@@ -103,13 +66,15 @@ func CheckSlowBodies(t testing.TB, addr string, max int, peak func() int) {
 			t.Fatalf("dial %d: %v", i, err)
 		}
 		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(60 * time.Second))
-		if _, err := fmt.Fprintf(c, "POST /v1/needs HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", addr); err != nil {
-			t.Fatal(err)
+		c.SetDeadline(time.Now().Add(within))
+		if send != nil {
+			if err := send(c); err != nil {
+				t.Fatal(err)
+			}
 		}
 		wg.Go(func() {
 			if _, err := io.Copy(io.Discard, c); err != nil && !strings.Contains(err.Error(), "reset") {
-				errs <- fmt.Errorf("a connection whose body never came was not closed by the server: %w", err)
+				errs <- fmt.Errorf("a %s was not closed by the server: %w", what, err)
 			}
 		})
 	}
@@ -118,13 +83,13 @@ func CheckSlowBodies(t testing.TB, addr string, max int, peak func() int) {
 		t.Fatal(err)
 	}
 	defer real.Close()
-	real.SetDeadline(time.Now().Add(60 * time.Second))
+	real.SetDeadline(time.Now().Add(within))
 	if _, err := fmt.Fprintf(real, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", addr); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(real), nil)
 	if err != nil {
-		t.Fatalf("a request behind %d connections that send no body: %v", max, err)
+		t.Fatalf("a request behind %d of %s: %v", max, what, err)
 	}
 	resp.Body.Close()
 	served := time.Since(began)
@@ -133,6 +98,20 @@ func CheckSlowBodies(t testing.TB, addr string, max int, peak func() int) {
 	for err := range errs {
 		t.Error(err)
 	}
+	return resp, served
+}
+
+// CheckSlowBodies attacks the server at addr, whose listener allows max
+// connections, with max clients that send a POST's headers announcing a
+// body and then nothing: the server must close them (its body timeout),
+// and a request queued behind them must be answered. It takes about the
+// server's body timeout; it fails after 60 s.
+func CheckSlowBodies(t testing.TB, addr string, max int, peak func() int) {
+	t.Helper()
+	resp, served := fillThenQueue(t, addr, max, 60*time.Second, "connection whose body never came", func(c net.Conn) error {
+		_, err := fmt.Fprintf(c, "POST /v1/needs HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", addr)
+		return err
+	})
 	t.Logf("FIGURE slow bodies on %s: %d connections that announced a body and sent 1 byte of it closed, a request behind them answered %s after %s",
 		addr, max, resp.Status, served.Round(time.Millisecond))
 	if p := peak(); p > max {
