@@ -334,24 +334,10 @@ func TestServiceLsDropsBackoffFields(t *testing.T) {
 // directory for master ps (never into the work tree).
 func TestDevHints(t *testing.T) {
 	t.Setenv("BERTH_TOKEN", "")
-	ctx, cancel := context.WithCancel(t.Context())
-	var errOut lockedBuffer
-	done := make(chan int, 1)
 	wd, _ := os.Getwd()
 	before, _ := os.ReadDir(wd)
 	announce := t.TempDir()
-	go func() {
-		done <- runApp(ctx, []string{"lanmanager", "dev", "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--announce-dir", announce}, io.Discard, &errOut)
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(errOut.String(), "master ps --config") {
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("dev printed no hints:\n%s", errOut.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling dev's output, bounded by the deadline
-	}
-	out := errOut.String()
+	out, stop := startDev(t, "--listen", "127.0.0.1:0", "--ipc-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--announce-dir", announce)
 	m := regexp.MustCompile(`lanmanager on http://(127\.0\.0\.1:\d+)`).FindStringSubmatch(out)
 	if m == nil || strings.HasSuffix(m[1], ":0") {
 		t.Fatalf("dev did not say where it listens:\n%s", out)
@@ -386,15 +372,7 @@ func TestDevHints(t *testing.T) {
 	if _, err := master.LoadConfig(conf[1]); err != nil {
 		t.Errorf("the config dev points master ps at: %v", err)
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("dev exited %d on Ctrl-C:\n%s", code, errOut.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("dev did not stop")
-	}
+	stop()
 	after, _ := os.ReadDir(wd)
 	if len(after) != len(before) {
 		t.Errorf("dev wrote into the working directory: %d entries before, %d after", len(before), len(after))
@@ -510,22 +488,8 @@ func TestDevDefaultPortsTaken(t *testing.T) {
 		}
 		t.Cleanup(func() { ln.Close() })
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	var errOut lockedBuffer
-	done := make(chan int, 1)
 	announce := t.TempDir()
-	go func() {
-		done <- runApp(ctx, []string{"lanmanager", "dev", "--announce-dir", announce}, io.Discard, &errOut)
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(errOut.String(), "master ps --config") {
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("dev printed no hints:\n%s", errOut.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling dev's output, bounded by the deadline
-	}
-	out := errOut.String()
+	out, stop := startDev(t, "--announce-dir", announce)
 	for _, re := range []string{`lanmanager on http://127\.0\.0\.1:(\d+)`, `IPC hub on ws://127\.0\.0\.1:(\d+)`, `gateway on ws://127\.0\.0\.1:(\d+)`} {
 		m := regexp.MustCompile(re).FindStringSubmatch(out)
 		if m == nil || m[1] == "23552" || m[1] == "9163" || m[1] == "8000" {
@@ -538,14 +502,39 @@ func TestDevDefaultPortsTaken(t *testing.T) {
 	if code := runApp(cctx, []string{"lanmanager", "master", "ls", "--announce-dir", announce}, &ls, io.Discard); code != 0 || !strings.Contains(ls.String(), "local") {
 		t.Errorf("master ls without --addr: exit %d, %q; want dev's master", code, ls.String())
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("dev exited %d:\n%s", code, errOut.String())
+	stop()
+}
+
+// startDev runs `lanmanager dev args...` in this process until it has
+// printed its hints, and returns what it printed; stop is Ctrl-C, and
+// checks that dev exits 0 within 20 s.
+func startDev(t *testing.T, args ...string) (out string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	var errOut lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runApp(ctx, append([]string{"lanmanager", "dev"}, args...), io.Discard, &errOut)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(errOut.String(), "master ps --config") {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("dev printed no hints:\n%s", errOut.String())
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("dev did not stop")
+		time.Sleep(20 * time.Millisecond) // polling dev's output, bounded by the deadline
+	}
+	return errOut.String(), func() {
+		t.Helper()
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("dev exited %d on Ctrl-C:\n%s", code, errOut.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("dev did not stop")
+		}
 	}
 }
 
