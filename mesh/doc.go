@@ -30,14 +30,16 @@
 //
 // # Connections
 //
-// On Linux an event loop copies the bytes (pump_linux.go): one goroutine
-// over an edge-triggered epoll set accepts, dials without blocking, and
-// reads and writes the non-blocking sockets through one 64 KiB buffer,
-// keeping a pending buffer only for a destination that does not take all
-// it was given (and reading no more from that source until it does). A
-// listener that is not TCP, or a backend whose address is a host name,
-// goes through the net package and is handed to the loop once connected.
-// Elsewhere, and where the loop cannot start, each connection is copied
+// On Linux event loops copy the bytes (pump_linux.go), one per P: each a
+// goroutine over an edge-triggered epoll set, parked in Go's poller while
+// the set is empty. A listener's loop accepts and hands each connection to
+// the loop holding the fewest, which dials without blocking and reads and
+// writes the non-blocking sockets through one 64 KiB buffer, keeping a
+// pending buffer only for a destination that does not take all it was
+// given (and reading no more from that source until it does). A listener
+// that is not TCP, or a backend whose address is a host name, goes through
+// the net package and is handed to a loop once connected. Elsewhere, and
+// where the loops cannot start, each connection is copied
 // both ways by two goroutines through pooled buffers. Either way the end
 // of one direction is passed on as a half-close, and an error in either
 // closes both. A backend that Update removes gets no new connection at

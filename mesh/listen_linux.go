@@ -5,8 +5,9 @@ import (
 	"syscall"
 )
 
-// listenConfig sets the client keep-alive on the listening socket, whose
-// accepted sockets inherit it, and none on each accepted one.
+// listenConfig sets the client keep-alive and TCP_NODELAY on the listening
+// socket, before it listens, so that every socket accepted on it inherits
+// them, and none on each accepted one.
 func listenConfig() *net.ListenConfig {
 	return &net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, c syscall.RawConn) error {
 		var err error
@@ -17,6 +18,7 @@ func listenConfig() *net.ListenConfig {
 				{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(k.Idle.Seconds())},
 				{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(k.Interval.Seconds())},
 				{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, k.Count},
+				{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
 			} {
 				if err == nil {
 					err = syscall.SetsockoptInt(int(fd), o.level, o.opt, o.v)

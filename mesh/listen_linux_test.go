@@ -7,7 +7,8 @@ import (
 )
 
 // TestListenKeepAliveInherited: a connection accepted on Listen's listener
-// probes as Go's default would have set it, with no setsockopt of its own.
+// probes as Go's default would have set it, and has TCP_NODELAY, with no
+// setsockopt of its own.
 func TestListenKeepAliveInherited(t *testing.T) {
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
@@ -33,6 +34,7 @@ func TestListenKeepAliveInherited(t *testing.T) {
 		"TCP_KEEPIDLE":  {syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 15},
 		"TCP_KEEPINTVL": {syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15},
 		"TCP_KEEPCNT":   {syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 9},
+		"TCP_NODELAY":   {syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
 	}
 	rc.Control(func(fd uintptr) {
 		for name, w := range want {

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -41,11 +44,13 @@ const pumpTurn = 16
 
 var pendingPool = sync.Pool{New: func() any { return new([pumpScratch]byte) }}
 
-// pumpLoops is how many loops run. On the 2-core machine of bench/mesh,
-// one loop beside the load generator and the backends spent the least CPU
-// per request, and two (tried with an experiment switch since removed)
-// served no more requests.
-const pumpLoops = 1
+// pumpLoops is how many loops run: one per core the Go scheduler runs on,
+// as HAProxy runs a thread per core. A listener is accepted on by one loop,
+// which hands each new connection to the loop holding the fewest (HAProxy's
+// listener queues do the same): on bench/mesh's 2 cores one loop left a
+// fifth of the CPU idle, every request waiting its turn on one thread, as
+// HAProxy does with nbthread 1.
+func pumpLoops() int { return min(runtime.GOMAXPROCS(0), 64) }
 
 // pumps is the package's set of loops, started when the first proxy uses
 // them and stopped when the last proxy that used them is closed.
@@ -61,7 +66,7 @@ func acquirePumps() error {
 	pumps.mu.Lock()
 	defer pumps.mu.Unlock()
 	if pumps.users == 0 {
-		for range pumpLoops {
+		for range pumpLoops() {
 			pm, err := newPump()
 			if err != nil {
 				for _, pm := range pumps.loops {
@@ -71,6 +76,9 @@ func acquirePumps() error {
 				return err
 			}
 			pumps.loops = append(pumps.loops, pm)
+		}
+		for _, pm := range pumps.loops {
+			pm.peers = pumps.loops
 		}
 	}
 	pumps.users++
@@ -101,10 +109,27 @@ func pickPump() *pump {
 	return pm
 }
 
+// lightest returns the loop holding the fewest connections, pm on a tie.
+// The loops it chooses from are fixed while any proxy uses them, and pm's
+// proxy does.
+func (pm *pump) lightest() *pump {
+	best, least := pm, pm.load.Load()
+	for _, o := range pm.peers {
+		if n := o.load.Load(); n < least {
+			best, least = o, n
+		}
+	}
+	return best
+}
+
 // pump is one event loop.
 type pump struct {
 	epfd, evfd int
-	done       chan struct{} // closed when run returns
+	ep         *os.File        // epfd, in Go's poller: the loop parks on it
+	epc        syscall.RawConn // ep's
+	done       chan struct{}   // closed when run returns
+	peers      []*pump         // every loop, itself included; set before the first post
+	load       atomic.Int64    // connections held: links, and those handed to it not yet opened
 
 	mu    sync.Mutex // guards the fields below
 	posts []func()   // run on the loop, in order
@@ -118,6 +143,7 @@ type pump struct {
 	dirty      []*plink
 	again      []*pumpAcceptor // listeners whose turn ended with more to accept
 	connecting map[*plink]struct{}
+	parked     time.Time // when the loop last went through the scheduler
 	scratch    [pumpScratch]byte
 }
 
@@ -125,6 +151,7 @@ type pump struct {
 type pumpAcceptor struct {
 	fd      int
 	p       *Proxy
+	nodelay bool          // on the listener since before it listened, so on every socket accepted (Linux copies it)
 	retry   time.Time     // after a full file table: accept again from then
 	backoff time.Duration // of the last full file table
 	removed chan struct{} // closed once the loop has closed fd
@@ -182,7 +209,24 @@ func newPump() (*pump, error) {
 		unix.Close(evfd)
 		return nil, err
 	}
-	pm := &pump{epfd: epfd, evfd: evfd, done: make(chan struct{}), ends: map[int]*pumpEnd{},
+	// The loop waits for its epoll set in Go's poller (an epoll set is
+	// readable while it holds events), not in a blocking epoll_wait: a
+	// thread blocked in a system call holds its P until the scheduler's
+	// monitor takes it away, which, with a loop per P, woke that monitor
+	// every 20 µs and cost more CPU per request than a second loop saved.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	epc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		unix.Close(evfd)
+		return nil, err
+	}
+	pm := &pump{epfd: epfd, evfd: evfd, ep: ep, epc: epc, done: make(chan struct{}), ends: map[int]*pumpEnd{},
 		acceptors: map[int]*pumpAcceptor{}, connecting: map[*plink]struct{}{}}
 	go pm.run()
 	return pm, nil
@@ -216,11 +260,12 @@ func (pm *pump) stop() {
 func (pm *pump) run() {
 	defer close(pm.done)
 	defer unix.Close(pm.evfd)
-	defer unix.Close(pm.epfd)
+	defer pm.ep.Close()
 	events := make([]unix.EpollEvent, 256)
 	for {
+		pm.yield()
 		timeout := pm.timeout()
-		n, err := unix.EpollWait(pm.epfd, events, timeout)
+		n, err := pm.wait(events, timeout)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -273,6 +318,55 @@ func (pm *pump) run() {
 				pm.serve(l)
 			}
 		}
+	}
+}
+
+// wait returns the events of the loop's set: at once when timeout is 0,
+// else when there are some or after timeout milliseconds (-1: none).
+func (pm *pump) wait(events []unix.EpollEvent, timeout int) (n int, err error) {
+	poll := func() {
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(pm.epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		n, err = int(r), nil
+		if e != 0 {
+			n, err = 0, e
+		}
+	}
+	if timeout == 0 {
+		poll()
+		return n, err
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(time.Duration(timeout) * time.Millisecond)
+	}
+	if err := pm.ep.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	calls := 0
+	rerr := pm.epc.Read(func(uintptr) bool {
+		calls++
+		poll()
+		return n > 0 || err != nil
+	})
+	if calls > 1 {
+		pm.parked = time.Now()
+	}
+	if err == nil && rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
+		err = rerr
+	}
+	return n, err
+}
+
+// yield lets the scheduler run another goroutine when the loop has not
+// parked for a millisecond. A goroutine that runs for 10 ms without going
+// through the scheduler is preempted by a signal, and each preemption
+// keeps the scheduler's monitor waking every 20 µs for the next
+// millisecond: under load, where every wait finds events at once, that
+// was 4 wake-ups of the monitor per proxied connection.
+func (pm *pump) yield() {
+	if now := time.Now(); now.Sub(pm.parked) >= time.Millisecond {
+		runtime.Gosched()
+		pm.parked = now
 	}
 }
 
@@ -335,7 +429,7 @@ func (pm *pump) expire() {
 // gets its first event at once (epoll polls it on ADD).
 func (pm *pump) watch(e *pumpEnd) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(e.fd)}
-	if err := unix.EpollCtl(pm.epfd, unix.EPOLL_CTL_ADD, e.fd, &ev); err != nil {
+	if err := rawEpollCtl(pm.epfd, unix.EPOLL_CTL_ADD, e.fd, &ev); err != nil {
 		return err
 	}
 	pm.ends[e.fd] = e
@@ -346,6 +440,7 @@ func (pm *pump) watch(e *pumpEnd) error {
 // over by forward).
 func (pm *pump) register(l *plink) {
 	pm.links++
+	pm.load.Add(1)
 	for i := range l.ends {
 		if err := pm.watch(&l.ends[i]); err != nil {
 			pm.end(l)
@@ -396,7 +491,7 @@ func (pm *pump) serve(l *plink) {
 				pm.end(l)
 				return
 			}
-			if err := unix.Shutdown(d.dst.fd, unix.SHUT_WR); err != nil {
+			if err := rawShutdown(d.dst.fd, unix.SHUT_WR); err != nil {
 				pm.end(l)
 				return
 			}
@@ -483,7 +578,7 @@ func (pm *pump) closeEnd(e *pumpEnd) {
 	if pm.ends[e.fd] == e {
 		delete(pm.ends, e.fd)
 	}
-	unix.Close(e.fd) // which takes it out of the epoll set
+	rawClose(e.fd) // which takes it out of the epoll set
 	e.fd = -1
 }
 
@@ -504,25 +599,8 @@ func (pm *pump) end(l *plink) {
 		}
 	}
 	pm.links--
+	pm.load.Add(-1)
 	l.finish()
-}
-
-// read and write are read(2) and write(2) without the scheduler's
-// bookkeeping of a blocking system call: the sockets are non-blocking.
-func read(fd int, p []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-func write(fd int, p []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
 }
 
 // dupFD duplicates c's socket: close-on-exec, and non-blocking like the
@@ -596,6 +674,11 @@ func (p *Proxy) serveLoop(ln net.Listener) (ok bool) {
 	ln.Close() // the loop's duplicate keeps the socket listening
 	pm := pickPump()
 	a := &pumpAcceptor{fd: fd, p: p, removed: make(chan struct{})}
+	// Set on the listener before it listened (Listen does), TCP_NODELAY is
+	// on every socket accepted from it; set later, not on those that
+	// completed their handshake before.
+	v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+	a.nodelay = err == nil && v == 1
 	pm.post(func() {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
 		if err := unix.EpollCtl(pm.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
@@ -618,7 +701,7 @@ func (p *Proxy) serveLoop(ln net.Listener) (ok bool) {
 // accept takes the connections waiting on a's listener, a turn's worth.
 func (pm *pump) accept(a *pumpAcceptor) {
 	for range pumpTurn {
-		nfd, sa, err := unix.Accept4(a.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		nfd, ip, err := rawAccept(a.fd)
 		switch {
 		case err == unix.EAGAIN:
 			a.backoff = 0
@@ -633,24 +716,27 @@ func (pm *pump) accept(a *pumpAcceptor) {
 			a.p.log.Warn("mesh: accept", "err", err, "retry_in", a.backoff)
 			return
 		}
-		unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		pm.open(a.p, nfd, sockaddrIP(sa))
+		if !a.nodelay {
+			rawSetInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		}
+		to, p := pm.lightest(), a.p
+		to.load.Add(1)
+		if to == pm {
+			pm.open(p, nfd, ip)
+			continue
+		}
+		p.wg.Add(1) // the acceptor's count is held: above zero
+		to.post(func() {
+			to.open(p, nfd, ip)
+			p.wg.Done()
+		})
 	}
 	pm.again = append(pm.again, a)
 }
 
-func sockaddrIP(sa unix.Sockaddr) netip.Addr {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrFrom4(sa.Addr)
-	case *unix.SockaddrInet6:
-		return netip.AddrFrom16(sa.Addr).Unmap()
-	}
-	return netip.Addr{}
-}
-
-// open starts a connection from a client accepted on the loop: it is
-// registered with the proxy, watched, and dialled to a backend.
+// open starts a connection from a client accepted on a loop (this one, or
+// one that handed it over, counting it in pm.load): it is registered with
+// the proxy, watched, and dialled to a backend.
 func (pm *pump) open(p *Proxy, cfd int, ip netip.Addr) {
 	l := &link{}
 	pl := &plink{p: p, l: l, ip: ip}
@@ -663,6 +749,7 @@ func (pm *pump) open(p *Proxy, cfd int, ip netip.Addr) {
 	if p.closed {
 		p.mu.Unlock()
 		unix.Close(cfd)
+		pm.load.Add(-1)
 		return
 	}
 	p.links[l] = struct{}{}
@@ -688,8 +775,7 @@ func (pm *pump) open(p *Proxy, cfd int, ip netip.Addr) {
 		pm.end(pl)
 		return
 	}
-	pl.ends[0].readable = true // its request may be there already
-	pm.dial(pl)
+	pm.dial(pl) // a request already there is reported by the watch, as the backend's data is
 }
 
 // dial connects pl to the next backend the strategy picks, or ends it
@@ -707,7 +793,7 @@ func (pm *pump) dial(pl *plink) {
 			pm.dialByName(pl, b)
 			return
 		}
-		fd, err := connect(b.ap)
+		fd, err := rawConnect(b.ap)
 		if err != nil {
 			b.conns.Add(-1)
 			pl.b = nil
@@ -767,38 +853,20 @@ func (pm *pump) dialByName(pl *plink, b *backend) {
 	}()
 }
 
-// connect opens a non-blocking socket to ap and starts connecting it.
-func connect(ap netip.AddrPort) (int, error) {
-	var sa unix.Sockaddr
-	family := unix.AF_INET
-	if ap.Addr().Is4() {
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	} else {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1) // the system's timings: backendKeepAlive
-	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
 // dialDone finishes a dial whose socket said writable or hung up.
 func (pm *pump) dialDone(pl *plink) {
-	errno, err := unix.GetsockoptInt(pl.ends[1].fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err == nil && errno != 0 {
-		err = unix.Errno(errno)
-	}
-	if err != nil {
-		pm.dialFailed(pl, err)
-		return
+	// Writable with no error nor hang-up is a connect that succeeded (a
+	// failed one says EPOLLERR): only then is SO_ERROR read, which is 0
+	// for a connection the backend took and has already closed.
+	if pl.ends[1].hup {
+		errno, err := unix.GetsockoptInt(pl.ends[1].fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err == nil && errno != 0 {
+			err = unix.Errno(errno)
+		}
+		if err != nil {
+			pm.dialFailed(pl, err)
+			return
+		}
 	}
 	delete(pm.connecting, pl)
 	pl.connecting = false
@@ -819,8 +887,7 @@ func (pm *pump) connected(pl *plink) {
 		return
 	}
 	pl.joined = true
-	pl.ends[1].readable = true
-	pm.mark(pl)
+	pm.mark(pl) // what the backend sent already was an event like any other
 }
 
 // dialFailed ejects the backend of a dial that failed and tries another.
