@@ -46,3 +46,39 @@ func BenchmarkInstanceCommit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBatchCommit is the committer's case: one transaction writing
+// 100 instance records scattered over a store of 50,000 (the records a
+// placer pass and the links' events change between two commits).
+func BenchmarkBatchCommit(b *testing.B) {
+	const n, per = 50000, 100
+	st, err := lan.OpenStore(filepath.Join(b.TempDir(), "lan.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ch := &lan.Change{}
+	for i := range n {
+		ch.PutInstances = append(ch.PutInstances, &needs.Instance{Need: fmt.Sprintf("sim-%04d", i/100), Index: i % 100,
+			Name: needs.InstanceName(fmt.Sprintf("sim-%04d", i/100), i%100), State: needs.Running, Since: time.Now().UTC(),
+			Placement: needs.Placement{Alloc: "0123456789abcdef0123", MasterID: "sim0123456789abcdef", Master: "m0001", Address: "127.0.0.1",
+				PID: 100000 + i, Ports: map[needs.Protocol]int{needs.HTTP: 40000}, StartedAt: time.Now().UTC()}})
+	}
+	if err := st.Apply(ch); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		batch := &lan.Change{}
+		for range per {
+			in := ch.PutInstances[(i*7919)%n] // scattered
+			in.Since = time.Now().UTC()
+			batch.PutInstances = append(batch.PutInstances, in)
+			i++
+		}
+		if err := st.Apply(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "records/s")
+}
