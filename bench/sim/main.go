@@ -85,6 +85,7 @@ type options struct {
 	cpuProfile, mutexProfile string
 	keep, quiet              bool
 	mastersNice              int
+	mastersIdle              bool
 	apiInProcess             bool
 }
 
@@ -111,6 +112,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the lanmanager's data directory and log")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines on standard error")
 	fs.IntVar(&o.mastersNice, "masters-nice", 0, "scheduling priority (nice, 0-19) of the simulated side once the lanmanager runs: on a LAN the masters have cores of their own")
+	fs.BoolVar(&o.mastersIdle, "masters-idle", false, "run the simulated side under SCHED_IDLE once the lanmanager runs (a core only when the lanmanager and the API's caller want none): masters on machines of their own do not compete for the lanmanager's cores")
 	fs.BoolVar(&o.apiInProcess, "api-in-process", false, "call the API from the simulator's process, beside the simulated masters, instead of from a process of its own as a user's CLI does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -158,13 +160,13 @@ func simMain(args []string) (ok bool, err error) {
 			lm.stop()
 			return false, err
 		}
-		if o.mastersNice != 0 {
+		if o.mastersNice != 0 || o.mastersIdle {
 			// The API's caller is a user, not one of the masters.
 			o.cfg.APIProcessArgs = []string{"-nice", "0"}
 		}
 	}
-	if o.mastersNice != 0 {
-		if err := setNice(o.mastersNice); err != nil {
+	if o.mastersNice != 0 || o.mastersIdle {
+		if err := setPriority(o.mastersNice, o.mastersIdle); err != nil {
 			lm.stop()
 			return false, err
 		}

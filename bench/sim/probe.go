@@ -42,7 +42,7 @@ func probeMain(args []string) error {
 	needList := fs.String("needs", "", "the run's needs, comma-separated")
 	interval := fs.Duration("interval", 20*time.Millisecond, "pace of the calls")
 	calls := fs.Int("calls", 100000, "most calls")
-	nice := fs.Int("nice", 0, "scheduling priority of this process's threads (default: its parent's)")
+	nice := fs.Int("nice", 0, "scheduling priority of this process's threads, under the normal policy (default: its parent's priority and policy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func probeMain(args []string) error {
 	if niceSet {
 		// Raising a priority back needs root: without it the probe
 		// runs at its parent's, and says so.
-		if err := setNice(*nice); err != nil {
+		if err := setPriority(*nice, false); err != nil {
 			fmt.Fprintf(os.Stderr, "sim probe: %v; the API calls run at the simulated masters' priority\n", err)
 		}
 	}

@@ -49,7 +49,7 @@ func serveMain(args []string) error {
 	niceSet := false
 	fs.Visit(func(f *flag.Flag) { niceSet = niceSet || f.Name == "nice" })
 	if niceSet {
-		if err := setNice(c.nice); err != nil {
+		if err := setPriority(c.nice, false); err != nil {
 			return err
 		}
 	}
