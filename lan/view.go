@@ -20,10 +20,39 @@ type view struct {
 	mu     sync.RWMutex // Protects following.
 	needs  map[string]*needs.Need
 	byNeed map[string]map[string]*needs.Instance // need → instance → record, never changed once here
+	counts map[string]*needCounts                // need → what list shows of its instances, kept as they change
+}
+
+// needCounts is what a need's instances add up to in a list: kept as
+// records come and go, so that a list costs the needs, not the 50,000
+// instances they may hold (it took 6.5 ms at p50 under the simulator's
+// full size, with the view's lock held against the committer).
+type needCounts struct {
+	running, pending int
+	reasons          map[string]string // instance → reason, for those needs.NeedStatus.Count lists
+}
+
+// add counts in (sign 1) or takes it out (sign -1), as Count would.
+func (c *needCounts) add(in *needs.Instance, sign int) {
+	switch in.State {
+	case needs.Running:
+		c.running += sign
+	case needs.Pending, needs.Backoff, needs.Starting:
+		if !in.Removing {
+			c.pending += sign
+		}
+	}
+	if in.Reason != "" && !in.Removing {
+		if sign > 0 {
+			c.reasons[in.Name] = in.Reason
+		} else {
+			delete(c.reasons, in.Name)
+		}
+	}
 }
 
 func newView(ns map[string]*needs.Need, is map[string]*needs.Instance) *view {
-	v := &view{needs: map[string]*needs.Need{}, byNeed: map[string]map[string]*needs.Instance{}}
+	v := &view{needs: map[string]*needs.Need{}, byNeed: map[string]map[string]*needs.Instance{}, counts: map[string]*needCounts{}}
 	for name, n := range ns {
 		v.needs[name] = n.Clone()
 	}
@@ -35,11 +64,18 @@ func newView(ns map[string]*needs.Need, is map[string]*needs.Instance) *view {
 
 func (v *view) put(in *needs.Instance) {
 	m := v.byNeed[in.Need]
+	c := v.counts[in.Need]
 	if m == nil {
 		m = map[string]*needs.Instance{}
 		v.byNeed[in.Need] = m
+		c = &needCounts{reasons: map[string]string{}}
+		v.counts[in.Need] = c
+	}
+	if old := m[in.Name]; old != nil {
+		c.add(old, -1)
 	}
 	m[in.Name] = in
+	c.add(in, 1)
 }
 
 func (v *view) drop(name string) {
@@ -48,9 +84,13 @@ func (v *view) drop(name string) {
 		return
 	}
 	if m := v.byNeed[need]; m != nil {
+		if old := m[name]; old != nil {
+			v.counts[need].add(old, -1)
+		}
 		delete(m, name)
 		if len(m) == 0 {
 			delete(v.byNeed, need)
+			delete(v.counts, need)
 		}
 	}
 }
@@ -110,7 +150,15 @@ func (v *view) list() []*needs.NeedStatus {
 	defer v.mu.RUnlock()
 	out := make([]*needs.NeedStatus, 0, len(v.needs))
 	for _, n := range v.needs {
-		out = append(out, v.status(n, false))
+		st := &needs.NeedStatus{Need: *n.Clone()}
+		if c := v.counts[n.Name]; c != nil {
+			st.Running, st.Pending = c.running, c.pending
+			for name, r := range c.reasons {
+				st.Reasons = append(st.Reasons, name+": "+r)
+			}
+			slices.Sort(st.Reasons)
+		}
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
