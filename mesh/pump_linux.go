@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -221,10 +222,15 @@ func newPump() (*pump, error) {
 	}
 	ep := os.NewFile(uintptr(epfd), "epoll")
 	epc, err := ep.SyscallConn()
+	if err == nil {
+		// Not in Go's poller (NewFile could not add it), the loop could
+		// not wait on it: the proxy serves with goroutines instead.
+		err = ep.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		ep.Close()
 		unix.Close(evfd)
-		return nil, err
+		return nil, fmt.Errorf("epoll set in Go's poller: %w", err)
 	}
 	pm := &pump{epfd: epfd, evfd: evfd, ep: ep, epc: epc, done: make(chan struct{}), ends: map[int]*pumpEnd{},
 		acceptors: map[int]*pumpAcceptor{}, connecting: map[*plink]struct{}{}}
