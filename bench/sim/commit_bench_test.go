@@ -10,6 +10,28 @@ import (
 	"berth/needs"
 )
 
+// filledStore opens a store in a temporary directory holding n running
+// instances (100 per need), closed when b ends, and returns the change that
+// wrote them.
+func filledStore(b *testing.B, n int) (*lan.Store, *lan.Change) {
+	st, err := lan.OpenStore(filepath.Join(b.TempDir(), "lan.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	ch := &lan.Change{}
+	for i := range n {
+		ch.PutInstances = append(ch.PutInstances, &needs.Instance{Need: fmt.Sprintf("sim-%04d", i/100), Index: i % 100,
+			Name: needs.InstanceName(fmt.Sprintf("sim-%04d", i/100), i%100), State: needs.Running, Since: time.Now().UTC(),
+			Placement: needs.Placement{Alloc: "0123456789abcdef0123", MasterID: "sim0123456789abcdef", Master: "m0001", Address: "127.0.0.1",
+				PID: 100000 + i, Ports: map[needs.Protocol]int{needs.HTTP: 40000}, StartedAt: time.Now().UTC()}})
+	}
+	if err := st.Apply(ch); err != nil {
+		b.Fatal(err)
+	}
+	return st, ch
+}
+
 // BenchmarkInstanceCommit is what one instance transition costs the
 // lanmanager today: one fsync'd bbolt transaction (lan.Store.Apply) that
 // writes one instance record, on a store that already holds n instances.
@@ -18,21 +40,7 @@ import (
 func BenchmarkInstanceCommit(b *testing.B) {
 	for _, n := range []int{5000, 50000} {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
-			st, err := lan.OpenStore(filepath.Join(b.TempDir(), "lan.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			ch := &lan.Change{}
-			for i := range n {
-				ch.PutInstances = append(ch.PutInstances, &needs.Instance{Need: fmt.Sprintf("sim-%04d", i/100), Index: i % 100,
-					Name: needs.InstanceName(fmt.Sprintf("sim-%04d", i/100), i%100), State: needs.Running, Since: time.Now().UTC(),
-					Placement: needs.Placement{Alloc: "0123456789abcdef0123", MasterID: "sim0123456789abcdef", Master: "m0001", Address: "127.0.0.1",
-						PID: 100000 + i, Ports: map[needs.Protocol]int{needs.HTTP: 40000}, StartedAt: time.Now().UTC()}})
-			}
-			if err := st.Apply(ch); err != nil {
-				b.Fatal(err)
-			}
+			st, ch := filledStore(b, n)
 			i := 0
 			for b.Loop() {
 				in := ch.PutInstances[i%n]
@@ -52,21 +60,7 @@ func BenchmarkInstanceCommit(b *testing.B) {
 // placer pass and the links' events change between two commits).
 func BenchmarkBatchCommit(b *testing.B) {
 	const n, per = 50000, 100
-	st, err := lan.OpenStore(filepath.Join(b.TempDir(), "lan.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	ch := &lan.Change{}
-	for i := range n {
-		ch.PutInstances = append(ch.PutInstances, &needs.Instance{Need: fmt.Sprintf("sim-%04d", i/100), Index: i % 100,
-			Name: needs.InstanceName(fmt.Sprintf("sim-%04d", i/100), i%100), State: needs.Running, Since: time.Now().UTC(),
-			Placement: needs.Placement{Alloc: "0123456789abcdef0123", MasterID: "sim0123456789abcdef", Master: "m0001", Address: "127.0.0.1",
-				PID: 100000 + i, Ports: map[needs.Protocol]int{needs.HTTP: 40000}, StartedAt: time.Now().UTC()}})
-	}
-	if err := st.Apply(ch); err != nil {
-		b.Fatal(err)
-	}
+	st, ch := filledStore(b, n)
 	i := 0
 	for b.Loop() {
 		batch := &lan.Change{}
