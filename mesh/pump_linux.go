@@ -138,14 +138,20 @@ type pump struct {
 	woken bool // evfd has been written since the loop last read it
 
 	// The loop's own, touched on the loop only.
-	ends       map[int]*pumpEnd
-	acceptors  map[int]*pumpAcceptor
-	links      int
-	dirty      []*plink
-	again      []*pumpAcceptor // listeners whose turn ended with more to accept
-	connecting map[*plink]struct{}
-	parked     time.Time // when the loop last went through the scheduler
-	scratch    [pumpScratch]byte
+	ends        map[int]*pumpEnd
+	acceptors   map[int]*pumpAcceptor
+	links       int
+	dirty       []*plink
+	again       []*pumpAcceptor // listeners whose turn ended with more to accept
+	connecting  map[*plink]struct{}
+	parked      time.Time // when the loop last went through the scheduler
+	events      [256]unix.EpollEvent
+	pollOnce    func(uintptr) bool // for epc.Read: polls into events, n and err; true when there was something
+	polls, n    int
+	err         error
+	deadline    time.Time // the epoll file's read deadline, when deadlineSet
+	deadlineSet bool
+	scratch     [pumpScratch]byte
 }
 
 // pumpAcceptor is a listener the loop accepts on.
@@ -234,6 +240,11 @@ func newPump() (*pump, error) {
 	}
 	pm := &pump{epfd: epfd, evfd: evfd, ep: ep, epc: epc, done: make(chan struct{}), ends: map[int]*pumpEnd{},
 		acceptors: map[int]*pumpAcceptor{}, connecting: map[*plink]struct{}{}}
+	pm.pollOnce = func(uintptr) bool {
+		pm.polls++
+		pm.n, pm.err = pm.poll()
+		return pm.n > 0 || pm.err != nil
+	}
 	go pm.run()
 	return pm, nil
 }
@@ -267,11 +278,11 @@ func (pm *pump) run() {
 	defer close(pm.done)
 	defer unix.Close(pm.evfd)
 	defer pm.ep.Close()
-	events := make([]unix.EpollEvent, 256)
+	events := pm.events[:]
 	for {
 		pm.yield()
 		timeout := pm.timeout()
-		n, err := pm.wait(events, timeout)
+		n, err := pm.wait(timeout)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -329,38 +340,42 @@ func (pm *pump) run() {
 
 // wait returns the events of the loop's set: at once when timeout is 0,
 // else when there are some or after timeout milliseconds (-1: none).
-func (pm *pump) wait(events []unix.EpollEvent, timeout int) (n int, err error) {
-	poll := func() {
-		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(pm.epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-		n, err = int(r), nil
-		if e != 0 {
-			n, err = 0, e
-		}
-	}
+func (pm *pump) wait(timeout int) (int, error) {
 	if timeout == 0 {
-		poll()
-		return n, err
+		return pm.poll()
 	}
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(time.Duration(timeout) * time.Millisecond)
 	}
-	if err := pm.ep.SetReadDeadline(deadline); err != nil {
-		return 0, err
+	if !pm.deadlineSet || !deadline.Equal(pm.deadline) { // none while no dial is pending: no call
+		if err := pm.ep.SetReadDeadline(deadline); err != nil {
+			return 0, err
+		}
+		pm.deadline, pm.deadlineSet = deadline, true
 	}
-	calls := 0
-	rerr := pm.epc.Read(func(uintptr) bool {
-		calls++
-		poll()
-		return n > 0 || err != nil
-	})
-	if calls > 1 {
+	pm.polls, pm.n, pm.err = 0, 0, nil
+	rerr := pm.epc.Read(pm.pollOnce)
+	if pm.polls > 1 {
 		pm.parked = time.Now()
 	}
-	if err == nil && rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
-		err = rerr
+	if errors.Is(rerr, os.ErrDeadlineExceeded) {
+		pm.deadlineSet = false // the poller holds the expiry until a deadline is set again
+		rerr = nil
 	}
-	return n, err
+	if pm.err == nil && rerr != nil {
+		return 0, rerr
+	}
+	return pm.n, pm.err
+}
+
+// poll is epoll_wait(2) of the loop's set into pm.events, without waiting.
+func (pm *pump) poll() (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(pm.epfd), uintptr(unsafe.Pointer(&pm.events[0])), uintptr(len(pm.events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 // yield lets the scheduler run another goroutine when the loop has not
