@@ -249,6 +249,22 @@ func TestAgentRunsAndStops(t *testing.T) {
 		t.Fatalf("ps list %d, %v", len(list), err)
 	}
 
+	// A request in an envelope version the master does not speak is
+	// answered "unsupported" with its id, and that connection is closed;
+	// the control socket goes on answering others.
+	if err := conn.Send(&pipes.Msg{V: pipes.Version + 1, Type: pipes.TypePS, ID: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := conn.Recv(); err != nil || msg.Type != pipes.TypeError || msg.ID != 8 || msg.Error == nil || msg.Error.Code != pipes.CodeUnsupported {
+		t.Fatalf("answer to a version %d request: %+v, %v; want an unsupported error with id 8", pipes.Version+1, msg, err)
+	}
+	if msg, err := conn.Recv(); err == nil {
+		t.Fatalf("after the unsupported version the connection is still read: %+v", msg)
+	}
+	if got := askControl[[]pipes.ChildInfo](t, filepath.Dir(filepath.Dir(kids[0].Log)), pipes.TypePS); len(got) != 3 {
+		t.Errorf("ps on a new connection after the unsupported one: %d children, want 3", len(got))
+	}
+
 	if _, err := c.Scale(t.Context(), "svc", 1); err != nil {
 		t.Fatal(err)
 	}

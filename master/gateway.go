@@ -110,7 +110,7 @@ func (g *masterGateway) stopLocked() {
 	}
 	cancel()
 	<-g.served
-	g.gw, g.srv, g.token = nil, nil, ""
+	g.gw, g.srv, g.token, g.ln = nil, nil, "", nil
 }
 
 // close stops the gateway for good; idempotent.
