@@ -82,6 +82,9 @@ func runChild() int {
 			}
 		}()
 	}
+	if out := os.Getenv("AGENT_TEST_BAD_VERSION"); out != "" { // TestChildPipeUnknownVersion
+		os.WriteFile(filepath.Join(out, env.Instance), []byte(sendUnknownVersion(env.Pipe)), 0o600)
+	}
 	c, err := child.Open(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -320,4 +323,56 @@ func zombie(pid int) bool {
 		}
 	}
 	return false
+}
+
+// sendUnknownVersion dials a child's pipe as a child of a newer berth
+// would, sends child.ready in the next envelope version, and says what the
+// master did.
+func sendUnknownVersion(path string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pipes.Dial(ctx, path)
+	if err != nil {
+		return "dial: " + err.Error()
+	}
+	defer conn.Close()
+	if err := conn.Send(&pipes.Msg{V: pipes.Version + 1, Type: pipes.TypeChildReady, ID: 5}); err != nil {
+		return "send: " + err.Error()
+	}
+	m, err := conn.Recv()
+	if err != nil {
+		return "no answer: " + err.Error()
+	}
+	answer := fmt.Sprintf("%s id %d", m.Type, m.ID)
+	if m.Error != nil {
+		answer += " " + string(m.Error.Code)
+	}
+	if m, err := conn.Recv(); err == nil {
+		return answer + "; then read on: " + m.Type
+	}
+	return answer + "; closed"
+}
+
+// TestChildPipeUnknownVersion: a child that speaks an envelope version
+// the master does not is answered "unsupported" with its request's id,
+// and that connection is closed; the child is left running, the pipe goes
+// on accepting, and a child that then speaks the master's version is
+// heard (its ready makes the instance run).
+func TestChildPipeUnknownVersion(t *testing.T) {
+	_, c, _ := newPair(t)
+	out := t.TempDir()
+	exe, _ := os.Executable()
+	n := 1
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "newer", Command: []string{exe}, Instances: &n,
+		Env: map[string]string{"AGENT_TEST_BAD_VERSION": out}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the instance running", func() bool { return running(t, c, "newer") == 1 })
+	b, err := os.ReadFile(filepath.Join(out, "newer.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := pipes.TypeError + " id 5 " + string(pipes.CodeUnsupported) + "; closed"; string(b) != want {
+		t.Errorf("the child of a newer version saw %q, want %q", b, want)
+	}
 }
