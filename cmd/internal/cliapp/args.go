@@ -52,7 +52,14 @@ func SplitArgs(c *cli.Context) (pos, command []string, err error) {
 			i++
 			value = args[i]
 		}
-		for _, n := range f.Names() {
+		// A scalar flag holds a value per name, so each is set; a
+		// repeatable one shares one list among its names, so it is set
+		// once, or a value would be added once per name.
+		names := f.Names()
+		if sf, ok := f.(cli.DocGenerationSliceFlag); ok && sf.IsSliceFlag() {
+			names = names[:1]
+		}
+		for _, n := range names {
 			if err := c.Set(n, value); err != nil {
 				return pos, nil, fmt.Errorf("%s", BadValue(c.Command.Flags, name, value))
 			}

@@ -63,3 +63,31 @@ func TestHelpFirst(t *testing.T) {
 		t.Error("helpFirst of no arguments changed them")
 	}
 }
+
+// TestSplitArgsAliases: a scalar flag given by its alias reads the same
+// under either name; a repeatable flag with an alias keeps each value
+// once, whichever name gave it (its names share one list).
+func TestSplitArgsAliases(t *testing.T) {
+	var pos, env []string
+	var mode, modeAlias string
+	app := &cli.App{Name: "x", Commands: []*cli.Command{{
+		Name:            "run",
+		SkipFlagParsing: true,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}},
+			&cli.StringFlag{Name: "mode", Aliases: []string{"m"}},
+		},
+		Action: func(c *cli.Context) error {
+			var err error
+			pos, _, err = SplitArgs(c)
+			env, mode, modeAlias = c.StringSlice("env"), c.String("mode"), c.String("m")
+			return err
+		},
+	}}}
+	if err := app.Run([]string{"x", "run", "web", "--env", "A=1", "-e", "B=2", "-m", "fast"}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(pos, []string{"web"}) || !slices.Equal(env, []string{"A=1", "B=2"}) || mode != "fast" || modeAlias != "fast" {
+		t.Errorf("positional %q, env %q, mode %q (as m: %q); want [web], [A=1 B=2], fast, fast", pos, env, mode, modeAlias)
+	}
+}
