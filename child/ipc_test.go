@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"berth/child"
+	"berth/internal/freeports"
 	"berth/internal/leakcheck"
 	"berth/ipchub"
 	"berth/needs"
@@ -41,11 +42,16 @@ func startHub(t *testing.T, opts ipchub.Options) *testHub {
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port from freeports, not one the kernel picks: while the hub is
+	// stopped, its port stays reserved for this test. A port from the
+	// ephemeral range could be given to a hub of another package's test run
+	// at the same time, and a client "without a hub" reconnect to that one.
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeports.Port(t)))
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &testHub{t: t, addr: ln.Addr().String(), opts: opts}
+	h := &testHub{t: t, addr: addr, opts: opts}
 	h.serve(ln)
 	t.Cleanup(h.stop)
 	return h
@@ -607,12 +613,7 @@ func ipcOnly(stacks []string) []string {
 // from DialIPC with the reason.
 func TestDialIPCErrors(t *testing.T) {
 	h := startHub(t, ipchub.Options{Token: "right"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := "ws://" + ln.Addr().String()
-	ln.Close()
+	closedAddr := "ws://" + freeports.Refusing(t)
 	cancelled, cancel := context.WithCancel(t.Context())
 	cancel()
 	for _, tt := range []struct {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/internal/freeports"
 	"berth/mesh"
 )
 
@@ -84,16 +85,11 @@ func (b *testBackend) kill() {
 	b.wg.Wait()
 }
 
-// refusingAddr returns an address on 127.0.0.1 where nothing listens.
+// refusingAddr returns an address on 127.0.0.1 where nothing listens
+// while the test runs.
 func refusingAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return freeports.Refusing(t)
 }
 
 // newTestProxy starts a proxy on 127.0.0.1 over bs; Cleanup closes it.

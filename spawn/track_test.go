@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"berth/internal/freeports"
 	"berth/internal/mustrun"
 )
 
@@ -135,16 +136,12 @@ func grandchildPID(t *testing.T, spec Spec) int {
 	return pid
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
+// freeAddr returns a loopback address whose port was free a moment ago and
+// stays reserved for this test (outside the ephemeral range, which another
+// test run at the same time could be given it from).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freeports.Port(t)))
 }
 
 // TestDoneOnlyWhenEmpty: after kill -9 of a child whose grandchild holds a

@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"berth/cmd/internal/clitest"
+	"berth/internal/freeports"
 	"berth/lan"
 	"berth/master"
 )
@@ -34,16 +35,10 @@ func runCode(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), errOut.String(), code
 }
 
-// closedAddr is a loopback address nothing listens on.
+// closedAddr is a loopback address nothing listens on while the test runs.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return freeports.Refusing(t)
 }
 
 // TestExitCodes checks the documented table: 0 success, 1 an error while

@@ -90,6 +90,28 @@ func Port(tb testing.TB) int {
 	return Block(tb, 1)
 }
 
+// Refusing returns a 127.0.0.1 address where a connection is refused for
+// as long as tb runs: a TCP socket is bound to it without listening, which
+// keeps the port from anyone else (a port merely closed a moment ago can be
+// handed to another test's listener at once) and makes the kernel answer
+// a connect with a reset.
+func Refusing(tb testing.TB) string {
+	tb.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatalf("freeports: socket: %v", err)
+	}
+	tb.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatalf("freeports: bind 127.0.0.1:0: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		tb.Fatalf("freeports: getsockname: %v", err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+}
+
 // searchSpans returns the spans of 1024-65535 outside eph and avoid.
 func searchSpans(eph [2]int) [][2]int {
 	spans := [][2]int{{1024, 65535}}

@@ -106,3 +106,21 @@ func TestBlockHeldIsNotHandedOut(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestRefusing: a connect to the address is refused, and the port cannot
+// be bound by anyone else while the test runs.
+func TestRefusing(t *testing.T) {
+	addr := Refusing(t)
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("dial %s succeeded, want it refused", addr)
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial %s: %v, want connection refused", addr, err)
+	}
+	if l, err := net.Listen("tcp", addr); err == nil {
+		l.Close()
+		t.Fatalf("listen on %s succeeded while it is held", addr)
+	} else if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("listen on %s: %v, want address in use", addr, err)
+	}
+}
