@@ -1,7 +1,10 @@
 package lan
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
+	"testing"
 
 	"berth/internal/httplimit"
 )
@@ -45,4 +48,31 @@ func (s *Server) WriteFailures() int64 { return s.writeFailures.Load() }
 func (s *Server) HoldLock() (release func()) {
 	s.mu.Lock()
 	return s.mu.Unlock
+}
+
+// SetCheckpointBytes makes the stores opened until the test ends
+// checkpoint once their journal holds n bytes.
+func SetCheckpointBytes(t testing.TB, n int64) {
+	old := checkpointBytes.Swap(n)
+	t.Cleanup(func() { checkpointBytes.Store(old) })
+}
+
+// SegmentName is the file name of journal segment n.
+func SegmentName(n uint64) string { return segmentName(n) }
+
+// WriteSegment writes journal segment n at path holding the frames of cs.
+func WriteSegment(path string, n uint64, cs ...*Change) error {
+	b := segmentHeader(n)
+	for _, c := range cs {
+		e, err := encodeChange(c)
+		if err != nil {
+			return err
+		}
+		p, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		b = appendFrame(b, p)
+	}
+	return os.WriteFile(path, b, 0o600)
 }

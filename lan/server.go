@@ -240,6 +240,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, r := range st.Recovered() {
+		cfg.Logger.Warn("store: " + r)
+	}
 	var drained map[string]time.Time
 	ns, is, err := st.Load()
 	if err == nil {

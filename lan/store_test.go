@@ -18,8 +18,8 @@ import (
 	"berth/needs"
 )
 
-// writeStore makes a real lan.db in dir holding n needs and returns its
-// bytes.
+// writeStore makes a real lan.db in dir holding n needs (checkpointed
+// into it from the journal) and returns its bytes.
 func writeStore(t *testing.T, dir string, n int) []byte {
 	t.Helper()
 	path := filepath.Join(dir, "lan.db")
@@ -32,7 +32,7 @@ func writeStore(t *testing.T, dir string, n int) []byte {
 		c.PutNeeds = append(c.PutNeeds, &needs.Need{Name: fmt.Sprintf("need-%04d", i), Instances: 1,
 			Command: []string{"sh", "-c", strings.Repeat("echo padding; ", 8)}})
 	}
-	if err := errors.Join(st.Apply(&c), st.Close()); err != nil {
+	if err := errors.Join(st.Apply(&c), st.Checkpoint(), st.Close()); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
