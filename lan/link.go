@@ -168,17 +168,25 @@ func (m *session) close() {
 }
 
 func (m *session) writer() {
+	batch := m.conn.NewBatch()
 	for {
 		select {
 		case <-m.done:
 			return
 		case <-m.ready:
 		}
+		// What was queued since the last write leaves in one write (a
+		// WebSocket message holding several frames), except that frames
+		// added before a wait for a commit leave before it.
 		for _, o := range m.take() {
 			for o.after > 0 {
 				ok, wait := m.gate.written(o.after - 1)
 				if ok {
 					break
+				}
+				if err := batch.Flush(); err != nil {
+					m.close()
+					return
 				}
 				select {
 				case <-m.done:
@@ -186,26 +194,30 @@ func (m *session) writer() {
 				case <-wait:
 				}
 			}
+			var err error
 			if o.preps != nil {
 				for _, p := range o.preps {
-					if err := m.conn.SendPrepared(p); err != nil {
-						m.close()
-						return
+					if err = batch.AddPrepared(p); err != nil {
+						break
 					}
 				}
-				continue
-			}
-			msg := o.msg
-			if msg == nil {
-				msg = frameMsg(o.frame, m.log)
+			} else {
+				msg := o.msg
 				if msg == nil {
-					continue
+					msg = frameMsg(o.frame, m.log)
+				}
+				if msg != nil {
+					err = batch.Add(msg)
 				}
 			}
-			if err := m.conn.Send(msg); err != nil {
+			if err != nil {
 				m.close()
 				return
 			}
+		}
+		if err := batch.Flush(); err != nil {
+			m.close()
+			return
 		}
 	}
 }

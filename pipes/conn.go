@@ -186,6 +186,64 @@ func (c *Conn) Send(m *Msg) error {
 	return err
 }
 
+// Batch gathers frames to be written to c together, with one write (on
+// a WebSocket link, one message: the frames are a byte stream inside
+// binary messages, so a peer reads them as if sent one by one). It
+// belongs to one goroutine; Flush may be called concurrently with Send.
+type Batch struct {
+	c   *Conn
+	buf []byte
+}
+
+// batchFlushAt is how many bytes a Batch holds before Add writes them.
+const batchFlushAt = 64 << 10
+
+// NewBatch returns an empty batch for c.
+func (c *Conn) NewBatch() *Batch { return &Batch{c: c} }
+
+// Add encodes m into the batch; it writes the batch first when it holds
+// batchFlushAt bytes or more.
+func (b *Batch) Add(m *Msg) error {
+	if len(b.buf) >= batchFlushAt {
+		if err := b.Flush(); err != nil {
+			return err
+		}
+	}
+	var err error
+	b.buf, err = Encode(b.buf, m)
+	return err
+}
+
+// AddPrepared adds a prepared frame to the batch, as Add does.
+func (b *Batch) AddPrepared(p *Prepared) error {
+	if len(b.buf) >= batchFlushAt {
+		if err := b.Flush(); err != nil {
+			return err
+		}
+	}
+	b.buf = append(b.buf, p.frame...)
+	return nil
+}
+
+// Len is the number of bytes waiting in the batch.
+func (b *Batch) Len() int { return len(b.buf) }
+
+// Flush writes the frames added since the last Flush, if any, in one
+// write.
+func (b *Batch) Flush() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	b.c.wmu.Lock()
+	_, err := b.c.rwc.Write(b.buf)
+	b.c.wmu.Unlock()
+	b.buf = b.buf[:0]
+	if cap(b.buf) > 4*batchFlushAt {
+		b.buf = nil
+	}
+	return err
+}
+
 // Prepared is a frame encoded once, to be sent on many connections
 // (the same set of services to every master). It is never changed.
 type Prepared struct {
