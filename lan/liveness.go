@@ -9,7 +9,8 @@ import (
 	"berth/pipes"
 )
 
-// livenessLocked runs on every placer pass. A connected master not heard
+// livenessLocked runs on placer passes (at most one every twentieth of a
+// heartbeat, see closeRounds). A connected master not heard
 // from for MasterTTL is closed and lost at once; a quiet one is pinged
 // every heartbeat (a master that answers pings therefore stays alive even
 // if it never pings by itself); a disconnected master is lost MasterTTL

@@ -181,7 +181,18 @@ func (s *Server) closeRounds(now time.Time, due func(time.Time)) (*loads, bool) 
 	if s.closed {
 		return nil, false
 	}
-	s.livenessLocked(now, due)
+	// Liveness visits every master: at most once a twentieth of a
+	// heartbeat (50 ms at the default TTL), however many passes run in
+	// between (under load, one every few milliseconds; at 1,000 masters
+	// the visits took 4 % of the lanmanager's CPU, under the lock). A
+	// master is declared lost, or pinged, that much later at most.
+	// The wait is measured on the real clock, the checks on Config.Clock.
+	if wait := s.heartbeat()/20 - time.Since(s.livenessRan); wait > 0 {
+		due(now.Add(wait))
+	} else {
+		s.livenessLocked(now, due)
+		s.livenessRan = time.Now()
+	}
 	s.core.Step(&s.fx, now, lifecycle.Tick{})
 	if t := s.fx.Due; !t.IsZero() {
 		due(t)

@@ -196,7 +196,10 @@ type Server struct {
 	masters  map[string]*session   // connected masters by id
 	gone     map[string]masterGone // masters seen, now disconnected, by id
 	rounds   map[string]*round     // open offer rounds by instance
-	retryAt  map[string]time.Time  // instance → earliest next offer after a round without bids
+	// livenessRan is when a placer pass last checked the masters'
+	// liveness (see closeRounds).
+	livenessRan time.Time
+	retryAt     map[string]time.Time // instance → earliest next offer after a round without bids
 	// uptimeAt holds the allocations without ports that wait out MinUptime,
 	// and when (time.Now, not Config.Clock) they are due.
 	uptimeAt map[string]time.Time
