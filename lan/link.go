@@ -366,7 +366,7 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	s.masters[h.ID] = m
 	delete(s.gone, h.ID)
 	m.send(pipes.TypeWelcome, &pipes.Welcome{HeartbeatMS: int(s.heartbeat() / time.Millisecond),
-		TTLMS: int(s.cfg.MasterTTL / time.Millisecond)})
+		TTLMS: int(s.cfg.MasterTTL / time.Millisecond), StopGraceMS: int(s.cfg.StopGrace / time.Millisecond)})
 	// The exits it could not send while the link was down, then what it
 	// runs against what the records place on it.
 	s.stepLocked(lifecycle.Reconnected{Master: m.ref(), Exits: h.Exits, Allocs: h.Allocs})

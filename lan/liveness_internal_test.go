@@ -46,8 +46,8 @@ func TestLivenessTimesAreMonotonic(t *testing.T) {
 	if err := msg.Decode(&w); err != nil || msg.Type != pipes.TypeWelcome {
 		t.Fatalf("first answer %s: %v", msg.Type, err)
 	}
-	if w.HeartbeatMS != 12*60*1000 || w.TTLMS != 60*60*1000 {
-		t.Errorf("welcome = %+v, want heartbeat 12m (TTL/5) and ttl 1h", w)
+	if w.HeartbeatMS != 12*60*1000 || w.TTLMS != 60*60*1000 || w.StopGraceMS != 5000 {
+		t.Errorf("welcome = %+v, want heartbeat 12m (TTL/5), ttl 1h and the default stop grace, 5 s", w)
 	}
 	// A ping after the hello: its pong proves the frame was recorded.
 	if err := conn.Send(&pipes.Msg{V: pipes.Version, Type: pipes.TypePing, ID: 7}); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"berth/driverplugin"
@@ -49,6 +50,10 @@ type Options struct {
 // unsatisfied instances, leases their ports, spawns and supervises the
 // children and reports them. All methods are safe for concurrent use.
 type Agent struct {
+	// lanGrace is the stop grace the lanmanager's last welcome gave (0:
+	// none given), in nanoseconds; see meshGrace.
+	lanGrace atomic.Int64
+
 	opts    Options
 	cfg     Config
 	log     *slog.Logger
@@ -175,7 +180,7 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	if cfg.GatewayAddress != "" {
 		a.gateway = newMasterGateway(cfg.GatewayAddress, a.mirror, a.log)
 	}
-	a.ingress = startIngress(ingressAddr, a.mirror, opts.StopGrace, a.log,
+	a.ingress = startIngress(ingressAddr, a.mirror, a.meshGrace, a.log,
 		func(r *pipes.IngressReport) { a.send(pipes.TypeIngress, r) }, a.childStats)
 	a.wg.Add(4)
 	go func() { defer a.wg.Done(); a.rotateLoop() }()
@@ -201,6 +206,17 @@ func (a *Agent) Name() string { return a.name }
 
 // Office is the master's port office.
 func (a *Agent) Office() *portoffice.Office { return a.office }
+
+// meshGrace is how long the ingress and upstream proxies give the open
+// connections of an instance that left the running set: the lanmanager's
+// stop grace, which is how long the instance itself has to finish, or the
+// master's own (Options.StopGrace) until a lanmanager has said it.
+func (a *Agent) meshGrace() time.Duration {
+	if d := time.Duration(a.lanGrace.Load()); d > 0 {
+		return d
+	}
+	return a.opts.StopGrace
+}
 
 // Close stops every child (SIGTERM to its process group, grace, SIGKILL),
 // releases their ports and closes the link and the files. Idempotent; after

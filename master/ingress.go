@@ -36,7 +36,7 @@ const (
 type ingress struct {
 	addr   string // the ingress address, an IP
 	mirror *Mirror
-	grace  time.Duration // the master's stop grace: removed backends' connections get it
+	grace  func() time.Duration // the stop grace removed backends' connections get (Agent.meshGrace)
 	log    *slog.Logger
 	report func(*pipes.IngressReport) // queues a report on the current link, if any
 	// stats returns the latest heartbeat of a child of this master, by
@@ -80,7 +80,7 @@ type ingressPort struct {
 
 // startIngress starts the reconciler; it opens nothing until a mesh frame
 // arrives.
-func startIngress(addr string, mirror *Mirror, grace time.Duration, log *slog.Logger, report func(*pipes.IngressReport),
+func startIngress(addr string, mirror *Mirror, grace func() time.Duration, log *slog.Logger, report func(*pipes.IngressReport),
 	stats func(alloc string) *pipes.Stats) *ingress {
 	in := &ingress{addr: addr, mirror: mirror, grace: grace, log: log, report: report, stats: stats,
 		wake: make(chan struct{}, 1), failed: make(chan served)}
@@ -216,7 +216,7 @@ func (in *ingress) open(k ingressKey, ip *ingressPort) {
 		in.shut(k, ip, err)
 		return
 	}
-	p := mesh.New(mesh.Config{Strategy: strategy, Grace: in.grace,
+	p := mesh.New(mesh.Config{Strategy: strategy, GraceFrom: in.grace,
 		Logger: in.log.With("need", k.need, "proto", string(k.proto), "port", k.port)})
 	ip.p, ip.err, ip.backoff, ip.retryAt = p, "", 0, time.Time{}
 	in.wg.Go(func() {

@@ -294,6 +294,7 @@ func (a *Agent) linkOnce() error {
 				a.log.Warn("bad welcome from lanmanager; using default heartbeat and TTL", "err", err)
 				w = pipes.Welcome{}
 			}
+			a.lanGrace.Store(int64(w.StopGraceMS) * int64(time.Millisecond))
 			lv.welcomed(w)
 			continue
 		}

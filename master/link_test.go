@@ -240,3 +240,28 @@ func TestStopAfterDisconnect(t *testing.T) {
 		t.Errorf("hello still lists %+v", again.hello.Allocs)
 	}
 }
+
+// TestLinkStopGraceFromWelcome: the mesh's grace for the connections of an
+// instance that left the running set is the stop grace the lanmanager's
+// welcome gives, how long the instance itself has to finish; a welcome
+// without one (an older lanmanager) leaves the master's own.
+func TestLinkStopGraceFromWelcome(t *testing.T) {
+	f := newFakeLan(t)
+	a := openAgent(t, testConfig(t, f.addr)) // StopGrace 2 s
+	if got := a.MeshGrace(); got != 2*time.Second {
+		t.Fatalf("before any welcome: %v, want the master's 2s", got)
+	}
+	l := f.next(t, 10*time.Second)
+	l.recvAll(true)
+	if err := l.conn.SendBody(pipes.TypeWelcome, 0, &pipes.Welcome{HeartbeatMS: 1000, TTLMS: 5000, StopGraceMS: 45_000}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the welcome's stop grace", func() bool { return a.MeshGrace() == 45*time.Second })
+	l.conn.Close()
+	l = f.next(t, 10*time.Second)
+	l.recvAll(true)
+	if err := l.conn.SendBody(pipes.TypeWelcome, 0, &pipes.Welcome{HeartbeatMS: 1000, TTLMS: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the master's own stop grace again", func() bool { return a.MeshGrace() == 2*time.Second })
+}

@@ -25,6 +25,10 @@ type Config struct {
 	// Grace is how long the open connections of a removed backend may go on
 	// before they are closed (DefaultGrace when zero).
 	Grace time.Duration
+	// GraceFrom, when set, is asked for the grace each time a backend is
+	// removed, and Grace is used only when it returns 0 or less (a master
+	// learns the lanmanager's stop grace from each link's welcome).
+	GraceFrom func() time.Duration
 	// DialTimeout bounds each dial to a backend (DefaultDialTimeout when
 	// zero).
 	DialTimeout time.Duration
@@ -225,11 +229,21 @@ func (p *Proxy) Update(bs []Backend) error {
 	return nil
 }
 
+// grace is the grace of a backend removed now.
+func (p *Proxy) grace() time.Duration {
+	if p.cfg.GraceFrom != nil {
+		if d := p.cfg.GraceFrom(); d > 0 {
+			return d
+		}
+	}
+	return p.cfg.Grace
+}
+
 // drain waits for the last connection of a removed backend to end, or for
 // its grace to, and then closes what is left.
 func (p *Proxy) drain(b *backend) {
 	defer p.wg.Done()
-	t := time.NewTimer(p.cfg.Grace)
+	t := time.NewTimer(p.grace())
 	defer t.Stop()
 	select {
 	case <-b.drained:

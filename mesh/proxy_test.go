@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,6 +173,43 @@ func TestProxyRemovedBackendDrains(t *testing.T) {
 		_, ok := status(p, "a")
 		return !ok
 	})
+}
+
+// TestProxyGraceFrom: the grace of a removed backend is GraceFrom's at
+// the removal, over Grace; Grace when GraceFrom says 0. Either way the
+// open connection works during the grace and is closed once it is over,
+// not before.
+func TestProxyGraceFrom(t *testing.T) {
+	const short = time.Second
+	var from atomic.Int64
+	for _, tt := range []struct {
+		name  string
+		from  time.Duration
+		grace time.Duration
+	}{
+		{"GraceFrom wins", short, time.Hour},
+		{"Grace when GraceFrom says 0", 0, short},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := startBackend(t, "a"), startBackend(t, "b")
+			from.Store(int64(time.Hour)) // at New: only the value at the removal counts
+			p, addr := newTestProxy(t, mesh.Config{Grace: tt.grace, GraceFrom: func() time.Duration { return time.Duration(from.Load()) }}, a, b)
+			onA := dialVia(t, addr, "")
+			if onA.id != "a" {
+				t.Fatalf("first connection on %s, want a", onA.id)
+			}
+			from.Store(int64(tt.from))
+			removed := time.Now()
+			if err := p.Update([]mesh.Backend{b.backend()}); err != nil {
+				t.Fatal(err)
+			}
+			onA.echo(t, "during the grace")
+			onA.waitClosed(t, 10*time.Second) // an hour's grace would fail here
+			if d := time.Since(removed); d < short {
+				t.Fatalf("closed %v after removal, before the %v grace", d, short)
+			}
+		})
+	}
 }
 
 // TestProxyBackendKilledMidStream: killing a backend ends only its

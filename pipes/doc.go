@@ -51,9 +51,9 @@
 // other overflow, allocate or dial at will are bounded, and a frame that
 // breaks a bound is answered with an "invalid" error naming the field:
 //
-//   - heartbeat_ms and ttl_ms (welcome) and grace_ms (stop, child.stop):
-//     0 to 24 h in milliseconds ([MaxLinkMS], [MaxGraceMS]). A larger
-//     grace_ms used to overflow a time.Duration.
+//   - heartbeat_ms, ttl_ms and stop_grace_ms (welcome) and grace_ms (stop,
+//     child.stop): 0 to 24 h in milliseconds ([MaxLinkMS], [MaxGraceMS]).
+//     A larger grace_ms used to overflow a time.Duration.
 //   - address (hello): an IP address that is neither unspecified nor
 //     multicast. address (started), when set: such an IP address or a host
 //     name of at most [MaxHostLen] bytes whose labels are 1-63 bytes of

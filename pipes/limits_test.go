@@ -41,6 +41,32 @@ func TestGraceBounded(t *testing.T) {
 	}
 }
 
+// TestWelcomeStopGraceBounded: a welcome's stop_grace_ms is bounded as a
+// stop's grace_ms is, and refused naming the field.
+func TestWelcomeStopGraceBounded(t *testing.T) {
+	for _, tt := range []struct {
+		grace int
+		ok    bool
+	}{
+		{0, true}, {5000, true}, {pipes.MaxGraceMS, true},
+		{pipes.MaxGraceMS + 1, false}, {9300000000000, false}, {-1, false},
+	} {
+		body := `{"heartbeat_ms":1000,"ttl_ms":5000,"stop_grace_ms":` + strconv.Itoa(tt.grace) + `}`
+		var w pipes.Welcome
+		err := (&pipes.Msg{V: 1, Type: pipes.TypeWelcome, Body: []byte(body)}).Decode(&w)
+		if tt.ok {
+			if err != nil || w.StopGraceMS != tt.grace {
+				t.Errorf("stop_grace_ms %d: %v (%+v), want accepted", tt.grace, err, w)
+			}
+			continue
+		}
+		var pe *pipes.Error
+		if !errors.As(err, &pe) || pe.Code != pipes.CodeInvalid || !strings.Contains(pe.Message, "stop_grace_ms") {
+			t.Errorf("stop_grace_ms %d: %v, want an invalid error naming stop_grace_ms", tt.grace, err)
+		}
+	}
+}
+
 // TestStartedAddress: a started report's address, when set, is an IP
 // address others can dial or a host name of sane form.
 func TestStartedAddress(t *testing.T) {

@@ -155,6 +155,12 @@ type Welcome struct {
 	// master it has not heard from for TTLMS; a master that has not heard
 	// from the lanmanager for TTLMS drops the link and reconnects.
 	TTLMS int `json:"ttl_ms,omitempty"`
+	// StopGraceMS is the lanmanager's stop grace: how long a stopped
+	// instance has between SIGTERM and SIGKILL. A master's ingress and
+	// upstream proxies give the open connections of an instance that left
+	// the running set as long to finish (0, from an older lanmanager: the
+	// master's own stop grace).
+	StopGraceMS int `json:"stop_grace_ms,omitempty"`
 }
 
 // MaxLinkMS bounds heartbeat_ms and ttl_ms: 24 h.
@@ -167,6 +173,9 @@ func (w *Welcome) Validate() error {
 	}
 	if w.TTLMS < 0 || w.TTLMS > MaxLinkMS {
 		return &needs.FieldError{Field: "ttl_ms", Msg: fmt.Sprintf("must be 0-%d, got %d", MaxLinkMS, w.TTLMS)}
+	}
+	if w.StopGraceMS < 0 || w.StopGraceMS > MaxGraceMS {
+		return &needs.FieldError{Field: "stop_grace_ms", Msg: fmt.Sprintf("must be 0-%d, got %d", MaxGraceMS, w.StopGraceMS)}
 	}
 	if w.TTLMS > 0 && w.HeartbeatMS >= w.TTLMS {
 		return &needs.FieldError{Field: "ttl_ms", Msg: fmt.Sprintf("must be greater than heartbeat_ms %d, got %d", w.HeartbeatMS, w.TTLMS)}
