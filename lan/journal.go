@@ -45,6 +45,11 @@ const (
 	journalHeader   = len(journalMagic) + 8
 	frameHeader     = 8
 	maxFramePayload = 256 << 20
+	// maxSegment bounds a segment file read whole when the store opens: a
+	// checkpoint starts a new segment every 8 MiB (checkpointBytes), and
+	// every time it tries again after a failure, so a larger file is not
+	// one of ours.
+	maxSegment = 1 << 30
 	journalPrefix   = "lan.journal."
 	journalDigits   = 16
 )
@@ -221,6 +226,16 @@ func (e *JournalDamagedError) Error() string {
 // readSegment returns the entries before it and the length of the whole
 // frames (where the segment must be cut); otherwise it is damage.
 func readSegment(path string, n uint64, last bool) (entries []*journalEntry, good int64, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, &JournalDamagedError{Path: path, Offset: 0, Reason: "not a regular file: " + fi.Mode().String()}
+	}
+	if fi.Size() > maxSegment {
+		return nil, 0, &JournalDamagedError{Path: path, Offset: 0, Reason: fmt.Sprintf("%d bytes, more than a segment holds (%d)", fi.Size(), maxSegment)}
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, 0, err

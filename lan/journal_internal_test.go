@@ -85,3 +85,18 @@ func normalize(e *journalEntry) map[string]map[string]string {
 	}
 	return out
 }
+
+// TestRecordsUnder: a checkpoint that failed lays what it took beneath
+// what was written since: the newer value of a record wins (a deletion
+// too), the older one fills in the rest, and the count is of distinct
+// records.
+func TestRecordsUnder(t *testing.T) {
+	older, newer := newRecords(), newRecords()
+	older.add(&journalEntry{Needs: map[string]json.RawMessage{"a": []byte(`{"v":1}`), "b": []byte(`{"v":1}`), "c": []byte(`{"v":1}`)}})
+	newer.add(&journalEntry{Needs: map[string]json.RawMessage{"a": []byte(`{"v":2}`), "b": []byte(`null`), "d": []byte(`{"v":2}`)}})
+	newer.under(older)
+	want := map[string][]byte{"a": []byte(`{"v":2}`), "b": nil, "c": []byte(`{"v":1}`), "d": []byte(`{"v":2}`)}
+	if !reflect.DeepEqual(newer.needs, want) || newer.n != 4 {
+		t.Fatalf("under: %q (n %d), want %q (n 4)", newer.needs, newer.n, want)
+	}
+}

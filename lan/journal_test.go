@@ -381,6 +381,38 @@ func TestJournalDamaged(t *testing.T) {
 	}
 }
 
+// TestJournalHugeOrNotAFile: a segment larger than any the store writes
+// (a sparse file of 1 GiB and a byte), or a directory under a segment's
+// name, is refused before it is read, naming it.
+func TestJournalHugeOrNotAFile(t *testing.T) {
+	for _, name := range []string{"huge", "directory"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			st := openStore(t, dir)
+			if err := errors.Join(st.Apply(needChange("a", 1)), st.Close()); err != nil {
+				t.Fatal(err)
+			}
+			seg := segments(t, dir)[0]
+			want := "more than a segment holds"
+			if name == "huge" {
+				if err := os.Truncate(seg, 1<<30+1); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				want = "not a regular file"
+				if err := errors.Join(os.Remove(seg), os.Mkdir(seg, 0o700)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := lan.OpenStore(filepath.Join(dir, "lan.db"))
+			var de *lan.JournalDamagedError
+			if !errors.As(err, &de) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), filepath.Base(seg)) {
+				t.Fatalf("OpenStore: %v, want the segment named and %q", err, want)
+			}
+		})
+	}
+}
+
 // TestJournalMissing: every segment deleted: the store opens with lan.db
 // as of its last checkpoint and says that the changes after it are lost.
 func TestJournalMissing(t *testing.T) {
