@@ -49,9 +49,9 @@ const (
 	// checkpoint starts a new segment every 8 MiB (checkpointBytes), and
 	// every time it tries again after a failure, so a larger file is not
 	// one of ours.
-	maxSegment = 1 << 30
-	journalPrefix   = "lan.journal."
-	journalDigits   = 16
+	maxSegment    = 1 << 30
+	journalPrefix = "lan.journal."
+	journalDigits = 16
 )
 
 // checkpointBytes is how much journal a store lets grow before it
