@@ -224,6 +224,40 @@ func (r *run) connect(ctx context.Context) error {
 func (r *run) place(ctx context.Context, declared func(int64)) error {
 	r.rep.Before = r.usage()
 	r.began = time.Now()
+	// Instances run while the needs are still being declared (at full
+	// size, the declarations take nearly all of the placement): the marks
+	// are watched from the start, every 200 ms while declaring (a count
+	// walks the whole ledger under its lock), every 20 ms after.
+	marks := []int{10, 50, 90}
+	seen := func(done, total int) {
+		for len(marks) > 0 && done*100 >= marks[0]*total {
+			r.rep.Marks = append(r.rep.Marks, mark{Percent: marks[0], At: time.Since(r.began)})
+			marks = marks[1:]
+		}
+	}
+	var watch sync.WaitGroup
+	declaring := make(chan struct{})
+	stop := declaring
+	watch.Go(func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				seen(r.sim.ledger.running(r.insts), len(r.insts))
+			}
+		}
+	})
+	stopWatch := func() {
+		if declaring != nil {
+			close(declaring)
+			declaring = nil
+			watch.Wait()
+		}
+	}
+	defer stopWatch()
 	for i, name := range r.needNames {
 		n := min(r.cfg.PerNeed, r.cfg.Instances-i*r.cfg.PerNeed)
 		if _, err := r.client.AddNeed(ctx, lan.NeedSpec{Name: name, Command: []string{"/bin/sim"}, Instances: &n,
@@ -234,14 +268,8 @@ func (r *run) place(ctx context.Context, declared func(int64)) error {
 	}
 	r.rep.Declare = time.Since(r.began)
 	r.progress("%d needs declared in %s", len(r.needNames), r.rep.Declare.Round(time.Millisecond))
-	marks := []int{10, 50, 90}
-	err := r.wait(ctx, r.cfg.PlaceTimeout, "placement", func() (int, int) { return r.sim.ledger.running(r.insts), len(r.insts) },
-		func(done, total int) {
-			for len(marks) > 0 && done*100 >= marks[0]*total {
-				r.rep.Marks = append(r.rep.Marks, mark{Percent: marks[0], At: time.Since(r.began)})
-				marks = marks[1:]
-			}
-		})
+	stopWatch()
+	err := r.wait(ctx, r.cfg.PlaceTimeout, "placement", func() (int, int) { return r.sim.ledger.running(r.insts), len(r.insts) }, seen)
 	if err != nil {
 		return err
 	}

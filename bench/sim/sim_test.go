@@ -61,6 +61,14 @@ func checkOutcome(t *testing.T, cfg Config, rep *Report) {
 	if rep.ViolationCount+rep.FailureCount > 0 {
 		t.Fatalf("%d violations, %d failures", rep.ViolationCount, rep.FailureCount)
 	}
+	if len(rep.Marks) != 3 {
+		t.Errorf("marks %+v, want 10, 50 and 90 %%", rep.Marks)
+	}
+	for i, m := range rep.Marks {
+		if m.At > rep.Place || (i > 0 && (m.At < rep.Marks[i-1].At || m.Percent <= rep.Marks[i-1].Percent)) {
+			t.Errorf("marks %+v: out of order, or after all ran (%s)", rep.Marks, rep.Place)
+		}
+	}
 	if rep.PlaceGrants != cfg.Instances {
 		t.Errorf("%d grants before the loss, want one per instance, %d", rep.PlaceGrants, cfg.Instances)
 	}
