@@ -23,7 +23,8 @@
 //
 // The placer offers each pending instance to up to 8 of the connected
 // masters that match the need's pin and are not draining (the least loaded
-// of a random sample), waits up to BidWindow for their bids, and grants
+// of a random sample), waits up to BidWindow for their bids (up to eight
+// windows while none has come and an asked master is connected), and grants
 // the instance, under a fresh allocation id, to the best bidder: after a failure, the need's restart policy first (while the
 // instance's consecutive failures are within LocalAttempts it goes back to
 // the master where it failed; after that, that master is avoided), then the

@@ -17,6 +17,7 @@ import (
 type round struct {
 	id       uint64
 	instance string
+	opened   time.Time
 	deadline time.Time
 	asked    map[string]bool // master ids offered to
 	bids     map[string]pipes.Bid
@@ -203,6 +204,10 @@ func (s *Server) closeRounds(now time.Time, due func(time.Time)) (*loads, bool) 
 	}
 	var l *loads // counted once a round closes, then kept up to date
 	for name, r := range s.rounds {
+		if s.waitLongerLocked(r, now) {
+			due(r.deadline)
+			continue
+		}
 		if len(r.bids) == len(r.asked) || !now.Before(r.deadline) {
 			if l == nil {
 				l = s.loadsLocked()
@@ -215,6 +220,38 @@ func (s *Server) closeRounds(now time.Time, due func(time.Time)) (*loads, bool) 
 		}
 	}
 	return l, true
+}
+
+// maxBidWindows bounds how long a round that has no bid at all waits:
+// this many bid windows in all.
+const maxBidWindows = 8
+
+// waitLongerLocked gives a round one more bid window when its deadline
+// has come without a single bid, while one of the masters it asked is
+// still connected, up to maxBidWindows in all. Masters that answer late
+// are busy, not gone (a lost master is dropped at its TTL): closing the
+// round offers the instance to as many others, who are as busy, and at
+// 1,000 simulated masters starved of CPU that made 40 offers per grant
+// instead of 8 (docs/scale.md). A round still closes as soon as every
+// master asked has bid, so the wait costs nothing when bids are on time.
+func (s *Server) waitLongerLocked(r *round, now time.Time) bool {
+	if len(r.bids) > 0 || now.Before(r.deadline) {
+		return false
+	}
+	if last := r.opened.Add(maxBidWindows * s.cfg.BidWindow); !now.Before(last) {
+		r.deadline = last // what the round waited, for the reasons
+		return false
+	}
+	for id := range r.asked {
+		if _, ok := s.masters[id]; ok {
+			r.deadline = now.Add(s.cfg.BidWindow)
+			if last := r.opened.Add(maxBidWindows * s.cfg.BidWindow); r.deadline.After(last) {
+				r.deadline = last
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // pendingLocked returns the pending instances of live needs that are due
@@ -311,7 +348,7 @@ func (s *Server) openRoundLocked(in *needs.Instance, n *needs.Need, eligible []*
 		return
 	}
 	s.round++
-	r := &round{id: s.round, instance: in.Name, deadline: now.Add(s.cfg.BidWindow),
+	r := &round{id: s.round, instance: in.Name, opened: now, deadline: now.Add(s.cfg.BidWindow),
 		asked: map[string]bool{}, bids: map[string]pipes.Bid{}, handoff: handoff}
 	msg, err := pipes.New(pipes.TypeOffer, &pipes.Offer{Instance: in.Name, Round: r.id, Need: *n})
 	if err != nil {
@@ -435,7 +472,7 @@ func (s *Server) decideLocked(name string, r *round, l *loads) lifecycle.Event {
 		for id := range r.asked {
 			if _, answered := r.bids[id]; !answered {
 				if m, ok := s.masters[id]; ok {
-					reasons = append(reasons, fmt.Sprintf("master %s: no bid within %s", m.info.Name, s.cfg.BidWindow))
+					reasons = append(reasons, fmt.Sprintf("master %s: no bid within %s", m.info.Name, r.deadline.Sub(r.opened).Round(time.Millisecond)))
 				}
 			}
 		}
