@@ -170,6 +170,14 @@ func (s *Server) wakeCommitterLocked() {
 // writes the last one. After a failed write it waits, 100 ms doubling to
 // 5 s, before it tries again.
 func (s *Server) committer() {
+	retryLoop(s.ctx.Done(), s.commits, 100*time.Millisecond, 5*time.Second, func() bool { return s.flush() == nil })
+}
+
+// retryLoop runs try each time wake has a token, until done is closed.
+// After a try that fails it waits first, doubling to limit, before it
+// tries again, with or without a token (tokens that come meanwhile are
+// taken and dropped: the retry covers them).
+func retryLoop(done <-chan struct{}, wake <-chan struct{}, first, limit time.Duration, try func() bool) {
 	var backoff time.Duration
 	for {
 		var retry <-chan time.Time
@@ -177,18 +185,18 @@ func (s *Server) committer() {
 			retry = time.After(backoff)
 		}
 		select {
-		case <-s.ctx.Done():
+		case <-done:
 			return
-		case <-s.commits:
+		case <-wake:
 			if backoff > 0 {
 				continue // the retry comes when the back-off is over
 			}
 		case <-retry:
 		}
-		if err := s.flush(); err != nil {
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-		} else {
+		if try() {
 			backoff = 0
+		} else {
+			backoff = min(max(2*backoff, first), limit)
 		}
 	}
 }

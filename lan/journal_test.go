@@ -247,6 +247,24 @@ func writeTwo(t *testing.T, dir string, a, b *lan.Change) (seg string, endA, end
 	return seg, endA, endB
 }
 
+// twoChangeFiles writes needs a then b into a fresh store, as writeTwo
+// does, and returns the active segment's path and bytes, lan.db's bytes,
+// and where a's and b's frames end.
+func twoChangeFiles(t *testing.T) (seg string, whole, db []byte, endA, endB int64) {
+	t.Helper()
+	base := t.TempDir()
+	seg, endA, endB = writeTwo(t, base, needChange("a", 1), needChange("b", 2))
+	whole, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err = os.ReadFile(filepath.Join(base, "lan.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seg, whole, db, endA, endB
+}
+
 func needChange(name string, n int) *lan.Change {
 	return &lan.Change{PutNeeds: []*needs.Need{{Name: name, Instances: n, Command: []string{"x"}}}}
 }
@@ -256,16 +274,7 @@ func needChange(name string, n int) *lan.Change {
 // with zeros; the store opens with every change before it, says what it
 // dropped, and writes on.
 func TestJournalTornTail(t *testing.T) {
-	base := t.TempDir()
-	seg, endA, endB := writeTwo(t, base, needChange("a", 1), needChange("b", 2))
-	whole, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := os.ReadFile(filepath.Join(base, "lan.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg, whole, db, endA, endB := twoChangeFiles(t)
 	flipped := bytes.Clone(whole)
 	flipped[endB-3] ^= 0xff
 	cases := map[string][]byte{
@@ -315,16 +324,7 @@ func TestJournalTornTail(t *testing.T) {
 // the store refuses to open, names the file (and the byte), says what to
 // do, and changes no file.
 func TestJournalDamaged(t *testing.T) {
-	base := t.TempDir()
-	seg, endA, _ := writeTwo(t, base, needChange("a", 1), needChange("b", 2))
-	whole, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := os.ReadFile(filepath.Join(base, "lan.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg, whole, db, endA, _ := twoChangeFiles(t)
 	n := strings.TrimPrefix(filepath.Base(seg), "lan.journal.")
 	var active uint64
 	if _, err := fmt.Sscanf(n, "%d", &active); err != nil {

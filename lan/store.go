@@ -277,31 +277,13 @@ func (s *Store) Checkpoint() error {
 // Close. After a failed checkpoint it tries again, 1 s doubling to 30 s
 // later.
 func (s *Store) checkpointer() {
-	var backoff time.Duration
-	for {
-		var retry <-chan time.Time
-		if backoff > 0 {
-			retry = time.After(backoff)
-		}
-		select {
-		case <-s.done:
-			return
-		case <-s.kick:
-			if backoff > 0 {
-				continue
-			}
-		case <-retry:
-		}
+	retryLoop(s.done, s.kick, time.Second, 30*time.Second, func() bool {
 		err := s.Checkpoint()
 		s.mu.Lock()
 		s.ckErr = err
 		s.mu.Unlock()
-		if err != nil && !errors.Is(err, ErrStoreClosed) {
-			backoff = min(max(2*backoff, time.Second), 30*time.Second)
-		} else {
-			backoff = 0
-		}
-	}
+		return err == nil || errors.Is(err, ErrStoreClosed)
+	})
 }
 
 // CheckpointErr returns the error of the last checkpoint if it failed.
