@@ -162,6 +162,42 @@ func encodeChange(c *Change) (*journalEntry, error) {
 	return e, nil
 }
 
+// payload is e's JSON, written from the records' own JSON as they are:
+// json.Marshal of e would scan and compact every record again.
+func (e *journalEntry) payload() []byte {
+	var b []byte
+	b = append(b, '{')
+	first := true
+	for _, p := range []struct {
+		name string
+		m    map[string]json.RawMessage
+	}{{"needs", e.Needs}, {"instances", e.Instances}, {"drained", e.Drained}} {
+		if len(p.m) == 0 {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, p.name...)
+		b = append(b, `":{`...)
+		n := 0
+		for k, v := range p.m {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			key, _ := json.Marshal(k) // a string always encodes
+			b = append(b, key...)
+			b = append(b, ':')
+			b = append(b, v...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
 // appendFrame appends the frame of payload to dst.
 func appendFrame(dst, payload []byte) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))

@@ -24,11 +24,7 @@ func FuzzJournalSegment(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		p, err := json.Marshal(e)
-		if err != nil {
-			f.Fatal(err)
-		}
-		seg = appendFrame(seg, p)
+		seg = appendFrame(seg, e.payload())
 		f.Add(seg)
 	}
 	f.Add(seg[:len(seg)-3])
@@ -49,11 +45,7 @@ func FuzzJournalSegment(f *testing.F) {
 			}
 			again := segmentHeader(7)
 			for _, e := range entries {
-				p, err := json.Marshal(e)
-				if err != nil {
-					t.Fatal(err)
-				}
-				again = appendFrame(again, p)
+				again = appendFrame(again, e.payload())
 			}
 			back, _, err := decodeSegment("seg", again, 7, false)
 			if err != nil {
@@ -98,5 +90,33 @@ func TestRecordsUnder(t *testing.T) {
 	want := map[string][]byte{"a": []byte(`{"v":2}`), "b": nil, "c": []byte(`{"v":1}`), "d": []byte(`{"v":2}`)}
 	if !reflect.DeepEqual(newer.needs, want) || newer.n != 4 {
 		t.Fatalf("under: %q (n %d), want %q (n 4)", newer.needs, newer.n, want)
+	}
+}
+
+// TestPayloadIsJSON: the payload written by hand decodes to the entry, with
+// names that need escaping (quotes, backslashes, control characters,
+// non-ASCII, invalid UTF-8) and an empty bucket left out.
+func TestPayloadIsJSON(t *testing.T) {
+	e := &journalEntry{
+		Needs:     map[string]json.RawMessage{"a\"b\\c": json.RawMessage(`{"x":1}`), "\x01\n\u2028é": json.RawMessage(`null`), "bad\xff": json.RawMessage(`{}`)},
+		Instances: map[string]json.RawMessage{},
+		Drained:   map[string]json.RawMessage{"m1": json.RawMessage(`{"since":"2026-12-05T00:00:00Z"}`)},
+	}
+	p := e.payload()
+	var back journalEntry
+	if err := json.Unmarshal(p, &back); err != nil {
+		t.Fatalf("payload %s: %v", p, err)
+	}
+	if len(back.Instances) != 0 || len(back.Needs) != 3 || len(back.Drained) != 1 {
+		t.Fatalf("payload %s decodes to %+v", p, back)
+	}
+	for k, v := range e.Needs {
+		want := k
+		if k == "bad\xff" {
+			want = "bad\ufffd" // as json.Marshal writes it, too
+		}
+		if got, ok := back.Needs[want]; !ok || string(got) != string(v) {
+			t.Errorf("need %q: %s, %v; want %s (payload %s)", k, got, ok, v, p)
+		}
 	}
 }

@@ -414,10 +414,7 @@ func (s *Store) Apply(c *Change) error {
 	if err != nil {
 		return fmt.Errorf("encode change: %w", err)
 	}
-	payload, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode change: %w", err)
-	}
+	payload := e.payload()
 	frame := appendFrame(make([]byte, 0, frameHeader+len(payload)), payload)
 	s.mu.Lock()
 	defer s.mu.Unlock()
