@@ -318,6 +318,15 @@ func (c *IPC) writeError(ctx context.Context, conn *ipcConn, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("send ipc message: %w", context.Cause(ctx))
 	}
+	// Forgotten at once, as the reader will forget it when it sees the
+	// close: a caller told ErrIPCDisconnected must not find the client
+	// still connected (WaitConnected returning at once) in between.
+	c.mu.Lock()
+	if c.conn == conn {
+		c.conn = nil
+		c.up = make(chan struct{})
+	}
+	c.mu.Unlock()
 	conn.ws.CloseNow()
 	if c.ctx.Err() != nil {
 		return ErrIPCClosed
