@@ -169,8 +169,23 @@ func (s *Server) wakeCommitterLocked() {
 // committer writes batches as they come, until the server closes; Close
 // writes the last one. After a failed write it waits, 100 ms doubling to
 // 5 s, before it tries again.
+//
+// While an API call is in persist, the committer writes nothing: the call
+// writes the pending batch with its change, in one fsync, and wakes the
+// committer when it is done. Without that, an API write waited for
+// however many batches the committer took before it got writeMu (the
+// committer, already running, takes the lock again before the woken
+// call does): at 1,000 simulated masters it wrote 26,000 batches of one
+// record median in 47 s, holding writeMu half the time, and an API write
+// waited 25 ms for it at p99.
 func (s *Server) committer() {
-	retryLoop(s.ctx.Done(), s.commits, 100*time.Millisecond, 5*time.Second, func() bool { return s.flush() == nil })
+	retryLoop(s.ctx.Done(), s.commits, 100*time.Millisecond, 5*time.Second, func() bool {
+		if s.apiWriters.Load() > 0 {
+			s.leftToAPI.Add(1)
+			return true
+		}
+		return s.flush() == nil
+	})
 }
 
 // retryLoop runs try each time wake has a token, until done is closed.
@@ -252,6 +267,26 @@ func (s *Server) writeFailed(b batch, err error) {
 	case s.commits <- struct{}{}:
 	default:
 	}
+}
+
+// heldFlushRecords is the size of pending batch above which persist
+// writes it first, without Server.mu, so that the write under the lock
+// stays small. Below it the batch goes with the change: one fsync instead
+// of two (the batch usually holds a few records).
+const heldFlushRecords = 256
+
+// pendingRecords is how many records the pending batch holds.
+func (s *Server) pendingRecords() int {
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	return len(s.pending.records)
+}
+
+// wakeCommitter wakes the committer if the pending batch holds anything.
+func (s *Server) wakeCommitter() {
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	s.wakeCommitterLocked()
 }
 
 // pendingAfter is what a frame waits for to follow everything applied so
@@ -351,18 +386,25 @@ func (g *commitGate) written(gen uint64) (bool, <-chan struct{}) {
 	return false, g.wait
 }
 
-// persist runs an API call that must be durable before it answers: the
-// pending batch is written first, without the lock; then, under it, plan
-// computes the change from the core; it is written in one transaction
-// with what the events changed meanwhile (older than the change), and
-// applied to the core only if the write succeeded; answer runs under the
-// lock once it is. A failed write changes nothing of the core; the batch is then
-// written alone, as the committer would have. The fsync runs under Server.mu: API writes are rare, and the
-// batch taken under the lock can hold nothing newer than the change.
+// persist runs an API call that must be durable before it answers. Under
+// Server.mu, plan computes the change from the core; it is written in one
+// transaction with the pending batch (what the events changed meanwhile,
+// older than the change), and applied to the core only if the write
+// succeeded; answer runs under the lock once it is. A failed write
+// changes nothing of the core; the batch is then written alone, as the
+// committer would have. The fsync runs under Server.mu: API writes are
+// rare, and the batch taken under the lock can hold nothing newer than
+// the change. A pending batch of more than heldFlushRecords is written
+// first, without the lock.
 func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func()) error {
+	s.apiWriters.Add(1)
+	defer s.wakeCommitter() // for what this call did not write (it failed, or events came meanwhile)
+	defer s.apiWriters.Add(-1)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	_ = s.flushHeld() // the bulk of the pending batch, without the lock; if it fails, it is written with the change or kept
+	if s.pendingRecords() > heldFlushRecords {
+		_ = s.flushHeld() // the bulk of the pending batch, without the lock; if it fails, it is written with the change or kept
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -165,10 +165,19 @@ type Server struct {
 	wake   chan struct{}
 	// commits wakes the committer (lan/commit.go).
 	commits chan struct{}
+	// dispatching holds a token per master's frame being dispatched
+	// (dispatchSlots).
+	dispatching chan struct{}
 
 	// writeMu is held by whoever writes lan.db: the committer, and API
 	// calls that persist before they answer. Taken before mu.
 	writeMu sync.Mutex
+	// apiWriters counts the API calls in persist, waiting for writeMu or
+	// holding it: the committer leaves the pending batch to them.
+	apiWriters atomic.Int32
+	// leftToAPI counts the committer's wake-ups that found an API call in
+	// persist, and left the batch to it.
+	leftToAPI atomic.Int64
 
 	// view is what the read API answers from (lan/view.go).
 	view *view
@@ -258,7 +267,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, store: st, hub: newHub(), hosts: newHostGuard(cfg.Listen, cfg.AllowedHosts),
 		refusals: newRateLog(refusedLogInterval),
-		wake:     make(chan struct{}, 1), commits: make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1), commits: make(chan struct{}, 1), dispatching: make(chan struct{}, dispatchSlots()),
 		core: lifecycle.New(lifecycle.Config{StopGrace: cfg.StopGrace, StartDeadline: cfg.StartDeadline, RetryAfter: noBidRetry},
 			ns, is, drained),
 		view:    newView(ns, is),
