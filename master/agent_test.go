@@ -368,10 +368,15 @@ func TestChildPipeUnknownVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "the instance running", func() bool { return running(t, c, "newer") == 1 })
-	b, err := os.ReadFile(filepath.Join(out, "newer.0"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The child writes what it saw once its master has answered and
+	// closed the pipe, which may come after the lanmanager counts it
+	// running (CI saw the file missing then).
+	var b []byte
+	waitFor(t, 10*time.Second, "the child to write what it saw", func() bool {
+		var err error
+		b, err = os.ReadFile(filepath.Join(out, "newer.0"))
+		return err == nil && len(b) > 0 // created, then written in one write(2)
+	})
 	if want := pipes.TypeError + " id 5 " + string(pipes.CodeUnsupported) + "; closed"; string(b) != want {
 		t.Errorf("the child of a newer version saw %q, want %q", b, want)
 	}
