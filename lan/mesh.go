@@ -12,53 +12,58 @@ import (
 )
 
 // The mesh (docs/mesh.md): masters that asked for the running set
-// (pipes.Hello.Services) also get the list of needs with ingress, in a
-// "mesh" frame after their welcome and whenever that list changes, and
-// the running set of those needs only. Each master opens the ingress
-// ports and reports them in "ingress" frames, which master ls, need show
-// and the events show.
+// (pipes.Hello.Services) also get the list of needs with ingress, and of
+// the needs some upstream leads to with their balance, in a "mesh" frame
+// after their welcome and whenever that list changes, and the running set
+// of those needs only. Each master opens the ingress ports and reports
+// them in "ingress" frames, which master ls, need show and the events
+// show.
 
-// meshLocked is the mesh frame: every need with ingress, by name.
+// meshLocked is the mesh frame: every need with ingress, by name, and
+// every existing need some upstream leads to.
 func (s *Server) meshLocked() *pipes.Mesh {
 	m := &pipes.Mesh{Needs: []pipes.MeshNeed{}}
 	if s.cfg.Gateway != nil {
 		m.GatewayToken = s.cfg.Gateway.token
 	}
+	targets := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(s.core.Needs)) {
-		if n := s.core.Needs[name]; n.Meshed() {
+		n := s.core.Needs[name]
+		if n.Meshed() {
 			m.Needs = append(m.Needs, pipes.MeshNeed{Name: n.Name, Ingress: slices.Clone(n.Ingress), Balance: n.Balance, Weights: n.BalanceWeights,
 				Gateway: n.Gateway})
+		}
+		for _, u := range n.Upstreams {
+			targets[u.Need] = true
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(targets)) {
+		if n := s.core.Needs[name]; n != nil {
+			m.Targets = append(m.Targets, pipes.MeshTarget{Name: n.Name, Balance: n.Balance, Weights: n.BalanceWeights})
 		}
 	}
 	return m
 }
 
+// sameMesh reports whether two mesh frames list the same needs and
+// targets (the gateway token does not change while the server runs).
+func sameMesh(a, b *pipes.Mesh) bool {
+	return slices.EqualFunc(a.Needs, b.Needs, func(a, b pipes.MeshNeed) bool {
+		return a.Name == b.Name && a.Balance == b.Balance && a.Weights == b.Weights && a.Gateway == b.Gateway && slices.Equal(a.Ingress, b.Ingress)
+	}) && slices.Equal(a.Targets, b.Targets)
+}
+
 // meshChangedLocked sends the mesh frame to every master that asked for
-// the running set, if a change of needs changed the list.
+// the running set, if a change of needs changed it.
 func (s *Server) meshChangedLocked(put []*needs.Need, deleted []string) {
-	changed := false
-	for _, n := range put {
-		changed = changed || n.Meshed()
-	}
-	for _, name := range deleted {
-		changed = changed || s.meshed[name]
-	}
-	if !changed {
+	if len(put) == 0 && len(deleted) == 0 {
 		return
 	}
 	mesh := s.meshLocked()
-	// A need is written again at every change of its instances' counts:
-	// send the list only when it differs from the one last sent.
-	if slices.EqualFunc(mesh.Needs, s.meshSent, func(a, b pipes.MeshNeed) bool {
-		return a.Name == b.Name && a.Balance == b.Balance && a.Weights == b.Weights && a.Gateway == b.Gateway && slices.Equal(a.Ingress, b.Ingress)
-	}) {
+	if sameMesh(mesh, s.meshSent) {
 		return
 	}
-	s.meshSent = mesh.Needs
-	s.meshed = map[string]bool{}
-	for _, n := range mesh.Needs {
-		s.meshed[n.Name] = true
-	}
+	s.meshSent = mesh
 	for _, m := range s.masters {
 		if m.services {
 			m.send(pipes.TypeMesh, mesh)

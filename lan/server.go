@@ -196,12 +196,11 @@ type Server struct {
 	// core holds the needs, instances and drains, and applies every event
 	// that changes them (package lifecycle); fx collects its effects until
 	// applyLocked hands them on.
-	core   *lifecycle.State
-	fx     lifecycle.Effects
-	lead   []Event         // events to go first in the next batch (publishStepLocked)
-	meshed map[string]bool // the needs of the last mesh frame
-	// meshSent is the list of the last mesh frame sent on a change.
-	meshSent []pipes.MeshNeed
+	core *lifecycle.State
+	fx   lifecycle.Effects
+	lead []Event // events to go first in the next batch (publishStepLocked)
+	// meshSent is the last mesh frame sent on a change.
+	meshSent *pipes.Mesh
 	masters  map[string]*session   // connected masters by id
 	gone     map[string]masterGone // masters seen, now disconnected, by id
 	rounds   map[string]*round     // open offer rounds by instance
@@ -272,15 +271,10 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 			ns, is, drained),
 		view:    newView(ns, is),
 		svc:     newServicesPush(),
-		masters: map[string]*session{}, gone: map[string]masterGone{}, meshed: map[string]bool{},
+		masters: map[string]*session{}, gone: map[string]masterGone{},
 		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, uptimeAt: map[string]time.Time{},
 	}
-	for _, n := range ns {
-		if n.Meshed() {
-			s.meshed[n.Name] = true
-		}
-	}
-	s.meshSent = s.meshLocked().Needs
+	s.meshSent = s.meshLocked()
 	// Masters that held instances before a restart get the TTL, from now,
 	// to come back and re-announce them.
 	now := s.now()

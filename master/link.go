@@ -312,8 +312,8 @@ func (a *Agent) linkOnce() error {
 			continue
 		}
 		if msg.Type == pipes.TypeMesh {
-			// The needs with ingress, whole: kept across links (each sends
-			// its own after the welcome). The first of a link is answered
+			// The needs with ingress and the upstreams' targets, whole:
+			// kept across links (each sends its own after the welcome). The first of a link is answered
 			// with the ingress report, whatever changed.
 			var m pipes.Mesh
 			if err := msg.Decode(&m); err != nil {
@@ -322,6 +322,7 @@ func (a *Agent) linkOnce() error {
 				continue
 			}
 			a.ingress.setMesh(&m, !meshed)
+			a.mirror.setTargets(m.Targets)
 			if a.gateway != nil {
 				a.gateway.setMesh(&m)
 			}

@@ -19,8 +19,9 @@ import (
 type Mirror struct {
 	mu      sync.Mutex // Protects following.
 	rev     uint64
-	sets    map[string][]pipes.Service // by need; never changed once here
-	changed chan struct{}              // closed at the next change
+	sets    map[string][]pipes.Service  // by need; never changed once here
+	targets map[string]pipes.MeshTarget // the balance of the needs upstreams lead to, from the last mesh frame
+	changed chan struct{}               // closed at the next change
 }
 
 // NewMirror returns an empty mirror at revision 0.
@@ -58,6 +59,32 @@ func (m *Mirror) Changed() <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.changed
+}
+
+// Target returns the balance of a need some upstream leads to, as the
+// last mesh frame gave it (false if it did not list the need).
+func (m *Mirror) Target(need string) (pipes.MeshTarget, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.targets[need]
+	return t, ok
+}
+
+// setTargets keeps the targets of a mesh frame; a change of them is a
+// change (Changed), so that the upstream listeners follow it.
+func (m *Mirror) setTargets(ts []pipes.MeshTarget) {
+	next := make(map[string]pipes.MeshTarget, len(ts))
+	for _, t := range ts {
+		next[t.Name] = t
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if maps.Equal(next, m.targets) {
+		return
+	}
+	m.targets = next
+	close(m.changed)
+	m.changed = make(chan struct{})
 }
 
 // apply applies a complete revision: a full one replaces the set, a diff

@@ -2,6 +2,7 @@ package master
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,9 +62,10 @@ type childMesh struct {
 // upstream is one of a child's upstream listeners.
 type upstream struct {
 	u       needs.Upstream
-	port    int         // its port: picked at the first listen, kept for good
-	p       *mesh.Proxy // nil while not open
-	err     string      // why not open
+	port    int              // its port: picked at the first listen, kept for good
+	p       *mesh.Proxy      // nil while not open
+	balance pipes.MeshTarget // p's strategy: the target need's balance when p took it (zero: round-robin)
+	err     string           // why not open
 	backoff time.Duration
 	retryAt time.Time
 }
@@ -126,8 +128,33 @@ func (m *childMesh) listen(up *upstream) error {
 		up.err = msg
 		return fmt.Errorf("upstream %s: %w", up.u.Name, err)
 	}
-	up.p, up.port, up.err, up.backoff = p, addr.(*net.TCPAddr).Port, "", 0
+	up.p, up.port, up.err, up.backoff, up.balance = p, addr.(*net.TCPAddr).Port, "", 0, pipes.MeshTarget{}
 	return nil
+}
+
+// balance gives up's proxy the balance of its target need, as the last
+// mesh frame gave it: an upstream balances like the need's ingress
+// (round-robin when the need does not exist, or a lanmanager of an older
+// version gave none). The resource strategy scores by connections here:
+// upstream proxies get no heartbeats.
+func (m *childMesh) balance(up *upstream) {
+	t, _ := m.a.mirror.Target(up.u.Need)
+	t.Name = ""
+	if t == up.balance {
+		return
+	}
+	w, err := mesh.ParseWeights(t.Weights)
+	var st mesh.Strategy
+	if err == nil {
+		st, err = mesh.NewStrategy(mesh.Balance(cmp.Or(t.Balance, string(mesh.RoundRobin))), mesh.StrategyOptions{Weights: w})
+	}
+	if err != nil { // the link validated it: a newer lanmanager's balance?
+		m.a.log.Error("upstream balance", "instance", m.c.instance, "upstream", up.u.Name, "need", up.u.Need, "err", err)
+		return
+	}
+	up.p.SetStrategy(st)
+	up.balance = t
+	m.a.log.Info("upstream balance", "instance", m.c.instance, "upstream", up.u.Name, "need", up.u.Need, "balance", st.Balance())
 }
 
 // env is the child's variables of the mesh: BERTH_UPSTREAM_<NAME> and
@@ -258,6 +285,7 @@ func (m *childMesh) reconcile() error {
 			}
 		}
 		if up.p != nil {
+			m.balance(up)
 			if err := up.p.Update(backends(sets[up.u.Need], up.u.Protocol)); err != nil && !errors.Is(err, mesh.ErrClosed) {
 				m.a.log.Error("upstream: update backends", "instance", m.c.instance, "upstream", up.u.Name, "err", err)
 			}

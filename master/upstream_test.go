@@ -171,6 +171,74 @@ func TestUpstreamLegacyClient(t *testing.T) {
 	})
 }
 
+// TestUpstreamFollowsTargetBalance: an upstream balances like its target
+// need's ingress. db is balanced by hash of the client address, and every
+// connection of app.0 through its upstream comes from 127.0.0.1, so all go
+// to one instance of db (round-robin spreads them 3 and 3 in
+// TestUpstreamLegacyClient). When db is removed and declared again
+// round-robin, the listener follows.
+func TestUpstreamFollowsTargetBalance(t *testing.T) {
+	srv, c := newLan(t)
+	a1, _ := openNamedMaster(t, srv.Addr(), "m1")
+	a2, _ := openNamedMaster(t, srv.Addr(), "m2")
+	exe, _ := os.Executable()
+	one, two := 1, 2
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "db", Command: []string{exe}, Instances: &two,
+		Protocols: []needs.Protocol{needs.TCP}, Machine: "m2", Balance: "hash"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "app", Command: []string{exe, "legacy-client", "${BERTH_UPSTREAM_DB}"},
+		Instances: &one, Protocols: []needs.Protocol{needs.HTTP}, Machine: "m1",
+		Upstreams: []needs.Upstream{{Name: "db", Need: "db", Protocol: needs.TCP}}}); err != nil {
+		t.Fatal(err)
+	}
+	app := childPort(t, a1, "app.0")
+	waitReady(t, c, "db", 2, a2)
+	waitMirror(t, c, "db", 2, a1)
+	waitFor(t, 10*time.Second, "m1 to hold db's balance", func() bool {
+		tg, ok := a1.Mirror().Target("db")
+		return ok && tg.Balance == "hash"
+	})
+	spread := func() map[string]int {
+		got := map[string]int{}
+		for range 6 {
+			ans, err := hit(app)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[ans]++
+		}
+		return got
+	}
+	// The mirror holds the balance before the upstream's goroutine has
+	// set it: poll until every connection lands on one instance, then
+	// check it holds.
+	waitFor(t, 10*time.Second, "app.0's upstream to stick to one instance of db", func() bool { return len(spread()) == 1 })
+	if got := spread(); len(got) != 1 {
+		t.Fatalf("app.0's upstream to db balanced by hash: %v, want one instance", got)
+	}
+
+	zero := 0
+	if _, err := c.Scale(t.Context(), "db", zero); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveNeed(t.Context(), "db"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "db", Command: []string{exe}, Instances: &two,
+		Protocols: []needs.Protocol{needs.TCP}, Machine: "m2"}); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, "db", 2, a2)
+	waitMirror(t, c, "db", 2, a1)
+	waitFor(t, 10*time.Second, "m1 to hold db's round-robin", func() bool {
+		tg, ok := a1.Mirror().Target("db")
+		return ok && tg.Balance == ""
+	})
+	waitFor(t, 10*time.Second, "app.0's upstream to spread again", func() bool { return len(spread()) == 2 })
+	wantEven(t, "app.0's upstream, round-robin again", spread(), names("db", 2), 3)
+}
+
 // report asks a mesh-child at addr for its meshReport.
 func report(addr string) (meshReport, error) {
 	var r meshReport

@@ -103,7 +103,7 @@ func (p *Proxy) pick(ip netip.Addr, skip []*backend) *backend {
 	for _, b := range back {
 		cands = append(cands, Candidate{ID: b.ID, Conns: b.conns.Load(), Stats: b.stats.Load()})
 	}
-	i := p.cfg.Strategy.Pick(cands, ip)
+	i := p.Strategy().Pick(cands, ip)
 	if i < 0 || i >= len(back) {
 		return nil
 	}

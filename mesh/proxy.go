@@ -55,6 +55,7 @@ type Proxy struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 	set    atomic.Pointer[[]*backend] // the running set, in Update's order
+	strat  atomic.Pointer[Strategy]   // cfg.Strategy, or the last SetStrategy's
 
 	mu        sync.Mutex // guards the fields below, and wg.Add from outside the proxy's goroutines
 	closed    bool
@@ -93,8 +94,23 @@ func New(cfg Config) *Proxy {
 	}
 	p.ctx, p.cancel = context.WithCancelCause(context.Background())
 	p.set.Store(&[]*backend{})
+	p.strat.Store(&cfg.Strategy)
 	return p
 }
+
+// SetStrategy makes s pick the backends of the connections that come
+// from now on (round-robin when nil). The live connection counts are the
+// proxy's, so a least-conn strategy set while connections are open counts
+// them, and the stats given to SetStats are kept.
+func (p *Proxy) SetStrategy(s Strategy) {
+	if s == nil {
+		s = NewRoundRobin()
+	}
+	p.strat.Store(&s)
+}
+
+// Strategy is the strategy that picks the backends now.
+func (p *Proxy) Strategy() Strategy { return *p.strat.Load() }
 
 // Listen opens a TCP listener on addr (the package's Listen) and serves it until Close; it
 // returns the listener's address.

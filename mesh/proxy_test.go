@@ -26,6 +26,32 @@ func TestProxyRoundRobinSpreadsExactly(t *testing.T) {
 	}
 }
 
+// TestProxySetStrategy: a strategy set on a serving proxy picks the
+// backends of the connections that come after it (a master's upstream
+// listener takes its target need's balance when the lanmanager sends it).
+func TestProxySetStrategy(t *testing.T) {
+	a, b, c := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "c")
+	p, addr := newTestProxy(t, mesh.Config{}, a, b, c)
+	if n := count(askIDs(t, addr, 6)); n["a"] != 2 || n["b"] != 2 || n["c"] != 2 {
+		t.Fatalf("round-robin spread %v, want 2 each", n)
+	}
+	hash, err := mesh.NewStrategy(mesh.Hash, mesh.StrategyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetStrategy(hash)
+	if got := p.Strategy().Balance(); got != mesh.Hash {
+		t.Fatalf("Strategy().Balance() = %s after SetStrategy(hash)", got)
+	}
+	if n := count(askIDs(t, addr, 9)); len(n) != 1 {
+		t.Fatalf("hash from one client address spread %v, want one backend", n)
+	}
+	p.SetStrategy(nil)
+	if n := count(askIDs(t, addr, 6)); n["a"] != 2 || n["b"] != 2 || n["c"] != 2 {
+		t.Fatalf("after SetStrategy(nil), spread %v, want round-robin, 2 each", n)
+	}
+}
+
 // TestProxyHalfClose: the client's end of stream reaches the backend,
 // whose answer still comes back.
 func TestProxyHalfClose(t *testing.T) {

@@ -168,9 +168,6 @@ func (n *Need) validateMesh() error {
 		if !ok {
 			return &FieldError{Field: "balance", Msg: fmt.Sprintf("%q: want one of %s", n.Balance, strings.Join(Balances, ", "))}
 		}
-		if len(n.Ingress) == 0 {
-			return &FieldError{Field: "balance", Msg: "balances ingress: give --ingress too"}
-		}
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func TestIngressValidation(t *testing.T) {
 		{"protocol twice", []needs.Ingress{{Protocol: needs.HTTP, Port: 1}, {Protocol: needs.HTTP, Port: 2}}, "", "has an ingress already"},
 		{"port twice", []needs.Ingress{{Protocol: needs.HTTP, Port: 1}, {Protocol: needs.TCP, Port: 1}}, "", "listed twice"},
 		{"unknown balance", []needs.Ingress{{Protocol: needs.HTTP, Port: 1}}, "random", "want one of round-robin"},
-		{"balance without ingress", nil, "hash", "give --ingress"},
+		{"unknown balance without ingress", nil, "random", "want one of round-robin"},
 	} {
 		n := base()
 		n.Ingress, n.Balance = tt.ingress, tt.balance
@@ -43,6 +43,13 @@ func TestIngressValidation(t *testing.T) {
 	}
 	if n := base(); n.Meshed() || n.BalanceOrDefault() != needs.BalanceRoundRobin {
 		t.Errorf("a need without ingress: meshed %v, balance %q", n.Meshed(), n.BalanceOrDefault())
+	}
+	// A balance without ingress is the balance of the upstreams that lead
+	// to the need.
+	n := base()
+	n.Balance = needs.BalanceHash
+	if err := n.Validate(); err != nil || n.Meshed() {
+		t.Errorf("balance hash without ingress: %v (meshed %v), want valid and not meshed", err, n.Meshed())
 	}
 }
 

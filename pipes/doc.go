@@ -102,7 +102,10 @@
 // time the list changes, a "mesh" frame ([Mesh]): every need with
 // ingress or on the WebSocket gateway, its ingress ports, balance and
 // weights, whether it is on the gateway, and the gateway's token (so that
-// a master with a gatewayaddress serves it too). It opens those ports on its
+// a master with a gatewayaddress serves it too); and in targets
+// ([MeshTarget]) every need some upstream leads to, with its balance and
+// weights, which the upstream listeners of the master's children take. It
+// opens the ingress ports on its
 // ingress address and balances each connection over the need's running
 // set (the services frames). It reports every such port, whole, in an
 // "ingress" frame ([IngressReport]) each time one opens, fails or closes:

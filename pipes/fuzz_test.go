@@ -31,7 +31,8 @@ func seedFrames(tb testing.TB) [][]byte {
 		mustNew(tb, pipes.TypeServices, 0, pipes.Services{Rev: 4, Full: true, Parts: 1, Instances: []pipes.Service{
 			{Need: "web", Instance: "web.0", Alloc: "a1b2c3d4e5", Master: "m1", Address: "10.0.0.1", Ports: map[needs.Protocol]int{needs.HTTP: 16000}}}}),
 		mustNew(tb, pipes.TypeServices, 0, pipes.Services{Rev: 5, Base: 4, Part: 1, Parts: 2, Removed: []string{"web.1", "db.0"}}),
-		mustNew(tb, pipes.TypeMesh, 0, pipes.Mesh{Needs: []pipes.MeshNeed{{Name: "web", Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: 8080}}, Balance: "least-conn"}}}),
+		mustNew(tb, pipes.TypeMesh, 0, pipes.Mesh{Needs: []pipes.MeshNeed{{Name: "web", Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: 8080}}, Balance: "least-conn"}},
+			Targets: []pipes.MeshTarget{{Name: "db", Balance: "resource", Weights: "cpu=1"}}}),
 		mustNew(tb, pipes.TypeIngress, 0, pipes.IngressReport{Ports: []pipes.IngressPort{{Need: "web", Protocol: needs.HTTP, Port: 8080, Open: true},
 			{Need: "db", Protocol: needs.TCP, Port: 5432, Error: "listen tcp 10.0.0.1:5432: bind: address already in use"}}}),
 		mustNew(tb, pipes.TypeStats, 0, pipes.Stats{PID: 7, CPUPercent: 1.5, RSS: 1 << 20}),

@@ -9,8 +9,9 @@ import (
 
 // Message types of the mesh on the master ↔ lanmanager link.
 const (
-	// TypeMesh →M Mesh: the needs with ingress, whole, each time that list
-	// changes; sent only to masters whose hello set services.
+	// TypeMesh →M Mesh: the needs with ingress, and the needs some
+	// upstream leads to, whole, each time that list changes; sent only to
+	// masters whose hello set services.
 	TypeMesh = "mesh"
 	// TypeIngress →L IngressReport: the master's ingress ports, whole,
 	// each time one opens, fails or closes.
@@ -34,12 +35,25 @@ type MeshNeed struct {
 	Gateway bool `json:"gateway,omitempty"`
 }
 
-// Mesh lists every need with ingress or on the gateway.
+// MeshTarget is a need some upstream leads to, with its balance: a
+// child's upstream listener balances like the need's ingress.
+type MeshTarget struct {
+	Name    string `json:"name"`
+	Balance string `json:"balance,omitempty"`
+	Weights string `json:"weights,omitempty"` // the resource score's (needs.Need.BalanceWeights)
+}
+
+// Mesh lists every need with ingress or on the gateway, and every need
+// some upstream leads to.
 type Mesh struct {
 	Needs []MeshNeed `json:"needs"`
 	// GatewayToken guards the management paths of the masters' gateways,
 	// as the lanmanager's (empty when it runs none).
 	GatewayToken string `json:"gateway_token,omitempty"`
+	// Targets are the existing needs some need's upstream leads to, each
+	// once (a master of an older version ignores them, and balances
+	// upstreams round-robin).
+	Targets []MeshTarget `json:"targets,omitempty"`
 }
 
 // Validate checks a mesh frame: valid names listed once, ingress ports
@@ -50,6 +64,23 @@ func (m *Mesh) Validate() error {
 	}
 	if len(m.Needs) > MaxMeshNeeds {
 		return &needs.FieldError{Field: "needs", Msg: fmt.Sprintf("%d needs, more than %d", len(m.Needs), MaxMeshNeeds)}
+	}
+	if len(m.Targets) > MaxMeshNeeds {
+		return &needs.FieldError{Field: "targets", Msg: fmt.Sprintf("%d needs, more than %d", len(m.Targets), MaxMeshNeeds)}
+	}
+	seenTarget := map[string]bool{}
+	for i, t := range m.Targets {
+		if err := needs.ValidateName(fmt.Sprintf("targets[%d].name", i), t.Name); err != nil {
+			return err
+		}
+		if seenTarget[t.Name] {
+			return &needs.FieldError{Field: fmt.Sprintf("targets[%d].name", i), Msg: fmt.Sprintf("%q is listed twice", t.Name)}
+		}
+		seenTarget[t.Name] = true
+		probe := needs.Need{Name: t.Name, Command: []string{"x"}, Balance: t.Balance, BalanceWeights: t.Weights}
+		if err := probe.Validate(); err != nil {
+			return &needs.FieldError{Field: fmt.Sprintf("targets[%d]", i), Msg: err.Error()}
+		}
 	}
 	seen := map[string]bool{}
 	for i, n := range m.Needs {

@@ -45,7 +45,7 @@ func needAddCommand() *cli.Command {
 			&cli.BoolFlag{Name: "peers", Usage: "the child gets BERTH_PEERS_FILE, its need's running instances, kept up to date, and change messages on its pipe"},
 			&cli.StringFlag{Name: "peers-signal", Usage: "with --peers, also send the child this signal on each change: HUP, USR1 or USR2"},
 			&cli.BoolFlag{Name: "gateway", Usage: "publish the need on the WebSocket gateway at ws://GATEWAY/NAME (needs an http port)"},
-			&cli.StringFlag{Name: "balance", Usage: "how ingress picks an instance: round-robin, least-conn, resource or hash (default round-robin)"},
+			&cli.StringFlag{Name: "balance", Usage: "how ingress, and the upstreams that lead to this need, pick an instance: round-robin, least-conn, resource or hash (default round-robin)"},
 			&cli.StringFlag{Name: "balance-weights", Usage: "with --balance resource, the score's weights: conns=10,cpu=2,heap=100 (the defaults; give any of them)"},
 			&cli.StringFlag{Name: "ipc-group", Usage: "IPC hub group of the children, BERTH_IPC_GROUP (default: the need's name); needs that name one group share it"},
 			&cli.StringFlag{Name: "driver", Usage: "the driver that runs the children: exec (built in, the default) or an external driver of the masters' plugins directory"},
@@ -214,6 +214,13 @@ func needShowCommand() *cli.Command {
 					sig = ", and SIG" + st.PeersSignal + " on each change"
 				}
 				fmt.Fprintf(w, "peers:      BERTH_PEERS_FILE and change messages on the pipe%s\n", sig)
+			}
+			if len(st.Ingress) == 0 && st.Balance != "" {
+				weights := ""
+				if st.BalanceWeights != "" {
+					weights = ", weights " + st.BalanceWeights
+				}
+				fmt.Fprintf(w, "balance:    %s%s (the upstreams that lead to it)\n", st.Balance, weights)
 			}
 			if len(st.Ingress) > 0 {
 				var ports []string
