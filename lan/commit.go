@@ -398,21 +398,34 @@ func (g *commitGate) written(gen uint64) (bool, <-chan struct{}) {
 // first, without the lock.
 func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func()) error {
 	s.apiWriters.Add(1)
-	defer s.wakeCommitter() // for what this call did not write (it failed, or events came meanwhile)
+	defer s.wakeCommitter() // for what came after this call's write
 	defer s.apiWriters.Add(-1)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.pendingRecords() > heldFlushRecords {
 		_ = s.flushHeld() // the bulk of the pending batch, without the lock; if it fails, it is written with the change or kept
 	}
+	planned, err := s.persistLocked(plan, answer)
+	if !planned {
+		// The committer left the pending batch to this call, which wrote
+		// nothing: write it now, so that a stream of API calls that fail
+		// (each one keeping the committer off) cannot hold it back.
+		_ = s.flushHeld()
+	}
+	return err
+}
+
+// persistLocked is persist's part under Server.mu. planned is false when
+// plan failed, and nothing was written.
+func (s *Server) persistLocked(plan func(now time.Time) (*Change, error), answer func()) (planned bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return true, ErrClosed // Close writes the last batch
 	}
 	ch, err := plan(s.now())
 	if err != nil {
-		return err
+		return false, err
 	}
 	b, gen := s.takeBatch()
 	if err := s.store.Apply(b.change(ch)); err != nil {
@@ -424,7 +437,7 @@ func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func(
 				s.done(b, gen)
 			}
 		}
-		return err
+		return true, err
 	}
 	if !b.empty() {
 		s.done(b, gen)
@@ -436,7 +449,7 @@ func (s *Server) persist(plan func(now time.Time) (*Change, error), answer func(
 	if answer != nil {
 		answer()
 	}
-	return nil
+	return true, nil
 }
 
 // changedInstances names the instances a change writes or deletes.

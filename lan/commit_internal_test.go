@@ -11,11 +11,9 @@ import (
 
 // TestCommitterLeavesBatchToAPIWrite checks the hand-over between the
 // committer and an API call in persist: while a call is in persist, the
-// committer leaves the pending batch to it; when the call ends without
-// writing it (here its plan fails: the need does not exist), the call
-// wakes the committer, which writes the batch. Without that wake-up the
-// batch, and the events and frames waiting for it, would stay until some
-// other change came.
+// committer leaves the pending batch to it (leftToAPI counts it, and the
+// batch stays pending once the call is gone); the next API call writes it,
+// here one whose plan fails (the need does not exist), before it answers.
 func TestCommitterLeavesBatchToAPIWrite(t *testing.T) {
 	s, err := Open(t.Context(), Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
@@ -56,5 +54,35 @@ func TestCommitterLeavesBatchToAPIWrite(t *testing.T) {
 			t.Fatal("the pending batch was never written after the API call ended")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestFailingAPIWritesLeftBatch: while API calls keep coming, the
+// committer leaves every pending batch to them; a call whose plan fails
+// writes it anyway, before it answers. Without that, a client looping on
+// calls that fail (a scale of a need that does not exist) would hold back
+// every grant and event of the LAN.
+func TestFailingAPIWritesLeftBatch(t *testing.T) {
+	s, err := Open(t.Context(), Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.apiWriters.Add(1) // other API calls, in persist for the whole test
+	defer s.apiWriters.Add(-1)
+	for i := range 3 {
+		s.mu.Lock()
+		s.publishLocked(Event{Time: time.Now(), Kind: EventNeedAdded, Need: "probe"})
+		s.mu.Unlock()
+		if _, err := s.ScaleNeed("missing", 1); !errors.Is(err, needs.ErrNotFound) {
+			t.Fatalf("ScaleNeed of a missing need: %v, want ErrNotFound", err)
+		}
+		s.bmu.Lock()
+		empty := s.pending.empty()
+		s.bmu.Unlock()
+		if !empty {
+			t.Fatalf("call %d: the pending batch is still pending after a failed API call returned", i)
+		}
 	}
 }
