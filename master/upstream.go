@@ -135,8 +135,8 @@ func (m *childMesh) listen(up *upstream) error {
 // balance gives up's proxy the balance of its target need, as the last
 // mesh frame gave it: an upstream balances like the need's ingress
 // (round-robin when the need does not exist, or a lanmanager of an older
-// version gave none). The resource strategy scores by connections here:
-// upstream proxies get no heartbeats.
+// version gave none). The resource strategy gets the heartbeats of the
+// target's instances on this master (feedStats).
 func (m *childMesh) balance(up *upstream) {
 	t, _ := m.a.mirror.Target(up.u.Need)
 	t.Name = ""
@@ -234,11 +234,16 @@ func (m *childMesh) info() []pipes.UpstreamState {
 	return out
 }
 
-// run follows the mirror until the child is gone or the Agent ends.
+// run follows the mirror until the child is gone or the Agent ends. Every
+// statsEvery it hands the upstreams balanced by resource the heartbeats of
+// their targets' instances that are this master's children (as ingress
+// does; the others' are unknown here, and scored by connections).
 func (m *childMesh) run() {
 	defer m.close()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	feed := time.NewTicker(statsEvery)
+	defer feed.Stop()
 	for {
 		changed := m.a.mirror.Changed() // taken before the set is read
 		if err := m.reconcile(); err != nil {
@@ -255,6 +260,28 @@ func (m *childMesh) run() {
 			return // Leave: the file stays for the next master
 		case <-changed:
 		case <-retry.C:
+		case <-feed.C:
+			m.feedStats()
+		}
+	}
+}
+
+// feedStats hands each upstream balanced by resource the heartbeats of
+// its target's instances that run on this master.
+func (m *childMesh) feedStats() {
+	var sets map[string][]pipes.Service
+	for _, up := range m.ups {
+		if up.p == nil || mesh.Balance(up.balance.Balance) != mesh.Resource {
+			continue
+		}
+		if sets == nil {
+			_, sets = m.a.mirror.Snapshot()
+		}
+		for _, s := range sets[up.u.Need] {
+			if st := m.a.childStats(s.Alloc); st != nil {
+				up.p.SetStats(s.Instance+"/"+s.Alloc, mesh.Stats{CPUPercent: st.CPUPercent, HeapUsed: st.HeapUsed,
+					HeapTotal: st.HeapTotal, At: st.SampledAt})
+			}
 		}
 	}
 }

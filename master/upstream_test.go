@@ -239,6 +239,59 @@ func TestUpstreamFollowsTargetBalance(t *testing.T) {
 	wantEven(t, "app.0's upstream, round-robin again", spread(), names("db", 2), 3)
 }
 
+// TestUpstreamResource: an upstream to a need balanced by resource gets
+// the heartbeats of the target's instances on its master, as ingress
+// does: hot.0 burns a core, and app.0's connections through its upstream
+// go to hot.1.
+func TestUpstreamResource(t *testing.T) {
+	srv, c := newLan(t)
+	a, _ := openNamedMaster(t, srv.Addr(), "m1")
+	exe, _ := os.Executable()
+	one, two := 1, 2
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "hot", Command: []string{exe}, Instances: &two,
+		Protocols: []needs.Protocol{needs.TCP}, Env: map[string]string{"AGENT_TEST_BURN": "hot.0"}, Balance: "resource"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "app", Command: []string{exe, "legacy-client", "${BERTH_UPSTREAM_HOT}"},
+		Instances: &one, Protocols: []needs.Protocol{needs.HTTP},
+		Upstreams: []needs.Upstream{{Name: "hot", Need: "hot", Protocol: needs.TCP}}}); err != nil {
+		t.Fatal(err)
+	}
+	app := childPort(t, a, "app.0")
+	waitReady(t, c, "hot", 2, a)
+	waitMirror(t, c, "hot", 2, a)
+	cpu := func(instance string) float64 {
+		for _, k := range a.Children() {
+			if k.Instance == instance && k.Stats != nil {
+				return k.Stats.CPUPercent
+			}
+		}
+		return -1
+	}
+	waitFor(t, 20*time.Second, "hot.0's heartbeats to show it busy and hot.1's idle", func() bool {
+		return cpu("hot.0") > 30 && cpu("hot.1") >= 0 && cpu("hot.1") < cpu("hot.0")/2
+	})
+	spread := func(n int) map[string]int {
+		got := map[string]int{}
+		for range n {
+			ans, err := hit(app)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[ans]++
+		}
+		return got
+	}
+	// The upstream gets the figures within a second (statsEvery): wait
+	// until hot.1 answers four times in a row, then count.
+	waitFor(t, 20*time.Second, "app.0's upstream to prefer hot.1", func() bool { return spread(4)["hot.1"] == 4 })
+	got := spread(20)
+	t.Logf("20 connections: %v (hot.0 at %.0f%% CPU, hot.1 at %.0f%%)", got, cpu("hot.0"), cpu("hot.1"))
+	if got["hot.0"] > 4 {
+		t.Errorf("20 connections through the upstream went %v: the busy hot.0 got more than 4", got)
+	}
+}
+
 // report asks a mesh-child at addr for its meshReport.
 func report(addr string) (meshReport, error) {
 	var r meshReport
