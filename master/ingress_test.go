@@ -62,6 +62,17 @@ func spread(t *testing.T, addr string, n int) map[string]int {
 	return got
 }
 
+// childCPU is the CPU of a's child instance from its last heartbeat, or -1
+// before one.
+func childCPU(a *master.Agent, instance string) float64 {
+	for _, k := range a.Children() {
+		if k.Instance == instance && k.Stats != nil {
+			return k.Stats.CPUPercent
+		}
+	}
+	return -1
+}
+
 // wantEven fails unless every instance got exactly each connections.
 func wantEven(t *testing.T, through string, got map[string]int, instances []string, each int) {
 	t.Helper()
@@ -345,14 +356,7 @@ func TestIngressResource(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, c, "hot", 2, a)
-	cpu := func(instance string) float64 {
-		for _, k := range a.Children() {
-			if k.Instance == instance && k.Stats != nil {
-				return k.Stats.CPUPercent
-			}
-		}
-		return -1
-	}
+	cpu := func(instance string) float64 { return childCPU(a, instance) }
 	waitFor(t, 20*time.Second, "hot.0's heartbeats to show it busy and hot.1's idle", func() bool {
 		return cpu("hot.0") > 30 && cpu("hot.1") >= 0 && cpu("hot.1") < cpu("hot.0")/2
 	})

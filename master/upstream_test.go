@@ -199,22 +199,11 @@ func TestUpstreamFollowsTargetBalance(t *testing.T) {
 		tg, ok := a1.Mirror().Target("db")
 		return ok && tg.Balance == "hash"
 	})
-	spread := func() map[string]int {
-		got := map[string]int{}
-		for range 6 {
-			ans, err := hit(app)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got[ans]++
-		}
-		return got
-	}
 	// The mirror holds the balance before the upstream's goroutine has
 	// set it: poll until every connection lands on one instance, then
 	// check it holds.
-	waitFor(t, 10*time.Second, "app.0's upstream to stick to one instance of db", func() bool { return len(spread()) == 1 })
-	if got := spread(); len(got) != 1 {
+	waitFor(t, 10*time.Second, "app.0's upstream to stick to one instance of db", func() bool { return len(spread(t, app, 6)) == 1 })
+	if got := spread(t, app, 6); len(got) != 1 {
 		t.Fatalf("app.0's upstream to db balanced by hash: %v, want one instance", got)
 	}
 
@@ -235,8 +224,8 @@ func TestUpstreamFollowsTargetBalance(t *testing.T) {
 		tg, ok := a1.Mirror().Target("db")
 		return ok && tg.Balance == ""
 	})
-	waitFor(t, 10*time.Second, "app.0's upstream to spread again", func() bool { return len(spread()) == 2 })
-	wantEven(t, "app.0's upstream, round-robin again", spread(), names("db", 2), 3)
+	waitFor(t, 10*time.Second, "app.0's upstream to spread again", func() bool { return len(spread(t, app, 6)) == 2 })
+	wantEven(t, "app.0's upstream, round-robin again", spread(t, app, 6), names("db", 2), 3)
 }
 
 // TestUpstreamResource: an upstream to a need balanced by resource gets
@@ -260,32 +249,14 @@ func TestUpstreamResource(t *testing.T) {
 	app := childPort(t, a, "app.0")
 	waitReady(t, c, "hot", 2, a)
 	waitMirror(t, c, "hot", 2, a)
-	cpu := func(instance string) float64 {
-		for _, k := range a.Children() {
-			if k.Instance == instance && k.Stats != nil {
-				return k.Stats.CPUPercent
-			}
-		}
-		return -1
-	}
+	cpu := func(instance string) float64 { return childCPU(a, instance) }
 	waitFor(t, 20*time.Second, "hot.0's heartbeats to show it busy and hot.1's idle", func() bool {
 		return cpu("hot.0") > 30 && cpu("hot.1") >= 0 && cpu("hot.1") < cpu("hot.0")/2
 	})
-	spread := func(n int) map[string]int {
-		got := map[string]int{}
-		for range n {
-			ans, err := hit(app)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got[ans]++
-		}
-		return got
-	}
 	// The upstream gets the figures within a second (statsEvery): wait
 	// until hot.1 answers four times in a row, then count.
-	waitFor(t, 20*time.Second, "app.0's upstream to prefer hot.1", func() bool { return spread(4)["hot.1"] == 4 })
-	got := spread(20)
+	waitFor(t, 20*time.Second, "app.0's upstream to prefer hot.1", func() bool { return spread(t, app, 4)["hot.1"] == 4 })
+	got := spread(t, app, 20)
 	t.Logf("20 connections: %v (hot.0 at %.0f%% CPU, hot.1 at %.0f%%)", got, cpu("hot.0"), cpu("hot.1"))
 	if got["hot.0"] > 4 {
 		t.Errorf("20 connections through the upstream went %v: the busy hot.0 got more than 4", got)
