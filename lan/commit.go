@@ -353,37 +353,46 @@ func (s *Server) done(b batch, gen uint64) {
 	s.committed.release(gen)
 }
 
-// commitGate lets the masters' writers wait until a batch is written.
+// commitGate holds the masters' frames until their batch is written.
 type commitGate struct {
-	mu   sync.Mutex
-	done uint64        // batches up to done-1 are written
-	wait chan struct{} // closed when done moves
+	mu     sync.Mutex
+	done   uint64     // batches up to done-1 are written
+	parked []*session // sessions waiting for the next batch
+	// resume puts parked sessions back in the writers' ready list.
+	resume func(...*session)
 }
 
 func (g *commitGate) release(upTo uint64) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if upTo+1 > g.done {
 		g.done = upTo + 1
 	}
-	if g.wait != nil {
-		close(g.wait)
-		g.wait = nil
+	parked := g.parked
+	g.parked = nil
+	g.mu.Unlock()
+	if len(parked) > 0 {
+		g.resume(parked...)
 	}
 }
 
-// written returns whether batch gen is written and, if not, a channel
-// closed when the next batch is.
-func (g *commitGate) written(gen uint64) (bool, <-chan struct{}) {
+// written reports whether batch gen is written.
+func (g *commitGate) written(gen uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return gen < g.done
+}
+
+// park holds m until the batch after the last written one is, and reports
+// true; or false, holding nothing, when batch gen is written by now. A
+// parked session belongs to the gate: its writer must not touch it again.
+func (g *commitGate) park(gen uint64, m *session) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if gen < g.done {
-		return true, nil
+		return false
 	}
-	if g.wait == nil {
-		g.wait = make(chan struct{})
-	}
-	return false, g.wait
+	g.parked = append(g.parked, m)
+	return true
 }
 
 // persist runs an API call that must be durable before it answers. Under

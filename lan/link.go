@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +20,9 @@ import (
 )
 
 // session is one connected master. Outgoing messages go through a bounded
-// queue drained by the session's writer; a master that lets the queue fill
-// up is disconnected rather than blocking the lanmanager.
+// queue drained by the server's link writers (lan/writers.go); a master
+// that lets the queue fill up, or whose socket takes nothing for
+// linkWriteTimeout, is disconnected rather than blocking the lanmanager.
 type session struct {
 	info needs.Master
 	boot string // the master's boot nonce (pipes.Hello.Boot)
@@ -34,10 +36,12 @@ type session struct {
 	conn     *pipes.Conn
 	// The outgoing queue: a slice rather than a buffered channel, so that
 	// an idle link holds no buffer (1,000 links × 4,096 slots were most of
-	// the lanmanager's memory). ready wakes the writer.
-	qmu   sync.Mutex
-	q     []outgoing
-	ready chan struct{}
+	// the lanmanager's memory). scheduled: the session is in the writers'
+	// ready list, held by a writer, or parked on the gate (lan/writers.go).
+	qmu       sync.Mutex
+	q         []outgoing
+	scheduled bool
+	writers   *linkWriters
 	// gate and after order the frames: a frame waits until batch after-1
 	// is written (0: it waits for nothing). after is the batch of the
 	// last frame the core queued here plus one, so that frames queued
@@ -140,10 +144,15 @@ func (m *session) queue(o outgoing) {
 	}
 	m.qmu.Lock()
 	full := len(m.q) >= sessionQueue
+	wake := false
 	if !full {
 		m.q = append(m.q, o)
+		wake, m.scheduled = !m.scheduled, true
 	}
 	m.qmu.Unlock()
+	if wake {
+		m.writers.schedule(m)
+	}
 	if full {
 		select {
 		case <-m.done:
@@ -152,10 +161,6 @@ func (m *session) queue(o outgoing) {
 			m.close()
 		}
 		return
-	}
-	select {
-	case m.ready <- struct{}{}:
-	default:
 	}
 }
 
@@ -175,59 +180,81 @@ func (m *session) close() {
 	})
 }
 
-func (m *session) writer() {
-	batch := m.conn.NewBatch()
-	for {
-		select {
-		case <-m.done:
-			return
-		case <-m.ready:
-		}
-		// What was queued since the last write leaves in one write (a
-		// WebSocket message holding several frames), except that frames
-		// added before a wait for a commit leave before it.
-		for _, o := range m.take() {
-			for o.after > 0 {
-				ok, wait := m.gate.written(o.after - 1)
-				if ok {
-					break
-				}
-				if err := batch.Flush(); err != nil {
-					m.close()
-					return
-				}
-				select {
-				case <-m.done:
-					return
-				case <-wait:
-				}
-			}
-			var err error
-			if o.preps != nil {
-				for _, p := range o.preps {
-					if err = batch.AddPrepared(p); err != nil {
-						break
-					}
-				}
-			} else {
-				msg := o.msg
-				if msg == nil {
-					msg = frameMsg(o.frame, m.log)
-				}
-				if msg != nil {
-					err = batch.Add(msg)
-				}
-			}
-			if err != nil {
-				m.close()
+// write sends what m has queued, for the writer holding m: what was
+// queued since the last write leaves in one write (a WebSocket message
+// holding several frames), except that frames queued before one that
+// waits for a batch leave before the wait. A write that fails closes the
+// session, whose queue is dropped from then on.
+func (m *session) write(b *pipes.Batch) {
+	if m.gone() {
+		m.take() // scheduled stays set: a closed session is never listed again
+		return
+	}
+	if err := b.Retarget(m.conn); err != nil {
+		panic("lan: " + err.Error()) // every path below flushes or empties the batch
+	}
+	q := m.take()
+	for i, o := range q {
+		if o.after > 0 && !m.gate.written(o.after-1) {
+			if err := b.Flush(); err != nil {
+				m.fail(b, err)
 				return
 			}
+			m.putBack(q[i:])
+			if !m.gate.park(o.after-1, m) {
+				m.writers.schedule(m) // written meanwhile
+			}
+			return
 		}
-		if err := batch.Flush(); err != nil {
-			m.close()
+		var err error
+		if o.preps != nil {
+			for _, p := range o.preps {
+				if err = b.AddPrepared(p); err != nil {
+					break
+				}
+			}
+		} else {
+			msg := o.msg
+			if msg == nil {
+				msg = frameMsg(o.frame, m.log)
+			}
+			if msg != nil {
+				err = b.Add(msg)
+			}
+		}
+		if err != nil {
+			m.fail(b, err)
 			return
 		}
 	}
+	if err := b.Flush(); err != nil {
+		m.fail(b, err)
+		return
+	}
+	m.qmu.Lock()
+	again := len(m.q) > 0
+	m.scheduled = again
+	m.qmu.Unlock()
+	if again {
+		m.writers.schedule(m)
+	}
+}
+
+// fail closes m after a write failed, and empties b.
+func (m *session) fail(b *pipes.Batch, err error) {
+	if !m.gone() {
+		m.log.Warn("link write failed: disconnecting", "err", err)
+	}
+	m.close()
+	b.Reset()
+	m.take()
+}
+
+// putBack returns frames taken and not sent to the head of the queue.
+func (m *session) putBack(rest []outgoing) {
+	m.qmu.Lock()
+	m.q = append(slices.Clip(rest), m.q...)
+	m.qmu.Unlock()
 }
 
 // localIP is the address of ours that r came in on, or "".
@@ -252,6 +279,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
+	conn.SetWriteTimeout(s.linkWriteTimeout())
 	hello, err := readHello(s.ctx, conn)
 	if err != nil {
 		conn.SendError(0, err)
@@ -262,7 +290,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		info: needs.Master{ID: hello.ID, Name: hello.Name, Address: hello.Address, Since: now.UTC(),
 			Version: hello.Version, Ranges: hello.Ranges, Free: hello.Free, Drivers: driverStatuses(hello.Drivers)},
 		boot: hello.Boot, local: localIP(r),
-		conn: conn, ready: make(chan struct{}, 1), done: make(chan struct{}), gate: &s.committed,
+		conn: conn, writers: s.writers, done: make(chan struct{}), gate: &s.committed,
 		log: s.log.With("master", hello.Name),
 	}
 	m.heard(now)
@@ -272,8 +300,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); m.writer() }()
+	wg.Add(1)
 	// The reader marks the master heard as each frame arrives and hands it
 	// to the dispatcher: a frame waiting for Server.mu never keeps the
 	// next one (a ping) unread, so liveness counts what arrived, not what

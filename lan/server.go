@@ -185,6 +185,8 @@ type Server struct {
 	svc *servicesPush
 	// committed tells the masters' writers which batches are written.
 	committed commitGate
+	// writers write the masters' links (lan/writers.go).
+	writers *linkWriters
 	// writeFailures counts the batch writes that failed (and were kept).
 	writeFailures atomic.Int64
 
@@ -275,6 +277,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, uptimeAt: map[string]time.Time{},
 	}
 	s.meshSent = s.meshLocked()
+	s.writers = newLinkWriters()
+	s.committed.resume = s.writers.schedule
 	// Masters that held instances before a restart get the TTL, from now,
 	// to come back and re-announce them.
 	now := s.now()
@@ -297,6 +301,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s.reb = newRebalancer()
 	s.http = &http.Server{Handler: httplimit.BoundBodies(s.Handler(), cfg.BodyTimeout), ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
+	s.writers.start(linkWriterCount())
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -352,6 +357,7 @@ func (s *Server) Close() error {
 	for _, m := range sessions {
 		m.close()
 	}
+	s.writers.stop()
 	s.hub.closeAll()
 	s.wg.Wait()
 	if err := s.flush(); err != nil { // what the last events changed

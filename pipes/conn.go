@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
+	"time"
 )
 
 // Version is the envelope version this package speaks.
@@ -153,8 +155,9 @@ type Conn struct {
 	br  *bufio.Reader
 	max int
 
-	wmu sync.Mutex // Protects following.
-	buf []byte
+	wmu          sync.Mutex // Protects following.
+	buf          []byte
+	writeTimeout time.Duration
 
 	closeOnce sync.Once
 	closeErr  error
@@ -170,6 +173,36 @@ func NewConn(rwc io.ReadWriteCloser, max int) *Conn {
 // Done is closed once Close has been called.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
+// SetWriteTimeout bounds every later write: one that has not finished d
+// after it began fails, and on a WebSocket link the connection can write
+// no more (a peer that reads nothing for that long is taken as gone). 0,
+// the default, sets no bound; so does a connection without write
+// deadlines.
+func (c *Conn) SetWriteTimeout(d time.Duration) {
+	c.wmu.Lock()
+	c.writeTimeout = max(d, 0)
+	c.wmu.Unlock()
+}
+
+// write writes b, under c.wmu.
+func (c *Conn) write(b []byte) error {
+	var deadline time.Time
+	if c.writeTimeout > 0 {
+		if dl, ok := c.rwc.(interface{ SetWriteDeadline(time.Time) error }); ok {
+			deadline = time.Now().Add(c.writeTimeout)
+			if err := dl.SetWriteDeadline(deadline); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := c.rwc.Write(b)
+	if err != nil && !deadline.IsZero() && !time.Now().Before(deadline) && !errors.Is(err, os.ErrDeadlineExceeded) {
+		// A WebSocket's deadline cancels the write: say why.
+		err = fmt.Errorf("%w: the peer read nothing for %v (%v)", os.ErrDeadlineExceeded, c.writeTimeout, err)
+	}
+	return err
+}
+
 // Send writes one message.
 func (c *Conn) Send(m *Msg) error {
 	c.wmu.Lock()
@@ -179,7 +212,7 @@ func (c *Conn) Send(m *Msg) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.rwc.Write(c.buf)
+	err = c.write(c.buf)
 	if cap(c.buf) > 64<<10 {
 		c.buf = nil
 	}
@@ -200,6 +233,16 @@ const batchFlushAt = 64 << 10
 
 // NewBatch returns an empty batch for c.
 func (c *Conn) NewBatch() *Batch { return &Batch{c: c} }
+
+// Retarget points an empty batch at c, keeping its buffer: one goroutine
+// writing many connections in turn needs one batch, not one each.
+func (b *Batch) Retarget(c *Conn) error {
+	if len(b.buf) > 0 {
+		return fmt.Errorf("pipes: batch retargeted with %d bytes not flushed", len(b.buf))
+	}
+	b.c = c
+	return nil
+}
 
 // Add encodes m into the batch; it writes the batch first when it holds
 // batchFlushAt bytes or more.
@@ -225,6 +268,9 @@ func (b *Batch) AddPrepared(p *Prepared) error {
 	return nil
 }
 
+// Reset drops the frames added since the last Flush.
+func (b *Batch) Reset() { b.buf = b.buf[:0] }
+
 // Len is the number of bytes waiting in the batch.
 func (b *Batch) Len() int { return len(b.buf) }
 
@@ -235,7 +281,7 @@ func (b *Batch) Flush() error {
 		return nil
 	}
 	b.c.wmu.Lock()
-	_, err := b.c.rwc.Write(b.buf)
+	err := b.c.write(b.buf)
 	b.c.wmu.Unlock()
 	b.buf = b.buf[:0]
 	if cap(b.buf) > 4*batchFlushAt {
@@ -267,8 +313,7 @@ func (p *Prepared) Size() int { return len(p.frame) }
 func (c *Conn) SendPrepared(p *Prepared) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := c.rwc.Write(p.frame)
-	return err
+	return c.write(p.frame)
 }
 
 // SendBody builds and sends a message of type typ with body v and id.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"reflect"
 	"runtime"
 	"strings"
@@ -349,5 +350,109 @@ func TestConnConcurrentSend(t *testing.T) {
 			}
 			wg.Wait()
 		})
+	}
+}
+
+// TestBatchRetarget: one batch writes two connections in turn; it refuses
+// to move while it holds frames, and Reset drops them.
+func TestBatchRetarget(t *testing.T) {
+	a1, b1 := net.Pipe()
+	a2, b2 := net.Pipe()
+	c1, c2 := pipes.NewConn(a1, 0), pipes.NewConn(a2, 0)
+	r1, r2 := pipes.NewConn(b1, 0), pipes.NewConn(b2, 0)
+	for _, c := range []*pipes.Conn{c1, c2, r1, r2} {
+		t.Cleanup(func() { c.Close() })
+	}
+	got := make(chan uint64, 4)
+	for _, r := range []*pipes.Conn{r1, r2} {
+		go func() {
+			for {
+				m, err := r.Recv()
+				if err != nil {
+					return
+				}
+				got <- m.ID
+			}
+		}()
+	}
+	var b pipes.Batch
+	if err := b.Retarget(c1); err != nil {
+		t.Fatalf("Retarget of an empty batch: %v", err)
+	}
+	if err := b.Add(&pipes.Msg{V: 1, Type: pipes.TypePing, ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Retarget(c2); err == nil || !strings.Contains(err.Error(), "not flushed") {
+		t.Errorf("Retarget with a frame held: %v, want an error saying it is not flushed", err)
+	}
+	b.Reset()
+	if b.Len() != 0 {
+		t.Errorf("Len after Reset = %d, want 0", b.Len())
+	}
+	if err := b.Retarget(c2); err != nil {
+		t.Fatalf("Retarget after Reset: %v", err)
+	}
+	if err := b.Add(&pipes.Msg{V: 1, Type: pipes.TypePing, ID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if id != 2 {
+			t.Errorf("frame %d arrived, want 2 (frame 1 was reset)", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("frame 2 did not arrive")
+	}
+	select {
+	case id := <-got:
+		t.Errorf("frame %d arrived too", id)
+	default:
+	}
+}
+
+// TestWriteTimeout: a write to a peer that reads nothing fails once it has
+// waited the write timeout, with the deadline's error.
+func TestWriteTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted // reads nothing
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	defer peer.Close()
+	c := pipes.NewConn(raw, 0)
+	defer c.Close()
+	c.SetWriteTimeout(200 * time.Millisecond)
+	big := &pipes.Msg{V: 1, Type: pipes.TypePing, Body: []byte(`"` + strings.Repeat("x", 512<<10) + `"`)}
+	deadline := time.Now().Add(time.Minute) // bounds the loop; loopback buffers hold a few MiB
+	for {
+		err := c.Send(big)
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("Send: %v, want the write deadline's error", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("every Send succeeded for a minute to a peer that reads nothing")
+		}
 	}
 }
