@@ -76,3 +76,9 @@ func WriteSegment(path string, n uint64, cs ...*Change) error {
 	}
 	return os.WriteFile(path, b, 0o600)
 }
+
+// LinkWriterCount is linkWriterCount.
+var LinkWriterCount = linkWriterCount
+
+// ExtraLinkWriters is how many extra link writers have started.
+func (s *Server) ExtraLinkWriters() int { return s.writers.extraStarted() }

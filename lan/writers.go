@@ -2,7 +2,9 @@ package lan
 
 import (
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"berth/pipes"
@@ -22,18 +24,40 @@ import (
 // commit gate, which puts it back in the list when the next batch is
 // written.
 type linkWriters struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	ready  []*session
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	cond    *sync.Cond
+	ready   []*session
+	closed  bool
+	idle    int           // writers waiting for a session
+	writers []*linkWriter // running: the permanent ones, then extra ones
+	extra   int           // extra writers started, ever (for the tests)
+	wg      sync.WaitGroup
+	// check looks, linkWriterStuck after a session found no idle writer,
+	// whether every writer is stuck; armed while it is due.
+	check *time.Timer
+	armed bool
+}
+
+// linkWriter is one writer.
+type linkWriter struct {
+	extra bool         // leaves once no session is ready
+	since atomic.Int64 // when its write in progress began, unix ns; 0: none
 }
 
 // linkWriterCount is how many writers run: two per core the scheduler
-// runs on, at least 4, so that a master whose socket takes nothing (a
-// write waits until linkWriteTimeout, then the link is closed) leaves the
-// other writers to go on with.
+// runs on, at least 4.
 func linkWriterCount() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// A write waits for the master's socket to take its frames. When a
+// session has been ready for linkWriterStuck with no writer idle, and
+// every writer has waited that long or longer in one write, an extra
+// writer starts (at most linkWritersMax writers in all), and leaves once
+// no session is ready: masters that read nothing hold a writer each until
+// linkWriteTimeout, not the other masters' frames.
+const (
+	linkWriterStuck = 100 * time.Millisecond
+	linkWritersMax  = 256
+)
 
 // linkWriteTimeout is how long a write to a master may wait for its
 // socket to take the frames: the master TTL, at least a second. A master
@@ -54,9 +78,21 @@ func newLinkWriters() *linkWriters {
 
 // start runs n writers.
 func (w *linkWriters) start(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for range n {
-		w.wg.Go(w.run)
+		w.spawnLocked(false)
 	}
+}
+
+// spawnLocked starts a writer; w.mu held.
+func (w *linkWriters) spawnLocked(extra bool) {
+	lw := &linkWriter{extra: extra}
+	w.writers = append(w.writers, lw)
+	if extra {
+		w.extra++
+	}
+	w.wg.Go(func() { w.run(lw) })
 }
 
 // stop ends the writers once the sessions they are writing are closed
@@ -64,6 +100,9 @@ func (w *linkWriters) start(n int) {
 func (w *linkWriters) stop() {
 	w.mu.Lock()
 	w.closed = true
+	if w.check != nil {
+		w.check.Stop() // one already running sees closed
+	}
 	w.cond.Broadcast()
 	w.mu.Unlock()
 	w.wg.Wait()
@@ -75,21 +114,74 @@ func (w *linkWriters) schedule(ms ...*session) {
 		return
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.ready = append(w.ready, ms...)
-	if len(ms) == 1 {
+	switch {
+	case w.idle == 1 || w.idle > 0 && len(ms) == 1:
 		w.cond.Signal()
-	} else {
+	case w.idle > 1:
 		w.cond.Broadcast()
+	default:
+		w.armLocked()
 	}
-	w.mu.Unlock()
 }
 
-// next takes the first ready session; nil once the writers are stopped.
-func (w *linkWriters) next() *session {
+// armLocked makes recheck run linkWriterStuck from now, unless it is due
+// already; w.mu held.
+func (w *linkWriters) armLocked() {
+	if w.armed || w.closed {
+		return
+	}
+	w.armed = true
+	if w.check == nil {
+		w.check = time.AfterFunc(linkWriterStuck, w.recheck)
+	} else {
+		w.check.Reset(linkWriterStuck)
+	}
+}
+
+// recheck starts an extra writer when sessions are ready, no writer is
+// idle and every writer is stuck; it looks again later while sessions
+// wait.
+func (w *linkWriters) recheck() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.armed = false
+	if w.closed || len(w.ready) == 0 || w.idle > 0 {
+		return
+	}
+	if len(w.writers) < linkWritersMax && w.stuckLocked() {
+		w.spawnLocked(true)
+	}
+	w.armLocked()
+}
+
+// stuckLocked reports whether every writer has been in one write for
+// linkWriterStuck or longer; w.mu held.
+func (w *linkWriters) stuckLocked() bool {
+	now := time.Now().UnixNano()
+	for _, lw := range w.writers {
+		if t := lw.since.Load(); t == 0 || now-t < int64(linkWriterStuck) {
+			return false
+		}
+	}
+	return true
+}
+
+// next takes the first ready session for lw. It returns nil once the
+// writers are stopped, or for an extra writer once no session is ready
+// (lw is then gone from the list).
+func (w *linkWriters) next(lw *linkWriter) *session {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for len(w.ready) == 0 && !w.closed {
+		if lw.extra {
+			w.writers = slices.DeleteFunc(w.writers, func(o *linkWriter) bool { return o == lw })
+			return nil
+		}
+		w.idle++
 		w.cond.Wait()
+		w.idle--
 	}
 	if w.closed {
 		return nil
@@ -103,18 +195,27 @@ func (w *linkWriters) next() *session {
 	return m
 }
 
-func (w *linkWriters) run() {
+func (w *linkWriters) run(lw *linkWriter) {
 	var batch pipes.Batch
 	turn := time.Now()
 	for {
-		m := w.next()
+		m := w.next(lw)
 		if m == nil {
 			return
 		}
+		lw.since.Store(time.Now().UnixNano())
 		m.write(&batch)
+		lw.since.Store(0)
 		if now := time.Now(); now.Sub(turn) >= linkWriterTurn {
 			runtime.Gosched()
 			turn = time.Now()
 		}
 	}
+}
+
+// extraStarted is how many extra writers have started.
+func (w *linkWriters) extraStarted() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.extra
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,7 +16,6 @@ import (
 	"github.com/coder/websocket"
 
 	"berth/lan"
-	"berth/needs"
 	"berth/pipes"
 )
 
@@ -25,25 +25,47 @@ import (
 // go on with the other masters' frames: m1 gets all of its offers before
 // the stalled link is cut.
 func TestStalledMasterLink(t *testing.T) {
+	stalledMasters(t, 1)
+}
+
+// TestStalledMastersTakeNoWriter: with more stalled masters than the
+// lanmanager has writers, extra writers start, and m1 still gets its
+// offers before any stalled link is cut.
+func TestStalledMastersTakeNoWriter(t *testing.T) {
+	// 2 cores' worth of writers, so that every master gets every offer
+	// (a round asks at most 8).
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	srv := stalledMasters(t, lan.LinkWriterCount()+1)
+	if n := srv.ExtraLinkWriters(); n == 0 {
+		t.Error("no extra writer started while every writer waited for a stalled master")
+	}
+}
+
+// stalledMasters links n masters that read nothing and one, m1, that
+// reads, declares a need of 100 instances whose offers are about 40 KiB
+// each (far more than a stalled link's socket buffers take), and checks
+// that m1 gets every offer before any stalled link is cut, and that every
+// stalled link is cut for its write timeout, never for a full queue.
+func stalledMasters(t *testing.T, n int) *lan.Server {
+	t.Helper()
 	var logs syncBuffer
 	srv, c := startServer(t, lan.Config{MasterTTL: 5 * time.Second, BidWindow: 10 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), nil))})
-	cut := dialStalled(t, srv, id2, "stalled")
+	var cuts []<-chan error
+	for i := range n {
+		cuts = append(cuts, dialStalled(t, srv, fmt.Sprintf("%016x", 0xfedcba9876543210-uint64(i)), fmt.Sprintf("stalled%d", i)))
+	}
 	m1 := dialMaster(t, srv, "", id1, "m1")
-
-	// Offers carry the need: 100 of about 40 KiB each (a master gets at
-	// most 128 at a time) are far more than the stalled link's socket
-	// buffers take.
 	args := []string{"/bin/big"}
 	for i := range 64 {
 		args = append(args, fmt.Sprintf("--arg%02d=%s", i, strings.Repeat("x", 600)))
 	}
-	const n = 100
-	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "big", Command: args, Instances: intp(n), Protocols: []needs.Protocol{needs.HTTP}}); err != nil {
+	const instances = 100 // a master is offered at most 128 at a time
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "big", Command: args, Instances: intp(instances)}); err != nil {
 		t.Fatalf("AddNeed: %v", err)
 	}
 	offered := map[string]bool{}
-	for len(offered) < n {
+	for len(offered) < instances {
 		msg := m1.next(20 * time.Second)
 		if msg.Type != pipes.TypeOffer {
 			continue
@@ -54,21 +76,25 @@ func TestStalledMasterLink(t *testing.T) {
 		}
 		offered[o.Instance] = true
 	}
-	select {
-	case err := <-cut:
-		t.Fatalf("the stalled link was cut (%v) before m1 had its offers: m1 waited for it", err)
-	default:
+	for i, cut := range cuts {
+		select {
+		case err := <-cut:
+			t.Fatalf("stalled master %d was cut (%v) before m1 had its offers: m1 waited for it", i, err)
+		default:
+		}
 	}
-	select {
-	case err := <-cut:
-		t.Logf("stalled master's pings failed: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the stalled master's link is still open 20s after the offers")
+	for i, cut := range cuts {
+		select {
+		case err := <-cut:
+			t.Logf("stalled master %d's pings failed: %v", i, err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("stalled master %d's link is still open 20s after the offers", i)
+		}
 	}
 	// The link's reader may see the close before the writer does, so the
 	// log need not say "link write failed"; but never a full queue.
 	if strings.Contains(logs.String(), "outgoing queue full") {
-		t.Error("the stalled link was closed for a full queue, not for its write timeout")
+		t.Error("a stalled link was closed for a full queue, not for its write timeout")
 	}
 	// m1's link is still served.
 	select {
@@ -78,8 +104,9 @@ func TestStalledMasterLink(t *testing.T) {
 	select {
 	case <-m1.pinged:
 	case <-time.After(10 * time.Second):
-		t.Error("m1 got no ping after the stalled link was closed")
+		t.Error("m1 got no ping after the stalled links were closed")
 	}
+	return srv
 }
 
 // dialStalled links a master that sends hello, then a ping every 100 ms,
