@@ -7,7 +7,9 @@
 // target it prints requests/s, p50 and p99 latency (wrk --latency), the
 // proxy's CPU per request (user + system time of the proxy's process from
 // /proc, over the run: the master's for berth, haproxy's for HAProxy), and
-// the ratios berth/HAProxy and berth/direct. Every port is picked at run
+// the ratios berth/HAProxy and berth/direct; and where the rest of the
+// machine's time went, per request: wrk's CPU, the two backends' and the
+// cores left idle (/proc/stat). Every port is picked at run
 // time; everything listens on 127.0.0.1. bench/mesh.sh builds the binaries
 // and installs haproxy and wrk when missing.
 package main
@@ -123,6 +125,42 @@ func (d *daemon) stop() {
 	}
 }
 
+// machine is the time the machine's cores have spent busy and idle
+// (iowait counted idle) so far, from the first line of /proc/stat.
+func machine() (busy, idle time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: first line %q", line)
+	}
+	var t [8]int64
+	for i := range t {
+		if t[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %v", err)
+		}
+	}
+	// user nice system idle iowait irq softirq steal, in 10 ms ticks
+	tick := 10 * time.Millisecond
+	return time.Duration(t[0]+t[1]+t[2]+t[5]+t[6]+t[7]) * tick, time.Duration(t[3]+t[4]) * tick, nil
+}
+
+// cpuSum is the user + system time of processes so far.
+func cpuSum(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		c, err := cpu(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += c
+	}
+	return sum, nil
+}
+
 // cpu is the user + system time of a process so far.
 func cpu(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -160,6 +198,9 @@ type result struct {
 	requests int64
 	errors   int64
 	cpuPer   time.Duration // proxy CPU per request; 0 for direct
+	// Where the rest of the machine's time went, per request: wrk's CPU,
+	// the backends' (both instances), and the cores left idle.
+	wrkPer, backendsPer, idlePer time.Duration
 }
 
 var (
@@ -215,7 +256,10 @@ func parseWrk(s string) (result, error) {
 }
 
 // load runs wrk against url; close makes every request a new connection.
-func load(o options, url string, close bool, proxyPID int) (result, error) {
+// Besides wrk's figures it measures, over the run, the CPU of the proxy
+// (proxyPID, 0 for none), of the backends and of wrk, and the cores'
+// idle time.
+func load(o options, url string, close bool, proxyPID int, backendPIDs []int) (result, error) {
 	args := []string{"-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.conns), "-d", o.duration.String(), "--latency"}
 	if close {
 		args = append(args, "-H", "Connection: close")
@@ -225,21 +269,42 @@ func load(o options, url string, close bool, proxyPID int) (result, error) {
 	if proxyPID > 0 {
 		before, _ = cpu(proxyPID)
 	}
-	out, err := exec.Command("wrk", args...).CombinedOutput()
+	bBefore, err := cpuSum(backendPIDs)
+	if err != nil {
+		return result{}, err
+	}
+	_, idleBefore, err := machine()
+	if err != nil {
+		return result{}, err
+	}
+	cmd := exec.Command("wrk", args...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk %s: %v\n%s", url, err, out)
+	}
+	_, idleAfter, err := machine()
+	if err != nil {
+		return result{}, err
+	}
+	bAfter, err := cpuSum(backendPIDs)
+	if err != nil {
+		return result{}, err
 	}
 	r, err := parseWrk(string(out))
 	if err != nil {
 		return r, fmt.Errorf("wrk %s: %v:\n%s", url, err, out)
 	}
+	n := time.Duration(r.requests)
 	if proxyPID > 0 {
 		after, err := cpu(proxyPID)
 		if err != nil {
 			return r, err
 		}
-		r.cpuPer = (after - before) / time.Duration(r.requests)
+		r.cpuPer = (after - before) / n
 	}
+	r.wrkPer = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()) / n
+	r.backendsPer = (bAfter - bBefore) / n
+	r.idlePer = (idleAfter - idleBefore) / n
 	return r, nil
 }
 
@@ -327,6 +392,7 @@ func run(o options) error {
 		return err
 	}
 	var backends []string
+	var backendPIDs []int
 	if err := waitFor(60*time.Second, "2 instances running and the ingress open", func() (bool, error) {
 		out, err := cli("service", "ls", "--json")
 		if err != nil {
@@ -336,14 +402,16 @@ func run(o options) error {
 			State   string
 			Address string
 			Ports   map[string]int
+			PID     int
 		}
 		if err := json.Unmarshal(out, &svcs); err != nil {
 			return false, err
 		}
-		backends = backends[:0]
+		backends, backendPIDs = backends[:0], backendPIDs[:0]
 		for _, s := range svcs {
 			if s.State == "running" {
 				backends = append(backends, fmt.Sprintf("%s:%d", s.Address, s.Ports["http"]))
+				backendPIDs = append(backendPIDs, s.PID)
 			}
 		}
 		if len(backends) != 2 {
@@ -412,10 +480,11 @@ backend be
 		close bool
 	}{{"keep-alive", false}, {"one request per connection", true}} {
 		fmt.Printf("%s:\n", mode.name)
-		fmt.Printf("  %-22s %12s %10s %10s %16s %8s\n", "target", "requests/s", "p50", "p99", "proxy CPU/req", "errors")
+		fmt.Printf("  %-22s %12s %10s %10s %16s %8s   %s\n", "target", "requests/s", "p50", "p99", "proxy CPU/req", "errors",
+			"per request: wrk, backends, idle cores")
 		res := map[string]result{}
 		for _, tg := range targets {
-			r, err := load(o, tg.url, mode.close, tg.pid)
+			r, err := load(o, tg.url, mode.close, tg.pid, backendPIDs)
 			if err != nil {
 				return err
 			}
@@ -424,7 +493,8 @@ backend be
 			if tg.pid > 0 {
 				per = r.cpuPer.Round(100 * time.Nanosecond).String()
 			}
-			fmt.Printf("  %-22s %12.0f %10s %10s %16s %8d\n", tg.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), per, r.errors)
+			fmt.Printf("  %-22s %12.0f %10s %10s %16s %8d   %s, %s, %s\n", tg.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), per, r.errors,
+				r.wrkPer.Round(100*time.Nanosecond), r.backendsPer.Round(100*time.Nanosecond), r.idlePer.Round(100*time.Nanosecond))
 		}
 		d, h, b := res[targets[0].name], res[targets[1].name], res[targets[2].name]
 		fmt.Printf("  berth/HAProxy: throughput %.2f×, CPU per request %.2f×; berth/direct: throughput %.2f×, added p50 %s\n\n",

@@ -31,3 +31,31 @@ func TestParseWrk(t *testing.T) {
 		t.Error("parseWrk of a failed run: no error")
 	}
 }
+
+// TestMachine reads the cores' busy and idle time, which only grow.
+func TestMachine(t *testing.T) {
+	b1, i1, err := machine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b1 <= 0 || i1 < 0 {
+		t.Fatalf("busy %v, idle %v: want busy > 0 and idle >= 0", b1, i1)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b2, i2, err := machine()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b2 < b1 || i2 < i1 {
+			t.Fatalf("went back: busy %v -> %v, idle %v -> %v", b1, b2, i1, i2)
+		}
+		if b2+i2 > b1+i1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the machine's time did not move in 10s")
+		}
+		time.Sleep(20 * time.Millisecond) // the clock ticks every 10 ms; nothing to wait for but time
+	}
+}
