@@ -4,7 +4,7 @@
 # over the same 2 instances, and to one instance directly, with the ratios
 # (issue 10; see go doc ./bench/mesh). Installs haproxy and wrk from
 # Debian's packages when missing (as root). Usage: bench/mesh.sh
-# [-duration 10s] [-conns 32] [-threads 2] [-keep] [-cpuprofile FILE]
+# [-duration 10s] [-conns 32] [-threads 2] [-rounds 1] [-keep] [-cpuprofile FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()

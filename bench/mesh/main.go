@@ -9,7 +9,9 @@
 // /proc, over the run: the master's for berth, haproxy's for HAProxy), and
 // the ratios berth/HAProxy and berth/direct; and where the rest of the
 // machine's time went, per request: wrk's CPU, the two backends' and the
-// cores left idle (/proc/stat). Every port is picked at run
+// cores left idle (/proc/stat). With -rounds N the legs run N times,
+// HAProxy and berth in turn first, and the ratios are also given as
+// medians: one round's ratio moves by a tenth or more with the machine. Every port is picked at run
 // time; everything listens on 127.0.0.1. bench/mesh.sh builds the binaries
 // and installs haproxy and wrk when missing.
 package main
@@ -26,6 +28,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +42,7 @@ type options struct {
 	threads  int
 	keep     bool
 	profile  string // the master's CPU profile, over its whole run
+	rounds   int    // rounds of the legs; the ratios are then medians
 }
 
 func main() {
@@ -49,9 +53,10 @@ func main() {
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs)")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the master's CPU profile (its whole run; the berth legs are nearly all of it) to this file")
+	flag.IntVar(&o.rounds, "rounds", 1, "rounds of the legs, HAProxy and berth in turn first; with more than one, the ratios of each round and their medians")
 	flag.Parse()
-	if o.bin == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: mesh -bin DIR [-duration 10s] [-conns 32] [-threads 2] [-keep] [-cpuprofile FILE]")
+	if o.bin == "" || flag.NArg() > 0 || o.rounds < 1 || o.rounds > 100 || o.duration <= 0 || o.conns < 1 || o.threads < 1 {
+		fmt.Fprintln(os.Stderr, "usage: mesh -bin DIR [-duration 10s] [-conns 32] [-threads 2] [-rounds 1 (1-100)] [-keep] [-cpuprofile FILE]")
 		os.Exit(2)
 	}
 	if err := run(o); err != nil {
@@ -175,6 +180,20 @@ func cpu(pid int) (time.Duration, error) {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// median is the middle of xs (the mean of the two middle ones for an even
+// count); xs is not changed.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // waitFor polls cond every 50 ms until it holds or d passes.
@@ -482,23 +501,43 @@ backend be
 		fmt.Printf("%s:\n", mode.name)
 		fmt.Printf("  %-22s %12s %10s %10s %16s %8s   %s\n", "target", "requests/s", "p50", "p99", "proxy CPU/req", "errors",
 			"per request: wrk, backends, idle cores")
-		res := map[string]result{}
-		for _, tg := range targets {
-			r, err := load(o, tg.url, mode.close, tg.pid, backendPIDs)
-			if err != nil {
-				return err
+		var tput, cpuRatio []float64
+		for round := range o.rounds {
+			if o.rounds > 1 {
+				fmt.Printf("  round %d\n", round+1)
 			}
-			res[tg.name] = r
-			per := "-"
-			if tg.pid > 0 {
-				per = r.cpuPer.Round(100 * time.Nanosecond).String()
+			// Odd rounds run berth before HAProxy, so that a machine
+			// that speeds up or slows down over the run favours neither.
+			order := []int{0, 1, 2}
+			if round%2 == 1 {
+				order = []int{0, 2, 1}
 			}
-			fmt.Printf("  %-22s %12.0f %10s %10s %16s %8d   %s, %s, %s\n", tg.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), per, r.errors,
-				r.wrkPer.Round(100*time.Nanosecond), r.backendsPer.Round(100*time.Nanosecond), r.idlePer.Round(100*time.Nanosecond))
+			res := make([]result, len(targets))
+			for _, i := range order {
+				tg := targets[i]
+				r, err := load(o, tg.url, mode.close, tg.pid, backendPIDs)
+				if err != nil {
+					return err
+				}
+				res[i] = r
+				per := "-"
+				if tg.pid > 0 {
+					per = r.cpuPer.Round(100 * time.Nanosecond).String()
+				}
+				fmt.Printf("  %-22s %12.0f %10s %10s %16s %8d   %s, %s, %s\n", tg.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), per, r.errors,
+					r.wrkPer.Round(100*time.Nanosecond), r.backendsPer.Round(100*time.Nanosecond), r.idlePer.Round(100*time.Nanosecond))
+			}
+			d, h, b := res[0], res[1], res[2]
+			tput = append(tput, b.rps/h.rps)
+			cpuRatio = append(cpuRatio, float64(b.cpuPer)/float64(h.cpuPer))
+			fmt.Printf("  berth/HAProxy: throughput %.2f×, CPU per request %.2f×; berth/direct: throughput %.2f×, added p50 %s\n",
+				b.rps/h.rps, float64(b.cpuPer)/float64(h.cpuPer), b.rps/d.rps, (b.p50 - d.p50).Round(10*time.Microsecond))
 		}
-		d, h, b := res[targets[0].name], res[targets[1].name], res[targets[2].name]
-		fmt.Printf("  berth/HAProxy: throughput %.2f×, CPU per request %.2f×; berth/direct: throughput %.2f×, added p50 %s\n\n",
-			b.rps/h.rps, float64(b.cpuPer)/float64(h.cpuPer), b.rps/d.rps, (b.p50 - d.p50).Round(10*time.Microsecond))
+		if o.rounds > 1 {
+			fmt.Printf("  over %d rounds, berth/HAProxy: throughput median %.2f× (%.2f–%.2f×), CPU per request median %.2f× (%.2f–%.2f×)\n",
+				o.rounds, median(tput), slices.Min(tput), slices.Max(tput), median(cpuRatio), slices.Min(cpuRatio), slices.Max(cpuRatio))
+		}
+		fmt.Println()
 	}
 	return nil
 }

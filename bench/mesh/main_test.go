@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -57,5 +58,25 @@ func TestMachine(t *testing.T) {
 			t.Fatal("the machine's time did not move in 10s")
 		}
 		time.Sleep(20 * time.Millisecond) // the clock ticks every 10 ms; nothing to wait for but time
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tt := range []struct {
+		xs   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{0.9}, 0.9},
+		{[]float64{1.1, 0.8, 0.95}, 0.95},
+		{[]float64{1.0, 0.8, 0.9, 1.2}, 0.95},
+	} {
+		in := slices.Clone(tt.xs)
+		if got := median(tt.xs); got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.xs, got, tt.want)
+		}
+		if !slices.Equal(in, tt.xs) {
+			t.Errorf("median changed its argument: %v, was %v", tt.xs, in)
+		}
 	}
 }
