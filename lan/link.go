@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,12 +64,14 @@ const sessionQueue = 4096
 // dispatched; a master that sends faster waits in its TCP buffer.
 const dispatchQueue = 1024
 
-// dispatchSlots is how many masters' frames are dispatched at once: one
-// per core the Go scheduler runs on. Dispatching takes Server.mu, so more
-// at once only wait for it; and each waiting dispatcher is a goroutine in
-// the scheduler's queues, ahead of an API request that comes next. At
-// 1,000 simulated masters the queue held up to 500 goroutines in bursts.
-func dispatchSlots() int { return runtime.GOMAXPROCS(0) }
+// dispatchSlots is how many masters' frames are dispatched at once: one.
+// Dispatching takes Server.mu, so more at once only wait for it; and each
+// waiting dispatcher is a goroutine in the scheduler's queues, ahead of an
+// API request that comes next. At 1,000 simulated masters the queue held
+// up to 500 goroutines in bursts. One per core (until stop 14) put the
+// API's highest p99 at 40.9–51.1 ms over seven runs of bench/sim, one at
+// a time with two link writers 35.7–44.6 ms over five (docs/scale.md).
+func dispatchSlots() int { return 1 }
 
 // ref names the master for the core.
 func (m *session) ref() lifecycle.MasterRef {

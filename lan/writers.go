@@ -44,9 +44,12 @@ type linkWriter struct {
 	since atomic.Int64 // when its write in progress began, unix ns; 0: none
 }
 
-// linkWriterCount is how many writers run: two per core the scheduler
-// runs on, at least 4.
-func linkWriterCount() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+// linkWriterCount is how many writers run: one per core the scheduler
+// runs on, at least 2. More only add goroutines to the scheduler's queue
+// (two per core, at least 4, until stop 14: the API's tail a few ms
+// longer in bench/sim); a master that reads nothing does not hold the
+// others' frames, since extra writers start then (below).
+func linkWriterCount() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // A write waits for the master's socket to take its frames. When a
 // session has been ready for linkWriterStuck with no writer idle, and
