@@ -153,6 +153,35 @@ func machine() (busy, idle time.Duration, err error) {
 	return time.Duration(t[0]+t[1]+t[2]+t[5]+t[6]+t[7]) * tick, time.Duration(t[3]+t[4]) * tick, nil
 }
 
+// switches is the context switches of every thread of the processes so
+// far, voluntary and not (/proc/PID/task/*/status); threads that ended are
+// not counted.
+func switches(pids []int) (int64, error) {
+	var n int64
+	for _, pid := range pids {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return 0, err
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+			if err != nil {
+				continue // the thread ended meanwhile
+			}
+			for line := range strings.Lines(string(b)) {
+				if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+					c, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					if err != nil {
+						return 0, fmt.Errorf("/proc/%d/task/%s/status: %s: %v", pid, t.Name(), k, err)
+					}
+					n += c
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
 // cpuSum is the user + system time of processes so far.
 func cpuSum(pids []int) (time.Duration, error) {
 	var sum time.Duration
@@ -220,6 +249,9 @@ type result struct {
 	// Where the rest of the machine's time went, per request: wrk's CPU,
 	// the backends' (both instances), and the cores left idle.
 	wrkPer, backendsPer, idlePer time.Duration
+	// Context switches per request (voluntary and not, every thread):
+	// how often the backends and the proxy went to sleep and woke.
+	backendSwitches, proxySwitches float64
 }
 
 var (
@@ -296,6 +328,18 @@ func load(o options, url string, close bool, proxyPID int, backendPIDs []int) (r
 	if err != nil {
 		return result{}, err
 	}
+	var proxyPIDs []int
+	if proxyPID > 0 {
+		proxyPIDs = []int{proxyPID}
+	}
+	bsBefore, err := switches(backendPIDs)
+	if err != nil {
+		return result{}, err
+	}
+	psBefore, err := switches(proxyPIDs)
+	if err != nil {
+		return result{}, err
+	}
 	cmd := exec.Command("wrk", args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -306,6 +350,14 @@ func load(o options, url string, close bool, proxyPID int, backendPIDs []int) (r
 		return result{}, err
 	}
 	bAfter, err := cpuSum(backendPIDs)
+	if err != nil {
+		return result{}, err
+	}
+	bsAfter, err := switches(backendPIDs)
+	if err != nil {
+		return result{}, err
+	}
+	psAfter, err := switches(proxyPIDs)
 	if err != nil {
 		return result{}, err
 	}
@@ -324,6 +376,8 @@ func load(o options, url string, close bool, proxyPID int, backendPIDs []int) (r
 	r.wrkPer = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()) / n
 	r.backendsPer = (bAfter - bBefore) / n
 	r.idlePer = (idleAfter - idleBefore) / n
+	r.backendSwitches = float64(bsAfter-bsBefore) / float64(r.requests)
+	r.proxySwitches = float64(psAfter-psBefore) / float64(r.requests)
 	return r, nil
 }
 
@@ -500,7 +554,7 @@ backend be
 	}{{"keep-alive", false}, {"one request per connection", true}} {
 		fmt.Printf("%s:\n", mode.name)
 		fmt.Printf("  %-22s %12s %10s %10s %16s %8s   %s\n", "target", "requests/s", "p50", "p99", "proxy CPU/req", "errors",
-			"per request: wrk, backends, idle cores")
+			"per request: wrk, backends, idle cores; context switches of the backends, the proxy")
 		var tput, cpuRatio []float64
 		for round := range o.rounds {
 			if o.rounds > 1 {
@@ -524,8 +578,9 @@ backend be
 				if tg.pid > 0 {
 					per = r.cpuPer.Round(100 * time.Nanosecond).String()
 				}
-				fmt.Printf("  %-22s %12.0f %10s %10s %16s %8d   %s, %s, %s\n", tg.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), per, r.errors,
-					r.wrkPer.Round(100*time.Nanosecond), r.backendsPer.Round(100*time.Nanosecond), r.idlePer.Round(100*time.Nanosecond))
+				fmt.Printf("  %-22s %12.0f %10s %10s %16s %8d   %s, %s, %s; %.2f, %.2f\n", tg.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), per, r.errors,
+					r.wrkPer.Round(100*time.Nanosecond), r.backendsPer.Round(100*time.Nanosecond), r.idlePer.Round(100*time.Nanosecond),
+					r.backendSwitches, r.proxySwitches)
 			}
 			d, h, b := res[0], res[1], res[2]
 			tput = append(tput, b.rps/h.rps)

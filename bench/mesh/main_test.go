@@ -80,3 +80,32 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+// TestSwitches counts this process's context switches, which only grow.
+func TestSwitches(t *testing.T) {
+	if _, err := switches([]int{-1}); err == nil {
+		t.Error("switches of pid -1: no error")
+	}
+	self := []int{os.Getpid()}
+	a, err := switches(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a <= 0 {
+		t.Fatalf("%d context switches so far, want some", a)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := switches(self)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b > a {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("context switches stayed at %d for 10s while the test slept", a)
+		}
+		time.Sleep(10 * time.Millisecond) // a sleep is a switch: what the test counts
+	}
+}
