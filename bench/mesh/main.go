@@ -316,27 +316,11 @@ func load(o options, url string, close bool, proxyPID int, backendPIDs []int) (r
 		args = append(args, "-H", "Connection: close")
 	}
 	args = append(args, url)
-	var before time.Duration
-	if proxyPID > 0 {
-		before, _ = cpu(proxyPID)
-	}
-	bBefore, err := cpuSum(backendPIDs)
-	if err != nil {
-		return result{}, err
-	}
-	_, idleBefore, err := machine()
-	if err != nil {
-		return result{}, err
-	}
 	var proxyPIDs []int
 	if proxyPID > 0 {
 		proxyPIDs = []int{proxyPID}
 	}
-	bsBefore, err := switches(backendPIDs)
-	if err != nil {
-		return result{}, err
-	}
-	psBefore, err := switches(proxyPIDs)
+	before, err := measure(proxyPIDs, backendPIDs)
 	if err != nil {
 		return result{}, err
 	}
@@ -345,19 +329,7 @@ func load(o options, url string, close bool, proxyPID int, backendPIDs []int) (r
 	if err != nil {
 		return result{}, fmt.Errorf("wrk %s: %v\n%s", url, err, out)
 	}
-	_, idleAfter, err := machine()
-	if err != nil {
-		return result{}, err
-	}
-	bAfter, err := cpuSum(backendPIDs)
-	if err != nil {
-		return result{}, err
-	}
-	bsAfter, err := switches(backendPIDs)
-	if err != nil {
-		return result{}, err
-	}
-	psAfter, err := switches(proxyPIDs)
+	after, err := measure(proxyPIDs, backendPIDs)
 	if err != nil {
 		return result{}, err
 	}
@@ -366,19 +338,38 @@ func load(o options, url string, close bool, proxyPID int, backendPIDs []int) (r
 		return r, fmt.Errorf("wrk %s: %v:\n%s", url, err, out)
 	}
 	n := time.Duration(r.requests)
-	if proxyPID > 0 {
-		after, err := cpu(proxyPID)
-		if err != nil {
-			return r, err
-		}
-		r.cpuPer = (after - before) / n
-	}
+	r.cpuPer = (after.proxyCPU - before.proxyCPU) / n
 	r.wrkPer = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()) / n
-	r.backendsPer = (bAfter - bBefore) / n
-	r.idlePer = (idleAfter - idleBefore) / n
-	r.backendSwitches = float64(bsAfter-bsBefore) / float64(r.requests)
-	r.proxySwitches = float64(psAfter-psBefore) / float64(r.requests)
+	r.backendsPer = (after.backendsCPU - before.backendsCPU) / n
+	r.idlePer = (after.idle - before.idle) / n
+	r.backendSwitches = float64(after.backendSwitches-before.backendSwitches) / float64(r.requests)
+	r.proxySwitches = float64(after.proxySwitches-before.proxySwitches) / float64(r.requests)
 	return r, nil
+}
+
+// usage is what load reads before and after wrk: the CPU and context
+// switches of the proxy and of the backends, and the cores' idle time.
+type usage struct {
+	proxyCPU, backendsCPU          time.Duration
+	idle                           time.Duration
+	proxySwitches, backendSwitches int64
+}
+
+func measure(proxyPIDs, backendPIDs []int) (u usage, err error) {
+	if u.proxyCPU, err = cpuSum(proxyPIDs); err != nil {
+		return u, err
+	}
+	if u.backendsCPU, err = cpuSum(backendPIDs); err != nil {
+		return u, err
+	}
+	if _, u.idle, err = machine(); err != nil {
+		return u, err
+	}
+	if u.proxySwitches, err = switches(proxyPIDs); err != nil {
+		return u, err
+	}
+	u.backendSwitches, err = switches(backendPIDs)
+	return u, err
 }
 
 func run(o options) error {
