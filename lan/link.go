@@ -69,8 +69,8 @@ const dispatchQueue = 1024
 // waiting dispatcher is a goroutine in the scheduler's queues, ahead of an
 // API request that comes next. At 1,000 simulated masters the queue held
 // up to 500 goroutines in bursts. One per core (until stop 14) put the
-// API's highest p99 at 40.9–51.1 ms over seven runs of bench/sim, one at
-// a time with two link writers 35.7–44.6 ms over five (docs/scale.md).
+// API's highest p99 at 33.6–51.1 ms over nine runs of bench/sim, one at
+// a time with two link writers 31.6–44.6 ms over nine (docs/scale.md).
 func dispatchSlots() int { return 1 }
 
 // ref names the master for the core.
