@@ -405,7 +405,7 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 	s.masters[h.ID] = m
 	delete(s.gone, h.ID)
 	m.send(pipes.TypeWelcome, &pipes.Welcome{HeartbeatMS: int(s.heartbeat() / time.Millisecond),
-		TTLMS: int(s.cfg.MasterTTL / time.Millisecond), StopGraceMS: int(s.cfg.StopGrace / time.Millisecond)})
+		TTLMS: int(s.cfg.MasterTTL / time.Millisecond), StopGraceMS: int(s.cfg.StopGrace / time.Millisecond), Loads: true})
 	// The exits it could not send while the link was down, then what it
 	// runs against what the records place on it.
 	s.stepLocked(lifecycle.Reconnected{Master: m.ref(), Exits: h.Exits, Allocs: h.Allocs})
@@ -413,6 +413,9 @@ func (s *Server) register(m *session, h *pipes.Hello) error {
 		m.services = true
 		m.send(pipes.TypeMesh, s.meshLocked())
 		s.svc.join(m) // its full set follows, from the services pusher
+	}
+	if h.Loads {
+		s.loads.join(m) // the whole book follows, from the relay
 	}
 	info := m.info
 	info.Connected, info.Draining, info.LastSeen = true, s.core.Draining(m.info.Name), m.seen().UTC()
@@ -547,6 +550,12 @@ func (s *Server) dispatch(m *session, msg *pipes.Msg) error {
 			return err
 		}
 		s.ingressFrom(m, &r)
+	case pipes.TypeLoads:
+		var l pipes.Loads
+		if err := msg.Decode(&l); err != nil {
+			return err
+		}
+		s.loadsFrom(m, &l)
 	case pipes.TypeError:
 		if msg.Error != nil {
 			if s.logError(m, msg) {

@@ -183,6 +183,8 @@ type Server struct {
 	view *view
 	// svc pushes the running set to the masters that asked (lan/services.go).
 	svc *servicesPush
+	// loads passes resource figures between masters (lan/loads.go).
+	loads *loadBook
 	// committed tells the masters' writers which batches are written.
 	committed commitGate
 	// writers write the masters' links (lan/writers.go).
@@ -273,6 +275,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 			ns, is, drained),
 		view:    newView(ns, is),
 		svc:     newServicesPush(),
+		loads:   newLoadBook(),
 		masters: map[string]*session{}, gone: map[string]masterGone{},
 		rounds: map[string]*round{}, retryAt: map[string]time.Time{}, uptimeAt: map[string]time.Time{},
 	}
@@ -308,6 +311,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		s.committer()
 	}()
 	s.wg.Go(s.pushServices)
+	s.wg.Go(s.relayLoads)
 	go func() {
 		defer s.wg.Done()
 		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

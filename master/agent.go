@@ -78,6 +78,9 @@ type Agent struct {
 	linkEvents chan struct{}
 	// mirror is the running set as the lanmanager last pushed it (mirror.go).
 	mirror *Mirror
+	// remote are the resource figures of other masters' children
+	// (master/loads.go).
+	remote remoteLoads
 	// ingress opens the mesh's ingress ports (ingress.go).
 	ingress *ingress
 	gateway *masterGateway // nil without a gatewayaddress
@@ -181,7 +184,7 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 		a.gateway = newMasterGateway(cfg.GatewayAddress, a.mirror, a.log)
 	}
 	a.ingress = startIngress(ingressAddr, a.mirror, a.meshGrace, a.log,
-		func(r *pipes.IngressReport) { a.send(pipes.TypeIngress, r) }, a.childStats)
+		func(r *pipes.IngressReport) { a.send(pipes.TypeIngress, r) }, a.loadOf)
 	a.wg.Add(4)
 	go func() { defer a.wg.Done(); a.rotateLoop() }()
 	go func() { defer a.wg.Done(); a.serveControl(a.ctl) }()
@@ -342,7 +345,7 @@ func (a *Agent) Mirror() *Mirror { return a.mirror }
 
 func (a *Agent) helloLocked() *pipes.Hello {
 	h := &pipes.Hello{ID: a.id, Boot: a.boot, Name: a.name, Address: a.addr, Version: a.opts.Version,
-		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent, Services: true,
+		Ranges: map[needs.Protocol][2]int{}, Free: map[needs.Protocol]int{}, Exits: a.unsent, Services: true, Loads: true,
 		Drivers: a.Drivers()}
 	for p, r := range a.office.Ranges() {
 		h.Ranges[p] = [2]int{r.Start, r.End()}

@@ -39,9 +39,9 @@ type ingress struct {
 	grace  func() time.Duration // the stop grace removed backends' connections get (Agent.meshGrace)
 	log    *slog.Logger
 	report func(*pipes.IngressReport) // queues a report on the current link, if any
-	// stats returns the latest heartbeat of a child of this master, by
-	// allocation, or nil: the resource strategy's figures.
-	stats func(alloc string) *pipes.Stats
+	// stats returns the latest heartbeat figures of an instance, by
+	// allocation (Agent.loadOf): the resource strategy's figures.
+	stats func(alloc string) (mesh.Stats, bool)
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -81,7 +81,7 @@ type ingressPort struct {
 // startIngress starts the reconciler; it opens nothing until a mesh frame
 // arrives.
 func startIngress(addr string, mirror *Mirror, grace func() time.Duration, log *slog.Logger, report func(*pipes.IngressReport),
-	stats func(alloc string) *pipes.Stats) *ingress {
+	stats func(alloc string) (mesh.Stats, bool)) *ingress {
 	in := &ingress{addr: addr, mirror: mirror, grace: grace, log: log, report: report, stats: stats,
 		wake: make(chan struct{}, 1), failed: make(chan served)}
 	in.ctx, in.cancel = context.WithCancelCause(context.Background())
@@ -290,9 +290,10 @@ func backends(set []pipes.Service, proto needs.Protocol) []mesh.Backend {
 // latest heartbeats of this master's children.
 const statsEvery = time.Second
 
-// feedStats hands the resource strategy the heartbeats of the backends
-// that are children of this master. The others' are unknown here (masters
-// do not share heartbeats), and the strategy scores them by connections.
+// feedStats hands the resource strategy the latest heartbeats of the
+// backends: those of this master's children, and those the lanmanager
+// passed on from the other masters (master/loads.go). A backend with none
+// is scored by its connections.
 func (in *ingress) feedStats(ports map[ingressKey]*ingressPort) {
 	if in.stats == nil {
 		return
@@ -306,9 +307,8 @@ func (in *ingress) feedStats(ports map[ingressKey]*ingressPort) {
 			_, sets = in.mirror.Snapshot()
 		}
 		for _, s := range sets[k.need] {
-			if st := in.stats(s.Alloc); st != nil {
-				ip.p.SetStats(s.Instance+"/"+s.Alloc, mesh.Stats{CPUPercent: st.CPUPercent, HeapUsed: st.HeapUsed,
-					HeapTotal: st.HeapTotal, At: st.SampledAt})
+			if st, ok := in.stats(s.Alloc); ok {
+				ip.p.SetStats(s.Instance+"/"+s.Alloc, st)
 			}
 		}
 	}

@@ -389,3 +389,45 @@ func TestIngressResource(t *testing.T) {
 		t.Errorf("with cpu=0,heap=0 20 connections went %v: the CPU should not count", got)
 	}
 }
+
+// TestIngressResourceAcrossMasters: a master that runs none of a need's
+// instances scores them by the heartbeats their own master shares through
+// the lanmanager (loads frames): m2's ingress keeps away from hot.0,
+// which burns a core on m1. Without the figures both instances would
+// score alike (no connections) and share the connections evenly.
+func TestIngressResourceAcrossMasters(t *testing.T) {
+	srv, c := newLan(t)
+	a := openIngressMaster(t, srv.Addr(), "m1", "127.0.0.4")
+	waitFor(t, 10*time.Second, "m1 to link", a.Linked)
+	port := freeports.Port(t)
+	exe, _ := os.Executable()
+	n := 2
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "hot", Command: []string{exe}, Instances: &n,
+		Protocols: []needs.Protocol{needs.HTTP}, Env: map[string]string{"AGENT_TEST_BURN": "hot.0"},
+		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: port}}, Balance: "resource"}); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, "hot", 2, a)
+	// Both run on m1; m2 links after them and runs none.
+	b := openIngressMaster(t, srv.Addr(), "m2", "127.0.0.6")
+	waitMirror(t, c, "hot", 2, b)
+	if len(b.Children()) != 0 {
+		t.Fatalf("m2 runs %d children, want none", len(b.Children()))
+	}
+	cpu := func(instance string) float64 { return childCPU(a, instance) }
+	waitFor(t, 20*time.Second, "hot.0's heartbeats to show it busy and hot.1's idle", func() bool {
+		return cpu("hot.0") > 30 && cpu("hot.1") >= 0 && cpu("hot.1") < cpu("hot.0")/2
+	})
+	addr := net.JoinHostPort("127.0.0.6", strconv.Itoa(port))
+	// m1 sends the figures within a second, the lanmanager passes them on
+	// within another, and m2's proxy gets them within a third.
+	waitFor(t, 20*time.Second, "m2's ingress to prefer hot.1", func() bool {
+		got := spread(t, addr, 4)
+		return got["hot.1"] == 4
+	})
+	got := spread(t, addr, 20)
+	t.Logf("20 connections through m2: %v (hot.0 at %.0f%% CPU, hot.1 at %.0f%%)", got, cpu("hot.0"), cpu("hot.1"))
+	if got["hot.0"] > 4 {
+		t.Errorf("20 connections through m2 went %v: the busy hot.0 got more than 4", got)
+	}
+}

@@ -255,6 +255,7 @@ func (a *Agent) linkOnce() error {
 	welcomed := false
 	var services gather // this link's services revisions
 	meshed := false     // a mesh frame came on this link
+	sharing := false    // shareLoads runs for this link
 	var wg sync.WaitGroup
 	defer func() {
 		// Once the writer has stopped, what it did not write is no longer
@@ -296,6 +297,10 @@ func (a *Agent) linkOnce() error {
 			}
 			a.lanGrace.Store(int64(w.StopGraceMS) * int64(time.Millisecond))
 			lv.welcomed(w)
+			if w.Loads && !sharing {
+				sharing = true
+				wg.Go(func() { a.shareLoads(ob) })
+			}
 			continue
 		}
 		if msg.Type == pipes.TypeServices {
@@ -511,6 +516,12 @@ func (a *Agent) handle(ob *outbox, msg *pipes.Msg) error {
 		return a.startLogs(ob, msg.ID, &l)
 	case pipes.TypeLogsCancel:
 		a.cancelLogs(msg.ID)
+	case pipes.TypeLoads:
+		var l pipes.Loads
+		if err := msg.Decode(&l); err != nil {
+			return err
+		}
+		a.remote.take(&l, time.Now())
 	case pipes.TypeError:
 		if msg.Error != nil {
 			return msg.Error

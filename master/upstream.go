@@ -136,7 +136,7 @@ func (m *childMesh) listen(up *upstream) error {
 // mesh frame gave it: an upstream balances like the need's ingress
 // (round-robin when the need does not exist, or a lanmanager of an older
 // version gave none). The resource strategy gets the heartbeats of the
-// target's instances on this master (feedStats).
+// target's instances (feedStats).
 func (m *childMesh) balance(up *upstream) {
 	t, _ := m.a.mirror.Target(up.u.Need)
 	t.Name = ""
@@ -236,8 +236,7 @@ func (m *childMesh) info() []pipes.UpstreamState {
 
 // run follows the mirror until the child is gone or the Agent ends. Every
 // statsEvery it hands the upstreams balanced by resource the heartbeats of
-// their targets' instances that are this master's children (as ingress
-// does; the others' are unknown here, and scored by connections).
+// their targets' instances (as ingress does).
 func (m *childMesh) run() {
 	defer m.close()
 	retry := time.NewTimer(time.Hour)
@@ -266,8 +265,8 @@ func (m *childMesh) run() {
 	}
 }
 
-// feedStats hands each upstream balanced by resource the heartbeats of
-// its target's instances that run on this master.
+// feedStats hands each upstream balanced by resource the latest heartbeats
+// of its target's instances, on this master or elsewhere (Agent.loadOf).
 func (m *childMesh) feedStats() {
 	var sets map[string][]pipes.Service
 	for _, up := range m.ups {
@@ -278,9 +277,8 @@ func (m *childMesh) feedStats() {
 			_, sets = m.a.mirror.Snapshot()
 		}
 		for _, s := range sets[up.u.Need] {
-			if st := m.a.childStats(s.Alloc); st != nil {
-				up.p.SetStats(s.Instance+"/"+s.Alloc, mesh.Stats{CPUPercent: st.CPUPercent, HeapUsed: st.HeapUsed,
-					HeapTotal: st.HeapTotal, At: st.SampledAt})
+			if st, ok := m.a.loadOf(s.Alloc); ok {
+				up.p.SetStats(s.Instance+"/"+s.Alloc, st)
 			}
 		}
 	}

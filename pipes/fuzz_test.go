@@ -163,6 +163,7 @@ var bodyTypes = map[string]func() any{
 	pipes.TypeServices:   func() any { return new(pipes.Services) },
 	pipes.TypeMesh:       func() any { return new(pipes.Mesh) },
 	pipes.TypeIngress:    func() any { return new(pipes.IngressReport) },
+	pipes.TypeLoads:      func() any { return new(pipes.Loads) },
 	pipes.TypeMeshReady:  func() any { return new(pipes.MeshState) },
 	pipes.TypeMeshChange: func() any { return new(pipes.MeshState) },
 	pipes.TypeMeshError:  func() any { return new(pipes.MeshError) },
@@ -189,6 +190,7 @@ func FuzzUnmarshalBodies(f *testing.F) {
 	f.Add([]byte(`{"instance":"web.0","tail":10,"follow":true}`))
 	f.Add([]byte(`{"data":"aGVsbG8K","eof":true}`))
 	f.Add([]byte(`{"heartbeat_ms":1000,"ttl_ms":5000}`))
+	f.Add([]byte(`{"loads":[{"instance":"web.0","alloc":"a1b2c3d4e5","cpu_percent":87.5,"heap_used":10,"heap_total":20,"age_ms":300}]}`))
 	f.Add([]byte(`{"upstreams":[{"name":"db","need":"pg","protocol":"tcp","address":"127.0.0.1:9","targets":[{"instance":"pg.0","master":"m1","address":"h","ports":{"tcp":5}}]}],"peers":null}`))
 	f.Add([]byte(`[{"instance":"web.0","master":"m1","address":"10.0.0.1","ports":{"http":80}}]`))
 	f.Add([]byte(`{"rev":9,"base":8,"part":0,"parts":1,"removed":["web.2"],"instances":[{"need":"web","instance":"web.3","alloc":"a1b2c3d4e5","master":"m2","address":"host-1.lan","ports":{"http":80}}]}`))

@@ -64,6 +64,9 @@ type Hello struct {
 	// Services asks for the running set: a full services frame after the
 	// welcome, then the changes (see Services).
 	Services bool `json:"services,omitempty"`
+	// Loads: the master sends the heartbeat figures of its children that
+	// are balanced by resource, and takes the other masters' (TypeLoads).
+	Loads bool `json:"loads,omitempty"`
 	// Drivers are the master's spawn drivers (the built-in exec and its
 	// external drivers) as they were when the link came up; at most
 	// MaxDrivers. A master from before drivers existed sends none.
@@ -161,6 +164,9 @@ type Welcome struct {
 	// the running set as long to finish (0, from an older lanmanager: the
 	// master's own stop grace).
 	StopGraceMS int `json:"stop_grace_ms,omitempty"`
+	// Loads: the lanmanager passes loads frames on between masters, so a
+	// master may send them (an older lanmanager would refuse the type).
+	Loads bool `json:"loads,omitempty"`
 }
 
 // MaxLinkMS bounds heartbeat_ms and ttl_ms: 24 h.

@@ -61,6 +61,13 @@ func TestMsgDecodeValidates(t *testing.T) {
 		{"mesh error empty", pipes.TypeMeshError, `{"upstream":"db"}`, new(pipes.MeshError), "message"},
 		{"mesh error ok", pipes.TypeMeshError, `{"upstream":"db","need":"pg","message":"no running instance"}`, new(pipes.MeshError), ""},
 		{"mesh close reason too long", pipes.TypeMeshClose, `{"reason":"` + strings.Repeat("x", pipes.MaxMeshErrorLen+1) + `"}`, new(pipes.MeshClose), "reason"},
+		{"loads ok", pipes.TypeLoads, `{"loads":[{"instance":"web.0","alloc":"a1b2c3d4e5","cpu_percent":87.5,"heap_used":10,"heap_total":20,"age_ms":300}]}`, new(pipes.Loads), ""},
+		{"loads bad instance", pipes.TypeLoads, `{"loads":[{"instance":"web","alloc":"a1b2c3d4e5","age_ms":1}]}`, new(pipes.Loads), "loads[0].instance"},
+		{"loads bad alloc", pipes.TypeLoads, `{"loads":[{"instance":"web.0","alloc":"../x","age_ms":1}]}`, new(pipes.Loads), "loads[0].alloc"},
+		{"loads negative cpu", pipes.TypeLoads, `{"loads":[{"instance":"web.0","alloc":"a1b2c3d4e5","cpu_percent":-3}]}`, new(pipes.Loads), "loads[0].cpu_percent"},
+		{"loads huge cpu", pipes.TypeLoads, `{"loads":[{"instance":"web.0","alloc":"a1b2c3d4e5","cpu_percent":1e300}]}`, new(pipes.Loads), "loads[0].cpu_percent"},
+		{"loads negative age", pipes.TypeLoads, `{"loads":[{"instance":"web.0","alloc":"a1b2c3d4e5","age_ms":-1}]}`, new(pipes.Loads), "loads[0].age_ms"},
+		{"loads too many", pipes.TypeLoads, `{"loads":[` + strings.Repeat(`{"instance":"web.0","alloc":"a1b2c3d4e5"},`, pipes.MaxLoads) + `{"instance":"web.0","alloc":"a1b2c3d4e5"}]}`, new(pipes.Loads), "loads"},
 		{"log data ok", pipes.TypeLogData, `{"data":"aGk=","eof":true}`, new(pipes.LogData), ""},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,103 @@
+package lan_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"berth/lan"
+	"berth/needs"
+	"berth/pipes"
+)
+
+const id3 = "00112233445566ff"
+
+// dialLoadsMaster connects a fake master that asks for the running set
+// and for the other masters' loads.
+func dialLoadsMaster(t *testing.T, srv *lan.Server, id, name string, httpRange [2]int) *fakeMaster {
+	t.Helper()
+	conn, err := pipes.DialWS(t.Context(), "ws://"+srv.Addr()+"/v1/link", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newFakeMaster(t, conn, id, name)
+	m.send(pipes.TypeHello, &pipes.Hello{ID: id, Name: name, Address: "127.0.0.1", Version: "test", Services: true, Loads: true,
+		Ranges: map[needs.Protocol][2]int{needs.HTTP: httpRange}})
+	var w pipes.Welcome
+	m.expect(pipes.TypeWelcome, &w)
+	if !w.Loads {
+		t.Fatalf("welcome %+v does not say the lanmanager passes loads on", w)
+	}
+	return m
+}
+
+// TestLoadsRelayed: the figures a master sends for its own running
+// instance reach the other masters, with their age; figures for an
+// instance that runs elsewhere, or under another allocation, are dropped,
+// so a master cannot speak for another's children; a bad entry is refused
+// with its field named; a master that links later gets the whole book.
+func TestLoadsRelayed(t *testing.T) {
+	srv, c := startServer(t, lan.Config{BidWindow: 5 * time.Second})
+	zero := 0
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "web", Command: []string{"x"}, Instances: &zero, Protocols: []needs.Protocol{needs.HTTP},
+		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: 8080}}, Balance: "resource"}); err != nil {
+		t.Fatal(err)
+	}
+	m1 := dialLoadsMaster(t, srv, id1, "m1", [2]int{40000, 40009})
+	r := &recorder{t: t, m: m1, c: c}
+	r.place("web", needs.HTTP)
+	alloc := ""
+	for _, in := range services(t, c) {
+		if in.Name == "web.0" {
+			alloc = in.Alloc
+		}
+	}
+	if alloc == "" {
+		t.Fatal("web.0 is not in /v1/services")
+	}
+	m2 := dialLoadsMaster(t, srv, id2, "m2", [2]int{41000, 41009})
+
+	m1.send(pipes.TypeLoads, &pipes.Loads{Loads: []pipes.Load{
+		{Instance: "web.0", Alloc: alloc, CPUPercent: 90, HeapUsed: 5, HeapTotal: 10, AgeMS: 500},
+		{Instance: "web.1", Alloc: "abcdefgh12", CPUPercent: 1}, // no such instance
+		{Instance: "web.0", Alloc: "abcdefgh12", CPUPercent: 1}, // not its allocation
+	}})
+	var got pipes.Loads
+	m2.nextOf(pipes.TypeLoads, &got)
+	if len(got.Loads) != 1 {
+		t.Fatalf("m2 got loads %+v, want web.0's only", got.Loads)
+	}
+	l := got.Loads[0]
+	if l.Instance != "web.0" || l.Alloc != alloc || l.CPUPercent != 90 || l.HeapUsed != 5 || l.HeapTotal != 10 {
+		t.Errorf("m2 got %+v, want web.0 at 90%% CPU, heap 5/10", l)
+	}
+	if l.AgeMS < 500 || l.AgeMS > 500+10_000 {
+		t.Errorf("age %d ms, want at least the 500 ms it was sent with, and not much more", l.AgeMS)
+	}
+
+	// m2 claims m1's instance: dropped.
+	m2.send(pipes.TypeLoads, &pipes.Loads{Loads: []pipes.Load{{Instance: "web.0", Alloc: alloc, CPUPercent: 0}}})
+	// A bad entry is refused, naming it; the link stays.
+	m1.send(pipes.TypeLoads, map[string]any{"loads": []map[string]any{{"instance": "web.0", "alloc": alloc, "cpu_percent": -5}}})
+	var e *pipes.Msg
+	for e == nil || e.Type != pipes.TypeError {
+		e = m1.next(10 * time.Second)
+	}
+	if e.Error == nil || !strings.Contains(e.Error.Message, "loads[0].cpu_percent") {
+		t.Errorf("bad loads answered %+v, want an error naming loads[0].cpu_percent", e.Error)
+	}
+
+	// A master that links later gets the whole book: web.0 still at 90 %.
+	m3 := dialLoadsMaster(t, srv, id3, "m3", [2]int{42000, 42009})
+	m3.nextOf(pipes.TypeLoads, &got)
+	if len(got.Loads) != 1 || got.Loads[0].CPUPercent != 90 {
+		t.Errorf("m3's first loads %+v, want web.0 at 90%% (m2's claim dropped)", got.Loads)
+	}
+	// And m1's link is still up: it answers a scale with an offer.
+	if _, err := c.Scale(t.Context(), "web", 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*fakeMaster{m1, m2, m3} {
+		m.nextOf(pipes.TypeOffer, nil)
+	}
+}
