@@ -131,6 +131,7 @@ type pump struct {
 	done       chan struct{}   // closed when run returns
 	peers      []*pump         // every loop, itself included; set before the first post
 	load       atomic.Int64    // connections held: links, and those handed to it not yet opened
+	asleep     atomic.Bool     // parked in Go's poller (wait), until it returns or a peer nudges it
 
 	mu    sync.Mutex // guards the fields below
 	posts []func()   // run on the loop, in order
@@ -335,6 +336,27 @@ func (pm *pump) run() {
 				pm.serve(l)
 			}
 		}
+		pm.nudge()
+	}
+}
+
+// nudge wakes the peers that sleep in Go's poller while their epoll set
+// holds events. Go's poller is waited on by one thread at most, and the
+// thread that came back from it with this loop waits there no more until
+// the loop parks again: while the loop works, a peer's events would wait
+// for it, and the other core idled. A deadline in the past makes the
+// scheduler ready the peer at once, and start a thread for it.
+func (pm *pump) nudge() {
+	for _, o := range pm.peers {
+		if o == pm || !o.asleep.Load() {
+			continue
+		}
+		fds := [1]unix.PollFd{{Fd: int32(o.epfd), Events: unix.POLLIN}}
+		r, _, e := unix.RawSyscall(unix.SYS_POLL, uintptr(unsafe.Pointer(&fds[0])), 1, 0)
+		if e != 0 || r == 0 || !o.asleep.CompareAndSwap(true, false) {
+			continue
+		}
+		o.ep.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -355,7 +377,9 @@ func (pm *pump) wait(timeout int) (int, error) {
 		pm.deadline, pm.deadlineSet = deadline, true
 	}
 	pm.polls, pm.n, pm.err = 0, 0, nil
+	pm.asleep.Store(true)
 	rerr := pm.epc.Read(pm.pollOnce)
+	pm.asleep.Store(false)
 	if pm.polls > 1 {
 		pm.parked = time.Now()
 	}
