@@ -23,7 +23,7 @@ import (
 )
 
 // bin holds the paths of the binaries TestMain built.
-var bin struct{ lanmanager, master, hello, gateway, gwservice, rawexec, bwrap string }
+var bin struct{ lanmanager, master, hello, gateway, gwservice, hotservice, rawexec, bwrap string }
 
 // The test binary doubles as a dialler run inside a lab host (dialFrom):
 // with dialHelperEnv set it dials that address and exits.
@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 		// Race-enabled binaries would otherwise linger 1 s at exit.
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
-	args = append(args, "berth/cmd/lanmanager", "berth/cmd/master", "berth/examples/hello", "berth/examples/gateway", "berth/e2e/gwservice",
+	args = append(args, "berth/cmd/lanmanager", "berth/cmd/master", "berth/examples/hello", "berth/examples/gateway", "berth/e2e/gwservice", "berth/e2e/hotservice",
 		"berth/examples/driver-rawexec", "berth/cmd/berth-driver-bwrap")
 	build := exec.Command("go", args...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -65,6 +65,7 @@ func TestMain(m *testing.M) {
 	}
 	bin.lanmanager, bin.master, bin.hello = filepath.Join(dir, "lanmanager"), filepath.Join(dir, "master"), filepath.Join(dir, "hello")
 	bin.gateway, bin.gwservice = filepath.Join(dir, "gateway"), filepath.Join(dir, "gwservice")
+	bin.hotservice = filepath.Join(dir, "hotservice")
 	bin.rawexec = filepath.Join(dir, "driver-rawexec")
 	bin.bwrap = filepath.Join(dir, "berth-driver-bwrap")
 	// Lanmanagers say where their tokens are in a directory of this run,

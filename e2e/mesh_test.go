@@ -237,3 +237,57 @@ func TestIngressStrategies(t *testing.T) {
 	}
 	t.Logf("6 client addresses used %d of hs's 3 instances", len(used))
 }
+
+// TestResourceAcrossMastersE2E: with the real binaries, a master that runs
+// none of a need's instances balances them by resource with the
+// heartbeats their master shares through the lanmanager. hot.0 and hot.1
+// run on m1, hot.0 keeping a core busy; m2 links after them and runs
+// neither; of 20 connections through m2's ingress, hot.0 gets at most 4.
+// Without the shared figures m2 would score both by connections alone and
+// alternate between them.
+func TestResourceAcrossMastersE2E(t *testing.T) {
+	l := startLan(t, "tok")
+	port := freePort(t)
+	base := freeports.Block(t, 15)
+	startMasterWith(t, l, "m1", base, base+5, 5, masterOpts{extra: map[string]any{"ingressaddress": "127.0.0.2"}})
+	l.mustCLI(t, "need", "add", "hot", "--instances", "2", "--protocols", "http", "--ingress", fmt.Sprintf("http=%d", port),
+		"--balance", "resource", "--env", "HOTSERVICE_BURN=hot.0", "--", bin.hotservice)
+	waitFor(t, 60*time.Second, "hot's 2 running", func() bool { return len(l.running(t, "hot")) == 2 })
+	base2 := freeports.Block(t, 15)
+	startMasterWith(t, l, "m2", base2, base2+5, 5, masterOpts{extra: map[string]any{"ingressaddress": "127.0.0.3"}})
+	waitUntil(t, 30*time.Second, "m2 to report the ingress open", func() (bool, string) {
+		out := l.mustCLI(t, "master", "ls")
+		return strings.Count(out, fmt.Sprintf("ingress hot http:%d: open", port)) == 2, out
+	})
+	for name, in := range l.running(t, "hot") {
+		if in.Master != "m1" {
+			t.Fatalf("%s runs on %s, want m1", name, in.Master)
+		}
+	}
+	addr := fmt.Sprintf("127.0.0.3:%d", port)
+	spread := func(n int) (map[string]int, error) {
+		got := map[string]int{}
+		for range n {
+			body, err := ingressGet(t.Context(), addr)
+			if err != nil {
+				return got, err
+			}
+			got[strings.TrimPrefix(body, "hello from ")]++
+		}
+		return got, nil
+	}
+	// hot.0's heartbeats reach m1 every second, the lanmanager every
+	// second after, and m2's proxy a second or two later.
+	waitUntil(t, 30*time.Second, "m2's ingress to prefer hot.1", func() (bool, string) {
+		got, err := spread(4)
+		return err == nil && got["hot.1"] == 4, fmt.Sprint(got, err)
+	})
+	got, err := spread(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("20 connections through m2: %v", got)
+	if got["hot.0"] > 4 {
+		t.Errorf("20 connections through m2 went %v: the busy hot.0 got more than 4", got)
+	}
+}
