@@ -1,8 +1,8 @@
 package lan
 
 import (
-	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,6 +75,9 @@ func (s *Server) loadsFrom(m *session, l *pipes.Loads) int {
 	b.mu.Lock()
 	b.rev++
 	for _, e := range kept {
+		if old, ok := b.entries[e.load.Alloc]; ok && old.at.After(e.at) {
+			continue // the newer sample stays: a frame of the master's previous link, or a stale one
+		}
 		e.rev = b.rev
 		e.load.AgeMS = 0
 		b.entries[e.load.Alloc] = e
@@ -114,16 +117,18 @@ func (s *Server) relayLoads() {
 func (s *Server) relayOnce(now time.Time) {
 	b := s.loads
 	b.mu.Lock()
-	for alloc, e := range b.entries {
-		if now.Sub(e.at) > loadsKeep {
-			delete(b.entries, alloc)
-		}
-	}
 	var changed, all []pipes.Load
 	joins := b.joins
 	b.joins = nil
-	for _, alloc := range slices.Sorted(maps.Keys(b.entries)) {
-		e := b.entries[alloc]
+	fresh := b.rev > b.sent
+	for alloc, e := range b.entries {
+		if now.Sub(e.at) > loadsKeep {
+			delete(b.entries, alloc)
+			continue
+		}
+		if !fresh && len(joins) == 0 {
+			continue
+		}
 		l := e.load
 		l.AgeMS = max(now.Sub(e.at).Milliseconds(), 0)
 		if e.rev > b.sent {
@@ -135,6 +140,9 @@ func (s *Server) relayOnce(now time.Time) {
 	}
 	b.sent = b.rev
 	b.mu.Unlock()
+	byAlloc := func(x, y pipes.Load) int { return strings.Compare(x.Alloc, y.Alloc) }
+	slices.SortFunc(changed, byAlloc)
+	slices.SortFunc(all, byAlloc)
 
 	for m := range b.members {
 		if m.gone() {

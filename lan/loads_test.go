@@ -75,26 +75,57 @@ func TestLoadsRelayed(t *testing.T) {
 		t.Errorf("age %d ms, want at least the 500 ms it was sent with, and not much more", l.AgeMS)
 	}
 
-	// m2 claims m1's instance: dropped.
+	// m2 claims m1's instance: dropped. A bad entry is refused, naming it,
+	// and the link stays; m2's frames are dispatched in order, so once
+	// the error comes, the claim has been handled.
 	m2.send(pipes.TypeLoads, &pipes.Loads{Loads: []pipes.Load{{Instance: "web.0", Alloc: alloc, CPUPercent: 0}}})
-	// A bad entry is refused, naming it; the link stays.
-	m1.send(pipes.TypeLoads, map[string]any{"loads": []map[string]any{{"instance": "web.0", "alloc": alloc, "cpu_percent": -5}}})
+	m2.send(pipes.TypeLoads, map[string]any{"loads": []map[string]any{{"instance": "web.0", "alloc": alloc, "cpu_percent": -5}}})
 	var e *pipes.Msg
 	for e == nil || e.Type != pipes.TypeError {
-		e = m1.next(10 * time.Second)
+		e = m2.next(10 * time.Second)
 	}
 	if e.Error == nil || !strings.Contains(e.Error.Message, "loads[0].cpu_percent") {
 		t.Errorf("bad loads answered %+v, want an error naming loads[0].cpu_percent", e.Error)
 	}
+	// An older sample of web.0 than the one kept, from its own master: ignored.
+	m1.send(pipes.TypeLoads, &pipes.Loads{Loads: []pipes.Load{{Instance: "web.0", Alloc: alloc, CPUPercent: 3, AgeMS: 30_000}}})
 
-	// A master that links later gets the whole book: web.0 still at 90 %.
+	// Relays carry only what changed: web.1 starts on m1 and reports;
+	// m2's next loads frame names web.1 alone.
+	if _, err := c.Scale(t.Context(), "web", 2); err != nil {
+		t.Fatal(err)
+	}
+	var o pipes.Offer
+	r.next(pipes.TypeOffer, &o)
+	m1.send(pipes.TypeBid, &pipes.Bid{Instance: o.Instance, Round: o.Round, OK: true})
+	var g pipes.Grant
+	r.next(pipes.TypeGrant, &g)
+	m1.send(pipes.TypeStarted, startedFor(g, listen(t)))
+	r.next(pipes.TypeApprove, nil)
+	m1.send(pipes.TypeLoads, &pipes.Loads{Loads: []pipes.Load{{Instance: g.Instance, Alloc: g.Alloc, CPUPercent: 40}}})
+	for {
+		m2.nextOf(pipes.TypeLoads, &got)
+		if len(got.Loads) != 1 || got.Loads[0].Instance != "web.0" || got.Loads[0].CPUPercent != 90 {
+			break // not a relay of the ignored older sample
+		}
+	}
+	if len(got.Loads) != 1 || got.Loads[0].Instance != g.Instance || got.Loads[0].CPUPercent != 40 {
+		t.Errorf("m2's next loads %+v, want %s alone at 40%%", got.Loads, g.Instance)
+	}
+
+	// A master that links later gets the whole book: web.0 still at 90 %
+	// (m2's claim and the older sample were dropped), web.1 at 40 %.
 	m3 := dialLoadsMaster(t, srv, id3, "m3", [2]int{42000, 42009})
 	m3.nextOf(pipes.TypeLoads, &got)
-	if len(got.Loads) != 1 || got.Loads[0].CPUPercent != 90 {
-		t.Errorf("m3's first loads %+v, want web.0 at 90%% (m2's claim dropped)", got.Loads)
+	cpu := map[string]float64{}
+	for _, l := range got.Loads {
+		cpu[l.Instance] = l.CPUPercent
 	}
-	// And m1's link is still up: it answers a scale with an offer.
-	if _, err := c.Scale(t.Context(), "web", 2); err != nil {
+	if len(got.Loads) != 2 || cpu["web.0"] != 90 || cpu[g.Instance] != 40 {
+		t.Errorf("m3's first loads %+v, want web.0 at 90%% and %s at 40%%", got.Loads, g.Instance)
+	}
+	// And the links are still up: a scale brings offers to all three.
+	if _, err := c.Scale(t.Context(), "web", 3); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []*fakeMaster{m1, m2, m3} {

@@ -3,6 +3,7 @@ package master
 import (
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +29,9 @@ type remoteLoads struct {
 }
 
 // take records a loads frame received at now: each entry's sampling time
-// is now minus its age, on this master's clock.
+// is now minus its age, on this master's clock; an entry older than the
+// one kept for its allocation is ignored, and entries sampled more than
+// remoteKeep before now are dropped.
 func (r *remoteLoads) take(l *pipes.Loads, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -41,8 +44,14 @@ func (r *remoteLoads) take(l *pipes.Loads, now time.Time) {
 		}
 	}
 	for _, e := range l.Loads {
-		r.m[e.Alloc] = mesh.Stats{CPUPercent: e.CPUPercent, HeapUsed: e.HeapUsed, HeapTotal: e.HeapTotal,
-			At: now.Add(-time.Duration(e.AgeMS) * time.Millisecond)}
+		at := now.Add(-time.Duration(e.AgeMS) * time.Millisecond)
+		if now.Sub(at) > remoteKeep {
+			continue
+		}
+		if old, ok := r.m[e.Alloc]; ok && old.At.After(at) {
+			continue // keep the newer sample
+		}
+		r.m[e.Alloc] = mesh.Stats{CPUPercent: e.CPUPercent, HeapUsed: e.HeapUsed, HeapTotal: e.HeapTotal, At: at}
 	}
 }
 
@@ -142,14 +151,6 @@ func (a *Agent) newLoads(sent map[string]time.Time, now time.Time) []pipes.Load 
 			delete(sent, alloc)
 		}
 	}
-	slices.SortFunc(out, func(x, y pipes.Load) int {
-		if x.Alloc < y.Alloc {
-			return -1
-		}
-		if x.Alloc > y.Alloc {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(x, y pipes.Load) int { return strings.Compare(x.Alloc, y.Alloc) })
 	return out
 }

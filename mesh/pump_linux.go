@@ -341,7 +341,7 @@ func (pm *pump) run() {
 }
 
 // nudge wakes the peers that sleep in Go's poller while their epoll set
-// holds events. Go's poller is waited on by one thread at most, and the
+// holds events (ppoll(2) of the set, without waiting). Go's poller is waited on by one thread at most, and the
 // thread that came back from it with this loop waits there no more until
 // the loop parks again: while the loop works, a peer's events would wait
 // for it, and the other core idled. A deadline in the past makes the
@@ -352,7 +352,8 @@ func (pm *pump) nudge() {
 			continue
 		}
 		fds := [1]unix.PollFd{{Fd: int32(o.epfd), Events: unix.POLLIN}}
-		r, _, e := unix.RawSyscall(unix.SYS_POLL, uintptr(unsafe.Pointer(&fds[0])), 1, 0)
+		var zero unix.Timespec // ppoll(2): every Linux architecture has it, not all have poll(2)
+		r, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
 		if e != 0 || r == 0 || !o.asleep.CompareAndSwap(true, false) {
 			continue
 		}

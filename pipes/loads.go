@@ -16,7 +16,7 @@ import (
 // only to masters whose hello set Loads.
 const TypeLoads = "loads"
 
-// MaxLoads bounds the entries of one loads frame: at most about 280 bytes
+// MaxLoads bounds the entries of one loads frame: at most about 300 bytes
 // each, so that a frame stays under MaxFrame.
 const MaxLoads = 2048
 
