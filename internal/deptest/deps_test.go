@@ -47,6 +47,7 @@ var allowed = map[string]struct {
 	benches:                              {[]string{anything}, "benchmarks drive the whole system"},
 	"berth/e2e":                          {nil, "the end-to-end tests run the binaries; only their test files import"},
 	"berth/e2e/gwservice":                {[]string{"berth/child", "berth/needs", "berth/pipes"}, "a child of the end-to-end tests links only the SDK"},
+	"berth/e2e/hotservice":               {[]string{"berth/child", "berth/needs", "berth/pipes"}, "a child of the end-to-end tests links only the SDK"},
 	"berth/internal/httplimit":           {nil, "the limits every HTTP server of ours applies"},
 	"berth/internal/httplimit/limittest": {nil, "test only"},
 	"berth/internal/mustrun":             {nil, "test only"},
