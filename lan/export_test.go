@@ -82,3 +82,6 @@ var LinkWriterCount = linkWriterCount
 
 // ExtraLinkWriters is how many extra link writers have started.
 func (s *Server) ExtraLinkWriters() int { return s.writers.extraStarted() }
+
+// LoadsDropped counts the loads frames dropped over a master's budget.
+func (s *Server) LoadsDropped() int64 { return s.loadsDropped.Load() }

@@ -56,6 +56,11 @@ type session struct {
 	lastSeen atomic.Pointer[time.Time]
 	// lastPing is when the lanmanager last pinged the master. Guarded by Server.mu.
 	lastPing time.Time
+	// The loads the master sent in the current second (lan/loads.go);
+	// touched by the session's dispatcher only.
+	loadsWindow time.Time
+	loadsTaken  int
+	loadsWarned bool
 }
 
 const sessionQueue = 4096
@@ -551,6 +556,9 @@ func (s *Server) dispatch(m *session, msg *pipes.Msg) error {
 		}
 		s.ingressFrom(m, &r)
 	case pipes.TypeLoads:
+		if !s.loadsRoom(m) {
+			return nil // over the second's budget: dropped undecoded
+		}
 		var l pipes.Loads
 		if err := msg.Decode(&l); err != nil {
 			return err

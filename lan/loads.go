@@ -55,10 +55,38 @@ func (b *loadBook) join(m *session) {
 	b.mu.Unlock()
 }
 
+// loadsBudget bounds the entries a master may send in one second: a
+// master sends the figures of its resource-balanced children once a
+// second, at most MaxLoads to a frame; a master that sends more (a bug, or
+// a flood) has the rest of that second's frames dropped before they are
+// decoded, so that it cannot keep the dispatcher, which every master's
+// frames go through, busy with its lookups.
+const loadsBudget = 4 * pipes.MaxLoads
+
+// loadsRoom reports whether master m may send another loads frame this
+// second; a frame refused is counted (Server.loadsDropped), and the first
+// of each second logged. Called by m's dispatcher only.
+func (s *Server) loadsRoom(m *session) bool {
+	now := time.Now()
+	if now.Sub(m.loadsWindow) >= time.Second {
+		m.loadsWindow, m.loadsTaken, m.loadsWarned = now, 0, false
+	}
+	if m.loadsTaken < loadsBudget {
+		return true
+	}
+	s.loadsDropped.Add(1)
+	if !m.loadsWarned {
+		m.loadsWarned = true
+		m.log.Warn("master sends more loads than a second's budget; dropping the rest of this second's", "budget", loadsBudget)
+	}
+	return false
+}
+
 // loadsFrom records the loads master m sent. Only entries of instances
 // that run on m under that allocation are kept: a master cannot speak for
 // another's children. It reports how many it kept.
 func (s *Server) loadsFrom(m *session, l *pipes.Loads) int {
+	m.loadsTaken += len(l.Loads)
 	now := time.Now()
 	kept := make([]loadEntry, 0, len(l.Loads))
 	s.view.mu.RLock()

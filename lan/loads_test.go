@@ -132,3 +132,56 @@ func TestLoadsRelayed(t *testing.T) {
 		m.nextOf(pipes.TypeOffer, nil)
 	}
 }
+
+// TestLoadsFlood: a master that sends loads frames back to back, far more
+// than a second's budget, has the rest of the second's frames dropped
+// before they are decoded; what it sent within the budget is kept, and
+// the other masters' links go on (their pings are answered).
+func TestLoadsFlood(t *testing.T) {
+	srv, c := startServer(t, lan.Config{BidWindow: 5 * time.Second})
+	zero := 0
+	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "web", Command: []string{"x"}, Instances: &zero, Protocols: []needs.Protocol{needs.HTTP},
+		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: 8080}}, Balance: "resource"}); err != nil {
+		t.Fatal(err)
+	}
+	m1 := dialLoadsMaster(t, srv, id1, "m1", [2]int{40000, 40009})
+	r := &recorder{t: t, m: m1, c: c}
+	r.place("web", needs.HTTP)
+	alloc := ""
+	for _, in := range services(t, c) {
+		alloc = in.Alloc
+	}
+	m2 := dialLoadsMaster(t, srv, id2, "m2", [2]int{41000, 41009})
+	full := make([]pipes.Load, pipes.MaxLoads)
+	for i := range full {
+		full[i] = pipes.Load{Instance: "web.0", Alloc: alloc, CPUPercent: 50}
+	}
+	const frames = 40 // ten times the budget of a second
+	start := time.Now()
+	for range frames {
+		m1.send(pipes.TypeLoads, &pipes.Loads{Loads: full})
+	}
+	sent := time.Since(start)
+	// Every frame has been dispatched once a ping sent after them is
+	// answered (frames are dispatched in order).
+	m1.send(pipes.TypePing, nil)
+	m1.nextOf(pipes.TypePong, nil)
+	if srv.LoadsDropped() == 0 {
+		t.Fatalf("%d frames of %d entries in %v: none dropped", frames, pipes.MaxLoads, sent)
+	}
+	var got pipes.Loads
+	m2.nextOf(pipes.TypeLoads, &got)
+	if len(got.Loads) != 1 || got.Loads[0].CPUPercent != 50 {
+		t.Errorf("m2 got %+v, want web.0 at 50%% (what m1 sent within its budget)", got.Loads)
+	}
+	// At most the budget of each second the flood spanned was taken.
+	seconds := int64(sent/time.Second) + 2
+	if kept := int64(frames) - srv.LoadsDropped(); kept > seconds*4 {
+		t.Errorf("%d of %d frames kept in %v, want at most 4 a second", kept, frames, sent)
+	}
+	// m2's link is healthy: a scale reaches it as an offer.
+	if _, err := c.Scale(t.Context(), "web", 2); err != nil {
+		t.Fatal(err)
+	}
+	m2.nextOf(pipes.TypeOffer, nil)
+}

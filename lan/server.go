@@ -183,8 +183,10 @@ type Server struct {
 	view *view
 	// svc pushes the running set to the masters that asked (lan/services.go).
 	svc *servicesPush
-	// loads passes resource figures between masters (lan/loads.go).
-	loads *loadBook
+	// loads passes resource figures between masters (lan/loads.go);
+	// loadsDropped counts the loads frames over a master's budget.
+	loads        *loadBook
+	loadsDropped atomic.Int64
 	// committed tells the masters' writers which batches are written.
 	committed commitGate
 	// writers write the masters' links (lan/writers.go).
