@@ -31,12 +31,12 @@ func dialLoadsMaster(t *testing.T, srv *lan.Server, id, name string, httpRange [
 	return m
 }
 
-// TestLoadsRelayed: the figures a master sends for its own running
-// instance reach the other masters, with their age; figures for an
-// instance that runs elsewhere, or under another allocation, are dropped,
-// so a master cannot speak for another's children; a bad entry is refused
-// with its field named; a master that links later gets the whole book.
-func TestLoadsRelayed(t *testing.T) {
+// startLoads starts a lanmanager with need web (ingress, balanced by
+// resource), runs web.0 on fake master m1 (driven by the recorder
+// returned) and links m2 after it; both take loads. It returns web.0's
+// allocation.
+func startLoads(t *testing.T) (*lan.Server, *lan.Client, *recorder, string, *fakeMaster) {
+	t.Helper()
 	srv, c := startServer(t, lan.Config{BidWindow: 5 * time.Second})
 	zero := 0
 	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "web", Command: []string{"x"}, Instances: &zero, Protocols: []needs.Protocol{needs.HTTP},
@@ -56,6 +56,17 @@ func TestLoadsRelayed(t *testing.T) {
 		t.Fatal("web.0 is not in /v1/services")
 	}
 	m2 := dialLoadsMaster(t, srv, id2, "m2", [2]int{41000, 41009})
+	return srv, c, r, alloc, m2
+}
+
+// TestLoadsRelayed: the figures a master sends for its own running
+// instance reach the other masters, with their age; figures for an
+// instance that runs elsewhere, or under another allocation, are dropped,
+// so a master cannot speak for another's children; a bad entry is refused
+// with its field named; a master that links later gets the whole book.
+func TestLoadsRelayed(t *testing.T) {
+	srv, c, r, alloc, m2 := startLoads(t)
+	m1 := r.m
 
 	m1.send(pipes.TypeLoads, &pipes.Loads{Loads: []pipes.Load{
 		{Instance: "web.0", Alloc: alloc, CPUPercent: 90, HeapUsed: 5, HeapTotal: 10, AgeMS: 500},
@@ -136,22 +147,10 @@ func TestLoadsRelayed(t *testing.T) {
 // TestLoadsFlood: a master that sends loads frames back to back, far more
 // than a second's budget, has the rest of the second's frames dropped
 // before they are decoded; what it sent within the budget is kept, and
-// the other masters' links go on (their pings are answered).
+// the other masters' links go on (a scale still reaches them).
 func TestLoadsFlood(t *testing.T) {
-	srv, c := startServer(t, lan.Config{BidWindow: 5 * time.Second})
-	zero := 0
-	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "web", Command: []string{"x"}, Instances: &zero, Protocols: []needs.Protocol{needs.HTTP},
-		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: 8080}}, Balance: "resource"}); err != nil {
-		t.Fatal(err)
-	}
-	m1 := dialLoadsMaster(t, srv, id1, "m1", [2]int{40000, 40009})
-	r := &recorder{t: t, m: m1, c: c}
-	r.place("web", needs.HTTP)
-	alloc := ""
-	for _, in := range services(t, c) {
-		alloc = in.Alloc
-	}
-	m2 := dialLoadsMaster(t, srv, id2, "m2", [2]int{41000, 41009})
+	srv, c, r, alloc, m2 := startLoads(t)
+	m1 := r.m
 	full := make([]pipes.Load, pipes.MaxLoads)
 	for i := range full {
 		full[i] = pipes.Load{Instance: "web.0", Alloc: alloc, CPUPercent: 50}
