@@ -5,6 +5,7 @@
 # (issue 10; see go doc ./bench/mesh). Installs haproxy and wrk from
 # Debian's packages when missing (as root). Usage: bench/mesh.sh
 # [-duration 10s] [-conns 32] [-threads 2] [-rounds 1] [-keep] [-cpuprofile FILE]
+# [-haproxy-smart-connect]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()

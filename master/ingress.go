@@ -216,7 +216,7 @@ func (in *ingress) open(k ingressKey, ip *ingressPort) {
 		in.shut(k, ip, err)
 		return
 	}
-	p := mesh.New(mesh.Config{Strategy: strategy, GraceFrom: in.grace,
+	p := mesh.New(mesh.Config{Strategy: strategy, GraceFrom: in.grace, ClientFirst: k.proto.ClientFirst(),
 		Logger: in.log.With("need", k.need, "proto", string(k.proto), "port", k.port)})
 	ip.p, ip.err, ip.backoff, ip.retryAt = p, "", 0, time.Time{}
 	in.wg.Go(func() {

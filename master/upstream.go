@@ -114,7 +114,7 @@ func (a *Agent) openChildMesh(c *child, ports map[string]int, peersPath string, 
 
 // listen opens up's listener on its port (0: the kernel picks one).
 func (m *childMesh) listen(up *upstream) error {
-	p := mesh.New(mesh.Config{GraceFrom: m.a.meshGrace,
+	p := mesh.New(mesh.Config{GraceFrom: m.a.meshGrace, ClientFirst: up.u.Protocol.ClientFirst(),
 		Logger: m.a.log.With("instance", m.c.instance, "upstream", up.u.Name, "need", up.u.Need)})
 	addr, err := p.Listen(net.JoinHostPort(upstreamHost, strconv.Itoa(up.port)))
 	if err != nil {

@@ -113,6 +113,9 @@ func (p *Proxy) pick(ip netip.Addr, skip []*backend) *backend {
 // dial connects to b, and ejects b when it cannot.
 func (p *Proxy) dial(b *backend) (net.Conn, error) {
 	d := net.Dialer{Timeout: p.cfg.DialTimeout, KeepAliveConfig: backendKeepAlive}
+	if p.cfg.ClientFirst {
+		d.Control = holdHandshakeACK
+	}
 	up, err := d.DialContext(p.ctx, "tcp", b.Addr)
 	if err != nil {
 		if p.ctx.Err() != nil {

@@ -39,6 +39,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of ejections (time.Now when nil).
 	Now func() time.Time
+	// ClientFirst says the protocol's client speaks first (HTTP,
+	// WebSocket). Then, on Linux, a dial to a backend holds back the last
+	// ACK of the TCP handshake (TCP_QUICKACK off before connect(2)) so that
+	// it leaves with the client's first bytes: the backend accepts the
+	// connection and reads its request in one wake-up instead of two
+	// (HAProxy's option tcp-smart-connect). Leave it false where the
+	// server speaks first (SMTP, SSH, MySQL): its backend would see the
+	// connection only when the held ACK goes out on its own, about 200 ms
+	// later.
+	ClientFirst bool
 }
 
 // Proxy forwards each connection it accepts to one of a set of backends.

@@ -178,3 +178,88 @@ func blackhole(t *testing.T) string {
 		}
 	}
 }
+
+// TestProxyClientFirstHoldsHandshakeACK: with Config.ClientFirst, the
+// proxy's dial holds back the handshake's last ACK, so the backend's
+// kernel keeps the connection half-open (SYN_RECV, nothing to accept)
+// until the client's first bytes arrive; then the backend accepts it with
+// the bytes. Both dials: by address (the loop's connect) and by host name
+// (the net package's).
+func TestProxyClientFirstHoldsHandshakeACK(t *testing.T) {
+	for _, byName := range []bool{false, true} {
+		t.Run(fmt.Sprintf("byName=%v", byName), func(t *testing.T) {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			port := ln.Addr().(*net.TCPAddr).Port
+			addr := ln.Addr().String()
+			if byName {
+				addr = fmt.Sprintf("localhost:%d", port)
+			}
+			p := mesh.New(mesh.Config{ClientFirst: true})
+			t.Cleanup(func() { p.Close() })
+			if err := p.Update([]mesh.Backend{{ID: "b", Addr: addr}}); err != nil {
+				t.Fatal(err)
+			}
+			a, err := p.Listen("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.Dial("tcp", a.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// The proxy dials as soon as it accepts; the backend's side
+			// of that handshake waits in SYN_RECV for the held ACK.
+			deadline := time.Now().Add(10 * time.Second)
+			for !halfOpenOn(t, port) {
+				if time.Now().After(deadline) {
+					t.Fatal("the backend never saw a half-open connection: the handshake's last ACK was not held back")
+				}
+				runtime.Gosched()
+			}
+			if _, err := c.Write([]byte("ping\n")); err != nil {
+				t.Fatal(err)
+			}
+			ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
+			s, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			s.SetDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 5)
+			if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "ping\n" {
+				t.Fatalf("the backend read %q, %v; want the client's bytes", buf, err)
+			}
+			if _, err := s.Write([]byte("pong\n")); err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "pong\n" {
+				t.Fatalf("the client read %q, %v; want the backend's answer", buf, err)
+			}
+		})
+	}
+}
+
+// halfOpenOn reports whether /proc/net/tcp lists a connection to local
+// port port in SYN_RECV (state 03): its handshake's last ACK has not come.
+func halfOpenOn(t *testing.T, port int) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(":%04X", port)
+	for _, line := range bytes.Split(b, []byte("\n"))[1:] {
+		f := bytes.Fields(line)
+		if len(f) > 3 && bytes.HasSuffix(f[1], []byte(want)) && string(f[3]) == "03" {
+			return true
+		}
+	}
+	return false
+}

@@ -839,7 +839,7 @@ func (pm *pump) dial(pl *plink) {
 			pm.dialByName(pl, b)
 			return
 		}
-		fd, err := rawConnect(b.ap)
+		fd, err := rawConnect(b.ap, pl.p.cfg.ClientFirst)
 		if err != nil {
 			b.conns.Add(-1)
 			pl.b = nil

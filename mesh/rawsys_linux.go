@@ -61,8 +61,9 @@ func rawAccept(fd int) (int, netip.Addr, error) {
 
 // rawConnect opens a non-blocking TCP socket with TCP_NODELAY and
 // SO_KEEPALIVE (the system's timings: backendKeepAlive) and starts
-// connecting it to ap.
-func rawConnect(ap netip.AddrPort) (int, error) {
+// connecting it to ap; with clientFirst, with TCP_QUICKACK off
+// (Config.ClientFirst).
+func rawConnect(ap netip.AddrPort, clientFirst bool) (int, error) {
 	family := unix.AF_INET
 	if !ap.Addr().Is4() {
 		family = unix.AF_INET6
@@ -74,6 +75,9 @@ func rawConnect(ap netip.AddrPort) (int, error) {
 	fd := int(r)
 	rawSetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	rawSetInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	if clientFirst {
+		rawSetInt(fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 0)
+	}
 	port := [2]byte{byte(ap.Port() >> 8), byte(ap.Port())} // network order
 	var ptr unsafe.Pointer
 	var size uintptr

@@ -85,3 +85,14 @@ func TestBalanceWeights(t *testing.T) {
 		t.Errorf("weights with least-conn: %v", err)
 	}
 }
+
+// TestProtocolClientFirst: only the protocols whose clients speak first
+// get the mesh's held handshake ACK; a server-first protocol behind tcp
+// must not wait for it.
+func TestProtocolClientFirst(t *testing.T) {
+	for p, want := range map[needs.Protocol]bool{needs.HTTP: true, needs.WS: true, needs.TCP: false, "udp": false} {
+		if got := p.ClientFirst(); got != want {
+			t.Errorf("%s.ClientFirst() = %v, want %v", p, got, want)
+		}
+	}
+}

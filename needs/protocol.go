@@ -27,6 +27,12 @@ func (p Protocol) Validate() error {
 	return fmt.Errorf("unknown protocol %q (want tcp, http or ws)", string(p))
 }
 
+// ClientFirst reports whether p's clients speak before the server does:
+// HTTP and WebSocket (an HTTP upgrade) do; plain tcp is not assumed to.
+// The mesh holds back a dial's last handshake ACK for such protocols
+// (mesh.Config.ClientFirst).
+func (p Protocol) ClientFirst() bool { return p == HTTP || p == WS }
+
 // EnvName is the child's environment variable holding the port of p,
 // e.g. BERTH_PORT_HTTP.
 func (p Protocol) EnvName() string { return "BERTH_PORT_" + strings.ToUpper(string(p)) }

@@ -13,7 +13,9 @@
 // HAProxy and berth in turn first, and the ratios are also given as
 // medians: one round's ratio moves by a tenth or more with the machine. Every port is picked at run
 // time; everything listens on 127.0.0.1. bench/mesh.sh builds the binaries
-// and installs haproxy and wrk when missing.
+// and installs haproxy and wrk when missing. -haproxy-smart-connect gives
+// HAProxy's backend option tcp-smart-connect, its counterpart of what
+// berth does for http (mesh.Config.ClientFirst), to compare like with like.
 package main
 
 import (
@@ -43,6 +45,7 @@ type options struct {
 	keep     bool
 	profile  string // the master's CPU profile, over its whole run
 	rounds   int    // rounds of the legs; the ratios are then medians
+	smart    bool   // HAProxy's backend with option tcp-smart-connect, as berth dials http
 }
 
 func main() {
@@ -54,9 +57,10 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs)")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the master's CPU profile (its whole run; the berth legs are nearly all of it) to this file")
 	flag.IntVar(&o.rounds, "rounds", 1, "rounds of the legs, HAProxy and berth in turn first; with more than one, the ratios of each round and their medians")
+	flag.BoolVar(&o.smart, "haproxy-smart-connect", false, "give HAProxy's backend option tcp-smart-connect (off by default), which holds back the handshake's last ACK as berth does for http")
 	flag.Parse()
 	if o.bin == "" || flag.NArg() > 0 || o.rounds < 1 || o.rounds > 100 || o.duration <= 0 || o.conns < 1 || o.threads < 1 {
-		fmt.Fprintln(os.Stderr, "usage: mesh -bin DIR [-duration 10s] [-conns 32] [-threads 2] [-rounds 1 (1-100)] [-keep] [-cpuprofile FILE]")
+		fmt.Fprintln(os.Stderr, "usage: mesh -bin DIR [-duration 10s] [-conns 32] [-threads 2] [-rounds 1 (1-100)] [-keep] [-cpuprofile FILE] [-haproxy-smart-connect]")
 		os.Exit(2)
 	}
 	if err := run(o); err != nil {
@@ -494,6 +498,10 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	smart := ""
+	if o.smart {
+		smart = "    option tcp-smart-connect\n"
+	}
 	hcfg := fmt.Sprintf(`global
     maxconn 4096
 defaults
@@ -506,9 +514,9 @@ frontend fe
     default_backend be
 backend be
     balance roundrobin
-    server b0 %s
+%s    server b0 %s
     server b1 %s
-`, hport, backends[0], backends[1])
+`, hport, smart, backends[0], backends[1])
 	hconf := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(hconf, []byte(hcfg), 0o600); err != nil {
 		return err
