@@ -154,14 +154,14 @@ func TestIngressTwoMasters(t *testing.T) {
 	exe, _ := os.Executable()
 	n := 3
 	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "web", Command: []string{exe}, Instances: &n,
-		Protocols: []needs.Protocol{needs.HTTP}, Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: port}}}); err != nil {
+		Protocols: []needs.Protocol{needs.TCP}, Ingress: []needs.Ingress{{Protocol: needs.TCP, Port: port}}}); err != nil {
 		t.Fatal(err)
 	}
 	ingresses := []string{net.JoinHostPort("127.0.0.2", strconv.Itoa(port)), net.JoinHostPort("127.0.0.3", strconv.Itoa(port))}
 	waitFor(t, 10*time.Second, "both masters to report the ingress open", func() bool {
 		p1, ok1 := ingressOf(t, c, "m1", "web", port)
 		p2, ok2 := ingressOf(t, c, "m2", "web", port)
-		return ok1 && ok2 && p1.Open && p2.Open && p1.Protocol == needs.HTTP
+		return ok1 && ok2 && p1.Open && p2.Open && p1.Protocol == needs.TCP
 	})
 	waitReady(t, c, "web", 3, agents...)
 	for _, in := range ingresses {
@@ -351,8 +351,8 @@ func TestIngressResource(t *testing.T) {
 	exe, _ := os.Executable()
 	n := 2
 	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "hot", Command: []string{exe}, Instances: &n,
-		Protocols: []needs.Protocol{needs.HTTP}, Env: map[string]string{"AGENT_TEST_BURN": "hot.0"},
-		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: port}}, Balance: "resource"}); err != nil {
+		Protocols: []needs.Protocol{needs.TCP}, Env: map[string]string{"AGENT_TEST_BURN": "hot.0"},
+		Ingress: []needs.Ingress{{Protocol: needs.TCP, Port: port}}, Balance: "resource"}); err != nil {
 		t.Fatal(err)
 	}
 	waitReady(t, c, "hot", 2, a)
@@ -363,8 +363,8 @@ func TestIngressResource(t *testing.T) {
 	// cold.0 gets its share (ties go round).
 	port2 := freeports.Port(t)
 	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "cold", Command: []string{exe}, Instances: &n,
-		Protocols: []needs.Protocol{needs.HTTP}, Env: map[string]string{"AGENT_TEST_BURN": "cold.0"},
-		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: port2}}, Balance: "resource", BalanceWeights: "cpu=0,heap=0"}); err != nil {
+		Protocols: []needs.Protocol{needs.TCP}, Env: map[string]string{"AGENT_TEST_BURN": "cold.0"},
+		Ingress: []needs.Ingress{{Protocol: needs.TCP, Port: port2}}, Balance: "resource", BalanceWeights: "cpu=0,heap=0"}); err != nil {
 		t.Fatal(err)
 	}
 	waitReady(t, c, "cold", 2, a)
@@ -389,8 +389,8 @@ func TestIngressResourceAcrossMasters(t *testing.T) {
 	exe, _ := os.Executable()
 	n := 2
 	if _, err := c.AddNeed(t.Context(), lan.NeedSpec{Name: "hot", Command: []string{exe}, Instances: &n,
-		Protocols: []needs.Protocol{needs.HTTP}, Env: map[string]string{"AGENT_TEST_BURN": "hot.0"},
-		Ingress: []needs.Ingress{{Protocol: needs.HTTP, Port: port}}, Balance: "resource"}); err != nil {
+		Protocols: []needs.Protocol{needs.TCP}, Env: map[string]string{"AGENT_TEST_BURN": "hot.0"},
+		Ingress: []needs.Ingress{{Protocol: needs.TCP, Port: port}}, Balance: "resource"}); err != nil {
 		t.Fatal(err)
 	}
 	waitReady(t, c, "hot", 2, a)

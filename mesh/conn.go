@@ -209,9 +209,14 @@ func (p *Proxy) copyBoth(l *link) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p.copyHalf(l, l.client, l.upstream)
+		p.copyHalf(l, l.client, l.upstream, nil)
 	}()
-	p.copyHalf(l, l.upstream, l.client)
+	var sent func()
+	if p.cfg.ClientFirst {
+		var once sync.Once
+		sent = func() { once.Do(func() { quickACK(l.upstream) }) }
+	}
+	p.copyHalf(l, l.upstream, l.client, sent)
 	wg.Wait()
 	l.close()
 }
@@ -219,13 +224,17 @@ func (p *Proxy) copyBoth(l *link) {
 // copyHalf copies src to dst. At src's end of stream it half-closes dst,
 // unless the other direction has ended already: then both are about to be
 // closed, and close(2) sends the FIN itself (both receive queues are read
-// to their end, so it is not a reset).
-func (p *Proxy) copyHalf(l *link, dst, src net.Conn) {
-	err := copyStream(dst, src)
+// to their end, so it is not a reset). sent, when not nil, is called once
+// dst has sent something: data or the FIN.
+func (p *Proxy) copyHalf(l *link, dst, src net.Conn, sent func()) {
+	err := copyStream(dst, src, sent)
 	if err == nil && l.halves.Add(1) == 1 {
 		cw, ok := dst.(closeWriter)
 		if ok {
 			err = cw.CloseWrite()
+			if err == nil && sent != nil {
+				sent()
+			}
 		} else {
 			err = errors.New("no half-close")
 		}
@@ -236,8 +245,8 @@ func (p *Proxy) copyHalf(l *link, dst, src net.Conn) {
 }
 
 // copyStream copies src to dst until src's end of stream (nil) or an
-// error of either.
-func copyStream(dst, src net.Conn) error {
+// error of either; sent, when not nil, is called after the first write.
+func copyStream(dst, src net.Conn, sent func()) error {
 	small := smallPool.Get().(*[smallBuf]byte)
 	defer smallPool.Put(small)
 	var large *[largeBuf]byte
@@ -252,6 +261,10 @@ func copyStream(dst, src net.Conn) error {
 		if n > 0 {
 			if _, err := dst.Write(buf[:n]); err != nil {
 				return err
+			}
+			if sent != nil {
+				sent()
+				sent = nil
 			}
 		}
 		if err != nil {

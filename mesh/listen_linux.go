@@ -5,19 +5,6 @@ import (
 	"syscall"
 )
 
-// holdHandshakeACK is a net.Dialer's Control for Config.ClientFirst: the
-// socket holds back the handshake's last ACK until it has data to send.
-func holdHandshakeACK(_, _ string, c syscall.RawConn) error {
-	var err error
-	cerr := c.Control(func(fd uintptr) {
-		err = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 0)
-	})
-	if cerr != nil {
-		return cerr
-	}
-	return err
-}
-
 // listenConfig sets the client keep-alive and TCP_NODELAY on the listening
 // socket, before it listens, so that every socket accepted on it inherits
 // them, and none on each accepted one.

@@ -2,13 +2,7 @@
 
 package mesh
 
-import (
-	"net"
-	"syscall"
-)
-
-// holdHandshakeACK does nothing here: TCP_QUICKACK is Linux's.
-func holdHandshakeACK(string, string, syscall.RawConn) error { return nil }
+import "net"
 
 // listenConfig sets the client keep-alive on each accepted socket.
 func listenConfig() *net.ListenConfig {

@@ -171,6 +171,20 @@ type pumpEnd struct {
 	l                  *plink
 	readable, writable bool
 	hup                bool // the peer's end of stream (or an error) has been seen
+	holdACK            bool // dialled with Config.ClientFirst, and nothing sent yet
+}
+
+// sent notes that e's socket has sent what the handshake's held ACK
+// (Config.ClientFirst) waited for: data, or a FIN. The ACK has left with
+// it, and the socket goes back to quick ACKs; left in the delayed-ACK mode
+// that TCP_QUICKACK off put it in, it would hold its ACK of the backend's
+// first answer for up to 40 ms, which a backend that writes an answer in
+// two pieces with Nagle on waits for.
+func sent(e *pumpEnd) {
+	if e.holdACK {
+		e.holdACK = false
+		rawSetInt(e.fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
+	}
 }
 
 // pumpDir is one direction of a pumped connection.
@@ -541,6 +555,7 @@ func (pm *pump) serve(l *plink) {
 				pm.end(l)
 				return
 			}
+			sent(d.dst)
 		}
 	}
 }
@@ -561,6 +576,9 @@ func (pm *pump) flow(d *pumpDir) (more bool, err error) {
 			}
 			if err != nil {
 				return false, err
+			}
+			if n > 0 {
+				sent(d.dst)
 			}
 			d.pending = d.pending[n:]
 			if len(d.pending) > 0 {
@@ -596,6 +614,9 @@ func (pm *pump) flow(d *pumpDir) (more bool, err error) {
 			}
 			if err != nil {
 				return false, err
+			}
+			if w > 0 {
+				sent(d.dst)
 			}
 		}
 		if w < n {
@@ -846,7 +867,7 @@ func (pm *pump) dial(pl *plink) {
 			pl.p.refused(b, err)
 			continue
 		}
-		pl.ends[1] = pumpEnd{fd: fd, l: pl}
+		pl.ends[1] = pumpEnd{fd: fd, l: pl, holdACK: pl.p.cfg.ClientFirst}
 		if err := pm.watch(&pl.ends[1]); err != nil {
 			break
 		}
@@ -889,7 +910,7 @@ func (pm *pump) dialByName(pl *plink, b *backend) {
 				pm.dial(pl) // p.dial ejected b already
 				return
 			}
-			pl.ends[1] = pumpEnd{fd: fd, l: pl, writable: true, readable: true}
+			pl.ends[1] = pumpEnd{fd: fd, l: pl, writable: true, readable: true, holdACK: p.cfg.ClientFirst}
 			if err := pm.watch(&pl.ends[1]); err != nil {
 				pm.end(pl)
 				return

@@ -223,3 +223,58 @@ func TestPumpNodelayForeignListener(t *testing.T) {
 		t.Errorf("%d client sockets on the loops, want 1", seen)
 	}
 }
+
+// TestPumpClientFirstQuickACKAfterSend: a backend socket dialled with
+// Config.ClientFirst (TCP_QUICKACK off, so the handshake's last ACK waits
+// for the request) is back to quick ACKs once the request has gone, so it
+// does not hold its ACK of the backend's first answer (up to 40 ms, which
+// a backend writing its answer in two pieces with Nagle on would wait
+// for). Both kinds of dial: by address and by host name.
+func TestPumpClientFirstQuickACKAfterSend(t *testing.T) {
+	_, port, _ := net.SplitHostPort(echoServer(t))
+	for _, backend := range []string{"127.0.0.1:" + port, "localhost:" + port} {
+		t.Run(backend, func(t *testing.T) {
+			p := New(Config{ClientFirst: true})
+			defer p.Close()
+			if err := p.Update([]Backend{{ID: "echo", Addr: backend}}); err != nil {
+				t.Fatal(err)
+			}
+			addr, err := p.Listen("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.Dial("tcp", addr.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(c, "ping\n"); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != "ping\n" {
+				t.Fatalf("echo: %q, %v", got, err)
+			}
+			pumps.mu.Lock()
+			loops := pumps.loops
+			pumps.mu.Unlock()
+			var quick []int
+			for _, pm := range loops {
+				onLoop(pm, func() {
+					for _, e := range pm.ends {
+						if e == &e.l.ends[1] {
+							v, err := unix.GetsockoptInt(e.fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK)
+							if err != nil || e.holdACK {
+								v = -1
+							}
+							quick = append(quick, v)
+						}
+					}
+				})
+			}
+			if len(quick) != 1 || quick[0] != 1 {
+				t.Fatalf("TCP_QUICKACK of the backend sockets after the request: %v, want [1]", quick)
+			}
+		})
+	}
+}

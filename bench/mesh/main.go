@@ -15,7 +15,9 @@
 // time; everything listens on 127.0.0.1. bench/mesh.sh builds the binaries
 // and installs haproxy and wrk when missing. -haproxy-smart-connect gives
 // HAProxy's backend option tcp-smart-connect, its counterpart of what
-// berth does for http (mesh.Config.ClientFirst), to compare like with like.
+// berth does for http (mesh.Config.ClientFirst); HAProxy applies it only
+// when the client's data is there before it connects, which in mode tcp
+// is seldom, so it changes little here.
 package main
 
 import (
@@ -57,7 +59,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs)")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the master's CPU profile (its whole run; the berth legs are nearly all of it) to this file")
 	flag.IntVar(&o.rounds, "rounds", 1, "rounds of the legs, HAProxy and berth in turn first; with more than one, the ratios of each round and their medians")
-	flag.BoolVar(&o.smart, "haproxy-smart-connect", false, "give HAProxy's backend option tcp-smart-connect (off by default), which holds back the handshake's last ACK as berth does for http")
+	flag.BoolVar(&o.smart, "haproxy-smart-connect", false, "give HAProxy's backend option tcp-smart-connect (off by default; in mode tcp it seldom applies)")
 	flag.Parse()
 	if o.bin == "" || flag.NArg() > 0 || o.rounds < 1 || o.rounds > 100 || o.duration <= 0 || o.conns < 1 || o.threads < 1 {
 		fmt.Fprintln(os.Stderr, "usage: mesh -bin DIR [-duration 10s] [-conns 32] [-threads 2] [-rounds 1 (1-100)] [-keep] [-cpuprofile FILE] [-haproxy-smart-connect]")
