@@ -17,7 +17,7 @@ func holdHandshakeACK(_, _ string, c syscall.RawConn) error {
 }
 
 // quickACK puts a socket dialled with holdHandshakeACK back to quick ACKs
-// once it has sent (see sent in pump_linux.go).
+// once it has sent (see pumpEnd.sent in pump_linux.go).
 func quickACK(c net.Conn) {
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {

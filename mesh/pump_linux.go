@@ -174,13 +174,22 @@ type pumpEnd struct {
 	holdACK            bool // dialled with Config.ClientFirst, and nothing sent yet
 }
 
+// send writes p to e's socket, noting (sent) what it wrote.
+func (e *pumpEnd) send(p []byte) (int, error) {
+	n, err := write(e.fd, p)
+	if n > 0 {
+		e.sent()
+	}
+	return n, err
+}
+
 // sent notes that e's socket has sent what the handshake's held ACK
 // (Config.ClientFirst) waited for: data, or a FIN. The ACK has left with
 // it, and the socket goes back to quick ACKs; left in the delayed-ACK mode
 // that TCP_QUICKACK off put it in, it would hold its ACK of the backend's
 // first answer for up to 40 ms, which a backend that writes an answer in
 // two pieces with Nagle on waits for.
-func sent(e *pumpEnd) {
+func (e *pumpEnd) sent() {
 	if e.holdACK {
 		e.holdACK = false
 		rawSetInt(e.fd, unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
@@ -555,7 +564,7 @@ func (pm *pump) serve(l *plink) {
 				pm.end(l)
 				return
 			}
-			sent(d.dst)
+			d.dst.sent()
 		}
 	}
 }
@@ -569,16 +578,13 @@ func (pm *pump) flow(d *pumpDir) (more bool, err error) {
 			if !d.dst.writable {
 				return false, nil
 			}
-			n, err := write(d.dst.fd, d.pending)
+			n, err := d.dst.send(d.pending)
 			if err == unix.EAGAIN {
 				d.dst.writable = false
 				return false, nil
 			}
 			if err != nil {
 				return false, err
-			}
-			if n > 0 {
-				sent(d.dst)
 			}
 			d.pending = d.pending[n:]
 			if len(d.pending) > 0 {
@@ -608,15 +614,12 @@ func (pm *pump) flow(d *pumpDir) (more bool, err error) {
 		}
 		w := 0
 		if d.dst.writable {
-			w, err = write(d.dst.fd, pm.scratch[:n])
+			w, err = d.dst.send(pm.scratch[:n])
 			if err == unix.EAGAIN {
 				w, err = 0, nil
 			}
 			if err != nil {
 				return false, err
-			}
-			if w > 0 {
-				sent(d.dst)
 			}
 		}
 		if w < n {
