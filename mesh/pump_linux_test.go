@@ -278,3 +278,75 @@ func TestPumpClientFirstQuickACKAfterSend(t *testing.T) {
 		})
 	}
 }
+
+// TestPumpHoldsWhileBusyAndParksWhenIdle: a loop that serves a steady
+// exchange takes its next events in a hold (epoll_wait of its own,
+// keeping its P), and once the traffic stops every loop parks in Go's
+// poller, so that an idle proxy holds no P. The exchange runs in this
+// process, on the Ps the idle loops leave free.
+func TestPumpHoldsWhileBusyAndParksWhenIdle(t *testing.T) {
+	pumps.mu.Lock()
+	users := pumps.users
+	pumps.mu.Unlock()
+	if users != 0 {
+		t.Fatalf("%d proxies still use the loops; this test starts its own", users)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+
+	p := New(Config{})
+	defer p.Close()
+	if err := p.Update([]Backend{{ID: "echo", Addr: echoServer(t)}}); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := p.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+
+	pumps.mu.Lock()
+	loops := pumps.loops
+	pumps.mu.Unlock()
+	holds := func() (n int64) {
+		for _, pm := range loops {
+			n += pm.holds.Load()
+		}
+		return n
+	}
+	// A hold that finds nothing within pumpHold sends its loop to Go's
+	// poller for pumpCold waits, so on a starved machine some exchanges
+	// go without; 2,000 exchanges leave dozens of holds to succeed.
+	before := holds()
+	deadline := time.Now().Add(20 * time.Second)
+	i := 0
+	for ; i < 2000 && holds() == before && time.Now().Before(deadline); i++ {
+		line := fmt.Sprintf("exchange %d\n", i)
+		if _, err := io.WriteString(c, line); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.ReadString('\n')
+		if err != nil || got != line {
+			t.Fatalf("exchange %d echoed %q, %v; want %q", i, got, err, line)
+		}
+	}
+	if holds() == before {
+		t.Fatalf("after %d exchanges no loop took its events in a hold", i)
+	}
+	t.Logf("the first hold with events came after %d exchanges", i)
+
+	for i, pm := range loops {
+		deadline := time.Now().Add(10 * time.Second)
+		for !pm.asleep.Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("loop %d, idle, is not parked in Go's poller after 10 s: it holds its P", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
