@@ -43,14 +43,6 @@ const pumpScratch = 64 << 10
 // turn.
 const pumpTurn = 16
 
-// pumpHold is how long, in milliseconds, a loop waits for events in
-// epoll_wait(2) holding its P before it parks in Go's poller; pumpCold is
-// how many waits it then makes in Go's poller before it holds again (wait).
-const (
-	pumpHold = 10
-	pumpCold = 64
-)
-
 var pendingPool = sync.Pool{New: func() any { return new([pumpScratch]byte) }}
 
 // pumpLoops is how many loops run: one per core the Go scheduler runs on,
@@ -153,9 +145,7 @@ type pump struct {
 	dirty       []*plink
 	again       []*pumpAcceptor // listeners whose turn ended with more to accept
 	connecting  map[*plink]struct{}
-	parked      time.Time    // when the loop last went through the scheduler
-	cold        int          // waits left to make in Go's poller after a hold that found nothing (wait)
-	holds       atomic.Int64 // holds that ended with events (tests read it)
+	parked      time.Time // when the loop last went through the scheduler
 	events      [256]unix.EpollEvent
 	pollOnce    func(uintptr) bool // for epc.Read: polls into events, n and err; true when there was something
 	polls, n    int
@@ -250,13 +240,11 @@ func newPump() (*pump, error) {
 		unix.Close(evfd)
 		return nil, err
 	}
-	// An idle loop parks on its epoll set in Go's poller (an epoll set is
-	// readable while it holds events); a busy one holds in a raw
-	// epoll_wait (wait). Not a blocking epoll_wait through the syscall
-	// package: a thread in a system call the scheduler knows of loses its
-	// P to the scheduler's monitor, which, with a loop per P, woke that
-	// monitor every 20 µs and cost more CPU per request than a second
-	// loop saved.
+	// The loop waits for its epoll set in Go's poller (an epoll set is
+	// readable while it holds events), not in a blocking epoll_wait: a
+	// thread blocked in a system call holds its P until the scheduler's
+	// monitor takes it away, which, with a loop per P, woke that monitor
+	// every 20 µs and cost more CPU per request than a second loop saved.
 	if err := unix.SetNonblock(epfd, true); err != nil {
 		unix.Close(epfd)
 		unix.Close(evfd)
@@ -398,45 +386,9 @@ func (pm *pump) nudge() {
 
 // wait returns the events of the loop's set: at once when timeout is 0,
 // else when there are some or after timeout milliseconds (-1: none).
-//
-// A loop first holds: it waits in epoll_wait(2) itself, keeping its P, for
-// up to pumpHold. Under load the next events come within microseconds, and
-// the kernel wakes this thread as it wakes one of HAProxy's, without Go's
-// scheduler: a loop parked in Go's poller is readied by whichever thread
-// polls next, and none does while the others run, which left a core idle
-// 2 µs per keep-alive request (benchmark, step 7 of docs/mesh.md). The
-// call is raw, unknown to the scheduler, so the P is not handed off and
-// taken back on every wait. Held, the P runs nothing else: a hold that
-// finds nothing ends after pumpHold, and the next pumpCold waits park in
-// Go's poller, so that an idle proxy holds no P, and goroutines of the
-// program that wait for one (its own clients and backends, in tests) get
-// it within pumpHold.
 func (pm *pump) wait(timeout int) (int, error) {
 	if timeout == 0 {
 		return pm.poll()
-	}
-	if pm.cold > 0 {
-		pm.cold--
-	} else {
-		t := pumpHold
-		if timeout > 0 && timeout < t {
-			t = timeout
-		}
-		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(pm.epfd), uintptr(unsafe.Pointer(&pm.events[0])), uintptr(len(pm.events)), uintptr(t), 0, 0)
-		if e != 0 {
-			return 0, e // EINTR: a signal (the scheduler's preemption, a profiler); the loop waits again
-		}
-		if r > 0 {
-			pm.holds.Add(1)
-			return int(r), nil
-		}
-		if timeout > 0 {
-			if timeout <= t {
-				return 0, nil // a dial's deadline, not idleness
-			}
-			timeout -= t
-		}
-		pm.cold = pumpCold
 	}
 	var deadline time.Time
 	if timeout > 0 {
