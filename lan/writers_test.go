@@ -56,6 +56,29 @@ func stalledMasters(t *testing.T, n int) *lan.Server {
 		cuts = append(cuts, dialStalled(t, srv, fmt.Sprintf("%016x", 0xfedcba9876543210-uint64(i)), fmt.Sprintf("stalled%d", i)))
 	}
 	m1 := dialMaster(t, srv, "", id1, "m1")
+	// m1 pings every heartbeat (a fifth of the TTL), as a real master does
+	// (master.pingLink), so that the lanmanager hears it however long its
+	// own pings wait behind the offers queued for m1: on a loaded machine
+	// those took more than the TTL, and m1, which only answered them, was
+	// declared lost.
+	stopPings := make(chan struct{})
+	pinging := make(chan struct{})
+	go func() {
+		defer close(pinging)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for id := uint64(1); ; id++ {
+			select {
+			case <-stopPings:
+				return
+			case <-tick.C:
+				if m1.conn.Send(&pipes.Msg{V: pipes.Version, Type: pipes.TypePing, ID: id}) != nil {
+					return
+				}
+			}
+		}
+	}()
+	defer func() { close(stopPings); <-pinging }()
 	args := []string{"/bin/big"}
 	for i := range 64 {
 		args = append(args, fmt.Sprintf("--arg%02d=%s", i, strings.Repeat("x", 600)))
@@ -96,15 +119,26 @@ func stalledMasters(t *testing.T, n int) *lan.Server {
 	if strings.Contains(logs.String(), "outgoing queue full") {
 		t.Error("a stalled link was closed for a full queue, not for its write timeout")
 	}
-	// m1's link is still served.
-	select {
-	case <-m1.pinged: // one from before
-	default:
+	// m1's link is still served: the lanmanager answers its pings (a pong
+	// from before, already queued, does not count).
+	for drained := false; !drained; {
+		select {
+		case <-m1.msgs:
+		default:
+			drained = true
+		}
 	}
-	select {
-	case <-m1.pinged:
-	case <-time.After(10 * time.Second):
-		t.Error("m1 got no ping after the stalled links were closed")
+	deadline := time.After(10 * time.Second)
+	for pong := false; !pong; {
+		select {
+		case msg, ok := <-m1.msgs:
+			if !ok {
+				t.Fatal("m1's link closed after the stalled links were")
+			}
+			pong = msg.Type == pipes.TypePong
+		case <-deadline:
+			t.Fatal("m1 got no pong within 10 s after the stalled links were closed")
+		}
 	}
 	return srv
 }
