@@ -28,8 +28,8 @@ go test -race -count=1 -timeout 15m ./...
 # per new interesting input) spent a whole 10 s run minimizing the first
 # one found; boltfile's FuzzCheck ran 122 inputs in 10 s, 24,511 with it.
 #
-# Go 1.26's fuzz coordinator can fail a run with a bare "context deadline exceeded" when -fuzztime ends while a
-# worker is busy (Go issue 75804, fixed in Go 1.27): no input failed and
+# Go 1.26's fuzz coordinator can fail a run with a bare "context deadline
+# exceeded" when -fuzztime ends while a worker is busy (Go issue 75804, fixed in Go 1.27): no input failed and
 # none is written. Such a run counts as passed only if it wrote no new
 # failing input and the target's whole corpus then passes when replayed;
 # any other failure fails the suite.
