@@ -29,10 +29,11 @@ go test -race -count=1 -timeout 15m ./...
 # one found; boltfile's FuzzCheck ran 122 inputs in 10 s, 24,511 with it.
 #
 # Go 1.26's fuzz coordinator can fail a run with a bare "context deadline
-# exceeded" when -fuzztime ends while a worker is busy (Go issue 75804, fixed in Go 1.27): no input failed and
-# none is written. Such a run counts as passed only if it wrote no new
-# failing input and the target's whole corpus then passes when replayed;
-# any other failure fails the suite.
+# exceeded" when -fuzztime ends while a worker is busy (Go issue 75804,
+# fixed in Go 1.27): no input failed and none is written. Such a run
+# counts as passed only if it wrote no new failing input and the target's
+# whole corpus then passes when replayed; any other failure fails the
+# suite.
 fuzzone() {
   local pkg=$1 dir=$2 target=$3 out before after
   before=$(ls "$dir/testdata/fuzz/$target" 2>/dev/null | sort || true)
