@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -43,6 +45,14 @@ const pumpScratch = 64 << 10
 // turn.
 const pumpTurn = 16
 
+// pumpHold is how many holds in a row, of a millisecond each, may find
+// nothing before the loop parks in Go's poller; pumpCold is how many waits
+// it then makes in Go's poller before it holds again (wait).
+const (
+	pumpHold = 10
+	pumpCold = 64
+)
+
 var pendingPool = sync.Pool{New: func() any { return new([pumpScratch]byte) }}
 
 // pumpLoops is how many loops run: one per core the Go scheduler runs on,
@@ -67,19 +77,26 @@ func acquirePumps() error {
 	pumps.mu.Lock()
 	defer pumps.mu.Unlock()
 	if pumps.users == 0 {
+		var err error
 		for range pumpLoops() {
-			pm, err := newPump()
-			if err != nil {
-				for _, pm := range pumps.loops {
-					pm.stop()
-				}
-				pumps.loops = nil
-				return err
+			var pm *pump
+			if pm, err = newPump(); err != nil {
+				break
 			}
 			pumps.loops = append(pumps.loops, pm)
 		}
+		// Each loop reads its peers from its first turn on: a holding
+		// loop takes turns with no event (wait).
 		for _, pm := range pumps.loops {
 			pm.peers = pumps.loops
+			go pm.run()
+		}
+		if err != nil {
+			for _, pm := range pumps.loops {
+				pm.stop()
+			}
+			pumps.loops = nil
+			return err
 		}
 	}
 	pumps.users++
@@ -125,11 +142,12 @@ func (pm *pump) lightest() *pump {
 
 // pump is one event loop.
 type pump struct {
-	epfd, evfd int
-	ep         *os.File        // epfd, in Go's poller: the loop parks on it
+	epfd, evfd int             // the loop's epoll set, and the eventfd its posts write
+	brfd       int             // the bridge: an epoll set holding epfd while the loop is cold (setHot)
+	ep         *os.File        // brfd, in Go's poller: a cold loop parks on it
 	epc        syscall.RawConn // ep's
 	done       chan struct{}   // closed when run returns
-	peers      []*pump         // every loop, itself included; set before the first post
+	peers      []*pump         // every loop, itself included; set before the loop runs
 	load       atomic.Int64    // connections held: links, and those handed to it not yet opened
 	asleep     atomic.Bool     // parked in Go's poller (wait), until it returns or a peer nudges it
 
@@ -145,7 +163,14 @@ type pump struct {
 	dirty       []*plink
 	again       []*pumpAcceptor // listeners whose turn ended with more to accept
 	connecting  map[*plink]struct{}
-	parked      time.Time // when the loop last went through the scheduler
+	parked      time.Time    // when the loop last went through the scheduler
+	cold        int          // waits left to make in Go's poller after a hold that found nothing (wait)
+	idle        int          // holds in a row that found nothing
+	hot         bool         // holding: Go's poller's set is in epfd, and epfd is not in the bridge (setHot)
+	pass        bool         // Go's poller has events: the next wait parks in it (wait)
+	force       bool         // pollOnce's next call reports nothing, so that the loop parks
+	holds       atomic.Int64 // holds that ended with events (tests read it)
+	passes      atomic.Int64 // waits made to let the scheduler poll (tests read it)
 	events      [256]unix.EpollEvent
 	pollOnce    func(uintptr) bool // for epc.Read: polls into events, n and err; true when there was something
 	polls, n    int
@@ -240,17 +265,33 @@ func newPump() (*pump, error) {
 		unix.Close(evfd)
 		return nil, err
 	}
-	// The loop waits for its epoll set in Go's poller (an epoll set is
-	// readable while it holds events), not in a blocking epoll_wait: a
-	// thread blocked in a system call holds its P until the scheduler's
-	// monitor takes it away, which, with a loop per P, woke that monitor
+	// An idle loop parks in Go's poller, on the bridge: an epoll set that
+	// holds the loop's set while the loop is cold (an epoll set is
+	// readable while it holds events); a busy one holds in a raw
+	// epoll_wait of its own set, which then holds Go's poller's (wait,
+	// setHot). Not a blocking epoll_wait through the syscall package: a
+	// thread in a system call the scheduler knows of loses its P to the
+	// scheduler's monitor, which, with a loop per P, woke that monitor
 	// every 20 µs and cost more CPU per request than a second loop saved.
-	if err := unix.SetNonblock(epfd, true); err != nil {
+	brfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
 		unix.Close(epfd)
 		unix.Close(evfd)
 		return nil, err
 	}
-	ep := os.NewFile(uintptr(epfd), "epoll")
+	if err := unix.EpollCtl(brfd, unix.EPOLL_CTL_ADD, epfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(epfd)}); err != nil {
+		unix.Close(brfd)
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	if err := unix.SetNonblock(brfd, true); err != nil {
+		unix.Close(brfd)
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	ep := os.NewFile(uintptr(brfd), "epoll")
 	epc, err := ep.SyscallConn()
 	if err == nil {
 		// Not in Go's poller (NewFile could not add it), the loop could
@@ -259,17 +300,28 @@ func newPump() (*pump, error) {
 	}
 	if err != nil {
 		ep.Close()
+		unix.Close(epfd)
 		unix.Close(evfd)
 		return nil, fmt.Errorf("epoll set in Go's poller: %w", err)
 	}
-	pm := &pump{epfd: epfd, evfd: evfd, ep: ep, epc: epc, done: make(chan struct{}), ends: map[int]*pumpEnd{},
+	goPoller.once.Do(func() { goPoller.fd = findGoPoller(brfd) })
+	pm := &pump{epfd: epfd, evfd: evfd, brfd: brfd, ep: ep, epc: epc, done: make(chan struct{}), ends: map[int]*pumpEnd{},
 		acceptors: map[int]*pumpAcceptor{}, connecting: map[*plink]struct{}{}}
 	pm.pollOnce = func(uintptr) bool {
 		pm.polls++
+		if pm.force {
+			// Into the bridge only now: Read has just cleared what Go's
+			// poller had seen of it, so the event of a set that has
+			// events already, at ADD, wakes the park that follows.
+			pm.force = false
+			if pm.err = pm.setHot(false); pm.err != nil {
+				return true
+			}
+			return false
+		}
 		pm.n, pm.err = pm.poll()
 		return pm.n > 0 || pm.err != nil
 	}
-	go pm.run()
 	return pm, nil
 }
 
@@ -301,6 +353,7 @@ func (pm *pump) stop() {
 func (pm *pump) run() {
 	defer close(pm.done)
 	defer unix.Close(pm.evfd)
+	defer unix.Close(pm.epfd)
 	defer pm.ep.Close()
 	events := pm.events[:]
 	for {
@@ -319,6 +372,10 @@ func (pm *pump) run() {
 			fd := int(ev.Fd)
 			if fd == pm.evfd {
 				posted = true
+				continue
+			}
+			if fd == goPoller.fd {
+				pm.pass = true
 				continue
 			}
 			if a := pm.acceptors[fd]; a != nil {
@@ -385,10 +442,57 @@ func (pm *pump) nudge() {
 }
 
 // wait returns the events of the loop's set: at once when timeout is 0,
-// else when there are some or after timeout milliseconds (-1: none).
+// else when there are some or after timeout milliseconds (-1: none); a
+// hold may also return none after a millisecond.
+//
+// A loop first holds: it waits in epoll_wait(2) itself, keeping its P, a
+// millisecond at a time. Under load the next events come within
+// microseconds, and the kernel wakes this thread as it wakes one of
+// HAProxy's, without Go's scheduler: a loop parked in Go's poller is
+// readied by whichever thread polls next, and none does while the others
+// run, which left a core idle 2 µs per keep-alive request (benchmark,
+// steps 7 and 8 of docs/mesh.md). The call is raw, unknown to the
+// scheduler, so the P is not handed off and taken back on every wait.
+//
+// Held, the P runs nothing else, and with every P held no thread polls
+// Go's poller for the program's other goroutines: their network reads
+// waited for the scheduler's monitor, 10 ms (step 7). So a holding loop's
+// set holds Go's poller's own epoll set (setHot): when that has events,
+// the loop's next wait parks in Go's poller, even with events of its own
+// (pollOnce), and the thread polls Go's poller on its way through the
+// scheduler (a pass). The scheduler's timers and run queue get the loop's
+// P every millisecond (yield). pumpHold holds in a row that find nothing
+// send the loop to Go's poller for its next pumpCold waits, so that an
+// idle proxy holds no P.
 func (pm *pump) wait(timeout int) (int, error) {
 	if timeout == 0 {
 		return pm.poll()
+	}
+	if pm.pass {
+		pm.pass, pm.force = false, true // pollOnce leaves hot, and parks
+		pm.passes.Add(1)
+	} else if pm.cold > 0 || goPoller.fd < 0 {
+		pm.cold = max(pm.cold-1, 0)
+		if err := pm.setHot(false); err != nil {
+			return 0, err
+		}
+	} else {
+		if err := pm.setHot(true); err != nil {
+			return 0, err
+		}
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(pm.epfd), uintptr(unsafe.Pointer(&pm.events[0])), uintptr(len(pm.events)), 1, 0, 0)
+		if e != 0 {
+			return 0, e // EINTR: a signal (the scheduler's preemption, a profiler); the loop waits again
+		}
+		if r > 0 {
+			pm.idle = 0
+			pm.holds.Add(1)
+			return int(r), nil
+		}
+		if pm.idle++; pm.idle >= pumpHold {
+			pm.idle, pm.cold = 0, pumpCold
+		}
+		return 0, nil
 	}
 	var deadline time.Time
 	if timeout > 0 {
@@ -404,6 +508,9 @@ func (pm *pump) wait(timeout int) (int, error) {
 	pm.asleep.Store(true)
 	rerr := pm.epc.Read(pm.pollOnce)
 	pm.asleep.Store(false)
+	if pm.force { // a deadline already past: Read returned before the first poll
+		pm.force, pm.pass = false, true
+	}
 	if pm.polls > 1 {
 		pm.parked = time.Now()
 	}
@@ -415,6 +522,81 @@ func (pm *pump) wait(timeout int) (int, error) {
 		return 0, rerr
 	}
 	return pm.n, pm.err
+}
+
+// setHot moves the loop between holding (hot: Go's poller's epoll set in
+// the loop's, the loop's out of the bridge) and parking in Go's poller
+// (the loop's set in the bridge, which Go's poller watches, and Go's set
+// out of the loop's). Each leaves before the other enters: the two at
+// once would be a loop of epoll sets, which the kernel refuses (ELOOP).
+// Adding a set that has events gives its watcher an event at once.
+func (pm *pump) setHot(hot bool) error {
+	if pm.hot == hot {
+		return nil
+	}
+	if hot {
+		if err := rawEpollCtl(pm.brfd, unix.EPOLL_CTL_DEL, pm.epfd, nil); err != nil {
+			return fmt.Errorf("loop's set out of the bridge: %w", err)
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(goPoller.fd)}
+		if err := rawEpollCtl(pm.epfd, unix.EPOLL_CTL_ADD, goPoller.fd, &ev); err != nil {
+			return fmt.Errorf("Go's poller into the loop's set: %w", err)
+		}
+	} else {
+		if err := rawEpollCtl(pm.epfd, unix.EPOLL_CTL_DEL, goPoller.fd, nil); err != nil {
+			return fmt.Errorf("Go's poller out of the loop's set: %w", err)
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(pm.epfd)}
+		if err := rawEpollCtl(pm.brfd, unix.EPOLL_CTL_ADD, pm.epfd, &ev); err != nil {
+			return fmt.Errorf("loop's set into the bridge: %w", err)
+		}
+	}
+	pm.hot = hot
+	return nil
+}
+
+// goPoller is Go's poller's epoll set, found once (findGoPoller); -1 when
+// it was not, and then the loops never hold.
+var goPoller struct {
+	once sync.Once
+	fd   int
+}
+
+// findGoPoller returns the descriptor of Go's poller's epoll set: the one
+// epoll set of the process that watches bridge, a set that was just given
+// to Go's poller (os.NewFile). The runtime does not name it; Linux lists
+// what an epoll set watches in /proc/self/fdinfo ("tfd:" lines). -1 when
+// not exactly one set matches.
+func findGoPoller(bridge int) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	found := -1
+	want := strconv.Itoa(bridge)
+	for _, ent := range ents {
+		fd, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		if link, err := os.Readlink("/proc/self/fd/" + ent.Name()); err != nil || link != "anon_inode:[eventpoll]" {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + ent.Name())
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(info)) {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "tfd:" && f[1] == want {
+				if found >= 0 && found != fd {
+					return -1
+				}
+				found = fd
+			}
+		}
+	}
+	return found
 }
 
 // poll is epoll_wait(2) of the loop's set into pm.events, without waiting.

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,4 +281,315 @@ func TestPumpClientFirstQuickACKAfterSend(t *testing.T) {
 			}
 		})
 	}
+}
+
+// echoProcess starts the test binary as an echo server in a process of
+// its own (TestMain), and returns its address.
+func echoProcess(t testing.TB) string {
+	t.Helper()
+	return helperProcess(t, "BERTH_MESH_TEST_ECHO=1")
+}
+
+// helperProcess starts the test binary with env, in a process of its own
+// that runs until the test ends (TestMain), and returns the first line it
+// prints.
+func helperProcess(t testing.TB, env string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), env)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("helper process (%s): %v", env, err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// exchangeThrough opens a connection through a new proxy over an echo
+// server in another process (so that its answers come whether or not this
+// process's goroutines get a P), and returns the proxy, the loops and a
+// function that makes one exchange on it.
+func exchangeThrough(t *testing.T) (*Proxy, []*pump, func(i int)) {
+	t.Helper()
+	pumps.mu.Lock()
+	users := pumps.users
+	pumps.mu.Unlock()
+	if users != 0 {
+		t.Fatalf("%d proxies still use the loops; this test starts its own", users)
+	}
+	p := New(Config{})
+	t.Cleanup(func() { p.Close() })
+	if err := p.Update([]Backend{{ID: "echo", Addr: echoProcess(t)}}); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := p.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	exchange := func(i int) {
+		t.Helper()
+		line := fmt.Sprintf("exchange %d\n", i)
+		if _, err := io.WriteString(c, line); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.ReadString('\n')
+		if err != nil || got != line {
+			t.Fatalf("exchange %d echoed %q, %v; want %q", i, got, err, line)
+		}
+	}
+	exchange(0) // the loops run: this one went through them
+	pumps.mu.Lock()
+	loops := pumps.loops
+	pumps.mu.Unlock()
+	return p, loops, exchange
+}
+
+// TestPumpHoldsWhileBusyAndParksWhenIdle: a loop that serves a steady
+// exchange takes its next events in a hold (epoll_wait of its own,
+// keeping its P), and once the traffic stops every loop parks in Go's
+// poller, so that an idle proxy holds no P.
+func TestPumpHoldsWhileBusyAndParksWhenIdle(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	_, loops, exchange := exchangeThrough(t)
+	if len(loops) != 4 {
+		t.Fatalf("%d loops with GOMAXPROCS 4, want 4", len(loops))
+	}
+	var serving *pump
+	for _, pm := range loops {
+		if pm.load.Load() == 1 {
+			serving = pm
+		}
+	}
+	if serving == nil {
+		t.Fatal("no loop holds the connection")
+	}
+	// pumpHold holds in a row that find nothing send the loop to Go's
+	// poller for pumpCold waits, so on a starved machine some exchanges
+	// go without; 2,000 exchanges leave dozens of holds to succeed.
+	before := serving.holds.Load()
+	deadline := time.Now().Add(20 * time.Second)
+	i := 1
+	for ; i <= 2000 && serving.holds.Load() == before && time.Now().Before(deadline); i++ {
+		exchange(i)
+	}
+	if serving.holds.Load() == before {
+		t.Fatalf("after %d exchanges the loop serving them took no events in a hold", i-1)
+	}
+	t.Logf("the first hold with events came after %d exchanges", i-1)
+
+	for i, pm := range loops {
+		deadline := time.Now().Add(10 * time.Second)
+		for !pm.asleep.Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("loop %d, idle, is not parked in Go's poller after 10 s: it holds its P", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// TestPumpBusyLoopLetsGoPoll: with GOMAXPROCS 1, a loop that serves a
+// steady exchange (with an echo server in another process) holds the
+// only P, and the program's other goroutines still get their network
+// reads: the loop's set holds Go's poller's, and when that has events the
+// loop parks in Go's poller once, so that the thread polls it (pass). The
+// exchange's own client is such a goroutine, and so is a probe that makes
+// round trips to another echo process meanwhile.
+func TestPumpBusyLoopLetsGoPoll(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	_, loops, exchange := exchangeThrough(t)
+	if len(loops) != 1 {
+		t.Fatalf("%d loops with GOMAXPROCS 1, want 1", len(loops))
+	}
+	if goPoller.fd < 0 {
+		t.Fatal("Go's poller's epoll set was not found: the loops never hold")
+	}
+	pm := loops[0]
+	probe, err := net.Dial("tcp", echoProcess(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	probe.SetDeadline(time.Now().Add(30 * time.Second))
+	var trips atomic.Int64
+	failed := make(chan error, 1)
+	stop := make(chan struct{})
+	go func() {
+		b := []byte{1}
+		for {
+			select {
+			case <-stop:
+				failed <- nil
+				return
+			default:
+			}
+			if _, err := probe.Write(b); err != nil {
+				failed <- err
+				return
+			}
+			if _, err := io.ReadFull(probe, b); err != nil {
+				failed <- err
+				return
+			}
+			trips.Add(1)
+		}
+	}()
+
+	holds, passes := pm.holds.Load(), pm.passes.Load()
+	done := func() bool { return pm.holds.Load() > holds && pm.passes.Load() >= passes+3 && trips.Load() >= 3 }
+	deadline := time.Now().Add(20 * time.Second)
+	i := 1
+	for ; i <= 20000 && !done() && time.Now().Before(deadline); i++ {
+		exchange(i)
+	}
+	close(stop)
+	if err := <-failed; err != nil {
+		t.Fatalf("the probe's round trips failed: %v", err)
+	}
+	if !done() {
+		t.Fatalf("after %d exchanges: %d holds with events, %d passes, %d probe round trips; want 1, 3, 3",
+			i-1, pm.holds.Load()-holds, pm.passes.Load()-passes, trips.Load())
+	}
+	t.Logf("after %d exchanges: %d holds with events, %d passes, %d probe round trips", i-1, pm.holds.Load()-holds, pm.passes.Load()-passes, trips.Load())
+}
+
+// TestPumpWithoutGoPollerNeverHolds: where Go's poller's epoll set was
+// not found (no /proc), a loop could not tell when the program's other
+// goroutines have events, so it never holds: it serves from Go's poller
+// alone, as it did before holds.
+func TestPumpWithoutGoPollerNeverHolds(t *testing.T) {
+	bridge, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.SetNonblock(bridge, true)
+	f := os.NewFile(uintptr(bridge), "epoll")
+	defer f.Close()
+	goPoller.once.Do(func() { goPoller.fd = findGoPoller(bridge) }) // as the first loop would
+	found := goPoller.fd
+	goPoller.fd = -1                          // before the loops start (exchangeThrough: none runs now)
+	t.Cleanup(func() { goPoller.fd = found }) // after they stop (the proxy's Close, a cleanup registered later)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	_, loops, exchange := exchangeThrough(t)
+	for i := 1; i <= 500; i++ {
+		exchange(i)
+	}
+	if n := loops[0].holds.Load(); n != 0 {
+		t.Fatalf("%d holds without Go's poller's set, want none", n)
+	}
+}
+
+// TestFindGoPoller: the epoll set found for one file given to Go's poller
+// is the one found for another (Go's poller has one set), is neither of
+// them, and lists both; a set not given to Go's poller finds none.
+func TestFindGoPoller(t *testing.T) {
+	given := func() int {
+		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.SetNonblock(fd, true); err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "epoll")
+		t.Cleanup(func() { f.Close() })
+		if err := f.SetReadDeadline(time.Time{}); err != nil {
+			t.Fatalf("epoll set not in Go's poller: %v", err)
+		}
+		return fd
+	}
+	a, b := given(), given()
+	ga, gb := findGoPoller(a), findGoPoller(b)
+	if ga < 0 || ga != gb || ga == a || ga == b {
+		t.Fatalf("found %d for %d and %d for %d; want one set, neither of them", ga, a, gb, b)
+	}
+	info, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", ga))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range []int{a, b} {
+		if !strings.Contains(string(info), fmt.Sprintf("tfd: %8d ", fd)) {
+			t.Errorf("the set found, %d, does not list %d:\n%s", ga, fd, info)
+		}
+	}
+
+	alone, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(alone)
+	if g := findGoPoller(alone); g != -1 {
+		t.Fatalf("found %d for a set not given to Go's poller, want -1", g)
+	}
+}
+
+// BenchmarkPumpNeighbourRoundTrip is a round trip of another goroutine of
+// the proxy's process, through Go's poller, to an echo process, while a
+// load process floods the proxy's loops with back-to-back exchanges (to
+// a second echo process): how long the program's other goroutines wait
+// for their network reads while the loops hold their Ps (ns/op; with a
+// loop that held every P and let only the scheduler's monitor poll Go's
+// poller, 9.2 ms at p50; stop 18 of docs/mesh.md's step 8).
+func BenchmarkPumpNeighbourRoundTrip(b *testing.B) {
+	p := New(Config{})
+	defer p.Close()
+	if err := p.Update([]Backend{{ID: "echo", Addr: echoProcess(b)}}); err != nil {
+		b.Fatal(err)
+	}
+	addr, err := p.Listen("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	helperProcess(b, "BERTH_MESH_TEST_LOAD="+addr.String())
+	c, err := net.Dial("tcp", echoProcess(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	one := []byte{1}
+	pumps.mu.Lock()
+	loops := pumps.loops
+	pumps.mu.Unlock()
+	count := func() (holds, passes int64) {
+		for _, pm := range loops {
+			holds += pm.holds.Load()
+			passes += pm.passes.Load()
+		}
+		return
+	}
+	h0, p0 := count()
+	n := 0
+	for b.Loop() {
+		if _, err := c.Write(one); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, one); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	h1, p1 := count()
+	b.ReportMetric(float64(h1-h0)/float64(n), "holds/op")
+	b.ReportMetric(float64(p1-p0)/float64(n), "passes/op")
 }
