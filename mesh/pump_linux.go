@@ -3,6 +3,7 @@ package mesh
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -53,6 +54,15 @@ const (
 	pumpCold = 64
 )
 
+// pumpPassGap is the least time between two passes of the watcher
+// through Go's poller (passThrough) while the runtime's wake-up eventfd is
+// left unread (only a blocking poll reads it), or where that eventfd was
+// not found. A pass's own eventfd write is an event of Go's poller too,
+// gone once the pass has polled; but with the wake-up eventfd readable,
+// Go's poller's set stays readable, and every pass would call the next
+// (found in testing: 10 passes per ms for 300 ms under a flood).
+const pumpPassGap = time.Millisecond
+
 var pendingPool = sync.Pool{New: func() any { return new([pumpScratch]byte) }}
 
 // pumpLoops is how many loops run: one per core the Go scheduler runs on,
@@ -86,9 +96,11 @@ func acquirePumps() error {
 			pumps.loops = append(pumps.loops, pm)
 		}
 		// Each loop reads its peers from its first turn on: a holding
-		// loop takes turns with no event (wait).
-		for _, pm := range pumps.loops {
+		// loop takes turns with no event (wait). The first loop watches
+		// Go's poller while it holds (setHot).
+		for i, pm := range pumps.loops {
 			pm.peers = pumps.loops
+			pm.watcher = i == 0
 			go pm.run()
 		}
 		if err != nil {
@@ -163,14 +175,19 @@ type pump struct {
 	dirty       []*plink
 	again       []*pumpAcceptor // listeners whose turn ended with more to accept
 	connecting  map[*plink]struct{}
-	parked      time.Time    // when the loop last went through the scheduler
-	cold        int          // waits left to make in Go's poller after a hold that found nothing (wait)
-	idle        int          // holds in a row that found nothing
-	hot         bool         // holding: Go's poller's set is in epfd, and epfd is not in the bridge (setHot)
-	pass        bool         // Go's poller has events: the next wait parks in it (wait)
-	force       bool         // pollOnce's next call reports nothing, so that the loop parks
-	holds       atomic.Int64 // holds that ended with events (tests read it)
-	passes      atomic.Int64 // waits made to let the scheduler poll (tests read it)
+	parked      time.Time // when the loop last went through the scheduler
+	cold        int       // waits left to make in Go's poller after pumpHold empty holds in a row (wait)
+	idle        int       // holds in a row that found nothing
+	hot         bool      // holding: epfd is not in the bridge, and holds Go's poller's set on the watcher (setHot)
+	watcher     bool      // the loop that watches Go's poller while it holds; set before the loop runs
+	noHold      bool      // a switch failed (setHot): the loop stays in Go's poller
+	noCold      bool      // a switch back failed (setHot): the loop holds, without watching
+	pass        bool      // Go's poller has events: the loop parks in it once (passThrough)
+	lastPass    time.Time // when the last pass ended
+	kick        *os.File  // an eventfd in Go's poller, the watcher's: a pass parks on it
+	kickc       syscall.RawConn
+	holds       atomic.Int64 // holds that ended with events of the loop's own (tests read it)
+	passes      atomic.Int64 // passes through Go's poller (kick; tests read it)
 	events      [256]unix.EpollEvent
 	pollOnce    func(uintptr) bool // for epc.Read: polls into events, n and err; true when there was something
 	polls, n    int
@@ -304,21 +321,11 @@ func newPump() (*pump, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("epoll set in Go's poller: %w", err)
 	}
-	goPoller.once.Do(func() { goPoller.fd = findGoPoller(brfd) })
+	goPoller.once.Do(func() { goPoller.fd, goPoller.wake = findGoPoller(brfd) })
 	pm := &pump{epfd: epfd, evfd: evfd, brfd: brfd, ep: ep, epc: epc, done: make(chan struct{}), ends: map[int]*pumpEnd{},
 		acceptors: map[int]*pumpAcceptor{}, connecting: map[*plink]struct{}{}}
 	pm.pollOnce = func(uintptr) bool {
 		pm.polls++
-		if pm.force {
-			// Into the bridge only now: Read has just cleared what Go's
-			// poller had seen of it, so the event of a set that has
-			// events already, at ADD, wakes the park that follows.
-			pm.force = false
-			if pm.err = pm.setHot(false); pm.err != nil {
-				return true
-			}
-			return false
-		}
 		pm.n, pm.err = pm.poll()
 		return pm.n > 0 || pm.err != nil
 	}
@@ -355,6 +362,11 @@ func (pm *pump) run() {
 	defer unix.Close(pm.evfd)
 	defer unix.Close(pm.epfd)
 	defer pm.ep.Close()
+	defer func() {
+		if pm.kick != nil {
+			pm.kick.Close()
+		}
+	}()
 	events := pm.events[:]
 	for {
 		pm.yield()
@@ -417,6 +429,11 @@ func (pm *pump) run() {
 			}
 		}
 		pm.nudge()
+		if pm.pass && time.Since(pm.lastPass) >= pm.passGap() {
+			pm.pass = false
+			pm.passThrough()
+			pm.lastPass = time.Now()
+		}
 	}
 }
 
@@ -456,37 +473,31 @@ func (pm *pump) nudge() {
 //
 // Held, the P runs nothing else, and with every P held no thread polls
 // Go's poller for the program's other goroutines: their network reads
-// waited for the scheduler's monitor, 10 ms (step 7). So a holding loop's
-// set holds Go's poller's own epoll set (setHot): when that has events,
-// the loop's next wait parks in Go's poller, even with events of its own
-// (pollOnce), and the thread polls Go's poller on its way through the
-// scheduler (a pass). The scheduler's timers and run queue get the loop's
-// P every millisecond (yield). pumpHold holds in a row that find nothing
-// send the loop to Go's poller for its next pumpCold waits, so that an
-// idle proxy holds no P.
+// waited for the scheduler's monitor, 10 ms (step 7). So the watcher, one
+// loop, holds with Go's poller's own epoll set in its set (setHot): when
+// that has events, the loop ends its turn with a pass through Go's poller
+// (passThrough), and the thread polls it on its way through the
+// scheduler. The scheduler's timers and run queue get each loop's P every
+// millisecond (yield). pumpHold holds in a row that find nothing send the
+// loop to Go's poller for its next pumpCold waits, so that an idle proxy
+// holds no P.
 func (pm *pump) wait(timeout int) (int, error) {
 	if timeout == 0 {
 		return pm.poll()
 	}
-	if pm.pass {
-		pm.pass, pm.force = false, true // pollOnce leaves hot, and parks
-		pm.passes.Add(1)
-	} else if pm.cold > 0 || goPoller.fd < 0 {
+	if (pm.cold > 0 || goPoller.fd < 0 || pm.noHold) && !pm.noCold {
 		pm.cold = max(pm.cold-1, 0)
-		if err := pm.setHot(false); err != nil {
-			return 0, err
-		}
-	} else {
-		if err := pm.setHot(true); err != nil {
-			return 0, err
-		}
+		pm.setHot(false)
+	} else if pm.setHot(true); pm.hot {
 		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(pm.epfd), uintptr(unsafe.Pointer(&pm.events[0])), uintptr(len(pm.events)), 1, 0, 0)
 		if e != 0 {
 			return 0, e // EINTR: a signal (the scheduler's preemption, a profiler); the loop waits again
 		}
 		if r > 0 {
 			pm.idle = 0
-			pm.holds.Add(1)
+			if r > 1 || int(pm.events[0].Fd) != goPoller.fd {
+				pm.holds.Add(1)
+			}
 			return int(r), nil
 		}
 		if pm.idle++; pm.idle >= pumpHold {
@@ -508,9 +519,6 @@ func (pm *pump) wait(timeout int) (int, error) {
 	pm.asleep.Store(true)
 	rerr := pm.epc.Read(pm.pollOnce)
 	pm.asleep.Store(false)
-	if pm.force { // a deadline already past: Read returned before the first poll
-		pm.force, pm.pass = false, true
-	}
 	if pm.polls > 1 {
 		pm.parked = time.Now()
 	}
@@ -524,35 +532,126 @@ func (pm *pump) wait(timeout int) (int, error) {
 	return pm.n, pm.err
 }
 
-// setHot moves the loop between holding (hot: Go's poller's epoll set in
-// the loop's, the loop's out of the bridge) and parking in Go's poller
-// (the loop's set in the bridge, which Go's poller watches, and Go's set
-// out of the loop's). Each leaves before the other enters: the two at
-// once would be a loop of epoll sets, which the kernel refuses (ELOOP).
-// Adding a set that has events gives its watcher an event at once.
-func (pm *pump) setHot(hot bool) error {
+// setHot moves the loop between holding (hot: the loop's set out of the
+// bridge and, on the watcher, Go's poller's set in the loop's) and
+// parking in Go's poller (the loop's set in the bridge, which Go's poller
+// watches, and Go's set out of the loop's). Each leaves before the other
+// enters: the two at once would be a loop of epoll sets, which the kernel
+// refuses (ELOOP). Adding a set that has events gives its watcher an
+// event at once.
+//
+// One loop watches, not every loop: the kernel refuses an ADD that would
+// give a file more than 50 wake-up paths four sets down (socket, loop's
+// set, bridge, Go's set, and then every watching loop's set: with 52
+// loops, found in review), and an event of Go's poller would make every
+// watcher pass where one thread polls.
+//
+// A switch that fails (the user's epoll watch limit, the paths above)
+// loses nothing: the loop stays or goes back where it can wait, and stops
+// switching (noHold, noCold).
+func (pm *pump) setHot(hot bool) {
 	if pm.hot == hot {
-		return nil
+		return
 	}
 	if hot {
 		if err := rawEpollCtl(pm.brfd, unix.EPOLL_CTL_DEL, pm.epfd, nil); err != nil {
-			return fmt.Errorf("loop's set out of the bridge: %w", err)
+			pm.switchFailed("the loop's set out of the bridge", err)
+			pm.noHold = true
+			return
 		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(goPoller.fd)}
-		if err := rawEpollCtl(pm.epfd, unix.EPOLL_CTL_ADD, goPoller.fd, &ev); err != nil {
-			return fmt.Errorf("Go's poller into the loop's set: %w", err)
+		if pm.watcher {
+			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(goPoller.fd)}
+			if err := rawEpollCtl(pm.epfd, unix.EPOLL_CTL_ADD, goPoller.fd, &ev); err != nil {
+				pm.switchFailed("Go's poller's set into the loop's", err)
+				pm.noHold = true
+				pm.hot = true // the loop's set is out of the bridge: back into it
+				pm.setHot(false)
+				return
+			}
 		}
 	} else {
-		if err := rawEpollCtl(pm.epfd, unix.EPOLL_CTL_DEL, goPoller.fd, nil); err != nil {
-			return fmt.Errorf("Go's poller out of the loop's set: %w", err)
+		if pm.watcher {
+			if err := rawEpollCtl(pm.epfd, unix.EPOLL_CTL_DEL, goPoller.fd, nil); err != nil && err != unix.ENOENT {
+				pm.switchFailed("Go's poller's set out of the loop's", err)
+				pm.noCold, pm.watcher = true, false
+				return
+			}
 		}
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(pm.epfd)}
 		if err := rawEpollCtl(pm.brfd, unix.EPOLL_CTL_ADD, pm.epfd, &ev); err != nil {
-			return fmt.Errorf("loop's set into the bridge: %w", err)
+			// Not in Go's poller, the loop cannot park: it holds, a
+			// millisecond at a time, without watching.
+			pm.switchFailed("the loop's set into the bridge", err)
+			pm.noCold, pm.watcher = true, false
+			return
 		}
 	}
 	pm.hot = hot
-	return nil
+}
+
+// passGap is the least time from the last pass to the next: none while
+// the runtime's wake-up eventfd is unread, pumpPassGap else.
+func (pm *pump) passGap() time.Duration {
+	if goPoller.wake < 0 {
+		return pumpPassGap
+	}
+	fds := [1]unix.PollFd{{Fd: int32(goPoller.wake), Events: unix.POLLIN}}
+	var zero unix.Timespec
+	r, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+	if e != 0 || r != 0 {
+		return pumpPassGap
+	}
+	return 0
+}
+
+// switchFailed logs a failed switch of setHot.
+func (pm *pump) switchFailed(what string, err error) {
+	slog.Warn("mesh: an event loop stops switching between holding and Go's poller", "step", what, "err", err)
+}
+
+// passThrough lets the scheduler poll Go's poller for the program's other
+// goroutines, which have events there: the watcher parks in Go's poller
+// once, on its kick eventfd, which it writes only after Read has cleared
+// what the poller had seen of it, so the park ends at the next poll. The
+// thread polls on its way through the scheduler, and runs what it
+// readied. A thread without a P may have polled first, and left those
+// goroutines in the global run queue: Gosched runs them.
+func (pm *pump) passThrough() {
+	if pm.kick == nil {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			runtime.Gosched()
+			return
+		}
+		f := os.NewFile(uintptr(fd), "eventfd")
+		c, err := f.SyscallConn()
+		if err == nil {
+			err = f.SetReadDeadline(time.Time{}) // in Go's poller
+		}
+		if err != nil {
+			f.Close()
+			runtime.Gosched()
+			return
+		}
+		pm.kick, pm.kickc = f, c
+	}
+	pm.passes.Add(1)
+	first := true
+	pm.kickc.Read(func(fd uintptr) bool {
+		if !first {
+			return true
+		}
+		// Never read back: a read of an eventfd tells its pollers it
+		// is writable, an event of Go's poller that would call the next
+		// pass (found in testing). Its count, one per pass, stays far
+		// from its limit (2⁶⁴−2).
+		first = false
+		b := [8]byte{1}
+		unix.Write(int(fd), b[:])
+		return false
+	})
+	pm.parked = time.Now()
+	runtime.Gosched()
 }
 
 // goPoller is Go's poller's epoll set, found once (findGoPoller); -1 when
@@ -560,19 +659,22 @@ func (pm *pump) setHot(hot bool) error {
 var goPoller struct {
 	once sync.Once
 	fd   int
+	wake int // the runtime's wake-up eventfd in it, -1 when not found
 }
 
 // findGoPoller returns the descriptor of Go's poller's epoll set: the one
 // epoll set of the process that watches bridge, a set that was just given
 // to Go's poller (os.NewFile). The runtime does not name it; Linux lists
 // what an epoll set watches in /proc/self/fdinfo ("tfd:" lines). -1 when
-// not exactly one set matches.
-func findGoPoller(bridge int) int {
+// not exactly one set matches. It also returns the runtime's wake-up
+// eventfd: the one descriptor that set watches level-triggered (every
+// file of Go's poller is edge-triggered), -1 when not exactly one.
+func findGoPoller(bridge int) (set, wake int) {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return -1
+		return -1, -1
 	}
-	found := -1
+	set, wake = -1, -1
 	want := strconv.Itoa(bridge)
 	for _, ent := range ents {
 		fd, err := strconv.Atoi(ent.Name())
@@ -586,17 +688,33 @@ func findGoPoller(bridge int) int {
 		if err != nil {
 			continue
 		}
+		level, levels, watches := -1, 0, false
 		for line := range strings.Lines(string(info)) {
-			f := strings.Fields(line)
-			if len(f) >= 2 && f[0] == "tfd:" && f[1] == want {
-				if found >= 0 && found != fd {
-					return -1
-				}
-				found = fd
+			f := strings.Fields(line) // tfd: N events: HEX data: ...
+			if len(f) < 4 || f[0] != "tfd:" || f[2] != "events:" {
+				continue
+			}
+			if f[1] == want {
+				watches = true
+			}
+			ev, err := strconv.ParseUint(f[3], 16, 32)
+			if err == nil && ev&unix.EPOLLET == 0 {
+				level, _ = strconv.Atoi(f[1])
+				levels++
 			}
 		}
+		if !watches {
+			continue
+		}
+		if set >= 0 && set != fd {
+			return -1, -1
+		}
+		set = fd
+		if levels == 1 {
+			wake = level
+		}
 	}
-	return found
+	return set, wake
 }
 
 // poll is epoll_wait(2) of the loop's set into pm.events, without waiting.
