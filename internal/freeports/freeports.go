@@ -97,7 +97,14 @@ func Port(tb testing.TB) int {
 // a connect with a reset.
 func Refusing(tb testing.TB) string {
 	tb.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	// Not SOCK_CLOEXEC, which not every system has: close-on-exec set
+	// under the fork lock, so no child started meanwhile inherits it.
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		tb.Fatalf("freeports: socket: %v", err)
 	}
