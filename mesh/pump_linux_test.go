@@ -37,6 +37,25 @@ func echoServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// noPumpUsers fails the test if a proxy still uses the loops: the test
+// starts its own, and reads or sets what they read at start.
+func noPumpUsers(t *testing.T) {
+	t.Helper()
+	pumps.mu.Lock()
+	users := pumps.users
+	pumps.mu.Unlock()
+	if users != 0 {
+		t.Fatalf("%d proxies still use the loops; this test starts its own", users)
+	}
+}
+
+// currentLoops returns the loops running now.
+func currentLoops() []*pump {
+	pumps.mu.Lock()
+	defer pumps.mu.Unlock()
+	return pumps.loops
+}
+
 // onLoop runs f on pm's loop and waits for it.
 func onLoop(pm *pump, f func()) {
 	done := make(chan struct{})
@@ -68,12 +87,7 @@ func clientSockets(pm *pump) (links int, nodelay []int) {
 // both ways, and its client socket has TCP_NODELAY, which it inherits
 // from the listener instead of getting it by a call of its own.
 func TestPumpSpreadsConnections(t *testing.T) {
-	pumps.mu.Lock()
-	users := pumps.users
-	pumps.mu.Unlock()
-	if users != 0 {
-		t.Fatalf("%d proxies still use the loops; this test starts its own", users)
-	}
+	noPumpUsers(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 
 	p := New(Config{})
@@ -104,9 +118,7 @@ func TestPumpSpreadsConnections(t *testing.T) {
 		conns = append(conns, c)
 	}
 
-	pumps.mu.Lock()
-	loops := pumps.loops
-	pumps.mu.Unlock()
+	loops := currentLoops()
 	if len(loops) != 4 {
 		t.Fatalf("%d loops with GOMAXPROCS 4, want 4", len(loops))
 	}
@@ -210,9 +222,7 @@ func TestPumpNodelayForeignListener(t *testing.T) {
 	if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != "hi\n" {
 		t.Fatalf("echoed %q, %v", got, err)
 	}
-	pumps.mu.Lock()
-	loops := pumps.loops
-	pumps.mu.Unlock()
+	loops := currentLoops()
 	seen := 0
 	for _, pm := range loops {
 		_, nodelay := clientSockets(pm)
@@ -324,12 +334,7 @@ func helperProcess(t testing.TB, env string) string {
 // function that makes one exchange on it.
 func exchangeThrough(t *testing.T) (*Proxy, []*pump, func(i int)) {
 	t.Helper()
-	pumps.mu.Lock()
-	users := pumps.users
-	pumps.mu.Unlock()
-	if users != 0 {
-		t.Fatalf("%d proxies still use the loops; this test starts its own", users)
-	}
+	noPumpUsers(t)
 	p := New(Config{})
 	t.Cleanup(func() { p.Close() })
 	if err := p.Update([]Backend{{ID: "echo", Addr: echoProcess(t)}}); err != nil {
@@ -358,9 +363,7 @@ func exchangeThrough(t *testing.T) (*Proxy, []*pump, func(i int)) {
 		}
 	}
 	exchange(0) // the loops run: this one went through them
-	pumps.mu.Lock()
-	loops := pumps.loops
-	pumps.mu.Unlock()
+	loops := currentLoops()
 	return p, loops, exchange
 }
 
@@ -417,12 +420,7 @@ func TestPumpHoldsWhileBusyAndParksWhenIdle(t *testing.T) {
 // BenchmarkPumpNeighbourRoundTrip, not here: without passes the trips go
 // on too, each waiting up to 10 ms for the scheduler's monitor.
 func TestPumpBusyLoopLetsGoPoll(t *testing.T) {
-	pumps.mu.Lock()
-	users := pumps.users
-	pumps.mu.Unlock()
-	if users != 0 {
-		t.Fatalf("%d proxies still use the loops; this test starts its own", users)
-	}
+	noPumpUsers(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	p := New(Config{})
 	t.Cleanup(func() { p.Close() })
@@ -437,9 +435,7 @@ func TestPumpBusyLoopLetsGoPoll(t *testing.T) {
 	if goPoller.fd < 0 {
 		t.Fatal("Go's poller's epoll set was not found: the loops never hold")
 	}
-	pumps.mu.Lock()
-	loops := pumps.loops
-	pumps.mu.Unlock()
+	loops := currentLoops()
 	if len(loops) != 1 {
 		t.Fatalf("%d loops with GOMAXPROCS 1, want 1", len(loops))
 	}
@@ -500,12 +496,7 @@ func TestPumpBusyLoopLetsGoPoll(t *testing.T) {
 // may have at most 50 wake-up paths four epoll sets down; found in
 // review, where a process of 52 loops or more panicked).
 func TestPumpOneWatcherAmongManyLoops(t *testing.T) {
-	pumps.mu.Lock()
-	users := pumps.users
-	pumps.mu.Unlock()
-	if users != 0 {
-		t.Fatalf("%d proxies still use the loops; this test starts its own", users)
-	}
+	noPumpUsers(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(64))
 	p := New(Config{})
 	defer p.Close()
@@ -531,9 +522,7 @@ func TestPumpOneWatcherAmongManyLoops(t *testing.T) {
 		conns = append(conns, c)
 		readers = append(readers, bufio.NewReader(c))
 	}
-	pumps.mu.Lock()
-	loops := pumps.loops
-	pumps.mu.Unlock()
+	loops := currentLoops()
 	if len(loops) != 64 {
 		t.Fatalf("%d loops with GOMAXPROCS 64, want 64", len(loops))
 	}
@@ -589,12 +578,7 @@ func TestPumpWithoutGoPollerNeverHolds(t *testing.T) {
 	f := os.NewFile(uintptr(bridge), "epoll")
 	defer f.Close()
 	goPoller.once.Do(func() { goPoller.fd, goPoller.wake = findGoPoller(bridge) }) // as the first loop would
-	pumps.mu.Lock()
-	users := pumps.users
-	pumps.mu.Unlock()
-	if users != 0 {
-		t.Fatalf("%d proxies still use the loops; this test starts its own", users)
-	}
+	noPumpUsers(t)
 	found := goPoller.fd
 	goPoller.fd = -1                          // before the loops start (exchangeThrough: none runs now)
 	t.Cleanup(func() { goPoller.fd = found }) // after they stop (the proxy's Close, a cleanup registered later)
@@ -684,9 +668,7 @@ func BenchmarkPumpNeighbourRoundTrip(b *testing.B) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute))
 	one := []byte{1}
-	pumps.mu.Lock()
-	loops := pumps.loops
-	pumps.mu.Unlock()
+	loops := currentLoops()
 	count := func() (holds, passes int64) {
 		for _, pm := range loops {
 			holds += pm.holds.Load()
